@@ -1,0 +1,31 @@
+//! Pieces shared by the `pop3-proto` and `smtp-submit` crates, so neither protocol carries a copy.
+//!
+//! - [`secret`]: [`Secret`], a wrapper whose `Debug` never shows the value (passwords, tokens).
+//! - [`line`]: [`LineReader`], bounded CRLF line framing over a receive buffer (memchr-based).
+//! - [`arg`]: [`check_arg`], the "no CR, LF or NUL in a command argument" rule, applied before
+//!   anything is sent.
+//! - [`class`]: [`FailureClass`], the transient/permanent classification of a server refusal.
+//! - [`machine`]: the [`Machine`] trait every sans-IO core implements, and [`Transmit`], the
+//!   outgoing buffer with partial-write accounting.
+//! - [`sasl`]: client-side SASL mechanisms (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2,
+//!   OAUTHBEARER) as sans-IO step machines; the protocols wrap them in AUTH commands.
+//! - `transport` (feature `tokio`): TCP + rustls connection set-up, STARTTLS/STLS upgrade and the
+//!   trust-root choice, shared by both tokio adapters.
+//!
+//! Nothing outside `transport` performs I/O, reads a clock or spawns a task.
+#![forbid(unsafe_code)]
+
+pub mod arg;
+pub mod class;
+pub mod line;
+pub mod machine;
+pub mod sasl;
+pub mod secret;
+#[cfg(feature = "tokio")]
+pub mod transport;
+
+pub use arg::{ForbiddenByte, check_arg};
+pub use class::FailureClass;
+pub use line::{LineError, LineReader};
+pub use machine::{Machine, Transmit};
+pub use secret::Secret;

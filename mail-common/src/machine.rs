@@ -1,0 +1,120 @@
+//! The contract between a sans-IO protocol core and whatever drives it.
+//!
+//! Both `pop3_proto::Client` and `smtp_submit::Client` implement [`Machine`]. A driver (the tokio
+//! adapter in `transport`, a blocking loop over `std::net::TcpStream`, or a test feeding a
+//! transcript) repeats:
+//!
+//! 1. write what [`Machine::poll_transmit`] offers, then report how much went out with
+//!    [`Machine::advance_transmit`];
+//! 2. drain the protocol's events (a method of each core, not part of this trait);
+//! 3. wait for input, end of stream, or the instant from [`Machine::poll_timeout`], and report it
+//!    with [`Machine::handle_input`], [`Machine::handle_eof`] or [`Machine::handle_timeout`].
+//!
+//! The core never reads the clock: every handler receives `now` from the driver, and deadlines
+//! come back as data.
+
+use std::time::Instant;
+
+/// A sans-IO protocol state machine: bytes in, bytes out, deadlines as data.
+pub trait Machine {
+    /// A fatal error: the peer broke the protocol, a limit was exceeded, or a deadline passed.
+    /// After an error the machine is poisoned and the connection should be closed.
+    type Error;
+
+    /// Feeds bytes received from the peer.
+    fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Self::Error>;
+
+    /// Reports that the peer closed its sending side.
+    fn handle_eof(&mut self, now: Instant) -> Result<(), Self::Error>;
+
+    /// Reports that `now` has reached (or passed) the instant given by [`Machine::poll_timeout`].
+    /// A spurious call before the deadline does nothing.
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error>;
+
+    /// Bytes waiting to be written, if any. The slice stays valid until the next call of a
+    /// `&mut self` method.
+    #[must_use]
+    fn poll_transmit(&self) -> Option<&[u8]>;
+
+    /// Reports that the first `written` bytes of [`Machine::poll_transmit`] were written.
+    fn advance_transmit(&mut self, written: usize);
+
+    /// The next instant at which [`Machine::handle_timeout`] must be called, if any.
+    #[must_use]
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+/// Outgoing bytes of a core, with cheap partial-write accounting.
+///
+/// Cores append whole commands (a pipelined flight is one contiguous slice, so a driver writes
+/// it with one system call) and the driver removes what it wrote.
+#[derive(Debug, Default)]
+pub struct Transmit {
+    buf: Vec<u8>,
+    sent: usize,
+}
+
+impl Transmit {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self {
+            buf: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Appends bytes to send.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends several pieces as one.
+    pub fn push_all(&mut self, pieces: &[&[u8]]) {
+        for piece in pieces {
+            self.buf.extend_from_slice(piece);
+        }
+    }
+
+    /// Bytes not yet written, if any.
+    pub fn pending(&self) -> Option<&[u8]> {
+        let rest = &self.buf[self.sent..];
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// Number of bytes not yet written.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    /// True when everything has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks `written` bytes as written (clamped to what is pending).
+    pub fn advance(&mut self, written: usize) {
+        self.sent = (self.sent + written).min(self.buf.len());
+        if self.sent == self.buf.len() {
+            self.buf.clear();
+            self.sent = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transmit;
+
+    #[test]
+    fn partial_writes() {
+        let mut t = Transmit::new();
+        assert_eq!(t.pending(), None);
+        t.push_all(&[b"USER ", b"alice\r\n"]);
+        t.advance(3);
+        assert_eq!(t.pending(), Some(&b"R alice\r\n"[..]));
+        t.push(b"PASS x\r\n");
+        t.advance(100);
+        assert!(t.is_empty());
+        assert_eq!(t.pending(), None);
+    }
+}

@@ -1,0 +1,526 @@
+//! The tokio + rustls transport shared by the POP3 and SMTP adapters (feature `tokio`).
+//!
+//! - [`TrustRoots`] and [`tls_connector`]: the rustls client set-up (web PKI roots by default, or
+//!   a caller's CA file or root store).
+//! - [`connect`]: TCP with `TCP_NODELAY` (a pipelined flight must leave in one segment, not wait
+//!   for a delayed ACK), then implicit TLS if asked, each step under a deadline.
+//! - [`Driver`]: runs any sans-IO [`Machine`] over a [`MailStream`], reading and writing at the
+//!   same time, and performs the STARTTLS/STLS upgrade in place.
+//!
+//! The STARTTLS injection defence lives in the protocol cores: a core fails as soon as it holds a
+//! byte that arrived after the positive reply. The driver adds the other half: it never reads
+//! from the socket between that reply and the TLS handshake, so later plaintext can only reach
+//! rustls, which rejects it.
+
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
+    net::TcpStream,
+};
+pub use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::Machine;
+
+/// Which certificate authorities a client trusts.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum TrustRoots {
+    /// The Mozilla root program, as bundled by `webpki-roots`.
+    #[default]
+    WebPki,
+    /// The web PKI roots plus the CA certificates in a PEM file (a private or corporate CA).
+    WebPkiAndCaFile(PathBuf),
+    /// Only the CA certificates in a PEM file.
+    CaFile(PathBuf),
+    /// A root store built by the caller.
+    Store(Arc<RootCertStore>),
+}
+
+impl fmt::Debug for TrustRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WebPki => f.write_str("WebPki"),
+            Self::WebPkiAndCaFile(p) => f.debug_tuple("WebPkiAndCaFile").field(p).finish(),
+            Self::CaFile(p) => f.debug_tuple("CaFile").field(p).finish(),
+            Self::Store(s) => write!(f, "Store({} roots)", s.len()),
+        }
+    }
+}
+
+/// Connection set-up failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The CA file could not be read or holds no usable certificate.
+    #[error("cannot use CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The host is not a valid DNS name or IP address for certificate checks.
+    #[error("invalid server name {0:?} for TLS")]
+    InvalidServerName(String),
+    /// TCP connection failed.
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Connect {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A phase of the set-up took longer than allowed.
+    #[error("{phase} timed out after {after:?}")]
+    Timeout {
+        /// What was under way.
+        phase: SetupPhase,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// The TLS handshake failed (unknown CA, wrong host name, expired certificate, or the peer
+    /// speaking something other than TLS).
+    #[error("TLS handshake with {server_name} failed: {source}")]
+    Tls {
+        /// The name the certificate was checked against.
+        server_name: String,
+        /// The reason, as rustls reports it.
+        source: io::Error,
+    },
+}
+
+/// A step of connection set-up, for timeout errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetupPhase {
+    /// The TCP connection.
+    Connect,
+    /// The TLS handshake.
+    TlsHandshake,
+}
+
+impl fmt::Display for SetupPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "TCP connect",
+            Self::TlsHandshake => "TLS handshake",
+        })
+    }
+}
+
+fn load_ca_file(path: &Path, store: &mut RootCertStore) -> Result<(), TransportError> {
+    let fail = |reason: String| TransportError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate in the file".into()));
+    }
+    for cert in certs {
+        store.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Builds a rustls root store for `roots`.
+pub fn root_store(roots: &TrustRoots) -> Result<Arc<RootCertStore>, TransportError> {
+    let webpki = || RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    Ok(match roots {
+        TrustRoots::WebPki => Arc::new(webpki()),
+        TrustRoots::WebPkiAndCaFile(path) => {
+            let mut store = webpki();
+            load_ca_file(path, &mut store)?;
+            Arc::new(store)
+        }
+        TrustRoots::CaFile(path) => {
+            let mut store = RootCertStore::empty();
+            load_ca_file(path, &mut store)?;
+            Arc::new(store)
+        }
+        TrustRoots::Store(store) => Arc::clone(store),
+    })
+}
+
+/// Builds a TLS connector (TLS 1.2 and 1.3, ring provider, certificate and host name checked).
+pub fn tls_connector(roots: &TrustRoots) -> Result<TlsConnector, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .with_root_certificates(root_store(roots)?)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Parses `host` as the name a server certificate must be valid for.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TransportError> {
+    ServerName::try_from(host.to_owned())
+        .map_err(|_| TransportError::InvalidServerName(host.to_owned()))
+}
+
+/// A connection that is either plain TCP or TLS over TCP.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MailStream {
+    /// Plain TCP (before STARTTLS/STLS, or an explicit plaintext connection).
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl MailStream {
+    /// True once TLS is established.
+    pub const fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// The negotiated TLS version and cipher suite, for diagnostics.
+    pub fn tls_summary(&self) -> Option<String> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(tls) => {
+                let (_, conn) = tls.get_ref();
+                Some(format!(
+                    "{:?} {:?}",
+                    conn.protocol_version()?,
+                    conn.negotiated_cipher_suite()?.suite()
+                ))
+            }
+        }
+    }
+
+    /// Performs the TLS handshake on a plain stream (STARTTLS/STLS, or implicit TLS).
+    pub async fn upgrade(
+        self,
+        connector: &TlsConnector,
+        server_name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<Self, TransportError> {
+        let tcp = match self {
+            Self::Plain(tcp) => tcp,
+            tls @ Self::Tls(_) => return Ok(tls),
+        };
+        let shown_name = server_name.to_str().into_owned();
+        match tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await {
+            Ok(Ok(tls)) => Ok(Self::Tls(Box::new(tls))),
+            Ok(Err(source)) => Err(TransportError::Tls {
+                server_name: shown_name,
+                source,
+            }),
+            Err(_) => Err(TransportError::Timeout {
+                phase: SetupPhase::TlsHandshake,
+                after: timeout,
+            }),
+        }
+    }
+}
+
+impl AsyncRead for MailStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MailStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How the connection starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wrapping {
+    /// TLS from the first byte (POP3S on 995, SMTP submissions on 465).
+    ImplicitTls,
+    /// Plain TCP; TLS may follow by STARTTLS/STLS through [`Driver::upgrade`].
+    Plain,
+}
+
+/// Connects to `host:port` with `TCP_NODELAY`, then runs the TLS handshake for implicit TLS.
+/// `tls_name` is the name the certificate is checked against (usually `host`).
+pub async fn connect(
+    host: &str,
+    port: u16,
+    wrapping: Wrapping,
+    connector: &TlsConnector,
+    tls_name: &str,
+    timeouts: SetupTimeouts,
+) -> Result<MailStream, TransportError> {
+    let name = server_name(tls_name)?;
+    let tcp = match tokio::time::timeout(timeouts.connect, TcpStream::connect((host, port))).await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(source)) => {
+            return Err(TransportError::Connect {
+                host: host.to_owned(),
+                port,
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(TransportError::Timeout {
+                phase: SetupPhase::Connect,
+                after: timeouts.connect,
+            });
+        }
+    };
+    tcp.set_nodelay(true).map_err(|source| TransportError::Connect {
+        host: host.to_owned(),
+        port,
+        source,
+    })?;
+    let stream = MailStream::Plain(tcp);
+    match wrapping {
+        Wrapping::Plain => Ok(stream),
+        Wrapping::ImplicitTls => stream.upgrade(connector, name, timeouts.tls_handshake).await,
+    }
+}
+
+/// Deadlines for connection set-up. The protocol phases after it have their deadlines in the
+/// sans-IO cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetupTimeouts {
+    /// TCP connect. Default 30 s: a blocked port (OP25B-style filtering) shows up as a timeout.
+    pub connect: Duration,
+    /// TLS handshake. Default 30 s.
+    pub tls_handshake: Duration,
+}
+
+impl Default for SetupTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            tls_handshake: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SetupTimeouts {
+    /// Sets both deadlines to `limit`.
+    pub const fn uniform(limit: Duration) -> Self {
+        Self {
+            connect: limit,
+            tls_handshake: limit,
+        }
+    }
+}
+
+/// Running a sans-IO machine over a stream failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriveError<E> {
+    /// Reading or writing the socket failed.
+    #[error("connection I/O failed: {0}")]
+    Io(#[source] io::Error),
+    /// The protocol core reported a fatal error (which includes its own timeouts and EOF).
+    #[error(transparent)]
+    Protocol(E),
+    /// The TLS upgrade failed.
+    #[error(transparent)]
+    Transport(TransportError),
+}
+
+/// Runs a sans-IO [`Machine`] over a [`MailStream`].
+///
+/// The protocol adapters call [`Driver::run_until`] with a closure that polls the core's events;
+/// the driver writes, reads and fires deadlines until the closure returns `Some`.
+pub struct Driver<M> {
+    reader: Option<ReadHalf<MailStream>>,
+    writer: Option<WriteHalf<MailStream>>,
+    machine: M,
+    read_buf: Box<[u8]>,
+    tls: bool,
+}
+
+impl<M: fmt::Debug> fmt::Debug for Driver<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("machine", &self.machine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes asked of the socket per read: large enough for a TLS record burst.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<M: Machine> Driver<M> {
+    /// Wraps a connected stream and a fresh machine.
+    pub fn new(stream: MailStream, machine: M) -> Self {
+        let tls = stream.is_tls();
+        let (reader, writer) = tokio::io::split(stream);
+        Self {
+            reader: Some(reader),
+            writer: Some(writer),
+            machine,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            tls,
+        }
+    }
+
+    /// The machine, for polling events and issuing commands.
+    pub fn machine(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
+    /// The machine, read-only.
+    pub fn machine_ref(&self) -> &M {
+        &self.machine
+    }
+
+    fn halves(
+        &mut self,
+    ) -> (
+        &mut ReadHalf<MailStream>,
+        &mut WriteHalf<MailStream>,
+        &mut M,
+        &mut [u8],
+    ) {
+        (
+            self.reader.as_mut().expect("stream present outside upgrade"),
+            self.writer.as_mut().expect("stream present outside upgrade"),
+            &mut self.machine,
+            &mut self.read_buf,
+        )
+    }
+
+    /// Writes, reads and handles deadlines until `done` returns `Some`.
+    ///
+    /// `done` is called before every wait, after the machine has been fed, so an event that is
+    /// already queued is returned without touching the socket.
+    pub async fn run_until<T>(
+        &mut self,
+        mut done: impl FnMut(&mut M) -> Option<T>,
+    ) -> Result<T, DriveError<M::Error>> {
+        loop {
+            if let Some(out) = done(&mut self.machine) {
+                return Ok(out);
+            }
+            let (reader, writer, machine, read_buf) = self.halves();
+            let deadline = machine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Read while writing: a server may answer (or refuse) before it has read everything
+            // we queued, and waiting for the write to finish first could deadlock both sides.
+            let pending = machine.poll_transmit();
+            let outcome = tokio::select! {
+                biased;
+                written = async {
+                    match pending {
+                        Some(bytes) => writer.write(bytes).await,
+                        None => std::future::pending().await,
+                    }
+                } => Step::Wrote(written),
+                read = reader.read(read_buf) => Step::Read(read),
+                () = sleep => Step::Deadline,
+            };
+            let now = std::time::Instant::now();
+            match outcome {
+                Step::Wrote(Ok(n)) => {
+                    machine.advance_transmit(n);
+                    if machine.poll_transmit().is_none() {
+                        writer.flush().await.map_err(DriveError::Io)?;
+                    }
+                }
+                Step::Wrote(Err(e)) | Step::Read(Err(e)) => return Err(DriveError::Io(e)),
+                Step::Read(Ok(0)) => machine.handle_eof(now).map_err(DriveError::Protocol)?,
+                Step::Read(Ok(n)) => machine
+                    .handle_input(now, &read_buf[..n])
+                    .map_err(DriveError::Protocol)?,
+                Step::Deadline => machine.handle_timeout(now).map_err(DriveError::Protocol)?,
+            }
+        }
+    }
+
+    /// Replaces the plain stream by TLS (after the core's STARTTLS/STLS event). The caller then
+    /// tells the core that TLS is established.
+    pub async fn upgrade(
+        &mut self,
+        connector: &TlsConnector,
+        tls_name: &str,
+        timeout: Duration,
+    ) -> Result<(), DriveError<M::Error>> {
+        let name = server_name(tls_name).map_err(DriveError::Transport)?;
+        let (Some(reader), Some(writer)) = (self.reader.take(), self.writer.take()) else {
+            unreachable!("stream present outside upgrade");
+        };
+        let stream = reader.unsplit(writer);
+        let upgraded = stream
+            .upgrade(connector, name, timeout)
+            .await
+            .map_err(DriveError::Transport)?;
+        let (reader, writer) = tokio::io::split(upgraded);
+        self.reader = Some(reader);
+        self.writer = Some(writer);
+        self.tls = true;
+        Ok(())
+    }
+
+    /// True once the stream is TLS.
+    pub const fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Shuts the write side down (after QUIT), ignoring errors from a peer that already left.
+    pub async fn shutdown(&mut self) {
+        if let Some(writer) = self.writer.as_mut() {
+            let _ = writer.shutdown().await;
+        }
+    }
+}
+
+enum Step {
+    Wrote(io::Result<usize>),
+    Read(io::Result<usize>),
+    Deadline,
+}
