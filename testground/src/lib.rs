@@ -1,0 +1,243 @@
+//! The one place tests get the test ground from: endpoints, the CA file, users and passwords.
+//!
+//! The test ground is a set of real mail servers on loopback (Dovecot POP3, Postfix submission
+//! with SASL through Dovecot, and aiosmtpd), installed, configured, started and stopped by
+//! `testground/scripts/testground.sh`. Tests call [`require_running`] (or [`require`]) first:
+//! when a server is down the test fails with a message naming the command that starts it.
+//! Nothing is ever skipped silently.
+#![forbid(unsafe_code)]
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    time::Duration,
+};
+
+use mail_common::transport::{TlsConnector, TrustRoots, tls_connector};
+
+/// The command that starts every server of the test ground.
+pub const START_COMMAND: &str = "bash testground/scripts/testground.sh all";
+
+/// Host name the server certificate is issued for (it also covers 127.0.0.1 and ::1).
+pub const TLS_NAME: &str = "localhost";
+
+/// Loopback address the servers listen on.
+pub const HOST: &str = "127.0.0.1";
+
+/// The source address whose connections Dovecot treats as untrusted: from it, USER and the
+/// plaintext SASL mechanisms are refused until STLS (Dovecot counts 127.0.0.1 -> 127.0.0.1 as
+/// secure).
+pub const STRICT_CLIENT_ADDR: &str = "127.0.0.2";
+
+/// The mail domain of the test users.
+pub const DOMAIN: &str = "testground.example";
+
+/// A domain whose mail Postfix accepts and discards (for benchmarks).
+pub const SINK_DOMAIN: &str = "sink.testground.example";
+
+/// How a server port starts its TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortTls {
+    /// TLS from the first byte.
+    Implicit,
+    /// Plain, with STARTTLS/STLS offered (and required for credentials where noted).
+    Upgrade,
+}
+
+/// The protocol spoken on a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// POP3.
+    Pop3,
+    /// SMTP.
+    Smtp,
+}
+
+/// One listening port of the test ground.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Which server and role, for messages.
+    pub name: &'static str,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// TCP port on [`HOST`].
+    pub port: u16,
+    /// TLS mode.
+    pub tls: PortTls,
+}
+
+impl Endpoint {
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+/// Dovecot POP3, plain with STLS.
+pub const DOVECOT_POP3: Endpoint = Endpoint {
+    name: "Dovecot POP3 (STLS)",
+    protocol: Protocol::Pop3,
+    port: 11110,
+    tls: PortTls::Upgrade,
+};
+/// Dovecot POP3S, implicit TLS.
+pub const DOVECOT_POP3S: Endpoint = Endpoint {
+    name: "Dovecot POP3S",
+    protocol: Protocol::Pop3,
+    port: 11995,
+    tls: PortTls::Implicit,
+};
+/// Postfix submission: STARTTLS required before AUTH and MAIL.
+pub const POSTFIX_SUBMISSION: Endpoint = Endpoint {
+    name: "Postfix submission (STARTTLS required)",
+    protocol: Protocol::Smtp,
+    port: 10587,
+    tls: PortTls::Upgrade,
+};
+/// Postfix submissions: implicit TLS.
+pub const POSTFIX_SUBMISSIONS: Endpoint = Endpoint {
+    name: "Postfix submissions (implicit TLS)",
+    protocol: Protocol::Smtp,
+    port: 10465,
+    tls: PortTls::Implicit,
+};
+/// Postfix, plain: STARTTLS optional, AUTH allowed in clear (for plaintext opt-in tests).
+pub const POSTFIX_PLAIN: Endpoint = Endpoint {
+    name: "Postfix plain (STARTTLS optional)",
+    protocol: Protocol::Smtp,
+    port: 10025,
+    tls: PortTls::Upgrade,
+};
+/// Postfix with a minimal EHLO: no PIPELINING, CHUNKING, 8BITMIME, SMTPUTF8, DSN or
+/// ENHANCEDSTATUSCODES (fallback paths).
+pub const POSTFIX_LEGACY: Endpoint = Endpoint {
+    name: "Postfix legacy EHLO",
+    protocol: Protocol::Smtp,
+    port: 10026,
+    tls: PortTls::Upgrade,
+};
+/// aiosmtpd, plain: STARTTLS optional, AUTH allowed in clear. No PIPELINING, no CHUNKING.
+pub const AIOSMTPD_PLAIN: Endpoint = Endpoint {
+    name: "aiosmtpd plain",
+    protocol: Protocol::Smtp,
+    port: 12025,
+    tls: PortTls::Upgrade,
+};
+/// aiosmtpd submission: STARTTLS required.
+pub const AIOSMTPD_SUBMISSION: Endpoint = Endpoint {
+    name: "aiosmtpd submission (STARTTLS required)",
+    protocol: Protocol::Smtp,
+    port: 12587,
+    tls: PortTls::Upgrade,
+};
+/// aiosmtpd submissions: implicit TLS.
+pub const AIOSMTPD_SUBMISSIONS: Endpoint = Endpoint {
+    name: "aiosmtpd submissions (implicit TLS)",
+    protocol: Protocol::Smtp,
+    port: 12465,
+    tls: PortTls::Implicit,
+};
+
+/// Every endpoint of the test ground.
+pub const ALL_ENDPOINTS: [Endpoint; 9] = [
+    DOVECOT_POP3,
+    DOVECOT_POP3S,
+    POSTFIX_SUBMISSION,
+    POSTFIX_SUBMISSIONS,
+    POSTFIX_PLAIN,
+    POSTFIX_LEGACY,
+    AIOSMTPD_PLAIN,
+    AIOSMTPD_SUBMISSION,
+    AIOSMTPD_SUBMISSIONS,
+];
+
+/// A test user. Every server knows the same users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    /// Login name.
+    pub name: &'static str,
+    /// Password.
+    pub password: &'static str,
+    /// Mail address.
+    pub address: &'static str,
+    /// Messages in the mailbox after `testground.sh reset-mail`.
+    pub initial_messages: usize,
+}
+
+/// 100 messages (2,288,185 octets by LIST), including ~1 MiB messages 50 and 100, dot-lines,
+/// 8-bit and UTF-8 content and empty bodies. Read-only for tests: never delete from it.
+pub const ALICE: User = User {
+    name: "alice",
+    password: "alice-pass",
+    address: "alice@testground.example",
+    initial_messages: 100,
+};
+/// Empty at reset; SMTP tests deliver here and fetch back.
+pub const BOB: User = User {
+    name: "bob",
+    password: "bob-pass",
+    address: "bob@testground.example",
+    initial_messages: 0,
+};
+/// 2,000 small messages, for throughput.
+pub const CAROL: User = User {
+    name: "carol",
+    password: "carol-pass",
+    address: "carol@testground.example",
+    initial_messages: 2000,
+};
+/// Empty at reset; reserved for destructive tests (DELE).
+pub const DAVE: User = User {
+    name: "dave",
+    password: "dave-pass",
+    address: "dave@testground.example",
+    initial_messages: 0,
+};
+
+/// The test ground's state directory (`$TESTGROUND_DIR`, default `/tmp/testground`).
+pub fn dir() -> PathBuf {
+    std::env::var_os("TESTGROUND_DIR").map_or_else(|| PathBuf::from("/tmp/testground"), PathBuf::from)
+}
+
+/// The private CA that issued the servers' certificate.
+pub fn ca_file() -> PathBuf {
+    dir().join("certs/ca.crt")
+}
+
+/// The Maildir a user's mail is stored in (Dovecot serves it; Postfix delivers into it).
+pub fn maildir(user: &User) -> PathBuf {
+    dir().join("mail").join(user.name).join("Maildir")
+}
+
+/// A TLS connector that trusts only the test ground's CA.
+pub fn tls_connector_for_tests() -> TlsConnector {
+    require_running();
+    tls_connector(&TrustRoots::CaFile(ca_file()))
+        .unwrap_or_else(|e| panic!("the test ground CA is unusable ({e}); run `{START_COMMAND}`"))
+}
+
+/// Fails the test, naming the start command, unless every listed endpoint accepts connections.
+pub fn require(endpoints: &[Endpoint]) {
+    let down: Vec<String> = endpoints
+        .iter()
+        .filter(|e| TcpStream::connect_timeout(&e.addr(), Duration::from_secs(2)).is_err())
+        .map(|e| format!("{} on port {}", e.name, e.port))
+        .collect();
+    assert!(
+        down.is_empty(),
+        "the test ground is not running ({} down: {}). Start it with `{START_COMMAND}` \
+         from the repository root, or run the whole suite with `bash testground/scripts/test-all.sh`.",
+        down.len(),
+        down.join(", ")
+    );
+    assert!(
+        ca_file().is_file(),
+        "the test ground CA {} is missing; run `{START_COMMAND}`",
+        ca_file().display()
+    );
+}
+
+/// [`require`] for every endpoint.
+pub fn require_running() {
+    require(&ALL_ENDPOINTS);
+}
