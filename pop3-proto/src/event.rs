@@ -1,0 +1,188 @@
+//! What the client reports to its caller, drained with [`crate::Client::poll_event`].
+
+use bytes::Bytes;
+use mail_common::sasl::SaslError;
+
+use crate::capabilities::Capabilities;
+use crate::command::{AuthMethod, Command, CommandId};
+use crate::response::Response;
+
+/// One line of a `LIST` response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScanEntry {
+    /// The message number.
+    pub msg: u32,
+    /// Its size in octets, as the server counts them (with CRLF line ends, before stuffing).
+    pub size: u64,
+}
+
+/// One line of a `UIDL` response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UidEntry {
+    /// The message number.
+    pub msg: u32,
+    /// The unique-id: printable ASCII, stable across sessions.
+    pub uid: String,
+}
+
+/// Why the client cancelled an `AUTH` exchange with `*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthAbort {
+    /// The SASL mechanism could not answer the server's challenge.
+    #[error(transparent)]
+    Sasl(SaslError),
+    /// A challenge was not valid base64.
+    #[error("the server's challenge is not base64")]
+    InvalidChallenge,
+    /// The server sent a non-empty challenge where RFC 5034 requires an empty one (before the
+    /// initial response that did not fit on the `AUTH` line).
+    #[error("non-empty challenge where an empty one was required")]
+    UnexpectedChallenge,
+    /// More than [`crate::Limits::max_auth_challenges`] challenges.
+    #[error("more than {limit} challenges")]
+    TooManyChallenges {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// A login that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoginFailure {
+    /// The method that was tried.
+    pub method: AuthMethod,
+    /// The server's `-ERR`, with its response code ([`Response::class`] tells whether to
+    /// retry).
+    pub response: Response,
+    /// Set when the client cancelled the exchange itself.
+    pub aborted: Option<AuthAbort>,
+    /// For XOAUTH2/OAUTHBEARER: the JSON error document the server sent as a challenge.
+    pub oauth_error: Option<String>,
+}
+
+/// Something the caller should know about.
+///
+/// A session produces: [`Event::Greeting`], then (with [`crate::Security::Stls`])
+/// [`Event::StartTls`], then [`Event::Ready`]; after [`crate::Client::login`]
+/// [`Event::LoggedIn`] or [`Event::LoginFailed`]; one reply event per command; and
+/// [`Event::Closed`] at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server greeted positively.
+    Greeting(Response),
+    /// The server greeted with `-ERR` (e.g. `[SYS/TEMP]`, `[IN-USE]`): it will not serve
+    /// this session. Nothing more is sent; close the connection.
+    GreetingRefused(Response),
+    /// `STLS` was accepted and nothing else has been received. Run the TLS handshake on the
+    /// connection, then call [`crate::Client::tls_established`].
+    StartTls,
+    /// The session is set up (TLS done when required, capabilities known): log in with
+    /// [`crate::Client::login`].
+    Ready(Capabilities),
+    /// The login succeeded; transaction commands may be sent.
+    LoggedIn {
+        /// The login.
+        id: CommandId,
+        /// The method used.
+        method: AuthMethod,
+    },
+    /// The login failed; the session is still in the authorization state and another login
+    /// may be tried (nothing is retried automatically).
+    LoginFailed {
+        /// The login.
+        id: CommandId,
+        /// What happened.
+        failure: LoginFailure,
+    },
+    /// Answer to [`Command::Stat`].
+    Stat {
+        /// The command.
+        id: CommandId,
+        /// Number of messages.
+        count: u32,
+        /// Total size in octets.
+        size: u64,
+    },
+    /// Answer to `LIST` without argument.
+    Listing {
+        /// The command.
+        id: CommandId,
+        /// The entries, in the server's order.
+        entries: Vec<ScanEntry>,
+    },
+    /// Answer to `LIST n`.
+    Listed {
+        /// The command.
+        id: CommandId,
+        /// The entry.
+        entry: ScanEntry,
+    },
+    /// Answer to `UIDL` without argument.
+    UidListing {
+        /// The command.
+        id: CommandId,
+        /// The entries, in the server's order.
+        entries: Vec<UidEntry>,
+    },
+    /// Answer to `UIDL n`.
+    UidListed {
+        /// The command.
+        id: CommandId,
+        /// The entry.
+        entry: UidEntry,
+    },
+    /// `RETR`/`TOP` was accepted; [`Event::MessageChunk`]s follow.
+    MessageStart {
+        /// The command.
+        id: CommandId,
+        /// The message number.
+        msg: u32,
+    },
+    /// A piece of the message, dot-unstuffed, line ends as sent. Concatenated, the chunks are
+    /// the message.
+    MessageChunk {
+        /// The command.
+        id: CommandId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The message is complete (its terminator was received).
+    MessageEnd {
+        /// The command.
+        id: CommandId,
+        /// Total bytes delivered in the chunks.
+        octets: u64,
+    },
+    /// Answer to an explicit [`Command::Capa`]; the client uses the new capabilities from now
+    /// on (pipelining may have been switched on or off).
+    Capabilities {
+        /// The command.
+        id: CommandId,
+        /// The capabilities.
+        capabilities: Capabilities,
+    },
+    /// Positive answer to a command without data: `DELE`, `RSET`, `NOOP`, `QUIT`, `UTF8`.
+    Done {
+        /// The command.
+        id: CommandId,
+        /// Which command.
+        command: Command,
+        /// The server's text.
+        response: Response,
+    },
+    /// `-ERR` to a command. The session goes on (after `QUIT`, it ends anyway).
+    Refused {
+        /// The command.
+        id: CommandId,
+        /// Which command.
+        command: Command,
+        /// The server's text and response code.
+        response: Response,
+    },
+    /// The server closed the connection after answering `QUIT` (or after refusing the
+    /// greeting). The session is over.
+    Closed,
+}

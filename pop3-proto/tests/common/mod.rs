@@ -1,0 +1,724 @@
+//! Transcript runner shared by the integration tests.
+//!
+//! A transcript is a text file of lines:
+//!
+//! ```text
+//! # comment
+//! !config security=stls pipelining=no max_line=64 reply=30   (before anything else)
+//! S: +OK ready          server bytes, CRLF appended; consecutive S lines are ONE input
+//! S~ +OK par            server bytes without CRLF (partial lines)
+//! C: CAPA               expected client bytes, CRLF appended; consecutive C lines must be
+//!                       exactly what one poll_transmit returns
+//! !call <api>           a mutator that must succeed; its id becomes #1, #2, ...
+//! !misuse <api> => <Reason>  a mutator that must be refused with a reason whose Debug
+//!                       starts with <Reason>, handing the value back
+//! !event <rendering>    the next event, rendered as in `render` below
+//! !message #n <msg> <escaped body>   MessageStart, the chunks (concatenated), MessageEnd
+//! !partial #n <msg> <escaped body>   MessageStart and the chunks so far (no MessageEnd)
+//! !error <text>         the previous step failed fatally; the error's Debug contains <text>
+//! !eof / !timeout / !advance <secs> / !deadline <secs|none>
+//! !new                  check the session is complete, then start a fresh one (config reset)
+//! ```
+//!
+//! `<api>` is `login <auto|userpass|apop|MECHANISM> <user> <secret> [nonce=<n>] [token]`
+//! (`token`: OAuth credentials instead of a password),
+//! `stat`, `list [n]`, `uidl [n]`, `retr <n> [size]`, `top <n> <lines>`, `dele <n>`, `rset`,
+//! `noop`, `quit`, `capa`, `utf8`, `tls`. Escapes `\r \n \t \0 \\ \xNN` work in S:, C:, bodies
+//! and login arguments.
+//!
+//! The runner is strict: every transmitted byte must be declared before the next server
+//! input, every event must be consumed, and at the end nothing may be left over.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use mail_common::sasl::{Credentials, Mechanism};
+use pop3_proto::{
+    AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Limits, Login, Machine,
+    ProtocolError, Response, ResponseCode, Security, Timeouts,
+};
+
+/// Decodes the escapes of a transcript line.
+pub(crate) fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'0') => out.push(0),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                out.push(u8::from_str_radix(&hex, 16).expect("bad \\x escape"));
+            }
+            other => panic!("bad escape \\{other:?}"),
+        }
+    }
+    out
+}
+
+fn escape(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+fn code_name(code: &ResponseCode) -> String {
+    match code {
+        ResponseCode::InUse => "IN-USE".into(),
+        ResponseCode::LoginDelay => "LOGIN-DELAY".into(),
+        ResponseCode::SysTemp => "SYS/TEMP".into(),
+        ResponseCode::SysPerm => "SYS/PERM".into(),
+        ResponseCode::Auth => "AUTH".into(),
+        ResponseCode::Utf8 => "UTF8".into(),
+        ResponseCode::Other(other) => other.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn render_response(r: &Response) -> String {
+    match &r.code {
+        Some(code) => format!("[{}] {}", code_name(code), r.text),
+        None => r.text.clone(),
+    }
+}
+
+fn render_refusal(r: &Response) -> String {
+    let class = if r.class().is_transient() {
+        "transient"
+    } else {
+        "permanent"
+    };
+    format!("{} ({class})", render_response(r))
+}
+
+/// One line per capability set, in a fixed order.
+pub(crate) fn render_caps(caps: &Capabilities) -> String {
+    if !caps.announced {
+        return "(no capa)".into();
+    }
+    let mut out = Vec::new();
+    for (on, name) in [
+        (caps.top, "TOP"),
+        (caps.uidl, "UIDL"),
+        (caps.user, "USER"),
+        (caps.stls, "STLS"),
+        (caps.pipelining, "PIPELINING"),
+        (caps.resp_codes, "RESP-CODES"),
+        (caps.auth_resp_code, "AUTH-RESP-CODE"),
+    ] {
+        if on {
+            out.push(name.to_owned());
+        }
+    }
+    if !caps.sasl.is_empty() {
+        out.push(format!("SASL={}", caps.sasl.join(",")));
+    }
+    if let Some(delay) = caps.login_delay {
+        let user = if delay.per_user { "/USER" } else { "" };
+        out.push(format!("LOGIN-DELAY={}{user}", delay.value));
+    }
+    if let Some(expire) = caps.expire {
+        let user = if expire.per_user { "/USER" } else { "" };
+        out.push(format!("EXPIRE={:?}{user}", expire.value));
+    }
+    if let Some(user) = caps.utf8 {
+        out.push(if user { "UTF8/USER" } else { "UTF8" }.to_owned());
+    }
+    if let Some(implementation) = &caps.implementation {
+        out.push(format!("IMPLEMENTATION={implementation:?}"));
+    }
+    for other in &caps.other {
+        if other.args.is_empty() {
+            out.push(format!("+{}", other.name));
+        } else {
+            out.push(format!("+{}({})", other.name, other.args.join(",")));
+        }
+    }
+    out.join(" ")
+}
+
+fn method_name(method: AuthMethod) -> String {
+    match method {
+        AuthMethod::UserPass => "USER/PASS".into(),
+        AuthMethod::Apop => "APOP".into(),
+        AuthMethod::Sasl(mechanism) => format!("AUTH {}", mechanism.name()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs a transcript; panics with the line number on the first mismatch.
+pub(crate) struct Runner {
+    name: String,
+    /// Chunk sizes used in turn to split server input; empty means "whole blocks".
+    chunks: Vec<usize>,
+    next_chunk: usize,
+    config: Config,
+    client: Option<Client>,
+    start: Instant,
+    now: Instant,
+    ids: Vec<CommandId>,
+    events: VecDeque<Event>,
+    pending_server: Vec<u8>,
+    pending_client: Vec<u8>,
+    error: Option<ProtocolError>,
+    line_no: usize,
+}
+
+impl Runner {
+    pub(crate) fn new(name: &str, chunks: Vec<usize>) -> Self {
+        let now = Instant::now();
+        Self {
+            name: name.to_owned(),
+            chunks,
+            next_chunk: 0,
+            config: Config::new(Security::Implicit),
+            client: None,
+            start: now,
+            now,
+            ids: Vec::new(),
+            events: VecDeque::new(),
+            pending_server: Vec::new(),
+            pending_client: Vec::new(),
+            error: None,
+            line_no: 0,
+        }
+    }
+
+    fn at(&self) -> String {
+        format!("{}:{}", self.name, self.line_no)
+    }
+
+    fn client(&mut self) -> &mut Client {
+        if self.client.is_none() {
+            self.client = Some(Client::new(self.config.clone(), self.start));
+        }
+        self.client.as_mut().expect("client")
+    }
+
+    pub(crate) fn run(mut self, text: &str) {
+        for (index, raw) in text.lines().enumerate() {
+            self.line_no = index + 1;
+            let line = raw.trim_end_matches('\r');
+            if let Some(rest) = line.strip_prefix("S: ") {
+                self.flush_client();
+                self.pending_server.extend(unescape(rest));
+                self.pending_server.extend_from_slice(b"\r\n");
+                continue;
+            }
+            if line == "S:" {
+                self.flush_client();
+                self.pending_server.extend_from_slice(b"\r\n");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("S~ ") {
+                self.flush_client();
+                self.pending_server.extend(unescape(rest));
+                continue;
+            }
+            self.flush_server();
+            if let Some(rest) = line.strip_prefix("C: ") {
+                self.pending_client.extend(unescape(rest));
+                self.pending_client.extend_from_slice(b"\r\n");
+                continue;
+            }
+            if line == "C:" {
+                self.pending_client.extend_from_slice(b"\r\n");
+                continue;
+            }
+            self.flush_client();
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (directive, args) = line.split_once(' ').unwrap_or((line, ""));
+            if directive != "!error" {
+                self.no_error();
+            }
+            self.directive(directive, args.trim());
+        }
+        self.line_no += 1;
+        self.flush_server();
+        self.flush_client();
+        self.no_error();
+        self.finish_session();
+    }
+
+    /// Checks that the current session left nothing undeclared.
+    fn finish_session(&mut self) {
+        self.collect();
+        let at = self.at();
+        assert!(
+            self.events.is_empty(),
+            "{at}: undeclared events at the end: {:?}",
+            self.events
+        );
+        if let Some(client) = &self.client {
+            assert_eq!(
+                client.poll_transmit().map(escape),
+                None,
+                "{at}: undeclared client bytes at the end"
+            );
+        }
+    }
+
+    fn no_error(&self) {
+        assert!(
+            self.error.is_none(),
+            "{}: unexpected error {:?}",
+            self.at(),
+            self.error
+        );
+    }
+
+    fn record(&mut self, result: Result<(), ProtocolError>) {
+        if let Err(e) = result {
+            assert!(self.error.is_none(), "{}: second error {e:?}", self.at());
+            self.error = Some(e);
+        }
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        if let Some(client) = self.client.as_mut() {
+            while let Some(event) = client.poll_event() {
+                self.events.push_back(event);
+            }
+        }
+    }
+
+    fn flush_server(&mut self) {
+        if self.pending_server.is_empty() {
+            return;
+        }
+        let at = self.at();
+        let data = std::mem::take(&mut self.pending_server);
+        let now = self.now;
+        self.client();
+        let client = self.client.as_ref().expect("client");
+        assert_eq!(
+            client.poll_transmit().map(escape),
+            None,
+            "{at}: client bytes not declared before server input"
+        );
+        let mut rest = &data[..];
+        let mut result = Ok(());
+        while !rest.is_empty() && result.is_ok() {
+            let size = if self.chunks.is_empty() {
+                rest.len()
+            } else {
+                let size = self.chunks[self.next_chunk % self.chunks.len()];
+                self.next_chunk += 1;
+                size.clamp(1, rest.len())
+            };
+            let (piece, tail) = rest.split_at(size);
+            rest = tail;
+            result = self.client().handle_input(now, piece);
+        }
+        self.record(result);
+    }
+
+    fn flush_client(&mut self) {
+        if self.pending_client.is_empty() {
+            return;
+        }
+        let at = self.at();
+        let expected = std::mem::take(&mut self.pending_client);
+        let client = self.client();
+        let got = client
+            .poll_transmit()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        assert_eq!(escape(&got), escape(&expected), "{at}: client bytes");
+        client.advance_transmit(got.len());
+    }
+
+    fn id_of(&self, id: CommandId) -> String {
+        self.ids
+            .iter()
+            .position(|known| *known == id)
+            .map_or_else(|| format!("{id:?}"), |n| format!("#{}", n + 1))
+    }
+
+    fn next_event(&mut self) -> Event {
+        self.collect();
+        let at = self.at();
+        self.events
+            .pop_front()
+            .unwrap_or_else(|| panic!("{at}: expected an event, none left"))
+    }
+
+    pub(crate) fn render(&self, event: &Event) -> String {
+        match event {
+            Event::Greeting(r) => format!("greeting {}", render_response(r)),
+            Event::GreetingRefused(r) => format!("greeting-refused {}", render_refusal(r)),
+            Event::StartTls => "starttls".into(),
+            Event::Ready(caps) => format!("ready {}", render_caps(caps)),
+            Event::LoggedIn { id, method } => {
+                format!("logged-in {} {}", self.id_of(*id), method_name(*method))
+            }
+            Event::LoginFailed { id, failure } => {
+                let mut out = format!(
+                    "login-failed {} {}: {}",
+                    self.id_of(*id),
+                    method_name(failure.method),
+                    render_refusal(&failure.response)
+                );
+                if let Some(abort) = &failure.aborted {
+                    let _ = write!(out, " aborted={abort:?}");
+                }
+                if let Some(json) = &failure.oauth_error {
+                    let _ = write!(out, " oauth={json}");
+                }
+                out
+            }
+            Event::Stat { id, count, size } => format!("stat {} {count} {size}", self.id_of(*id)),
+            Event::Listing { id, entries } => {
+                let mut out = format!("listing {}", self.id_of(*id));
+                for e in entries {
+                    let _ = write!(out, " {}:{}", e.msg, e.size);
+                }
+                out
+            }
+            Event::Listed { id, entry } => {
+                format!("listed {} {}:{}", self.id_of(*id), entry.msg, entry.size)
+            }
+            Event::UidListing { id, entries } => {
+                let mut out = format!("uidl {}", self.id_of(*id));
+                for e in entries {
+                    let _ = write!(out, " {}:{}", e.msg, e.uid);
+                }
+                out
+            }
+            Event::UidListed { id, entry } => {
+                format!("uidl-one {} {}:{}", self.id_of(*id), entry.msg, entry.uid)
+            }
+            Event::MessageStart { id, msg } => format!("message-start {} {msg}", self.id_of(*id)),
+            Event::MessageChunk { id, data } => {
+                format!("chunk {} {}", self.id_of(*id), escape(data))
+            }
+            Event::MessageEnd { id, octets } => format!("message-end {} {octets}", self.id_of(*id)),
+            Event::Capabilities { id, capabilities } => {
+                format!(
+                    "capabilities {} {}",
+                    self.id_of(*id),
+                    render_caps(capabilities)
+                )
+            }
+            Event::Done {
+                id,
+                command,
+                response,
+            } => format!(
+                "done {} {command}: {}",
+                self.id_of(*id),
+                render_response(response)
+            ),
+            Event::Refused {
+                id,
+                command,
+                response,
+            } => format!(
+                "refused {} {command}: {}",
+                self.id_of(*id),
+                render_refusal(response)
+            ),
+            Event::Closed => "closed".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn directive(&mut self, directive: &str, args: &str) {
+        let at = self.at();
+        match directive {
+            "!config" => {
+                assert!(self.client.is_none(), "{at}: !config after start");
+                self.configure(args);
+            }
+            "!call" => match self.call(args) {
+                Ok(Some(id)) => self.ids.push(id),
+                Ok(None) => {}
+                Err(reason) => panic!("{at}: call refused: {reason}"),
+            },
+            "!misuse" => {
+                let (api, reason) = args.split_once(" => ").expect("!misuse <api> => <reason>");
+                match self.call(api) {
+                    Ok(_) => panic!("{at}: call accepted, expected {reason}"),
+                    Err(got) => assert!(got.starts_with(reason), "{at}: refused with {got}"),
+                }
+            }
+            "!event" => {
+                let event = self.next_event();
+                assert_eq!(self.render(&event).trim_end(), args, "{at}: event");
+            }
+            "!message" => self.message(args, true),
+            "!partial" => self.message(args, false),
+            "!new" => {
+                self.finish_session();
+                let chunks = std::mem::take(&mut self.chunks);
+                let next_chunk = self.next_chunk;
+                *self = Self {
+                    chunks,
+                    next_chunk,
+                    line_no: self.line_no,
+                    ..Self::new(&self.name, Vec::new())
+                };
+            }
+            "!error" => {
+                let error = self.error.take();
+                let got = format!("{error:?}");
+                assert!(
+                    error.is_some() && got.contains(args),
+                    "{at}: expected error containing {args:?}, got {got}"
+                );
+                // Poisoned: the same error again, nothing sent, no deadline.
+                let now = self.now;
+                let client = self.client();
+                assert_eq!(client.handle_input(now, b"+OK\r\n").err(), error);
+                assert_eq!(client.handle_timeout(now).err(), error);
+                assert_eq!(client.poll_transmit(), None);
+                assert_eq!(client.poll_timeout(), None);
+                assert!(matches!(
+                    client.send(now, Command::Noop),
+                    Err(pop3_proto::Rejected {
+                        reason: pop3_proto::Misuse::Failed(_),
+                        ..
+                    })
+                ));
+            }
+            "!eof" => {
+                let now = self.now;
+                let result = self.client().handle_eof(now);
+                self.record(result);
+            }
+            "!timeout" => {
+                let now = self.now;
+                let result = self.client().handle_timeout(now);
+                self.record(result);
+            }
+            "!advance" => {
+                let secs: u64 = args.parse().expect("seconds");
+                self.now += Duration::from_secs(secs);
+            }
+            "!deadline" => {
+                let now = self.now;
+                let deadline = self.client().poll_timeout();
+                let expected = if args == "none" {
+                    None
+                } else {
+                    Some(now + Duration::from_secs(args.parse().expect("seconds")))
+                };
+                assert_eq!(deadline, expected, "{at}: deadline");
+            }
+            other => panic!("{at}: unknown directive {other}"),
+        }
+    }
+
+    /// `!message` (complete, `ended`) or `!partial` (start and all chunks received so far).
+    fn message(&mut self, args: &str, ended: bool) {
+        let at = self.at();
+        let mut parts = args.splitn(3, ' ');
+        let id = parts.next().expect("#id");
+        let msg: u32 = parts.next().expect("msg").parse().expect("msg number");
+        let body = unescape(parts.next().unwrap_or(""));
+        let start = self.next_event();
+        assert_eq!(
+            self.render(&start),
+            format!("message-start {id} {msg}"),
+            "{at}: message start"
+        );
+        let mut got = Vec::new();
+        loop {
+            self.collect();
+            if !ended && !matches!(self.events.front(), Some(Event::MessageChunk { .. })) {
+                break;
+            }
+            match self.next_event() {
+                Event::MessageChunk { id: chunk_id, data } => {
+                    assert_eq!(self.id_of(chunk_id), id, "{at}: chunk id");
+                    assert!(!data.is_empty(), "{at}: empty chunk");
+                    got.extend_from_slice(&data);
+                }
+                Event::MessageEnd { id: end_id, octets } => {
+                    assert_eq!(self.id_of(end_id), id, "{at}: end id");
+                    assert_eq!(octets, got.len() as u64, "{at}: octets");
+                    break;
+                }
+                other => panic!("{at}: unexpected {}", self.render(&other)),
+            }
+        }
+        assert_eq!(escape(&got), escape(&body), "{at}: body");
+    }
+
+    fn configure(&mut self, args: &str) {
+        let mut limits = Limits::default();
+        let mut timeouts = Timeouts::default();
+        let mut security = Security::Implicit;
+        let mut pipelining = true;
+        let mut cleartext = false;
+        for setting in args.split_whitespace() {
+            let (key, value) = setting.split_once('=').expect("key=value");
+            let number = || value.parse::<u64>().expect("number");
+            let size = || value.parse::<usize>().expect("number");
+            let secs = || Duration::from_secs(number());
+            match key {
+                "security" => {
+                    security = match value {
+                        "implicit" => Security::Implicit,
+                        "stls" => Security::Stls,
+                        "plaintext" => Security::Plaintext,
+                        other => panic!("security {other}"),
+                    }
+                }
+                "pipelining" => pipelining = value == "yes",
+                "cleartext" => cleartext = value == "yes",
+                "max_line" => limits = limits.with_max_line(size()),
+                "max_capability_lines" => limits = limits.with_max_capability_lines(size()),
+                "max_listing_entries" => limits = limits.with_max_listing_entries(size()),
+                "max_uid_len" => limits = limits.with_max_uid_len(size()),
+                "max_message_size" => limits = limits.with_max_message_size(number()),
+                "max_in_flight" => limits = limits.with_max_in_flight(size()),
+                "max_bytes_in_flight" => limits = limits.with_max_bytes_in_flight(number()),
+                "max_queued_commands" => limits = limits.with_max_queued_commands(size()),
+                "max_auth_challenges" => limits = limits.with_max_auth_challenges(size()),
+                "greeting" => timeouts = timeouts.with_greeting(secs()),
+                "reply" => timeouts = timeouts.with_reply(secs()),
+                "data" => timeouts = timeouts.with_data(secs()),
+                "tls" => timeouts = timeouts.with_tls_handshake(secs()),
+                other => panic!("unknown setting {other}"),
+            }
+        }
+        self.config = Config::new(security)
+            .with_limits(limits)
+            .with_timeouts(timeouts)
+            .with_pipelining(pipelining)
+            .dangerously_allow_cleartext_credentials(cleartext);
+    }
+
+    /// Runs an API call; `Err` carries the Debug of the misuse reason.
+    fn call(&mut self, api: &str) -> Result<Option<CommandId>, String> {
+        let now = self.now;
+        let words: Vec<&str> = api.split_whitespace().collect();
+        let number = |i: usize| -> u32 { words[i].parse().expect("number") };
+        let command = match words.as_slice() {
+            ["login", ..] => return self.login(&words[1..]).map(Some),
+            ["tls"] => {
+                let result = self.client().tls_established(now);
+                self.collect();
+                return result.map(|()| None).map_err(|e| format!("{e:?}"));
+            }
+            ["stat"] => Command::Stat,
+            ["list"] => Command::List(None),
+            ["list", _] => Command::List(Some(number(1))),
+            ["uidl"] => Command::Uidl(None),
+            ["uidl", _] => Command::Uidl(Some(number(1))),
+            ["retr", _] => Command::retr(number(1)),
+            ["retr", _, size] => Command::Retr {
+                msg: number(1),
+                size_hint: Some(size.parse().expect("size")),
+            },
+            ["top", _, _] => Command::top(number(1), number(2)),
+            ["dele", _] => Command::Dele(number(1)),
+            ["rset"] => Command::Rset,
+            ["noop"] => Command::Noop,
+            ["quit"] => Command::Quit,
+            ["capa"] => Command::Capa,
+            ["utf8"] => Command::Utf8,
+            other => panic!("unknown api {other:?}"),
+        };
+        let result = self.client().send(now, command);
+        self.collect();
+        match result {
+            Ok(id) => Ok(Some(id)),
+            Err(rejected) => {
+                assert_eq!(rejected.value, command, "the command comes back");
+                Err(format!("{:?}", rejected.reason))
+            }
+        }
+    }
+
+    fn login(&mut self, words: &[&str]) -> Result<CommandId, String> {
+        let now = self.now;
+        let text = |s: &str| String::from_utf8(unescape(s)).expect("utf-8 argument");
+        let [method, user, secret, options @ ..] = words else {
+            panic!("bad login {words:?}")
+        };
+        let credentials = if options.contains(&"token") {
+            Credentials::oauth2(text(user), text(secret))
+        } else {
+            Credentials::password(text(user), text(secret))
+        };
+        let mut login = match *method {
+            "auto" => Login::auto(credentials),
+            "userpass" => Login::using(AuthMethod::UserPass, credentials),
+            "apop" => Login::using(AuthMethod::Apop, credentials),
+            mechanism => Login::using(
+                AuthMethod::Sasl(Mechanism::from_name(mechanism).expect("mechanism")),
+                credentials,
+            ),
+        };
+        for option in options {
+            if let Some(nonce) = option.strip_prefix("nonce=") {
+                login = login.with_nonce(unescape(nonce));
+            } else {
+                assert_eq!(*option, "token", "login option");
+            }
+        }
+        let username = login.username().to_owned();
+        let result = self.client().login(now, login);
+        self.collect();
+        result.map_err(|rejected| {
+            assert_eq!(rejected.value.username(), username, "the login comes back");
+            format!("{:?}", rejected.reason)
+        })
+    }
+}
+
+/// All transcript files, sorted, as (name, text).
+pub(crate) fn transcripts() -> Vec<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("transcript directory")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            (name, std::fs::read_to_string(&path).expect("readable"))
+        })
+        .collect()
+}
+
+/// Whether a transcript needs the SASL mechanisms (which may not be implemented yet).
+pub(crate) fn needs_sasl(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("# needs: sasl"))
+}
+
+/// The SASL mechanisms live in mail-common; transcripts that need them are skipped (loudly)
+/// while they are not implemented. Probed once per test binary.
+pub(crate) fn sasl_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        use mail_common::sasl::SaslClient;
+        let probe =
+            || SaslClient::new(Mechanism::Plain, &Credentials::password("u", "p"), b"").is_ok();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let available = std::panic::catch_unwind(probe).unwrap_or(false);
+        std::panic::set_hook(hook);
+        available
+    })
+}

@@ -1,0 +1,30 @@
+//! Split invariance: every transcript passes, with the same events and the same bytes sent,
+//! whatever the chunking of the server's bytes.
+
+mod common;
+
+use proptest::prelude::*;
+
+fn run_all(chunks: &[usize]) {
+    let sasl = common::sasl_available();
+    for (name, text) in common::transcripts() {
+        if common::needs_sasl(&text) && !sasl {
+            continue;
+        }
+        common::Runner::new(&name, chunks.to_vec()).run(&text);
+    }
+}
+
+#[test]
+fn one_byte_at_a_time() {
+    run_all(&[1]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_chunking(chunks in proptest::collection::vec(1_usize..40, 1..64)) {
+        run_all(&chunks);
+    }
+}
