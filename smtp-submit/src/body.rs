@@ -1,0 +1,331 @@
+//! The message body encoder: dot-stuffing for `DATA`, line-ending policy for `DATA` and `BDAT`.
+//!
+//! Why a module of its own: this is where SMTP smuggling and body command injection live. A
+//! `DATA` transfer ends at the first `CRLF.CRLF` the server sees, so the encoder must make sure no
+//! caller input can produce that sequence early, whatever the input and however it is split into
+//! chunks:
+//!
+//! - every line start, *including byte 0 of the body*, that begins with `.` gets a second `.`
+//!   (RFC 5321 section 4.5.2);
+//! - a bare CR or bare LF is either rewritten to CRLF ([`LineEndingPolicy::Normalize`], the
+//!   default) or refused with [`BareLineEnding`] ([`LineEndingPolicy::Reject`]). Without this, a
+//!   body containing `\n.\n`, `\r\n.\n`, `\n.\r\n` or `\r.\r` can end the message early on a server
+//!   that accepts bare line endings, and the rest of the body runs as commands;
+//! - the end of data is `.\r\n` when the body already ended with CRLF and `\r\n.\r\n` otherwise,
+//!   so a body ending in CRLF gets no extra blank line.
+//!
+//! `BDAT` (RFC 3030) frames the body by length, so nothing is stuffed, but line endings follow the
+//! same policy and a missing final CRLF is added: `DATA` and `BDAT` deliver identical bytes.
+//!
+//! The encoder is incremental: a CR at the end of one chunk is held until the next byte shows
+//! whether it was part of a CRLF. Runs of ordinary bytes are found with `memchr2` and copied with
+//! one `extend_from_slice`, so clean CRLF text is copied in one piece per chunk.
+//!
+//! ```
+//! use smtp_submit::body::{BodyEncoder, Framing, LineEndingPolicy};
+//! let mut encoder = BodyEncoder::new(Framing::Data, LineEndingPolicy::Normalize);
+//! let mut out = Vec::new();
+//! encoder.encode(b".hidden\n\r", &mut out).unwrap();
+//! encoder.encode(b".\r\nQUIT", &mut out).unwrap();
+//! encoder.finish(&mut out).unwrap();
+//! assert_eq!(out, b"..hidden\r\n\r\n..\r\nQUIT\r\n.\r\n");
+//! ```
+
+use memchr::memchr2;
+
+/// What to do with a CR that is not followed by LF, or an LF that is not preceded by CR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LineEndingPolicy {
+    /// Rewrite each bare CR and bare LF to CRLF (the default). Unix-style messages just work and
+    /// cannot smuggle a terminator.
+    #[default]
+    Normalize,
+    /// Refuse the input with [`BareLineEnding`] at the first bare CR or LF, for callers that want
+    /// to know their message is not canonical.
+    Reject,
+}
+
+/// How the encoded body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Framing {
+    /// `DATA`: lines starting with `.` are stuffed and [`BodyEncoder::finish`] appends the
+    /// end-of-data line.
+    Data,
+    /// `BDAT`: the server is told the length, so nothing is stuffed and no terminator is added.
+    Bdat,
+}
+
+/// The body contained a bare CR or LF and the policy is [`LineEndingPolicy::Reject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bare {} at byte {position} of the message body (line-ending policy: reject)", if *byte == b'\r' { "CR" } else { "LF" })]
+pub struct BareLineEnding {
+    /// `b'\r'` or `b'\n'`.
+    pub byte: u8,
+    /// Offset of that byte from the start of the body (over all chunks).
+    pub position: u64,
+}
+
+/// Where the encoder stands between two chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    LineStart,
+    MidLine,
+    /// The last input byte was a CR whose fate depends on the next byte.
+    HeldCr,
+}
+
+/// Incremental body encoder; see the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct BodyEncoder {
+    framing: Framing,
+    policy: LineEndingPolicy,
+    at: At,
+    consumed: u64,
+}
+
+impl BodyEncoder {
+    /// A fresh encoder, positioned at the start of a body (so a `.` at byte 0 is stuffed).
+    pub const fn new(framing: Framing, policy: LineEndingPolicy) -> Self {
+        Self {
+            framing,
+            policy,
+            at: At::LineStart,
+            consumed: 0,
+        }
+    }
+
+    /// Body bytes consumed since the start of this body.
+    pub const fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Encodes `input` and appends the result to `out`.
+    ///
+    /// All or nothing: on error neither `out` nor the encoder has changed, so the caller may
+    /// retry with corrected input. A trailing CR is held back until the next call shows whether
+    /// an LF follows.
+    pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BareLineEnding> {
+        let mark = out.len();
+        let saved = self.at;
+        out.reserve(input.len() + 8);
+        match self.encode_inner(input, out) {
+            Ok(()) => {
+                self.consumed += input.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                out.truncate(mark);
+                self.at = saved;
+                Err(error)
+            }
+        }
+    }
+
+    /// Ends the body: settles a held CR, adds the final CRLF when the body did not end with
+    /// one, and for [`Framing::Data`] appends the end-of-data line. The encoder is then ready
+    /// for a new body. On error nothing was appended and the encoder is unchanged.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), BareLineEnding> {
+        match self.at {
+            At::LineStart => {}
+            At::MidLine => out.extend_from_slice(b"\r\n"),
+            At::HeldCr => {
+                self.bare(b'\r', self.consumed - 1)?;
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if self.framing == Framing::Data {
+            out.extend_from_slice(b".\r\n");
+        }
+        self.at = At::LineStart;
+        self.consumed = 0;
+        Ok(())
+    }
+
+    fn bare(&self, byte: u8, position: u64) -> Result<(), BareLineEnding> {
+        match self.policy {
+            LineEndingPolicy::Normalize => Ok(()),
+            LineEndingPolicy::Reject => Err(BareLineEnding { byte, position }),
+        }
+    }
+
+    fn encode_inner(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), BareLineEnding> {
+        let stuff = self.framing == Framing::Data;
+        let base = self.consumed;
+        let position = |index: usize| base + index as u64;
+        let mut i = 0;
+        if self.at == At::HeldCr {
+            let Some(&first) = input.first() else {
+                return Ok(());
+            };
+            if first == b'\n' {
+                i = 1;
+            } else {
+                self.bare(b'\r', self.consumed - 1)?;
+            }
+            out.extend_from_slice(b"\r\n");
+            self.at = At::LineStart;
+        }
+        // `run` is the start of the input not yet copied to `out`: clean CRLF lines stay in the
+        // run, so they are copied together.
+        let mut run = i;
+        let mut line_start = self.at == At::LineStart;
+        while i < input.len() {
+            if line_start && stuff && input[i] == b'.' {
+                out.extend_from_slice(&input[run..i]);
+                out.push(b'.');
+                run = i;
+            }
+            let Some(offset) = memchr2(b'\r', b'\n', &input[i..]) else {
+                line_start = false;
+                break;
+            };
+            let end = i + offset;
+            if input[end] == b'\n' {
+                self.bare(b'\n', position(end))?;
+                out.extend_from_slice(&input[run..end]);
+                out.extend_from_slice(b"\r\n");
+                i = end + 1;
+                run = i;
+            } else {
+                match input.get(end + 1) {
+                    Some(b'\n') => i = end + 2,
+                    Some(_) => {
+                        self.bare(b'\r', position(end))?;
+                        out.extend_from_slice(&input[run..end]);
+                        out.extend_from_slice(b"\r\n");
+                        i = end + 1;
+                        run = i;
+                    }
+                    None => {
+                        out.extend_from_slice(&input[run..end]);
+                        self.at = At::HeldCr;
+                        return Ok(());
+                    }
+                }
+            }
+            line_start = true;
+        }
+        out.extend_from_slice(&input[run..]);
+        self.at = if line_start {
+            At::LineStart
+        } else {
+            At::MidLine
+        };
+        Ok(())
+    }
+}
+
+/// The length of `body` after [`LineEndingPolicy::Normalize`] and the final CRLF, without
+/// stuffing: the size of the message as the server stores it (what `SIZE=` and `BDAT` count).
+pub fn normalized_len(body: &[u8]) -> u64 {
+    let mut extra = 0u64;
+    let mut i = 0;
+    while let Some(offset) = memchr2(b'\r', b'\n', &body[i..]) {
+        let end = i + offset;
+        if body[end] == b'\r' && body.get(end + 1) == Some(&b'\n') {
+            i = end + 2;
+        } else {
+            // A bare CR or LF becomes two bytes.
+            extra += 1;
+            i = end + 1;
+        }
+    }
+    let ends_with_line_end = matches!(body.last(), None | Some(b'\n' | b'\r'));
+    if !ends_with_line_end {
+        extra += 2;
+    }
+    body.len() as u64 + extra
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BareLineEnding, BodyEncoder, Framing, LineEndingPolicy, normalized_len};
+
+    fn encode_all(framing: Framing, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut encoder = BodyEncoder::new(framing, LineEndingPolicy::Normalize);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            encoder.encode(chunk, &mut out).unwrap();
+        }
+        encoder.finish(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn smuggling_payloads_are_neutralised() {
+        for (input, expected) in [
+            (&b"a\n.\nRSET\n"[..], &b"a\r\n..\r\nRSET\r\n.\r\n"[..]),
+            (b"a\r\n.\nRSET", b"a\r\n..\r\nRSET\r\n.\r\n"),
+            (b"a\n.\r\nRSET", b"a\r\n..\r\nRSET\r\n.\r\n"),
+            (b"a\r.\rRSET", b"a\r\n..\r\nRSET\r\n.\r\n"),
+            (b".\r\nRSET\r\nNOOP\r\n", b"..\r\nRSET\r\nNOOP\r\n.\r\n"),
+        ] {
+            assert_eq!(encode_all(Framing::Data, &[input]), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn terminator_depends_on_final_crlf() {
+        assert_eq!(encode_all(Framing::Data, &[b"x\r\n"]), b"x\r\n.\r\n");
+        assert_eq!(encode_all(Framing::Data, &[b"x"]), b"x\r\n.\r\n");
+        assert_eq!(encode_all(Framing::Data, &[]), b".\r\n");
+        assert_eq!(encode_all(Framing::Bdat, &[b"x"]), b"x\r\n");
+        assert_eq!(encode_all(Framing::Bdat, &[]), b"");
+    }
+
+    #[test]
+    fn held_cr_across_chunks() {
+        assert_eq!(
+            encode_all(Framing::Data, &[b"a\r", b"\n.b"]),
+            b"a\r\n..b\r\n.\r\n"
+        );
+        assert_eq!(
+            encode_all(Framing::Data, &[b"a\r", b".b"]),
+            b"a\r\n..b\r\n.\r\n"
+        );
+        assert_eq!(
+            encode_all(Framing::Data, &[b"a\r", b"", b"\r"]),
+            b"a\r\n\r\n.\r\n"
+        );
+        assert_eq!(encode_all(Framing::Bdat, &[b".a\r"]), b".a\r\n");
+    }
+
+    #[test]
+    fn reject_is_all_or_nothing_and_positions_count_across_chunks() {
+        let mut encoder = BodyEncoder::new(Framing::Data, LineEndingPolicy::Reject);
+        let mut out = Vec::new();
+        encoder.encode(b"ok\r\nline\r", &mut out).unwrap();
+        let before = out.clone();
+        assert_eq!(
+            encoder.encode(b"x", &mut out),
+            Err(BareLineEnding {
+                byte: b'\r',
+                position: 8
+            })
+        );
+        assert_eq!(out, before);
+        encoder.encode(b"\nnext\n", &mut out).unwrap_err();
+        assert_eq!(out, before);
+        encoder.encode(b"\nnext\r\n", &mut out).unwrap();
+        encoder.finish(&mut out).unwrap();
+        assert_eq!(out, b"ok\r\nline\r\nnext\r\n.\r\n");
+    }
+
+    #[test]
+    fn normalized_len_matches_bdat_encoding() {
+        for body in [
+            &b""[..],
+            b"a",
+            b"a\r",
+            b"a\n",
+            b"\r\r\n\n",
+            b"x\r\ny",
+            b"\n.\r",
+        ] {
+            let encoded = encode_all(Framing::Bdat, &[body]);
+            assert_eq!(normalized_len(body), encoded.len() as u64, "{body:?}");
+        }
+    }
+}

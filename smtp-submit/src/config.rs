@@ -1,0 +1,254 @@
+//! Client configuration: security mode, memory limits and per-phase timeouts.
+//!
+//! Every knob has a documented default chosen to be safe first: TLS is required, credentials
+//! never go over cleartext unless a loudly named option says so, memory is bounded and every
+//! wait for the server has a deadline.
+
+use std::time::Duration;
+
+use crate::body::LineEndingPolicy;
+use crate::envelope::ClientName;
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Security {
+    /// TLS from the first byte (port 465, RFC 8314). The driver completes the handshake before
+    /// feeding the greeting.
+    Implicit,
+    /// Plain connection upgraded with STARTTLS (port 587). Required: if the server does not
+    /// offer it or refuses it, the session ends before any credential or mail is sent.
+    StartTls,
+    /// No TLS at all. Mail may be sent; credentials only with
+    /// [`Config::allow_cleartext_credentials_dangerously`].
+    Plaintext,
+}
+
+/// Bounds on memory and on what the server may send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Longest reply line accepted, CRLF excluded. Default 2048 (RFC 5321 asks for 512; real
+    /// servers send longer texts).
+    pub max_reply_line: usize,
+    /// Most lines in one reply. Default 128.
+    pub max_reply_lines: usize,
+    /// Most lines in an EHLO reply. Default 64 (Postfix sends 12).
+    pub max_ehlo_lines: usize,
+    /// How many encoded body bytes may wait in the transmit buffer before
+    /// [`Client::write_body`](crate::Client::write_body) stops accepting input. Default 64 KiB.
+    pub send_window: usize,
+    /// Size of a `BDAT` chunk, and the largest body sent as a single `BDAT n LAST`. Default 1 MiB.
+    pub chunk_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_reply_line: 2048,
+            max_reply_lines: 128,
+            max_ehlo_lines: 64,
+            send_window: 64 * 1024,
+            chunk_size: 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_reply_line`].
+    #[must_use]
+    pub const fn with_max_reply_line(mut self, bytes: usize) -> Self {
+        self.max_reply_line = bytes;
+        self
+    }
+    /// Sets [`Limits::max_reply_lines`].
+    #[must_use]
+    pub const fn with_max_reply_lines(mut self, lines: usize) -> Self {
+        self.max_reply_lines = lines;
+        self
+    }
+    /// Sets [`Limits::max_ehlo_lines`].
+    #[must_use]
+    pub const fn with_max_ehlo_lines(mut self, lines: usize) -> Self {
+        self.max_ehlo_lines = lines;
+        self
+    }
+    /// Sets [`Limits::send_window`] (at least 1).
+    #[must_use]
+    pub const fn with_send_window(mut self, bytes: usize) -> Self {
+        self.send_window = if bytes == 0 { 1 } else { bytes };
+        self
+    }
+    /// Sets [`Limits::chunk_size`] (at least 1).
+    #[must_use]
+    pub const fn with_chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = if bytes == 0 { 1 } else { bytes };
+        self
+    }
+}
+
+/// How long to wait for each reply; the defaults are the minimums of RFC 5321 section 4.5.3.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// The 220 greeting. Default 5 minutes.
+    pub greeting: Duration,
+    /// EHLO, HELO, STARTTLS, AUTH, RSET and QUIT replies. Default 5 minutes.
+    pub command: Duration,
+    /// The `MAIL` reply. Default 5 minutes.
+    pub mail: Duration,
+    /// Each `RCPT` reply. Default 5 minutes.
+    pub rcpt: Duration,
+    /// The 354 reply to `DATA`. Default 2 minutes.
+    pub data_init: Duration,
+    /// Progress while body bytes wait to be written. Default 3 minutes.
+    pub data_block: Duration,
+    /// The reply after the end of data, and each `BDAT` reply. Default 10 minutes.
+    pub data_termination: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        Self {
+            greeting: Duration::from_secs(5 * MINUTE),
+            command: Duration::from_secs(5 * MINUTE),
+            mail: Duration::from_secs(5 * MINUTE),
+            rcpt: Duration::from_secs(5 * MINUTE),
+            data_init: Duration::from_secs(2 * MINUTE),
+            data_block: Duration::from_secs(3 * MINUTE),
+            data_termination: Duration::from_secs(10 * MINUTE),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Sets [`Timeouts::greeting`].
+    #[must_use]
+    pub const fn with_greeting(mut self, timeout: Duration) -> Self {
+        self.greeting = timeout;
+        self
+    }
+    /// Sets [`Timeouts::command`].
+    #[must_use]
+    pub const fn with_command(mut self, timeout: Duration) -> Self {
+        self.command = timeout;
+        self
+    }
+    /// Sets [`Timeouts::mail`].
+    #[must_use]
+    pub const fn with_mail(mut self, timeout: Duration) -> Self {
+        self.mail = timeout;
+        self
+    }
+    /// Sets [`Timeouts::rcpt`].
+    #[must_use]
+    pub const fn with_rcpt(mut self, timeout: Duration) -> Self {
+        self.rcpt = timeout;
+        self
+    }
+    /// Sets [`Timeouts::data_init`].
+    #[must_use]
+    pub const fn with_data_init(mut self, timeout: Duration) -> Self {
+        self.data_init = timeout;
+        self
+    }
+    /// Sets [`Timeouts::data_block`].
+    #[must_use]
+    pub const fn with_data_block(mut self, timeout: Duration) -> Self {
+        self.data_block = timeout;
+        self
+    }
+    /// Sets [`Timeouts::data_termination`].
+    #[must_use]
+    pub const fn with_data_termination(mut self, timeout: Duration) -> Self {
+        self.data_termination = timeout;
+        self
+    }
+}
+
+/// Everything a [`Client`](crate::Client) needs to know before the first byte.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The name sent with EHLO/HELO.
+    pub client_name: ClientName,
+    /// TLS mode.
+    pub security: Security,
+    /// Memory and input bounds.
+    pub limits: Limits,
+    /// Per-phase reply deadlines.
+    pub timeouts: Timeouts,
+    /// Bare CR/LF handling in message bodies. Default [`LineEndingPolicy::Normalize`].
+    pub line_endings: LineEndingPolicy,
+    /// Use PIPELINING when offered. Default true.
+    pub pipelining: bool,
+    /// Use CHUNKING (`BDAT`) when offered. Default true.
+    pub chunking: bool,
+    cleartext_credentials: bool,
+}
+
+impl Config {
+    /// A configuration with the defaults of [`Limits`] and [`Timeouts`], normalised line
+    /// endings, PIPELINING and CHUNKING used when offered, and credentials refused without TLS.
+    pub fn new(client_name: ClientName, security: Security) -> Self {
+        Self {
+            client_name,
+            security,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            line_endings: LineEndingPolicy::default(),
+            pipelining: true,
+            chunking: true,
+            cleartext_credentials: false,
+        }
+    }
+
+    /// Sets the limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets the line-ending policy for bodies.
+    #[must_use]
+    pub const fn with_line_endings(mut self, policy: LineEndingPolicy) -> Self {
+        self.line_endings = policy;
+        self
+    }
+
+    /// Enables or disables PIPELINING (when the server offers it).
+    #[must_use]
+    pub const fn with_pipelining(mut self, enabled: bool) -> Self {
+        self.pipelining = enabled;
+        self
+    }
+
+    /// Enables or disables CHUNKING/`BDAT` (when the server offers it).
+    #[must_use]
+    pub const fn with_chunking(mut self, enabled: bool) -> Self {
+        self.chunking = enabled;
+        self
+    }
+
+    /// Lets AUTH run without TLS, exposing the password (or a hash open to offline guessing)
+    /// to anyone on the path. Only for test servers on loopback.
+    #[must_use]
+    pub const fn allow_cleartext_credentials_dangerously(mut self, allow: bool) -> Self {
+        self.cleartext_credentials = allow;
+        self
+    }
+
+    /// Whether [`Config::allow_cleartext_credentials_dangerously`] was set.
+    pub const fn cleartext_credentials_allowed(&self) -> bool {
+        self.cleartext_credentials
+    }
+}

@@ -1,0 +1,237 @@
+//! The two error tiers of the client (server refusals are the third tier and arrive as
+//! [`Event`](crate::Event)s, not errors).
+//!
+//! - [`Misuse`]: the caller asked for something that cannot be done now or with these values.
+//!   Nothing was queued; the session is unaffected.
+//! - [`ProtocolError`]: the server broke the protocol, a limit was exceeded, the connection ended
+//!   or a deadline passed. The client is poisoned: every later call returns the same error and
+//!   nothing more is transmitted. Close the connection.
+
+use mail_common::ForbiddenByte;
+use mail_common::sasl::{Mechanism, SaslError};
+
+use crate::body::BareLineEnding;
+use crate::reply::{MalformedReply, ReplyError};
+
+/// The step of the session a deadline or an unexpected event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Waiting for the 220 greeting.
+    Greeting,
+    /// Waiting for the EHLO or HELO reply.
+    Ehlo,
+    /// Waiting for the STARTTLS reply.
+    StartTls,
+    /// Waiting for the driver's TLS handshake after STARTTLS.
+    TlsHandshake,
+    /// During AUTH.
+    Auth,
+    /// Waiting for the RSET reply.
+    Rset,
+    /// Waiting for the MAIL reply.
+    Mail,
+    /// Waiting for a RCPT reply.
+    Rcpt,
+    /// Waiting for the 354 reply to DATA.
+    DataInit,
+    /// Body bytes waiting to be written.
+    DataBlock,
+    /// Waiting for the reply after the end of data.
+    DataTermination,
+    /// Waiting for a BDAT reply.
+    Bdat,
+    /// Waiting for the QUIT reply.
+    Quit,
+    /// Nothing outstanding.
+    Idle,
+}
+
+/// A fatal error: the session cannot continue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A reply line exceeded [`Limits::max_reply_line`](crate::Limits::max_reply_line).
+    #[error("reply line longer than {limit} bytes")]
+    LineTooLong {
+        /// The limit.
+        limit: usize,
+    },
+    /// A reply exceeded [`Limits::max_reply_lines`](crate::Limits::max_reply_lines).
+    #[error("reply with more than {limit} lines")]
+    TooManyReplyLines {
+        /// The limit.
+        limit: usize,
+    },
+    /// The EHLO reply exceeded [`Limits::max_ehlo_lines`](crate::Limits::max_ehlo_lines).
+    #[error("EHLO reply with more than {limit} lines")]
+    TooManyEhloLines {
+        /// The limit.
+        limit: usize,
+    },
+    /// A reply does not follow the SMTP reply grammar.
+    #[error("malformed reply: {0}")]
+    MalformedReply(MalformedReply),
+    /// A reply that makes no sense for the command it answers (e.g. 354 to RCPT).
+    #[error("unexpected reply {code} while waiting in phase {phase:?}")]
+    UnexpectedReply {
+        /// The reply code.
+        code: u16,
+        /// What the client was waiting for.
+        phase: Phase,
+    },
+    /// A reply arrived while no command was waiting for one: replies can no longer be matched
+    /// to commands.
+    #[error("unsolicited reply {code}: more replies than commands")]
+    UnsolicitedReply {
+        /// The reply code.
+        code: u16,
+    },
+    /// Bytes arrived after the positive STARTTLS reply, before TLS was established: a response
+    /// injection attempt (or a broken server).
+    #[error("data received after the STARTTLS reply and before TLS (response injection)")]
+    InputAfterStartTls,
+    /// The server closed the connection when it should not have.
+    #[error("connection closed by the server in phase {phase:?}")]
+    UnexpectedEof {
+        /// What the client was waiting for.
+        phase: Phase,
+    },
+    /// A deadline passed.
+    #[error("timed out in phase {phase:?}")]
+    Timeout {
+        /// What the client was waiting for.
+        phase: Phase,
+    },
+}
+
+impl ProtocolError {
+    pub(crate) const fn from_reply_error(error: ReplyError, ehlo: bool) -> Self {
+        match error {
+            ReplyError::LineTooLong { limit } => Self::LineTooLong { limit },
+            ReplyError::TooManyLines { limit } if ehlo => Self::TooManyEhloLines { limit },
+            ReplyError::TooManyLines { limit } => Self::TooManyReplyLines { limit },
+            ReplyError::Malformed(malformed) => Self::MalformedReply(malformed),
+        }
+    }
+}
+
+/// An SMTP extension a request depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Extension {
+    /// SMTPUTF8 (internationalised addresses).
+    SmtpUtf8,
+    /// 8BITMIME (`BODY=8BITMIME`, or an 8-bit body).
+    EightBitMime,
+    /// DSN (`NOTIFY`, `ORCPT`, `RET`, `ENVID`).
+    Dsn,
+    /// REQUIRETLS.
+    RequireTls,
+    /// AUTH.
+    Auth,
+}
+
+/// A free-text argument checked before sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Argument {
+    /// `ENVID=`.
+    EnvelopeId,
+    /// `ORCPT=` of the recipient at this index.
+    OriginalRecipient(usize),
+}
+
+/// The caller asked for something that cannot be done; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// The session is not ready for this (greeting, EHLO or STARTTLS still in progress).
+    #[error("the session is not ready yet")]
+    NotReady,
+    /// Another AUTH exchange or mail transaction is in progress.
+    #[error("an AUTH exchange or a mail transaction is in progress")]
+    Busy,
+    /// The session has ended (QUIT, a session failure, or 421).
+    #[error("the session is closed")]
+    Closed,
+    /// [`Client::tls_established`](crate::Client::tls_established) without a pending STARTTLS.
+    #[error("no STARTTLS handshake is pending")]
+    NotAwaitingTls,
+    /// The client was poisoned by this fatal error earlier.
+    #[error("the session failed earlier: {0}")]
+    Fatal(ProtocolError),
+    /// A free-text argument contains CR, LF or NUL.
+    #[error("{argument:?}: {error}")]
+    InvalidArgument {
+        /// Which argument.
+        argument: Argument,
+        /// The offending byte.
+        error: ForbiddenByte,
+    },
+    /// A free-text argument is too long once encoded.
+    #[error("{argument:?} is {length} characters long once encoded; the limit is {max}")]
+    ArgumentTooLong {
+        /// Which argument.
+        argument: Argument,
+        /// Its encoded length.
+        length: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The envelope has no recipient.
+    #[error("the envelope has no recipient")]
+    NoRecipients,
+    /// The server does not offer an extension this request needs.
+    #[error("the server does not offer {0:?}")]
+    ExtensionNotOffered(Extension),
+    /// REQUIRETLS asked for on a connection without TLS.
+    #[error("REQUIRETLS needs a TLS connection")]
+    RequireTlsWithoutTls,
+    /// The declared size exceeds the server's SIZE limit.
+    #[error("message of {size} bytes exceeds the server's limit of {limit} bytes")]
+    MessageTooLarge {
+        /// The declared (or computed) size.
+        size: u64,
+        /// The server's limit.
+        limit: u64,
+    },
+    /// AUTH without TLS and without the explicit cleartext opt-in.
+    #[error("refusing to send credentials without TLS")]
+    CleartextCredentials,
+    /// None of the offered mechanisms suits the credentials.
+    #[error("no offered SASL mechanism suits these credentials (offered: {offered:?})")]
+    NoCommonMechanism {
+        /// The server's mechanisms.
+        offered: Vec<String>,
+    },
+    /// The explicitly requested mechanism is not offered.
+    #[error("the server does not offer {0:?}")]
+    MechanismNotOffered(Mechanism),
+    /// AUTH succeeded already; RFC 4954 forbids a second one.
+    #[error("already authenticated")]
+    AlreadyAuthenticated,
+    /// The SASL mechanism refused to start (wrong credential kind, unencodable credential).
+    #[error("SASL: {0}")]
+    Sasl(SaslError),
+    /// No body is being written (no transaction, or it was started with
+    /// [`Client::send_mail_bytes`](crate::Client::send_mail_bytes)).
+    #[error("no message body is being written")]
+    NoBodyInProgress,
+    /// [`Client::finish_body`](crate::Client::finish_body) was already called.
+    #[error("the body was already finished")]
+    BodyFinished,
+    /// The transaction has already failed; its outcome event follows.
+    #[error("the transaction has failed; stop writing the body")]
+    TransactionFailed,
+    /// The body has a bare CR or LF and the policy is to reject it. Nothing of this write was
+    /// consumed.
+    #[error(transparent)]
+    BareLineEnding(BareLineEnding),
+}
+
+impl From<ProtocolError> for Misuse {
+    fn from(error: ProtocolError) -> Self {
+        Self::Fatal(error)
+    }
+}

@@ -1,0 +1,158 @@
+//! What the client reports to its caller through [`Client::poll_event`](crate::Client::poll_event).
+//!
+//! Server refusals are events, not errors: a rejected recipient or message is a normal outcome
+//! the caller acts on (retry later, bounce, drop the address), and the session stays usable.
+
+use std::fmt;
+
+use mail_common::sasl::{Mechanism, SaslError};
+
+use crate::capabilities::Capabilities;
+use crate::envelope::Address;
+use crate::reply::Reply;
+
+/// Identifies one mail transaction (one message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionId(pub(crate) u64);
+
+impl fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Something the caller must know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server accepted STARTTLS and nothing else is buffered: perform the TLS handshake on
+    /// the connection, then call [`Client::tls_established`](crate::Client::tls_established).
+    StartTls,
+    /// The session is established (after EHLO, and after STARTTLS when required): the caller may
+    /// authenticate and send mail.
+    Ready(Capabilities),
+    /// AUTH succeeded.
+    Authenticated {
+        /// The mechanism used.
+        mechanism: Mechanism,
+    },
+    /// AUTH failed. There is no automatic retry with a weaker mechanism.
+    AuthFailed {
+        /// The mechanism tried.
+        mechanism: Mechanism,
+        /// Why.
+        failure: AuthFailure,
+    },
+    /// The server answered one `RCPT TO`.
+    Recipient {
+        /// The transaction.
+        transaction: TransactionId,
+        /// Index into the envelope's recipients.
+        index: usize,
+        /// The recipient.
+        address: Address,
+        /// Accepted or rejected, with the server's reply.
+        outcome: RecipientOutcome,
+    },
+    /// [`Client::write_body`](crate::Client::write_body) returned less than it was given and can
+    /// now take more.
+    BodyWritable {
+        /// The transaction.
+        transaction: TransactionId,
+    },
+    /// The transaction is over; a new one may start.
+    MessageDone {
+        /// The transaction.
+        transaction: TransactionId,
+        /// Sent or failed.
+        outcome: MessageOutcome,
+    },
+    /// The session cannot be used. The client sends QUIT when that is still sensible and then
+    /// reports [`Event::Closed`].
+    SessionFailed(SessionFailure),
+    /// The session is over; close the connection.
+    Closed,
+}
+
+/// The server's answer to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecipientOutcome {
+    /// 2yz: the server will try to deliver to this recipient.
+    Accepted(Reply),
+    /// 4yz/5yz: this recipient will not get the message;
+    /// [`Reply::failure_class`] says whether a retry may help.
+    Rejected(Reply),
+}
+
+/// The outcome of a whole transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageOutcome {
+    /// The server took responsibility for the message (for the accepted recipients).
+    Sent {
+        /// The final reply; its text usually carries the queue id.
+        reply: Reply,
+        /// How many recipients were accepted.
+        accepted: usize,
+    },
+    /// Nothing was delivered.
+    Failed(TransactionFailure),
+}
+
+/// Why a transaction delivered nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionFailure {
+    /// `MAIL FROM` was refused.
+    MailRejected(Reply),
+    /// Every recipient was refused (see the [`Event::Recipient`] events). `reply` is the
+    /// refusal of `DATA`/`BDAT` when one was sent.
+    NoValidRecipients {
+        /// The reply to DATA or BDAT, if any.
+        reply: Option<Reply>,
+    },
+    /// `DATA` was refused although recipients were accepted.
+    DataRejected(Reply),
+    /// The message itself was refused (reply after the end of data, or to a `BDAT` chunk).
+    MessageRejected(Reply),
+    /// The server closed the session (421) during the transaction.
+    ServiceClosing(Reply),
+}
+
+/// Why AUTH failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The server refused (535 bad credentials, 534 mechanism too weak, 454 temporary, 530 ...).
+    Refused(Reply),
+    /// The client cancelled the exchange with `*` because of this SASL error (a malformed
+    /// challenge, for example). `reply` is the server's answer to the cancellation.
+    Cancelled {
+        /// The client-side error.
+        error: SaslError,
+        /// The server's reply to `*`.
+        reply: Reply,
+    },
+    /// The server reported success without proving it knows the password (SCRAM server
+    /// signature missing or wrong). The client ends the session: this is not the real server.
+    ServerNotVerified(SaslError),
+}
+
+/// Why the session ended before it could be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionFailure {
+    /// The greeting was a refusal (typically 554).
+    GreetingRefused(Reply),
+    /// EHLO was refused with something other than "command not recognised".
+    EhloRefused(Reply),
+    /// HELO (the fallback after EHLO was not recognised) was refused.
+    HeloRefused(Reply),
+    /// STARTTLS is required but the server does not offer it (or does not even know EHLO).
+    StartTlsNotOffered,
+    /// STARTTLS is required but the server refused it (454, 502, ...).
+    StartTlsRefused(Reply),
+    /// The server is shutting down (421).
+    ServiceNotAvailable(Reply),
+}

@@ -1,0 +1,815 @@
+//! Transcript runner shared by the transcript tests and the split-invariance proptest.
+//!
+//! A transcript is a text file of lines:
+//!
+//! - `C: text` the client must have sent `text` + CRLF next; `C> text` without the CRLF.
+//! - `S: text` server bytes (+ CRLF); consecutive `S:`/`S>` lines form one read, fed at the next
+//!   non-`S` line (`!read` ends a read explicitly).
+//! - `# ...` comments, blank lines.
+//! - `!directive args`: `!config`, API calls (`!auth`, `!mail`, `!send`, `!write`, `!finish`,
+//!   `!quit`, `!tls`, `!eof`, `!timeout`, `!at`), and expectations (`!event`, `!caps`,
+//!   `!error`, `!misuse`, `!deadline`, `!flights`, `!writes`).
+//!
+//! Escapes in `C:`/`S:` text and in directive values: `\r`, `\n`, `\t`, `\\`, `\xHH`.
+//!
+//! The runner is strict: before each server read every client byte must have been matched by a
+//! `C:` line and every event by an `!event` line, and an error must be matched by `!error` or
+//! `!misuse` right after the call that caused it.
+
+#![allow(dead_code, clippy::missing_panics_doc)]
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use smtp_submit::{
+    Address, AuthFailure, AuthMethod, BodyType, Client, ClientName, Config, Credentials, Envelope,
+    Event, Limits, LineEndingPolicy, Machine, MailOptions, Mechanism, MessageOutcome, Misuse,
+    Notify, ProtocolError, Recipient, RecipientOutcome, Reply, Ret, Security, SessionFailure,
+    TransactionFailure,
+};
+
+/// Decides how one server read is cut into `handle_input` calls: returns the piece lengths.
+pub(crate) type Splitter<'a> = &'a mut dyn FnMut(usize) -> Vec<usize>;
+
+pub(crate) fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            match bytes[i + 1] {
+                b'r' => out.push(b'\r'),
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'\\' => out.push(b'\\'),
+                b'x' => {
+                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 2;
+                }
+                other => panic!("unknown escape \\{}", char::from(other)),
+            }
+            i += 2;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn unescape_str(text: &str) -> String {
+    String::from_utf8(unescape(text)).unwrap()
+}
+
+fn class_word(reply: &Reply) -> &'static str {
+    match reply.failure_class() {
+        Some(class) if class.is_transient() => "transient ",
+        Some(_) => "permanent ",
+        None => "",
+    }
+}
+
+fn render_reply(reply: &Reply) -> String {
+    format!("{}{reply}", class_word(reply))
+}
+
+pub(crate) fn render_event(event: &Event) -> String {
+    match event {
+        Event::StartTls => "StartTls".into(),
+        Event::Ready(_) => "Ready".into(),
+        Event::Authenticated { mechanism } => format!("Authenticated {}", mechanism.name()),
+        Event::AuthFailed { mechanism, failure } => {
+            let detail = match failure {
+                AuthFailure::Refused(reply) => format!("refused {}", render_reply(reply)),
+                AuthFailure::Cancelled { error, reply } => {
+                    format!("cancelled {error:?} {}", render_reply(reply))
+                }
+                AuthFailure::ServerNotVerified(error) => format!("unverified {error:?}"),
+                other => format!("{other:?}"),
+            };
+            format!("AuthFailed {} {detail}", mechanism.name())
+        }
+        Event::Recipient {
+            transaction,
+            index,
+            address,
+            outcome,
+        } => {
+            let outcome = match outcome {
+                RecipientOutcome::Accepted(reply) => format!("accepted {}", render_reply(reply)),
+                RecipientOutcome::Rejected(reply) => format!("rejected {}", render_reply(reply)),
+                other => format!("{other:?}"),
+            };
+            format!("Recipient {transaction} {index} {address:?} {outcome}")
+        }
+        Event::BodyWritable { transaction } => format!("BodyWritable {transaction}"),
+        Event::MessageDone {
+            transaction,
+            outcome,
+        } => {
+            let outcome = match outcome {
+                MessageOutcome::Sent { reply, accepted } => {
+                    format!("sent accepted={accepted} {}", render_reply(reply))
+                }
+                MessageOutcome::Failed(failure) => format!("failed {}", render_failure(failure)),
+                other => format!("{other:?}"),
+            };
+            format!("MessageDone {transaction} {outcome}")
+        }
+        Event::SessionFailed(failure) => {
+            let detail = match failure {
+                SessionFailure::GreetingRefused(r) => {
+                    format!("greeting-refused {}", render_reply(r))
+                }
+                SessionFailure::EhloRefused(r) => format!("ehlo-refused {}", render_reply(r)),
+                SessionFailure::HeloRefused(r) => format!("helo-refused {}", render_reply(r)),
+                SessionFailure::StartTlsNotOffered => "starttls-not-offered".into(),
+                SessionFailure::StartTlsRefused(r) => {
+                    format!("starttls-refused {}", render_reply(r))
+                }
+                SessionFailure::ServiceNotAvailable(r) => {
+                    format!("service-not-available {}", render_reply(r))
+                }
+                other => format!("{other:?}"),
+            };
+            format!("SessionFailed {detail}")
+        }
+        Event::Closed => "Closed".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn render_failure(failure: &TransactionFailure) -> String {
+    match failure {
+        TransactionFailure::MailRejected(r) => format!("mail-rejected {}", render_reply(r)),
+        TransactionFailure::NoValidRecipients { reply: None } => "no-valid-recipients".into(),
+        TransactionFailure::NoValidRecipients { reply: Some(r) } => {
+            format!("no-valid-recipients {}", render_reply(r))
+        }
+        TransactionFailure::DataRejected(r) => format!("data-rejected {}", render_reply(r)),
+        TransactionFailure::MessageRejected(r) => format!("message-rejected {}", render_reply(r)),
+        TransactionFailure::ServiceClosing(r) => format!("service-closing {}", render_reply(r)),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The keywords `render_caps` shows as flags rather than under `other=`.
+const KNOWN: [&str; 10] = [
+    "PIPELINING",
+    "CHUNKING",
+    "SIZE",
+    "8BITMIME",
+    "SMTPUTF8",
+    "DSN",
+    "ENHANCEDSTATUSCODES",
+    "STARTTLS",
+    "REQUIRETLS",
+    "AUTH",
+];
+
+pub(crate) fn render_caps(client: &Client) -> String {
+    let Some(caps) = client.capabilities() else {
+        return "none".into();
+    };
+    let mut out = caps.server_name().to_owned();
+    if !caps.is_extended() {
+        out.push_str(" (helo)");
+    }
+    for (on, name) in [
+        (caps.pipelining(), "PIPELINING"),
+        (caps.chunking(), "CHUNKING"),
+        (caps.size(), "SIZE"),
+        (caps.eight_bit_mime(), "8BITMIME"),
+        (caps.smtputf8(), "SMTPUTF8"),
+        (caps.dsn(), "DSN"),
+        (caps.enhanced_status_codes(), "ENHANCEDSTATUSCODES"),
+        (caps.starttls(), "STARTTLS"),
+        (caps.require_tls(), "REQUIRETLS"),
+    ] {
+        if on {
+            out.push(' ');
+            out.push_str(name);
+            if name == "SIZE"
+                && let Some(max) = caps.max_message_size()
+            {
+                let _ = write!(out, "={max}");
+            }
+        }
+    }
+    if !caps.auth_mechanisms().is_empty() {
+        let _ = write!(out, " auth={}", caps.auth_mechanisms().join(","));
+    }
+    let others: Vec<String> = caps
+        .keywords()
+        .iter()
+        .filter(|k| !KNOWN.contains(&k.keyword.as_str()))
+        .map(|k| {
+            if k.params.is_empty() {
+                k.keyword.clone()
+            } else {
+                format!("{}({})", k.keyword, k.params.join(" "))
+            }
+        })
+        .collect();
+    if !others.is_empty() {
+        let _ = write!(out, " other={}", others.join(","));
+    }
+    out
+}
+
+#[derive(Default)]
+struct ConfigSpec {
+    security: Option<Security>,
+    name: Option<String>,
+    pipelining: bool,
+    chunking: bool,
+    cleartext: bool,
+    policy: LineEndingPolicy,
+    limits: Limits,
+}
+
+impl ConfigSpec {
+    fn new() -> Self {
+        Self {
+            pipelining: true,
+            chunking: true,
+            ..Self::default()
+        }
+    }
+
+    fn apply(&mut self, args: &str) {
+        for token in args.split_whitespace() {
+            let (key, value) = token.split_once('=').unwrap_or((token, ""));
+            let number = || value.parse::<usize>().unwrap();
+            match key {
+                "security" => {
+                    self.security = Some(match value {
+                        "implicit" => Security::Implicit,
+                        "starttls" => Security::StartTls,
+                        "plaintext" => Security::Plaintext,
+                        _ => panic!("unknown security {value}"),
+                    });
+                }
+                "name" => self.name = Some(unescape_str(value)),
+                "pipelining" => self.pipelining = value == "on",
+                "chunking" => self.chunking = value == "on",
+                "cleartext-auth" => self.cleartext = value == "on",
+                "policy" => {
+                    self.policy = match value {
+                        "reject" => LineEndingPolicy::Reject,
+                        _ => LineEndingPolicy::Normalize,
+                    };
+                }
+                "chunk" => self.limits = self.limits.clone().with_chunk_size(number()),
+                "window" => self.limits = self.limits.clone().with_send_window(number()),
+                "max-line" => self.limits = self.limits.clone().with_max_reply_line(number()),
+                "max-lines" => self.limits = self.limits.clone().with_max_reply_lines(number()),
+                "max-ehlo" => self.limits = self.limits.clone().with_max_ehlo_lines(number()),
+                _ => panic!("unknown config key {key}"),
+            }
+        }
+    }
+
+    fn build(&self) -> Config {
+        let name = self.name.clone().unwrap_or_else(|| "client.example".into());
+        Config::new(
+            ClientName::new(name).unwrap(),
+            self.security.unwrap_or(Security::Implicit),
+        )
+        .with_pipelining(self.pipelining)
+        .with_chunking(self.chunking)
+        .with_line_endings(self.policy)
+        .with_limits(self.limits.clone())
+        .allow_cleartext_credentials_dangerously(self.cleartext)
+    }
+}
+
+/// Everything observable about one run, for comparing runs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) sent: Vec<u8>,
+    pub(crate) events: Vec<String>,
+    pub(crate) error: Option<ProtocolError>,
+}
+
+pub(crate) struct Runner<'a> {
+    name: String,
+    spec: ConfigSpec,
+    client: Option<Client>,
+    t0: Instant,
+    now: Instant,
+    sent: Vec<u8>,
+    read: Vec<u8>,
+    events: VecDeque<Event>,
+    error: Option<ProtocolError>,
+    misuse: Option<Misuse>,
+    splitter: Splitter<'a>,
+    draining: bool,
+    flights: usize,
+    written: Option<usize>,
+    pub(crate) outcome: Outcome,
+}
+
+impl<'a> Runner<'a> {
+    pub(crate) fn new(name: &str, splitter: Splitter<'a>) -> Self {
+        let t0 = Instant::now();
+        Self {
+            name: name.to_owned(),
+            spec: ConfigSpec::new(),
+            client: None,
+            t0,
+            now: t0,
+            sent: Vec::new(),
+            read: Vec::new(),
+            events: VecDeque::new(),
+            error: None,
+            misuse: None,
+            splitter,
+            draining: true,
+            flights: 0,
+            written: None,
+            outcome: Outcome::default(),
+        }
+    }
+
+    fn client(&mut self) -> &mut Client {
+        if self.client.is_none() {
+            self.client = Some(Client::new(self.spec.build(), self.now));
+        }
+        self.client.as_mut().unwrap()
+    }
+
+    /// Collects transmitted bytes (when draining) and events.
+    fn drain(&mut self) {
+        let client = self.client.as_mut().unwrap();
+        self.flights = 0;
+        if self.draining {
+            while let Some(bytes) = client.poll_transmit() {
+                let n = bytes.len();
+                self.sent.extend_from_slice(bytes);
+                self.outcome.sent.extend_from_slice(bytes);
+                client.advance_transmit(n);
+                self.flights += 1;
+            }
+        }
+        while let Some(event) = client.poll_event() {
+            self.outcome.events.push(render_event(&event));
+            self.events.push_back(event);
+        }
+    }
+
+    fn fail(&self, line_no: usize, message: &str) -> ! {
+        panic!("{}:{line_no}: {message}", self.name);
+    }
+
+    fn check_settled(&self, line_no: usize) {
+        if let Some(error) = &self.error {
+            self.fail(line_no, &format!("unexpected fatal error {error:?}"));
+        }
+        if let Some(misuse) = &self.misuse {
+            self.fail(line_no, &format!("unexpected misuse {misuse:?}"));
+        }
+    }
+
+    fn feed_read(&mut self, line_no: usize) {
+        if self.read.is_empty() {
+            return;
+        }
+        self.check_settled(line_no);
+        if !self.sent.is_empty() {
+            self.fail(
+                line_no,
+                &format!(
+                    "client sent bytes not matched by C: lines: {:?}",
+                    String::from_utf8_lossy(&self.sent)
+                ),
+            );
+        }
+        if let Some(event) = self.events.front() {
+            self.fail(
+                line_no,
+                &format!("event not matched: {}", render_event(event)),
+            );
+        }
+        let data = std::mem::take(&mut self.read);
+        let pieces = (self.splitter)(data.len());
+        assert_eq!(pieces.iter().sum::<usize>(), data.len());
+        let now = self.now;
+        self.client();
+        let mut start = 0;
+        for piece in pieces {
+            let result = self
+                .client
+                .as_mut()
+                .unwrap()
+                .handle_input(now, &data[start..start + piece]);
+            start += piece;
+            if let Err(error) = result {
+                self.error = Some(error);
+                break;
+            }
+        }
+        self.drain();
+    }
+
+    fn protocol_result(&mut self, result: Result<(), ProtocolError>) {
+        if let Err(error) = result {
+            self.error = Some(error);
+        }
+        self.drain();
+    }
+
+    fn misuse_result<T>(&mut self, result: Result<T, Misuse>) -> Option<T> {
+        let value = match result {
+            Ok(value) => Some(value),
+            Err(misuse) => {
+                self.misuse = Some(misuse);
+                None
+            }
+        };
+        self.drain();
+        value
+    }
+
+    pub(crate) fn run(&mut self, text: &str) {
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let line = raw.trim_end_matches('\r');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("S: ") {
+                self.read.extend(unescape(rest));
+                self.read.extend_from_slice(b"\r\n");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("S> ") {
+                self.read.extend(unescape(rest));
+                continue;
+            }
+            self.feed_read(line_no);
+            if self.client.is_none() && !line.starts_with("!config") {
+                self.client();
+                self.drain();
+            }
+            if let Some(rest) = line
+                .strip_prefix("C: ")
+                .or_else(|| (line == "C:").then_some(""))
+            {
+                let mut expected = unescape(rest);
+                expected.extend_from_slice(b"\r\n");
+                self.expect_sent(line_no, &expected);
+            } else if let Some(rest) = line.strip_prefix("C> ") {
+                self.expect_sent(line_no, &unescape(rest));
+            } else if let Some(directive) = line.strip_prefix('!') {
+                let (name, args) = directive.split_once(' ').unwrap_or((directive, ""));
+                self.directive(line_no, name, args);
+            } else {
+                self.fail(line_no, &format!("unparsable line {line:?}"));
+            }
+        }
+        let end = text.lines().count() + 1;
+        self.feed_read(end);
+        self.check_settled(end);
+        if !self.sent.is_empty() {
+            self.fail(
+                end,
+                &format!(
+                    "unmatched client bytes at the end: {:?}",
+                    String::from_utf8_lossy(&self.sent)
+                ),
+            );
+        }
+        if let Some(event) = self.events.front() {
+            self.fail(
+                end,
+                &format!("event not matched at the end: {}", render_event(event)),
+            );
+        }
+        self.outcome.error = self
+            .error
+            .clone()
+            .or_else(|| self.client.as_ref().and_then(|c| c.error().cloned()));
+    }
+
+    fn expect_sent(&mut self, line_no: usize, expected: &[u8]) {
+        self.check_settled(line_no);
+        if !self.sent.starts_with(expected) {
+            self.fail(
+                line_no,
+                &format!(
+                    "expected client to send {:?}, it sent {:?}",
+                    String::from_utf8_lossy(expected),
+                    String::from_utf8_lossy(&self.sent)
+                ),
+            );
+        }
+        self.sent.drain(..expected.len());
+    }
+
+    fn directive(&mut self, line_no: usize, name: &str, args: &str) {
+        let expectation = matches!(name, "error" | "misuse");
+        if !expectation {
+            self.check_settled(line_no);
+        }
+        let now = self.now;
+        match name {
+            "config" => {
+                if self.client.is_some() {
+                    self.fail(line_no, "!config after the client was created");
+                }
+                self.spec.apply(args);
+            }
+            "read" => {}
+            "event" => {
+                let Some(event) = self.events.pop_front() else {
+                    self.fail(line_no, &format!("expected event {args:?}, none left"));
+                };
+                let rendered = render_event(&event);
+                if rendered != unescape_str(args) {
+                    self.fail(
+                        line_no,
+                        &format!("expected event {args:?}, got {rendered:?}"),
+                    );
+                }
+            }
+            "no-event" => {
+                if let Some(event) = self.events.front() {
+                    self.fail(
+                        line_no,
+                        &format!("unexpected event {}", render_event(event)),
+                    );
+                }
+            }
+            "caps" => {
+                let rendered = render_caps(self.client());
+                if rendered != unescape_str(args) {
+                    self.fail(
+                        line_no,
+                        &format!("expected caps {args:?}, got {rendered:?}"),
+                    );
+                }
+            }
+            "error" => {
+                let Some(error) = self.error.take() else {
+                    self.fail(line_no, &format!("expected error {args}, none happened"));
+                };
+                let rendered = format!("{error:?}");
+                if rendered != args {
+                    self.fail(line_no, &format!("expected error {args}, got {rendered}"));
+                }
+                self.check_poisoned(line_no, &error);
+            }
+            "misuse" => {
+                let Some(misuse) = self.misuse.take() else {
+                    self.fail(line_no, &format!("expected misuse {args}, none happened"));
+                };
+                let rendered = format!("{misuse:?}");
+                if rendered != args {
+                    self.fail(line_no, &format!("expected misuse {args}, got {rendered}"));
+                }
+            }
+            "at" => {
+                let seconds: f64 = args.parse().unwrap();
+                self.now = self.t0 + Duration::from_secs_f64(seconds);
+            }
+            "deadline" => {
+                let deadline = self.client().poll_timeout();
+                let expected = (args != "none")
+                    .then(|| self.t0 + Duration::from_secs_f64(args.parse::<f64>().unwrap()));
+                if deadline != expected {
+                    let got = deadline.map(|d| d.duration_since(self.t0).as_secs_f64());
+                    self.fail(line_no, &format!("expected deadline {args}, got {got:?}"));
+                }
+            }
+            "flights" => {
+                let expected: usize = args.parse().unwrap();
+                if self.flights != expected {
+                    self.fail(
+                        line_no,
+                        &format!("expected {expected} transmit slices, got {}", self.flights),
+                    );
+                }
+            }
+            "hold" => self.draining = false,
+            "transmit" => {
+                // A partial write while holding: the driver wrote only `n` bytes.
+                let n: usize = args.parse().unwrap();
+                let client = self.client();
+                let bytes = client.poll_transmit().unwrap_or_default()[..n].to_vec();
+                client.advance_transmit(n);
+                self.sent.extend_from_slice(&bytes);
+                self.outcome.sent.extend_from_slice(&bytes);
+                self.drain();
+            }
+            "release" => {
+                self.draining = true;
+                self.drain();
+            }
+            "timeout" => {
+                let result = self.client().handle_timeout(now);
+                self.protocol_result(result);
+            }
+            "eof" => {
+                let result = self.client().handle_eof(now);
+                self.protocol_result(result);
+            }
+            "tls" => {
+                let result = self.client().tls_established(now);
+                self.misuse_result(result);
+            }
+            "quit" => {
+                let result = self.client().quit(now);
+                self.misuse_result(result);
+            }
+            "auth" => self.auth(args),
+            "mail" | "send" => self.mail(name == "send", args),
+            "write" => {
+                let (expected, data) = match args.strip_prefix('=') {
+                    Some(rest) => {
+                        let (count, data) = rest.split_once(' ').unwrap_or((rest, ""));
+                        (Some(count.parse::<usize>().unwrap()), data)
+                    }
+                    None => (None, args),
+                };
+                let data = unescape(data);
+                let result = self.client().write_body(now, &data);
+                if let Some(taken) = self.misuse_result(result) {
+                    let expected = expected.unwrap_or(data.len());
+                    if taken != expected {
+                        self.fail(
+                            line_no,
+                            &format!("write_body took {taken}, expected {expected}"),
+                        );
+                    }
+                }
+            }
+            "finish" => {
+                let result = self.client().finish_body(now);
+                self.misuse_result(result);
+            }
+            _ => self.fail(line_no, &format!("unknown directive !{name}")),
+        }
+    }
+
+    /// After a fatal error, the client must stay silent and repeat the error.
+    fn check_poisoned(&mut self, line_no: usize, error: &ProtocolError) {
+        let now = self.now;
+        let client = self.client();
+        let again = client.handle_input(now, b"250 ok\r\n");
+        let timeout = client.handle_timeout(now);
+        let quit = client.quit(now);
+        let transmit = client.poll_transmit().map(<[u8]>::to_vec);
+        if again.as_ref() != Err(error)
+            || timeout.as_ref() != Err(error)
+            || quit != Err(Misuse::Fatal(error.clone()))
+            || transmit.is_some()
+        {
+            self.fail(line_no, "client is not poisoned after a fatal error");
+        }
+    }
+
+    fn auth(&mut self, args: &str) {
+        let mut user = String::from("alice");
+        let mut secret = String::from("secret");
+        let mut oauth = false;
+        let mut method = AuthMethod::Auto;
+        let mut nonce = b"fyko+d2lbbFgONRv9qkxdawL".to_vec();
+        for token in args.split_whitespace() {
+            let (key, value) = token.split_once('=').unwrap_or((token, ""));
+            match key {
+                "user" => user = unescape_str(value),
+                "pass" => secret = unescape_str(value),
+                "token" => {
+                    secret = unescape_str(value);
+                    oauth = true;
+                }
+                "mech" => {
+                    method = AuthMethod::Mechanism(Mechanism::from_name(value).unwrap());
+                }
+                "nonce" => nonce = unescape(value),
+                _ => panic!("unknown auth key {key}"),
+            }
+        }
+        let credentials = if oauth {
+            Credentials::oauth2(user, secret)
+        } else {
+            Credentials::password(user, secret)
+        };
+        let now = self.now;
+        let result = self
+            .client()
+            .authenticate(now, &credentials, method, &nonce);
+        self.misuse_result(result);
+    }
+
+    fn mail(&mut self, with_body: bool, args: &str) {
+        let (args, body) = match args.split_once("body=") {
+            Some((head, body)) => (head, Some(unescape(body))),
+            None => (args, None),
+        };
+        assert_eq!(
+            with_body,
+            body.is_some(),
+            "!send needs body=, !mail must not have one"
+        );
+        let mut envelope = Envelope::new(None);
+        let mut options = MailOptions::default();
+        for token in args.split_whitespace() {
+            let (key, value) = token.split_once('=').unwrap_or((token, ""));
+            match key {
+                "from" => {
+                    let value = unescape_str(value);
+                    let from = if value.is_empty() {
+                        None
+                    } else {
+                        Some(Address::new(value).unwrap())
+                    };
+                    let recipients = envelope.recipients().to_vec();
+                    envelope = Envelope::new(from);
+                    for r in recipients {
+                        envelope.add_recipient(r);
+                    }
+                }
+                "to" => {
+                    let mut parts = value.split(';');
+                    let address = Address::new(unescape_str(parts.next().unwrap())).unwrap();
+                    let mut recipient = Recipient::new(address);
+                    for part in parts {
+                        let (k, v) = part.split_once(':').unwrap();
+                        match k {
+                            "notify" => {
+                                let mut notify = Notify::never();
+                                for word in v.split(',') {
+                                    notify = match word {
+                                        "success" => notify.and_success(),
+                                        "failure" => notify.and_failure(),
+                                        "delay" => notify.and_delay(),
+                                        "never" => notify,
+                                        _ => panic!("unknown notify {word}"),
+                                    };
+                                }
+                                recipient = recipient.with_notify(notify);
+                            }
+                            "orcpt" => {
+                                recipient = recipient.with_original_recipient(unescape_str(v));
+                            }
+                            _ => panic!("unknown recipient option {k}"),
+                        }
+                    }
+                    envelope.add_recipient(recipient);
+                }
+                "size" => options = options.with_size(value.parse().unwrap()),
+                "body8" => options = options.with_body_type(BodyType::EightBitMime),
+                "body7" => options = options.with_body_type(BodyType::SevenBit),
+                "smtputf8" => options = options.with_smtputf8(),
+                "ret" => {
+                    options = options.with_ret(if value == "full" {
+                        Ret::Full
+                    } else {
+                        Ret::Headers
+                    });
+                }
+                "envid" => options = options.with_envid(unescape_str(value)),
+                "requiretls" => options = options.with_require_tls(),
+                _ => panic!("unknown mail key {key}"),
+            }
+        }
+        let now = self.now;
+        let result = match body {
+            Some(body) => self.client().send_mail_bytes(now, envelope, options, &body),
+            None => self.client().send_mail(now, envelope, options),
+        };
+        self.misuse_result(result);
+    }
+}
+
+/// Runs a transcript, feeding each server read in the pieces `splitter` chooses.
+pub(crate) fn run_transcript(name: &str, text: &str, splitter: Splitter<'_>) -> Outcome {
+    let mut runner = Runner::new(name, splitter);
+    runner.run(text);
+    runner.outcome
+}
+
+pub(crate) fn whole(len: usize) -> Vec<usize> {
+    if len == 0 { Vec::new() } else { vec![len] }
+}
+
+pub(crate) fn transcripts() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transcripts");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(path).unwrap())
+        })
+        .collect()
+}
