@@ -1,0 +1,2 @@
+//! Example programs.
+#![forbid(unsafe_code)]
