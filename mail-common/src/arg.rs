@@ -55,7 +55,9 @@ mod tests {
             let err = check_arg(input).unwrap_err();
             assert_eq!((err.byte, err.position), (byte, pos));
         }
-        let all_others: Vec<u8> = (0..=255u8).filter(|b| ![b'\r', b'\n', 0].contains(b)).collect();
+        let all_others: Vec<u8> = (0..=255u8)
+            .filter(|b| ![b'\r', b'\n', 0].contains(b))
+            .collect();
         assert!(check_arg(&all_others).is_ok());
         assert!(check_arg("").is_ok());
     }

@@ -48,10 +48,20 @@ pub trait Machine {
 ///
 /// Cores append whole commands (a pipelined flight is one contiguous slice, so a driver writes
 /// it with one system call) and the driver removes what it wrote.
-#[derive(Debug, Default)]
+///
+/// `Debug` shows only lengths: pending bytes may hold a password or a SASL response.
+#[derive(Default)]
 pub struct Transmit {
     buf: Vec<u8>,
     sent: usize,
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transmit")
+            .field("pending_len", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transmit {
@@ -73,6 +83,12 @@ impl Transmit {
         for piece in pieces {
             self.buf.extend_from_slice(piece);
         }
+    }
+
+    /// Lets `fill` append directly to the buffer, saving a copy when the caller encodes in place
+    /// (for example a dot-stuffing body encoder).
+    pub fn extend_with<R>(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        fill(&mut self.buf)
     }
 
     /// Bytes not yet written, if any.
@@ -116,5 +132,27 @@ mod tests {
         t.advance(100);
         assert!(t.is_empty());
         assert_eq!(t.pending(), None);
+    }
+
+    #[test]
+    fn debug_hides_content() {
+        let mut t = Transmit::new();
+        t.push(b"PASS hunter2\r\n");
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("14"), "{shown}");
+    }
+
+    #[test]
+    fn extend_with_appends_after_pending() {
+        let mut t = Transmit::new();
+        t.push(b"DATA\r\n");
+        t.advance(2);
+        let n = t.extend_with(|buf| {
+            buf.extend_from_slice(b"body");
+            4
+        });
+        assert_eq!(n, 4);
+        assert_eq!(t.pending(), Some(&b"TA\r\nbody"[..]));
     }
 }

@@ -248,7 +248,11 @@ impl AsyncRead for MailStream {
 }
 
 impl AsyncWrite for MailStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -291,8 +295,7 @@ pub async fn connect(
     timeouts: SetupTimeouts,
 ) -> Result<MailStream, TransportError> {
     let name = server_name(tls_name)?;
-    let tcp = match tokio::time::timeout(timeouts.connect, TcpStream::connect((host, port))).await
-    {
+    let tcp = match tokio::time::timeout(timeouts.connect, TcpStream::connect((host, port))).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => {
             return Err(TransportError::Connect {
@@ -308,15 +311,20 @@ pub async fn connect(
             });
         }
     };
-    tcp.set_nodelay(true).map_err(|source| TransportError::Connect {
-        host: host.to_owned(),
-        port,
-        source,
-    })?;
+    tcp.set_nodelay(true)
+        .map_err(|source| TransportError::Connect {
+            host: host.to_owned(),
+            port,
+            source,
+        })?;
     let stream = MailStream::Plain(tcp);
     match wrapping {
         Wrapping::Plain => Ok(stream),
-        Wrapping::ImplicitTls => stream.upgrade(connector, name, timeouts.tls_handshake).await,
+        Wrapping::ImplicitTls => {
+            stream
+                .upgrade(connector, name, timeouts.tls_handshake)
+                .await
+        }
     }
 }
 
@@ -421,8 +429,12 @@ impl<M: Machine> Driver<M> {
         &mut [u8],
     ) {
         (
-            self.reader.as_mut().expect("stream present outside upgrade"),
-            self.writer.as_mut().expect("stream present outside upgrade"),
+            self.reader
+                .as_mut()
+                .expect("stream present outside upgrade"),
+            self.writer
+                .as_mut()
+                .expect("stream present outside upgrade"),
             &mut self.machine,
             &mut self.read_buf,
         )
@@ -441,9 +453,7 @@ impl<M: Machine> Driver<M> {
                 return Ok(out);
             }
             let (reader, writer, machine, read_buf) = self.halves();
-            let deadline = machine
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
+            let deadline = machine.poll_timeout().map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,

@@ -196,7 +196,8 @@ pub const DAVE: User = User {
 
 /// The test ground's state directory (`$TESTGROUND_DIR`, default `/tmp/testground`).
 pub fn dir() -> PathBuf {
-    std::env::var_os("TESTGROUND_DIR").map_or_else(|| PathBuf::from("/tmp/testground"), PathBuf::from)
+    std::env::var_os("TESTGROUND_DIR")
+        .map_or_else(|| PathBuf::from("/tmp/testground"), PathBuf::from)
 }
 
 /// The private CA that issued the servers' certificate.

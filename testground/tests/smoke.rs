@@ -59,8 +59,16 @@ async fn open(endpoint: Endpoint) -> MailStream {
 
 fn assert_greeting(endpoint: Endpoint, greeting: &str) {
     match endpoint.protocol {
-        Protocol::Pop3 => assert!(greeting.starts_with("+OK "), "{}: {greeting}", endpoint.name),
-        Protocol::Smtp => assert!(greeting.starts_with("220 "), "{}: {greeting}", endpoint.name),
+        Protocol::Pop3 => assert!(
+            greeting.starts_with("+OK "),
+            "{}: {greeting}",
+            endpoint.name
+        ),
+        Protocol::Smtp => assert!(
+            greeting.starts_with("220 "),
+            "{}: {greeting}",
+            endpoint.name
+        ),
     }
 }
 
@@ -120,9 +128,16 @@ async fn certificate_is_checked_against_the_ca_and_the_name() {
     let port = mail_testground::DOVECOT_POP3S.port;
     // The web PKI does not know the private CA.
     let webpki = tls_connector(&TrustRoots::WebPki).unwrap();
-    let err = connect(HOST, port, Wrapping::ImplicitTls, &webpki, TLS_NAME, SetupTimeouts::uniform(LIMIT))
-        .await
-        .expect_err("an unknown CA must be refused");
+    let err = connect(
+        HOST,
+        port,
+        Wrapping::ImplicitTls,
+        &webpki,
+        TLS_NAME,
+        SetupTimeouts::uniform(LIMIT),
+    )
+    .await
+    .expect_err("an unknown CA must be refused");
     assert!(matches!(err, TransportError::Tls { .. }), "{err}");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     // The right CA but the wrong name.
