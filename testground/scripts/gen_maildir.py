@@ -35,6 +35,13 @@ USERS = {
     "bob": (0, (), 0x7E570002),
     "carol": (2000, (), 0x7E570003),
     "dave": (0, (), 0x7E570004),  # reserved for destructive tests (DELE)
+    # Scratch users, one per test suite, so suites that delete or deliver never race each other.
+    "erin": (100, (50, 100), 0x7E570005),  # pop3-proto integration (DELE)
+    "frank": (100, (50, 100), 0x7E570006),  # mail-account fetch engine / mailctl end to end
+    "grace": (0, (), 0x7E570007),  # smtp-submit deliveries
+    "heidi": (2000, (), 0x7E570008),  # crash-safe fetch (kill -9) and 2,000-message fetches
+    "ivan": (0, (), 0x7E570009),  # account verification and discovery
+    "judy": (0, (), 0x7E57000A),  # secret-leak and hostile suites that use a real server
 }
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z, message N is dated N minutes later
 BIG_SIZE = 1024 * 1024

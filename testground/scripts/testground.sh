@@ -25,7 +25,7 @@ PFETC="$TG/postfix/etc"
 PFSPOOL="$TG/postfix/spool"
 AIO="$TG/aiosmtpd"
 MAILROOT="$TG/mail"
-USERS=(alice bob carol dave)
+USERS=(alice bob carol dave erin frank grace heidi ivan judy)
 AIOSMTPD_VERSION="${TESTGROUND_AIOSMTPD_VERSION:-1.4.6}"
 SERVER_PKGS=(dovecot-core dovecot-pop3d postfix)
 PEER_PKGS=(mpop msmtp fetchmail swaks libnet-ssleay-perl libdigest-hmac-perl libauthen-sasl-perl)
@@ -266,6 +266,11 @@ cmd_reset_mail() {
   id vmail >/dev/null 2>&1 || die "user vmail missing: run setup first"
   mkdir -p "$MAILROOT"
   chmod 755 "$MAILROOT"
+  if (($#)); then
+    # Only the named users; the stamp and aiosmtpd's Maildir are left alone.
+    "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$MAILROOT" "$@"
+    return
+  fi
   "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$MAILROOT" "${USERS[@]}"
   sha256sum "$HERE/gen_maildir.py" | cut -c1-16 >"$MAILROOT/.generated"
   # aiosmtpd's catch-all Maildir is emptied too.
@@ -485,7 +490,8 @@ usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
   start          start Dovecot, Postfix, aiosmtpd; wait until all ports listen
   stop           stop everything start/delay started
   status         list the ports; exit 0 only if all listen
-  reset-mail     regenerate all mailboxes (alice 100, bob 0, carol 2000, dave 0) + aiosmtpd's
+  reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
+                 (alice, erin, frank 100; carol, heidi 2000; bob, dave, grace, ivan, judy 0)
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify
@@ -503,7 +509,7 @@ main() {
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    reset-mail) cmd_reset_mail ;;
+    reset-mail) cmd_reset_mail "$@" ;;
     delay) cmd_delay "$@" ;;
     verify) cmd_verify ;;
     all)

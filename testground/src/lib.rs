@@ -9,7 +9,7 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -193,6 +193,73 @@ pub const DAVE: User = User {
     address: "dave@testground.example",
     initial_messages: 0,
 };
+
+/// 100 messages like [`ALICE`]; scratch for pop3-proto's destructive integration tests.
+pub const ERIN: User = User {
+    name: "erin",
+    password: "erin-pass",
+    address: "erin@testground.example",
+    initial_messages: 100,
+};
+/// 100 messages like [`ALICE`]; scratch for the fetch engine and `mailctl` end-to-end tests.
+pub const FRANK: User = User {
+    name: "frank",
+    password: "frank-pass",
+    address: "frank@testground.example",
+    initial_messages: 100,
+};
+/// Empty at reset; smtp-submit's integration tests deliver here.
+pub const GRACE: User = User {
+    name: "grace",
+    password: "grace-pass",
+    address: "grace@testground.example",
+    initial_messages: 0,
+};
+/// 2,000 small messages; scratch for crash-safety (kill -9) and large destructive fetches.
+pub const HEIDI: User = User {
+    name: "heidi",
+    password: "heidi-pass",
+    address: "heidi@testground.example",
+    initial_messages: 2000,
+};
+/// Empty at reset; account verification and discovery tests.
+pub const IVAN: User = User {
+    name: "ivan",
+    password: "ivan-pass",
+    address: "ivan@testground.example",
+    initial_messages: 0,
+};
+/// Empty at reset; secret-leak and hostile suites that need a real server.
+pub const JUDY: User = User {
+    name: "judy",
+    password: "judy-pass",
+    address: "judy@testground.example",
+    initial_messages: 0,
+};
+
+/// Every test user. Each test suite owns its scratch users, so suites never race on a mailbox.
+pub const ALL_USERS: [User; 10] = [
+    ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN, JUDY,
+];
+
+/// Regenerates the named users' mailboxes to their initial contents (`testground.sh reset-mail`).
+///
+/// Only for a suite's own scratch users, and only while no other test in the same binary uses them.
+pub fn reset_mailboxes(users: &[User]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testground.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("reset-mail")
+        .args(users.iter().map(|u| u.name))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "`{} reset-mail` failed: {status}",
+        script.display()
+    );
+}
 
 /// The test ground's state directory (`$TESTGROUND_DIR`, default `/tmp/testground`).
 pub fn dir() -> PathBuf {
