@@ -6,8 +6,8 @@
 #                      10587 (STARTTLS required), 10465 (implicit TLS)
 #   aiosmtpd (venv)    12025 (plain, STARTTLS optional), 12587 (STARTTLS required), 12465 (implicit TLS)
 #
-# All state lives in $TESTGROUND_DIR (default /tmp/testground). Users: alice, bob, carol, dave
-# with password <user>-pass, address <user>@testground.example. CA: $TESTGROUND_DIR/certs/ca.crt.
+# All state lives in $TESTGROUND_DIR (default /tmp/testground). Users: alice, bob, carol, dave and
+# the per-suite scratch users erin, frank, grace, heidi, ivan, judy, each with password <user>-pass, address <user>@testground.example. CA: $TESTGROUND_DIR/certs/ca.crt.
 # Run `testground.sh help` for the subcommands. Every subcommand is idempotent.
 set -euo pipefail
 # daemons and admin tools live in sbin, which a CI PATH may lack

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test-all.sh: the whole test suite, as CI runs it, on a fresh machine or a developer's.
+#
+#   1. installs and starts the test ground (Dovecot, Postfix, aiosmtpd on loopback) unless it is
+#      already running, and stops on exit whatever this run started;
+#   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit, integration, doc tests);
+#   3. every fuzz target for a bounded time (FUZZ_SECONDS per target, default 30; 0 skips).
+#
+# Exit status is non-zero on the first failing step. Logs of the servers: $TESTGROUND_DIR/logs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+TG="$ROOT/testground/scripts/testground.sh"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+step() { printf '\n==> %s\n' "$*"; }
+START=$SECONDS
+
+# rust-toolchain.toml pins 1.95.0; a machine whose one toolchain is that version under the name
+# `stable` gets a local alias instead of a download (these machines have no network for rustup).
+if command -v rustup >/dev/null && ! rustup toolchain list | grep -q '^1\.95\.0-'; then
+  stable_dir="$(rustup +stable which rustc 2>/dev/null | sed 's#/bin/rustc$##')" || true
+  if [[ -n ${stable_dir:-} ]] && "$stable_dir/bin/rustc" --version | grep -q '^rustc 1\.95\.0 '; then
+    step "linking toolchain 1.95.0 to the installed stable ($stable_dir)"
+    rustup toolchain link 1.95.0 "$stable_dir"
+  fi
+fi
+
+STARTED_HERE=0
+cleanup() {
+  local rc=$?
+  if ((STARTED_HERE)); then
+    step "stopping the test ground this run started"
+    bash "$TG" stop || true
+  fi
+  printf '\n==> test-all: %s after %d s\n' "$( ((rc == 0)) && echo PASSED || echo "FAILED (exit $rc)")" $((SECONDS - START))
+  exit $rc
+}
+trap cleanup EXIT
+
+if bash "$TG" status >/dev/null 2>&1; then
+  step "test ground already running: using it, leaving it running"
+  bash "$TG" setup
+else
+  step "installing and starting the test ground"
+  STARTED_HERE=1
+  bash "$TG" install
+  bash "$TG" setup
+  bash "$TG" start
+fi
+bash "$TG" reset-mail
+bash "$TG" verify
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "cargo test (all features)"
+cargo test --workspace --all-features --locked
+
+step "cargo check (default features: the sans-IO cores build without tokio)"
+cargo check --workspace --all-targets --locked
+
+if [[ -x fuzz/run-smoke.sh ]] && ((FUZZ_SECONDS > 0)); then
+  step "fuzzing every target for ${FUZZ_SECONDS} s"
+  fuzz/run-smoke.sh "$FUZZ_SECONDS"
+fi
