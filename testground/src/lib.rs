@@ -5,7 +5,11 @@
 //! `testground/scripts/testground.sh`. Tests call [`require_running`] (or [`require`]) first:
 //! when a server is down the test fails with a message naming the command that starts it.
 //! Nothing is ever skipped silently.
+//!
+//! [`hostile`] adds scripted servers for the attacks no real server performs.
 #![forbid(unsafe_code)]
+
+pub mod hostile;
 
 use std::{
     net::{SocketAddr, TcpStream},
