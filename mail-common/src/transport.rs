@@ -14,6 +14,7 @@
 
 use std::{
     fmt, io,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     pin::Pin,
     sync::Arc,
@@ -25,7 +26,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
 };
 pub use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -294,8 +295,29 @@ pub async fn connect(
     tls_name: &str,
     timeouts: SetupTimeouts,
 ) -> Result<MailStream, TransportError> {
+    connect_from(host, port, None, wrapping, connector, tls_name, timeouts).await
+}
+
+/// [`connect`], with the local end of the socket bound to `local` (any port) when given: for a
+/// multi-homed client, or a test that must reach a server from a particular source address.
+/// Only addresses of `local`'s family are tried.
+pub async fn connect_from(
+    host: &str,
+    port: u16,
+    local: Option<IpAddr>,
+    wrapping: Wrapping,
+    connector: &TlsConnector,
+    tls_name: &str,
+    timeouts: SetupTimeouts,
+) -> Result<MailStream, TransportError> {
     let name = server_name(tls_name)?;
-    let tcp = match tokio::time::timeout(timeouts.connect, TcpStream::connect((host, port))).await {
+    let dial = async {
+        match local {
+            None => TcpStream::connect((host, port)).await,
+            Some(local) => connect_bound(host, port, local).await,
+        }
+    };
+    let tcp = match tokio::time::timeout(timeouts.connect, dial).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => {
             return Err(TransportError::Connect {
@@ -326,6 +348,32 @@ pub async fn connect(
                 .await
         }
     }
+}
+
+/// Connects from `local` to the first address of `host` in the same family that accepts.
+async fn connect_bound(host: &str, port: u16, local: IpAddr) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address in the family of {local}"),
+        )
+    }))
 }
 
 /// Deadlines for connection set-up. The protocol phases after it have their deadlines in the
@@ -446,11 +494,32 @@ impl<M: Machine> Driver<M> {
     /// already queued is returned without touching the socket.
     pub async fn run_until<T>(
         &mut self,
-        mut done: impl FnMut(&mut M) -> Option<T>,
+        done: impl FnMut(&mut M) -> Option<T>,
     ) -> Result<T, DriveError<M::Error>> {
+        match self
+            .run_until_or(done, std::future::pending::<std::convert::Infallible>())
+            .await?
+        {
+            Until::Done(out) => Ok(out),
+            Until::Other(never) => match never {},
+        }
+    }
+
+    /// [`Driver::run_until`], also racing `other` (for example a read from the caller's message
+    /// source while the body already queued is written): returns [`Until::Other`] as soon as
+    /// `other` completes, between two steps of the machine, never in the middle of one.
+    ///
+    /// `other` is dropped when `done` returns first, so it should be cancel-safe (an
+    /// `AsyncReadExt::read` is).
+    pub async fn run_until_or<T, U>(
+        &mut self,
+        mut done: impl FnMut(&mut M) -> Option<T>,
+        other: impl Future<Output = U>,
+    ) -> Result<Until<T, U>, DriveError<M::Error>> {
+        let mut other = std::pin::pin!(other);
         loop {
             if let Some(out) = done(&mut self.machine) {
-                return Ok(out);
+                return Ok(Until::Done(out));
             }
             let (reader, writer, machine, read_buf) = self.halves();
             let deadline = machine.poll_timeout().map(tokio::time::Instant::from_std);
@@ -472,6 +541,7 @@ impl<M: Machine> Driver<M> {
                     }
                 } => Step::Wrote(written),
                 read = reader.read(read_buf) => Step::Read(read),
+                out = &mut other => return Ok(Until::Other(out)),
                 () = sleep => Step::Deadline,
             };
             let now = std::time::Instant::now();
@@ -527,6 +597,15 @@ impl<M: Machine> Driver<M> {
             let _ = writer.shutdown().await;
         }
     }
+}
+
+/// What ended [`Driver::run_until_or`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until<T, U> {
+    /// The `done` closure returned this.
+    Done(T),
+    /// The other future completed with this.
+    Other(U),
 }
 
 enum Step {

@@ -109,6 +109,8 @@ pub(crate) fn prepare(
             let (user, password) = password_of(&login.credentials)?;
             check_arg(user)?;
             check_arg(password.expose())?;
+            check_line_length("USER", user.len())?;
+            check_line_length("PASS", password.expose().len())?;
             LoginPlan::UserPass {
                 user: user.to_owned(),
                 password: password.clone(),
@@ -117,6 +119,8 @@ pub(crate) fn prepare(
         AuthMethod::Apop => {
             let (user, password) = password_of(&login.credentials)?;
             check_arg(user)?;
+            // `APOP user digest`: the digest is 32 hex digits after one more space.
+            check_line_length("APOP", user.len() + 1 + 32)?;
             let timestamp = apop_timestamp.ok_or(Misuse::NoApopTimestamp)?;
             LoginPlan::Apop {
                 user: user.to_owned(),
@@ -135,6 +139,19 @@ pub(crate) fn prepare(
         }
     };
     Ok((method, plan))
+}
+
+/// Refuses a `KEYWORD argument` line longer than [`MAX_COMMAND_LINE`] (RFC 2449 section 4),
+/// which a server may truncate or reject in ways that are hard to tell from a wrong password.
+fn check_line_length(command: &'static str, argument_len: usize) -> Result<(), Misuse> {
+    // Keyword, one space, the argument, CRLF.
+    if command.len() + 1 + argument_len + 2 > MAX_COMMAND_LINE {
+        return Err(Misuse::CommandTooLong {
+            command,
+            limit: MAX_COMMAND_LINE,
+        });
+    }
+    Ok(())
 }
 
 /// RFC 1939 section 7: lower-case hex MD5 of the timestamp followed by the password.
@@ -383,6 +400,48 @@ mod tests {
             &Secret::new("tanstaaf".to_owned()),
         );
         assert_eq!(digest.expose(), "c4c9334bac560ecc979e58001b3e22fb");
+    }
+
+    #[test]
+    fn user_pass_and_apop_lines_fit_in_255_octets() {
+        use super::prepare;
+        use crate::command::Login;
+        let caps = Capabilities::default();
+        let ts = Some("<1@x>");
+        // "USER " + 248 + CRLF = 255: allowed; one more octet is refused.
+        for (user, pass, method, refused) in [
+            ("u".repeat(248), "p".to_owned(), AuthMethod::UserPass, None),
+            (
+                "u".repeat(249),
+                "p".to_owned(),
+                AuthMethod::UserPass,
+                Some("USER"),
+            ),
+            ("u".to_owned(), "p".repeat(248), AuthMethod::UserPass, None),
+            (
+                "u".to_owned(),
+                "p".repeat(249),
+                AuthMethod::UserPass,
+                Some("PASS"),
+            ),
+            // "APOP " + user + " " + 32 hex + CRLF.
+            ("u".repeat(215), "p".repeat(1000), AuthMethod::Apop, None),
+            (
+                "u".repeat(216),
+                "p".to_owned(),
+                AuthMethod::Apop,
+                Some("APOP"),
+            ),
+        ] {
+            let login = Login::using(method, Credentials::password(user, pass));
+            match (prepare(&login, &caps, ts), refused) {
+                (Ok(_), None) => {}
+                (Err(Misuse::CommandTooLong { command, limit }), Some(expected)) => {
+                    assert_eq!((command, limit), (expected, 255));
+                }
+                (other, _) => panic!("{method:?} {refused:?}: {:?}", other.map(|_| ())),
+            }
+        }
     }
 
     #[test]

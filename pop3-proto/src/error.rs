@@ -135,6 +135,16 @@ pub enum Misuse {
     /// An argument contains CR, LF or NUL.
     #[error(transparent)]
     InvalidArgument(#[from] ForbiddenByte),
+    /// A command line (`USER`, `PASS` or `APOP` with its argument) would be longer than the
+    /// 255 octets, CRLF included, that RFC 2449 section 4 allows. The argument itself is not
+    /// repeated here: it may be a password.
+    #[error("{command} line longer than {limit} octets")]
+    CommandTooLong {
+        /// The command keyword.
+        command: &'static str,
+        /// The limit, CRLF included.
+        limit: usize,
+    },
     /// Message numbers start at 1.
     #[error("message numbers start at 1")]
     MessageNumberZero,

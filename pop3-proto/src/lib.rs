@@ -88,6 +88,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # The tokio adapter
+//!
+//! With the `tokio` feature, [`tokio::Session`] (module `pop3_proto::tokio`) connects over
+//! TCP and rustls, runs this client and offers `login`, `stat`, `list`, `uidl`, streaming
+//! `retr_to`/`top_to`, pipelined `retr_many`, `dele`, `rset`, `noop` and `quit` as async
+//! methods.
+//!
 //! # Low-level modules
 //!
 //! [`parse`] (single-line parsers) and [`body`] (the incremental body decoder) are public for
@@ -104,6 +111,8 @@ mod error;
 mod event;
 pub mod parse;
 mod response;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use capabilities::{Capabilities, Capability, Expire, OtherCapability, Policy};
 pub use client::Client;
