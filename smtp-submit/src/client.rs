@@ -47,8 +47,14 @@ enum Pending {
     Rcpt(usize),
     Data,
     DataEnd,
-    Bdat { last: bool },
+    Bdat {
+        last: bool,
+    },
     Quit,
+    /// `NOOP` asked for by the caller.
+    Noop,
+    /// `RSET` asked for by the caller (the automatic one between transactions is `Rset`).
+    UserRset,
 }
 
 impl Pending {
@@ -58,13 +64,14 @@ impl Pending {
             Self::Ehlo | Self::Helo => Phase::Ehlo,
             Self::StartTls => Phase::StartTls,
             Self::Auth => Phase::Auth,
-            Self::Rset => Phase::Rset,
+            Self::Rset | Self::UserRset => Phase::Rset,
             Self::Mail => Phase::Mail,
             Self::Rcpt(_) => Phase::Rcpt,
             Self::Data => Phase::DataInit,
             Self::DataEnd => Phase::DataTermination,
             Self::Bdat { .. } => Phase::Bdat,
             Self::Quit => Phase::Quit,
+            Self::Noop => Phase::Noop,
         }
     }
 
@@ -189,7 +196,6 @@ pub struct Client {
     reset_needed: bool,
     next_transaction: u64,
     poisoned: Option<ProtocolError>,
-    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for Client {
@@ -238,7 +244,6 @@ impl Client {
             reset_needed: false,
             next_transaction: 0,
             poisoned: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -400,14 +405,14 @@ impl Client {
         };
         match tx.transfer {
             Transfer::Data if tx.data_go => {
-                self.scratch.clear();
-                tx.encoder
-                    .finish(&mut self.scratch)
+                let was_empty = self.transmit.is_empty();
+                self.transmit
+                    .extend_with(|buf| tx.encoder.finish(buf))
                     .map_err(Misuse::BareLineEnding)?;
                 tx.finished = true;
-                let end = std::mem::take(&mut self.scratch);
-                self.push_wire(now, &end);
-                self.scratch = end;
+                if was_empty {
+                    self.start_write_stall(now);
+                }
                 self.expect(now, Pending::DataEnd);
             }
             Transfer::Data => {
@@ -426,6 +431,26 @@ impl Client {
                 self.pump(now);
             }
         }
+        Ok(())
+    }
+
+    /// Sends `NOOP` (keeps an idle session alive, or checks that the server still answers).
+    /// The reply arrives as [`Event::NoopReply`]. Refused while AUTH or a transaction is in
+    /// progress.
+    pub fn noop(&mut self, now: Instant) -> Result<(), Misuse> {
+        self.check_ready()?;
+        self.send_command(now, Pending::Noop, "NOOP");
+        Ok(())
+    }
+
+    /// Sends `RSET`, clearing any transaction state the server may hold. The reply arrives as
+    /// [`Event::RsetReply`]. Never needed for correctness (the client sends `RSET` by itself
+    /// before the next `MAIL` after a failed transaction); refused while AUTH or a transaction
+    /// is in progress.
+    pub fn rset(&mut self, now: Instant) -> Result<(), Misuse> {
+        self.check_ready()?;
+        self.reset_needed = false;
+        self.send_command(now, Pending::UserRset, "RSET");
         Ok(())
     }
 
@@ -714,13 +739,15 @@ impl Client {
             return Err(Misuse::NoBodyInProgress);
         };
         if tx.transfer == Transfer::Data && tx.data_go {
-            self.scratch.clear();
-            tx.encoder
-                .encode(data, &mut self.scratch)
+            // Encode straight into the transmit buffer: no intermediate copy. The encoder is
+            // all-or-nothing, so on error the buffer is unchanged.
+            let was_empty = self.transmit.is_empty();
+            self.transmit
+                .extend_with(|buf| tx.encoder.encode(data, buf))
                 .map_err(Misuse::BareLineEnding)?;
-            let encoded = std::mem::take(&mut self.scratch);
-            self.push_wire(now, &encoded);
-            self.scratch = encoded;
+            if was_empty && !self.transmit.is_empty() {
+                self.start_write_stall(now);
+            }
         } else {
             tx.encoder
                 .encode(data, &mut tx.body)
@@ -864,6 +891,8 @@ impl Client {
             | Pending::StartTls
             | Pending::Auth
             | Pending::Rset
+            | Pending::UserRset
+            | Pending::Noop
             | Pending::Quit => timeouts.command,
             Pending::Mail => timeouts.mail,
             Pending::Rcpt(_) => timeouts.rcpt,
@@ -926,6 +955,8 @@ impl Client {
             Pending::StartTls => self.on_starttls(now, reply)?,
             Pending::Auth => self.on_auth(now, reply)?,
             Pending::Quit => self.close(),
+            Pending::Noop => self.events.push_back(Event::NoopReply(reply)),
+            Pending::UserRset => self.events.push_back(Event::RsetReply(reply)),
             Pending::Rset => {
                 if !reply.is_positive() {
                     tracing::warn!("RSET refused: {reply}");

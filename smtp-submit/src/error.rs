@@ -43,6 +43,8 @@ pub enum Phase {
     Bdat,
     /// Waiting for the QUIT reply.
     Quit,
+    /// Waiting for the NOOP reply.
+    Noop,
     /// Nothing outstanding.
     Idle,
 }

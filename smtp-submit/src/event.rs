@@ -67,6 +67,10 @@ pub enum Event {
         /// Sent or failed.
         outcome: MessageOutcome,
     },
+    /// The server answered a `NOOP` sent by [`Client::noop`](crate::Client::noop).
+    NoopReply(Reply),
+    /// The server answered a `RSET` sent by [`Client::rset`](crate::Client::rset).
+    RsetReply(Reply),
     /// The session cannot be used. The client sends QUIT when that is still sensible and then
     /// reports [`Event::Closed`].
     SessionFailed(SessionFailure),

@@ -114,6 +114,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # With tokio
+//!
+//! The `tokio` feature adds `smtp_submit::tokio::Session`, a thin adapter that connects
+//! (implicit TLS, STARTTLS or an explicitly dangerous plaintext), authenticates, and streams
+//! messages from any `AsyncRead`, driving this client with `mail_common::transport::Driver`.
+//!
 //! # Low-level modules
 //!
 //! [`reply`] (reply framing and parsing), [`capabilities`] (EHLO keywords) and [`body`] (the
@@ -129,6 +135,8 @@ mod envelope;
 mod error;
 mod event;
 pub mod reply;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use auth::AuthMethod;
 pub use body::{BareLineEnding, LineEndingPolicy};

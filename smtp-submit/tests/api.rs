@@ -392,3 +392,63 @@ proptest! {
         prop_assert_eq!(decoded, expected);
     }
 }
+
+#[test]
+fn noop_and_rset_report_their_replies() {
+    let ehlo = "250-mail.example\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n";
+    let (mut client, now) = ready_client(implicit(), ehlo);
+    client.noop(now).unwrap();
+    assert_eq!(drain(&mut client), b"NOOP\r\n");
+    client.handle_input(now, b"250 2.0.0 Ok\r\n").unwrap();
+    let Some(Event::NoopReply(reply)) = client.poll_event() else {
+        panic!()
+    };
+    assert_eq!(
+        (reply.code(), reply.enhanced().unwrap().to_string()),
+        (250, "2.0.0".into())
+    );
+
+    // A failed transaction leaves an automatic RSET owed; an explicit one pays it.
+    let envelope = Envelope::new(Some(Address::new("a@example.org").unwrap()))
+        .with_recipient(Address::new("b@example.org").unwrap());
+    client
+        .send_mail_bytes(now, envelope.clone(), MailOptions::default(), b"x\r\n")
+        .unwrap();
+    assert_eq!(client.noop(now), Err(Misuse::Busy));
+    assert_eq!(client.rset(now), Err(Misuse::Busy));
+    drain(&mut client);
+    client
+        .handle_input(
+            now,
+            b"250 2.1.0 Ok\r\n550 5.1.1 No\r\n554 5.5.1 No valid recipients\r\n",
+        )
+        .unwrap();
+    while let Some(event) = client.poll_event() {
+        if let Event::MessageDone { outcome, .. } = event {
+            assert!(matches!(outcome, MessageOutcome::Failed(_)));
+        }
+    }
+    client.rset(now).unwrap();
+    assert_eq!(drain(&mut client), b"RSET\r\n");
+    client.handle_input(now, b"250 2.0.0 Ok\r\n").unwrap();
+    assert!(matches!(client.poll_event(), Some(Event::RsetReply(r)) if r.code() == 250));
+    client
+        .send_mail_bytes(now, envelope, MailOptions::default(), b"x\r\n")
+        .unwrap();
+    let sent = String::from_utf8(drain(&mut client)).unwrap();
+    assert!(sent.starts_with("MAIL FROM:"), "no second RSET: {sent}");
+
+    // A refused NOOP is still just a reply; a silent server times out in phase Noop.
+    let (mut client, now) = ready_client(implicit(), ehlo);
+    client.noop(now).unwrap();
+    drain(&mut client);
+    client.handle_input(now, b"500 5.5.1 What?\r\n").unwrap();
+    assert!(matches!(client.poll_event(), Some(Event::NoopReply(r)) if r.code() == 500));
+    client.noop(now).unwrap();
+    drain(&mut client);
+    let deadline = client.poll_timeout().unwrap();
+    assert_eq!(
+        client.handle_timeout(deadline),
+        Err(ProtocolError::Timeout { phase: Phase::Noop })
+    );
+}

@@ -1,0 +1,636 @@
+//! The tokio adapter against the test ground's Postfix (SASL through Dovecot): STARTTLS and
+//! implicit TLS, every offered SASL mechanism, BDAT and DATA, refusals as data, pipelined
+//! sessions, SMTPUTF8/8BITMIME, large streamed bodies, the minimal-EHLO port and plaintext.
+//!
+//! Real deliveries go only to `grace` (and to the sink domain, which Postfix discards); each
+//! message carries a unique token, found again in grace's Maildir and compared byte for byte.
+#![cfg(feature = "tokio")]
+
+mod tokio_support;
+
+use std::time::{Duration, Instant};
+
+use mail_testground::{
+    self as tg, GRACE, POSTFIX_LEGACY, POSTFIX_PLAIN, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS,
+};
+use smtp_submit::tokio::{ConnectSecurity, Error, Session, TrustRoots};
+use smtp_submit::{
+    AuthFailure, AuthMethod, BodyType, Credentials, Envelope, Extension, Limits, MailOptions,
+    Mechanism, MessageOutcome, Misuse, TransactionFailure,
+};
+use tokio_support::*;
+
+const STARTTLS: ConnectSecurity = ConnectSecurity::StartTls;
+const IMPLICIT: ConnectSecurity = ConnectSecurity::ImplicitTls;
+
+fn grace_maildir() -> std::path::PathBuf {
+    user_maildir(&GRACE)
+}
+
+fn to_grace() -> Envelope {
+    Envelope::new(Some(grace())).with_recipient(grace())
+}
+
+#[tokio::test]
+async fn starttls_every_offered_mechanism() {
+    let session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    assert!(session.is_tls());
+    let offered = session.capabilities().auth_mechanisms().to_vec();
+    session.quit().await.unwrap();
+    for name in ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        assert!(
+            offered.iter().any(|m| m == name),
+            "{name} not in {offered:?}"
+        );
+    }
+    let mut tried = 0;
+    for name in &offered {
+        let Some(mechanism) = Mechanism::from_name(name) else {
+            continue;
+        };
+        let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+        let used = session
+            .authenticate(&grace_credentials(), AuthMethod::Mechanism(mechanism))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(used, mechanism);
+        assert_eq!(session.authenticated(), Some(mechanism));
+        assert_eq!(session.noop().await.unwrap().code(), 250);
+        session.quit().await.unwrap();
+        tried += 1;
+    }
+    assert!(tried >= 5, "{tried} mechanisms tried");
+}
+
+#[tokio::test]
+async fn implicit_tls_auto_auth_and_streamed_bdat_delivery() {
+    let mut session = connect(POSTFIX_SUBMISSIONS, IMPLICIT, config()).await;
+    assert!(session.is_tls());
+    let caps = session.capabilities().clone();
+    assert!(caps.pipelining() && caps.chunking() && caps.smtputf8() && caps.eight_bit_mime());
+    let used = session
+        .authenticate(&grace_credentials(), AuthMethod::Auto)
+        .await
+        .unwrap();
+    assert_eq!(
+        used,
+        Mechanism::ScramSha256,
+        "the strongest offered mechanism"
+    );
+
+    let token = new_token("bdat");
+    let sent = message(&token, GRACE.address, "streamed BDAT", &tricky_body());
+    let report = session
+        .send(to_grace(), MailOptions::default(), &sent[..])
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    assert_eq!(report.accepted().count(), 1);
+    assert!(
+        report.reply().unwrap().text().contains("queued"),
+        "{report:?}"
+    );
+    session.quit().await.unwrap();
+    assert_delivered(&grace_maildir(), &token, &sent);
+}
+
+#[tokio::test]
+async fn starttls_data_path_streamed_delivery() {
+    let config = config().with_chunking(false);
+    let mut session = connect_as_grace(POSTFIX_SUBMISSION, STARTTLS, config).await;
+    let token = new_token("data");
+    let sent = message(&token, GRACE.address, "streamed DATA", &tricky_body());
+    let report = session
+        .send(to_grace(), MailOptions::default(), trickle(sent.clone()))
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    // The same session goes on: a second message by DATA from bytes.
+    let token2 = new_token("data-bytes");
+    let sent2 = message(
+        &token2,
+        GRACE.address,
+        "DATA from bytes",
+        b".\r\n..\r\nend\r\n",
+    );
+    let report = session
+        .send_bytes(to_grace(), MailOptions::default(), &sent2)
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    assert_delivered(&grace_maildir(), &token, &sent);
+    assert_delivered(&grace_maildir(), &token2, &sent2);
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_535_reply_and_the_session_stays_usable() {
+    let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    for mechanism in [Mechanism::Plain, Mechanism::ScramSha256] {
+        let error = session
+            .authenticate(
+                &Credentials::password(GRACE.name, "not-the-password"),
+                AuthMethod::Mechanism(mechanism),
+            )
+            .await
+            .unwrap_err();
+        let Error::Auth {
+            mechanism: tried,
+            failure: AuthFailure::Refused(reply),
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(*tried, mechanism);
+        assert_eq!(reply.code(), 535, "{reply}");
+        assert_eq!(reply.enhanced().unwrap().to_string(), "5.7.8");
+        assert_eq!(error.reply().map(|r| r.code()), Some(535));
+        assert!(!error.is_transient());
+        assert!(!error.to_string().contains("not-the-password"), "{error}");
+    }
+    assert_eq!(session.noop().await.unwrap().code(), 250);
+    session
+        .authenticate(&grace_credentials(), AuthMethod::Auto)
+        .await
+        .unwrap();
+    let report = session
+        .send_bytes(
+            Envelope::new(Some(grace())).with_recipient(sink("after-retry")),
+            MailOptions::default(),
+            b"Subject: after a failed AUTH\r\n\r\nok\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn sending_without_auth_is_refused() {
+    let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    let report = session
+        .send_bytes(
+            to_grace(),
+            MailOptions::default(),
+            b"Subject: no auth\r\n\r\nnot delivered\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(!report.is_sent(), "{report:?}");
+    let refusal = match report.failure().unwrap() {
+        TransactionFailure::MailRejected(reply) => reply.clone(),
+        TransactionFailure::NoValidRecipients { .. } => report.rejected().next().unwrap().1.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(refusal.code() / 100, 5, "{refusal}");
+    assert!(!refusal.failure_class().unwrap().is_transient());
+    // The refusal did not hurt the session.
+    assert_eq!(session.rset().await.unwrap().code(), 250);
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_recipient_refused_beside_an_accepted_one() {
+    let mut session = connect_as_grace(POSTFIX_SUBMISSIONS, IMPLICIT, config()).await;
+    let nobody = smtp_submit::Address::new(format!("nosuchuser@{}", tg::DOMAIN)).unwrap();
+    let token = new_token("mixed");
+    let sent = message(
+        &token,
+        GRACE.address,
+        "mixed recipients",
+        b"Only grace gets this.\r\n",
+    );
+    let envelope = Envelope::new(Some(grace()))
+        .with_recipient(nobody.clone())
+        .with_recipient(grace());
+    let report = session
+        .send_bytes(envelope, MailOptions::default(), &sent)
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    assert_eq!(report.accepted().collect::<Vec<_>>(), [&grace()]);
+    let rejected: Vec<_> = report.rejected().collect();
+    assert_eq!(rejected.len(), 1);
+    let (address, reply) = rejected[0];
+    assert_eq!(address, &nobody);
+    assert_eq!(reply.code(), 550, "{reply}");
+    assert_eq!(reply.enhanced().unwrap().to_string(), "5.1.1");
+    assert!(!reply.failure_class().unwrap().is_transient());
+    assert!(matches!(
+        report.outcome,
+        MessageOutcome::Sent { accepted: 1, .. }
+    ));
+
+    // Every recipient refused: a failed message, still data, and the next one goes through.
+    let report = session
+        .send_bytes(
+            Envelope::new(Some(grace())).with_recipient(nobody),
+            MailOptions::default(),
+            b"Subject: nobody\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            report.failure(),
+            Some(TransactionFailure::NoValidRecipients { .. })
+        ),
+        "{report:?}"
+    );
+    let report = session
+        .send_bytes(
+            Envelope::new(Some(grace())).with_recipient(sink("after-failure")),
+            MailOptions::default(),
+            b"Subject: after\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    assert_delivered(&grace_maildir(), &token, &sent);
+}
+
+#[tokio::test]
+async fn fifty_pipelined_messages_on_one_session() {
+    let mut session = connect_as_grace(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    assert!(session.capabilities().pipelining());
+    let started = Instant::now();
+    for i in 0..50 {
+        let envelope = Envelope::new(Some(grace()))
+            .with_recipient(sink(&format!("bulk{i}")))
+            .with_recipient(sink(&format!("bulk{i}-cc")));
+        let body = format!("Subject: bulk {i}\r\n\r\n.message {i}\r\n");
+        let report = if i % 2 == 0 {
+            session
+                .send_bytes(envelope, MailOptions::default(), body.as_bytes())
+                .await
+        } else {
+            session
+                .send(envelope, MailOptions::default(), body.as_bytes())
+                .await
+        }
+        .unwrap();
+        assert!(report.is_sent(), "message {i}: {report:?}");
+        assert_eq!(report.accepted().count(), 2);
+        if i == 25 {
+            session.noop().await.unwrap();
+            session.rset().await.unwrap();
+        }
+    }
+    eprintln!("50 messages in {:?}", started.elapsed());
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn smtputf8_and_8bitmime() {
+    let mut session = connect_as_grace(POSTFIX_SUBMISSIONS, IMPLICIT, config()).await;
+    let token = new_token("utf8");
+    let body = "Grüße aus Köln — ☃ snowman\r\n.ünïcödé line starting with a dot\r\n日本語\r\n";
+    let sent = message(&token, GRACE.address, "Grüße ☃", body.as_bytes());
+    let envelope = Envelope::new(Some(grace()))
+        .with_recipient(grace())
+        .with_recipient(smtp_submit::Address::new(format!("jürgen@{}", tg::SINK_DOMAIN)).unwrap());
+    let options = MailOptions::default()
+        .with_smtputf8()
+        .with_body_type(BodyType::EightBitMime);
+    let report = session.send(envelope, options, &sent[..]).await.unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    assert_eq!(report.accepted().count(), 2, "{report:?}");
+    // The same bytes through send_bytes: BODY=8BITMIME is declared by itself.
+    let token2 = new_token("utf8-bytes");
+    let sent2 = message(&token2, GRACE.address, "8bit bytes", "é\r\n".as_bytes());
+    let report = session
+        .send_bytes(to_grace(), MailOptions::default(), &sent2)
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    assert_delivered(&grace_maildir(), &token, &sent);
+    assert_delivered(&grace_maildir(), &token2, &sent2);
+}
+
+async fn two_mib_streamed(chunking: bool, tag: &str) {
+    let config = config()
+        .with_chunking(chunking)
+        .with_limits(Limits::default().with_chunk_size(256 * 1024));
+    let mut session = connect_as_grace(POSTFIX_SUBMISSION, STARTTLS, config).await;
+    assert!(session.capabilities().chunking());
+    let token = new_token(tag);
+    let sent = message(
+        &token,
+        GRACE.address,
+        "two MiB",
+        &generated_body(2 * 1024 * 1024),
+    );
+    let size = sent.len() as u64;
+    let report = session
+        .send(
+            to_grace(),
+            MailOptions::default().with_size(size),
+            trickle(sent.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    assert_delivered(&grace_maildir(), &token, &sent);
+}
+
+#[tokio::test]
+async fn two_mib_streamed_with_bdat_chunks() {
+    two_mib_streamed(true, "big-bdat").await;
+}
+
+#[tokio::test]
+async fn two_mib_streamed_with_data() {
+    two_mib_streamed(false, "big-data").await;
+}
+
+#[tokio::test]
+async fn legacy_minimal_ehlo_falls_back_to_lockstep_data() {
+    let mut session = connect_as_grace(POSTFIX_LEGACY, STARTTLS, config()).await;
+    let caps = session.capabilities().clone();
+    assert!(session.is_tls());
+    assert!(!caps.pipelining() && !caps.chunking() && !caps.eight_bit_mime());
+    assert!(!caps.smtputf8() && !caps.enhanced_status_codes() && !caps.dsn());
+
+    let nobody = smtp_submit::Address::new(format!("nosuchuser@{}", tg::DOMAIN)).unwrap();
+    let token = new_token("legacy");
+    let sent = message(&token, GRACE.address, "legacy", &tricky_body());
+    let envelope = Envelope::new(Some(grace()))
+        .with_recipient(grace())
+        .with_recipient(nobody);
+    let report = session
+        .send(envelope, MailOptions::default(), trickle(sent.clone()))
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    let (_, reply) = report.rejected().next().unwrap();
+    assert_eq!(reply.code(), 550, "{reply}");
+    // Postfix hides the ENHANCEDSTATUSCODES keyword here but still sends the codes; they are
+    // parsed whatever the EHLO said.
+    assert!(!reply.failure_class().unwrap().is_transient());
+
+    // What the server does not offer is refused before anything is sent; the session goes on.
+    let error = session
+        .send_bytes(to_grace(), MailOptions::default(), "8-bit é\r\n".as_bytes())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Misuse(Misuse::ExtensionNotOffered(Extension::EightBitMime))
+        ),
+        "{error:?}"
+    );
+    let error = session
+        .send_bytes(
+            Envelope::new(Some(grace())).with_recipient(
+                smtp_submit::Address::new(format!("jürgen@{}", tg::SINK_DOMAIN)).unwrap(),
+            ),
+            MailOptions::default(),
+            b"x\r\n",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Misuse(Misuse::ExtensionNotOffered(Extension::SmtpUtf8))
+        ),
+        "{error:?}"
+    );
+    let report = session
+        .send_bytes(
+            Envelope::new(Some(grace())).with_recipient(sink("legacy")),
+            MailOptions::default(),
+            b"Subject: legacy 2\r\n\r\n.\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    assert_delivered(&grace_maildir(), &token, &sent);
+}
+
+#[tokio::test]
+async fn plaintext_needs_both_loud_opt_ins_for_credentials() {
+    let plain = ConnectSecurity::PlaintextDangerously;
+    let mut session = connect(POSTFIX_PLAIN, plain, config()).await;
+    assert!(!session.is_tls());
+    let error = session
+        .authenticate(&grace_credentials(), AuthMethod::Auto)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Misuse(Misuse::CleartextCredentials)),
+        "{error:?}"
+    );
+    session.quit().await.unwrap();
+
+    let config = config().allow_cleartext_credentials_dangerously(true);
+    let mut session = connect(POSTFIX_PLAIN, plain, config).await;
+    session
+        .authenticate(
+            &grace_credentials(),
+            AuthMethod::Mechanism(Mechanism::Plain),
+        )
+        .await
+        .unwrap();
+    let report = session
+        .send_bytes(
+            Envelope::new(Some(grace())).with_recipient(sink("plain")),
+            MailOptions::default(),
+            b"Subject: plaintext\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn transport_and_tls_failures_are_errors() {
+    // Nothing listens on port 1.
+    let options = options(POSTFIX_SUBMISSIONS, IMPLICIT);
+    let mut closed = options.clone();
+    closed.port = 1;
+    let error = Session::connect(&closed, config()).await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(error.is_transient());
+
+    // The test ground's CA is not a web PKI root.
+    let untrusted = options.clone().with_trust_roots(TrustRoots::WebPki);
+    let error = Session::connect(&untrusted, config()).await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(!error.is_transient());
+
+    // A certificate for another name, implicit and after STARTTLS.
+    let wrong_name = options.clone().with_tls_name("wrong.example");
+    let error = Session::connect(&wrong_name, config()).await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    let wrong_name =
+        tokio_support::options(POSTFIX_SUBMISSION, STARTTLS).with_tls_name("wrong.example");
+    let error = Session::connect(&wrong_name, config()).await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+
+    // Implicit TLS against a port that speaks plain SMTP: the handshake fails or times out.
+    let mut not_tls = tokio_support::options(POSTFIX_PLAIN, IMPLICIT);
+    not_tls.timeouts = smtp_submit::tokio::SetupTimeouts::uniform(Duration::from_secs(3));
+    let error = Session::connect(&not_tls, config()).await.unwrap_err();
+    assert!(
+        matches!(error, Error::Transport(_) | Error::Timeout(_)),
+        "{error:?}"
+    );
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn passwords_never_reach_the_logs() {
+    use base64::Engine as _;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for (endpoint, security, mechanism) in [
+                (POSTFIX_SUBMISSIONS, IMPLICIT, Mechanism::Plain),
+                (POSTFIX_SUBMISSION, STARTTLS, Mechanism::Login),
+                (POSTFIX_SUBMISSION, STARTTLS, Mechanism::CramMd5),
+                (POSTFIX_SUBMISSION, STARTTLS, Mechanism::ScramSha256),
+            ] {
+                let mut session = connect(endpoint, security, config()).await;
+                session
+                    .authenticate(&grace_credentials(), AuthMethod::Mechanism(mechanism))
+                    .await
+                    .unwrap();
+                let _ = session
+                    .authenticate(
+                        &Credentials::password(GRACE.name, "wrong-secret-pw"),
+                        AuthMethod::Auto,
+                    )
+                    .await;
+                session.quit().await.unwrap();
+                let mut session = connect(endpoint, security, config()).await;
+                let _ = session
+                    .authenticate(
+                        &Credentials::password(GRACE.name, "wrong-secret-pw"),
+                        AuthMethod::Mechanism(mechanism),
+                    )
+                    .await;
+                session.quit().await.unwrap();
+            }
+        });
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("[redacted]"),
+        "AUTH lines are logged, redacted:\n{log}"
+    );
+    assert!(log.contains("auth"), "{log}");
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    for secret in [GRACE.password, "wrong-secret-pw"] {
+        let plain = format!("\0{}\0{secret}", GRACE.name);
+        for needle in [
+            secret.to_owned(),
+            b64(secret.as_bytes()),
+            b64(plain.as_bytes()),
+        ] {
+            assert!(!log.contains(&needle), "{needle:?} found in the log");
+        }
+    }
+}
+
+/// A body source that fails after `good` bytes.
+struct FailingSource {
+    data: Vec<u8>,
+    at: usize,
+    good: usize,
+}
+
+impl tokio::io::AsyncRead for FailingSource {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.at >= self.good {
+            return std::task::Poll::Ready(Err(std::io::Error::other("disk on fire")));
+        }
+        let end = (self.at + 1000)
+            .min(self.good)
+            .min(buf.remaining() + self.at);
+        let at = self.at;
+        buf.put_slice(&self.data[at..end]);
+        self.at = end;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_body_source_abandons_the_message() {
+    for chunking in [false, true] {
+        let mut session = connect_as_grace(
+            POSTFIX_SUBMISSION,
+            STARTTLS,
+            config().with_chunking(chunking),
+        )
+        .await;
+        let token = new_token("abandoned");
+        let sent = message(
+            &token,
+            GRACE.address,
+            "never delivered",
+            &generated_body(200_000),
+        );
+        let source = FailingSource {
+            data: sent,
+            at: 0,
+            good: 100_000,
+        };
+        let error = session
+            .send(to_grace(), MailOptions::default(), source)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Body(_)), "{error:?}");
+        assert!(matches!(session.noop().await, Err(Error::Closed)));
+        session.quit().await.unwrap();
+        // The server saw the connection end inside the data: nothing is delivered.
+        let needle = format!("Message-ID: <{token}@");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for sub in ["new", "cur"] {
+            for entry in std::fs::read_dir(grace_maildir().join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                assert!(
+                    find(&bytes, needle.as_bytes()).is_none(),
+                    "partial message delivered"
+                );
+            }
+        }
+    }
+}
