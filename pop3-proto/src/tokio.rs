@@ -890,6 +890,41 @@ impl Session {
         self.done(Command::Dele(msg)).await
     }
 
+    /// `DELE` for each of `msgs`, pipelined when the server announces `PIPELINING` (one round
+    /// trip for the lot instead of one each). Returns, in order, the messages the server
+    /// refused to mark (already deleted, no such message); the others are marked, and
+    /// [`Session::quit`] commits them.
+    pub async fn dele_many<I>(&mut self, msgs: I) -> Result<Vec<(u32, Response)>, Error>
+    where
+        I: IntoIterator<Item = u32>,
+    {
+        let span = tracing::debug_span!(parent: &self.span, "pop3.dele_many");
+        async {
+            let mut pending: VecDeque<u32> = msgs.into_iter().collect();
+            let mut outstanding: VecDeque<(CommandId, u32)> = VecDeque::new();
+            let mut refused = Vec::new();
+            loop {
+                while outstanding.len() < self.max_outstanding {
+                    let Some(msg) = pending.pop_front() else {
+                        break;
+                    };
+                    let id = self.send(Command::Dele(msg))?;
+                    outstanding.push_back((id, msg));
+                }
+                let Some((head, msg)) = outstanding.pop_front() else {
+                    return Ok(refused);
+                };
+                match self.reply(head).await {
+                    Ok(_) => {}
+                    Err(Error::Refused { response, .. }) => refused.push((msg, response)),
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     /// `RSET`: unmarks every message marked for deletion.
     pub async fn rset(&mut self) -> Result<Response, Error> {
         self.done(Command::Rset).await

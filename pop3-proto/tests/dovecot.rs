@@ -759,6 +759,18 @@ async fn dele_rset_and_quit_on_erin() {
         .collect();
     let want: Vec<String> = manifest[3..].iter().map(|m| m.uidl.clone()).collect();
     assert_eq!(uids, want);
+
+    // Pipelined DELE of many (message numbers are per session: 1..=97 now), one of them
+    // twice: the repeat is refused, the rest are marked, QUIT commits them.
+    let refused = session
+        .dele_many((10..=40).chain([10]).chain(50..=60))
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, 10);
+    session.quit().await.unwrap();
+    let mut session = logged_in(ERIN).await;
+    assert_eq!(session.stat().await.unwrap().count, 97 - 31 - 11);
     session.quit().await.unwrap();
 
     mail_testground::reset_mailboxes(&[ERIN]);
