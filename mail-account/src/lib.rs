@@ -1,2 +1,37 @@
 //! Mail account settings and discovery (POP3 + SMTP submission), and account-level fetch and send.
+//!
+//! - [`settings`]: the account model ([`Account`], [`ManualSettings`]) and its TOML form, with
+//!   unknown keys refused by name and passwords kept in [`mail_common::Secret`].
+//! - [`discover`]: automatic discovery from an address, in order: the bundled provider database,
+//!   the provider's autoconfig file, DNS SRV, MX (reduced with the Public Suffix List), and
+//!   probing guessed hosts. Every value reports its source and every network request is listed.
+//!   Submission is never chosen on port 25; plaintext is never chosen.
+//! - [`providers`]: the bundled database (generated from the Thunderbird ISPDB, MPL-2.0, plus
+//!   curated entries and hints).
+//! - [`autoconfig`]: the `config-v1.1.xml` parser.
+//! - [`dns`], [`http`]: the injectable resolver and HTTP client, with hickory and reqwest/rustls
+//!   defaults.
+//! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS.
+//! - [`domain`]: addresses, UTS-46 and PSL helpers.
+//! - [`compose`]: a simple text message with the headers a mail client adds.
+//! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
+//!   failures sorted into kinds a person can act on.
+//! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
+//! - [`verify`]: the login-verification boundary (types and trait; not implemented yet).
 #![forbid(unsafe_code)]
+
+pub mod autoconfig;
+pub mod discover;
+pub mod dns;
+pub mod domain;
+pub mod http;
+pub mod probe;
+pub mod providers;
+pub mod settings;
+/// Crash-safe local storage for a POP3 fetch: Maildir delivery, state journal, retention.
+pub mod store;
+pub mod verify;
+
+pub use discover::{Discoverer, DiscoveryOptions, DiscoveryReport, Source, discover_offline};
+pub use domain::EmailAddress;
+pub use settings::{Account, ManualSettings};

@@ -1,0 +1,649 @@
+//! Crash-safe local storage for a POP3 fetch: Maildir delivery, a state journal, reconciliation
+//! after a crash, and retention.
+//!
+//! The fetch engine drives a [`Store`]; it never touches the Maildir or the journal itself.
+//! One [`Store`] serves one account on one server (one journal), but several accounts may
+//! deliver into the same Maildir, and other programs (an MDA, the mail reader) may use it at
+//! the same time.
+//!
+//! # The guarantee
+//!
+//! A process crash (`kill -9`) at any instant, followed by [`Store::open`] and a rerun of the
+//! fetch, leaves every server message in the Maildir exactly once: none lost, none duplicated.
+//! With working `fsync` (the disk does not lie about its write cache), the same holds for a
+//! power loss.
+//!
+//! # How one session uses it
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use std::time::SystemTime;
+//! use mail_account::store::{RetentionPolicy, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut store, report) = Store::open("Maildir", "state/pop3-alice@example.org.journal")?;
+//! if !report.is_clean() {
+//!     eprintln!("recovered after a crash: {report:?}");
+//! }
+//! let server: Vec<(String, Vec<u8>)> = vec![("uid-1".into(), b"Subject: hi\n\nbody\n".to_vec())];
+//! let uidls: Vec<&str> = server.iter().map(|(u, _)| u.as_str()).collect();
+//! store.forget_missing(&uidls)?; // 1. drop what the server no longer has
+//! for uidl in store.unseen(&uidls) {
+//!     // 2. RETR each unseen message, streaming its chunks into the store
+//!     let body = &server.iter().find(|(u, _)| u == uidl).unwrap().1;
+//!     let mut incoming = store.begin(uidl, body.len() as u64)?;
+//!     incoming.write_all(body)?; // chunk by chunk, as they arrive
+//!     incoming.commit()?; // durable, journaled, in new/
+//! }
+//! // 3. DELE what retention says, 4. QUIT, and only once the server confirmed the QUIT:
+//! let doomed = store.to_delete(RetentionPolicy::DeleteAfterDownload, SystemTime::now());
+//! store.mark_deleted(&doomed)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The durability protocol
+//!
+//! Per message ([`Store::begin`], writes, [`Incoming::commit`]), in this order:
+//!
+//! 1. Create `tmp/<name>` (`O_EXCL`, a fresh unique name) and stream the message into it.
+//! 2. `fsync` the file. Its bytes are now durable, whatever comes next.
+//! 3. Append `S <uidl> <name> <size> <crc32> ...` to the journal and `fsync` the journal.
+//!    From here on the message is *ours*: a restart finds the record and the complete file
+//!    (size and CRC-32 match what was recorded), so it never needs the server again.
+//!    Before this point a crash leaves an orphan tmp file that is removed on restart: the
+//!    message is fetched again, and as it was never deleted on the server, nothing is lost.
+//! 4. `rename` `tmp/<name>` to `new/<name>` (atomic) and `fsync` `new/`. The mail reader
+//!    sees the message now, complete, exactly once.
+//! 5. Append `D <uidl> ...` (delivered) to the journal, *without* `fsync`: it becomes durable
+//!    with the next `fsync` of the journal (the next message's step 3, [`Store::mark_deleted`],
+//!    [`Store::sync`], or dropping the store). If it is lost, step 4's `fsync` of `new/` makes
+//!    reconciliation find the file in `new/` (or in `cur/`, where the mail reader may have
+//!    moved it, as `<name>:2,<flags>`) and write it again.
+//!
+//! Deleting on the server comes strictly after: [`Store::to_delete`] only offers `Delivered`
+//! messages, i.e. ones past step 4, both `fsync`s done. [`Store::mark_deleted`] (`X` records)
+//! is called once the server confirmed `QUIT`; if a crash comes between the `QUIT` and it,
+//! the next session's [`Store::forget_missing`] sees the messages are gone and forgets them.
+//! A message is never deleted twice, nor fetched again once delivered, because the journal
+//! knows its UIDL until the server has stopped listing it.
+//!
+//! # Reconciliation ([`Store::open`])
+//!
+//! 1. The journal's lock is taken (`flock` on `<journal>.lock`; a second fetch of the same
+//!    account fails with [`StoreError::Locked`]). A leftover `<journal>.compact` is removed.
+//! 2. The journal is read; a torn tail (an unterminated or failing last record) is cut off.
+//!    Damage anywhere else is refused ([`StoreError::CorruptJournal`]), never guessed at.
+//! 3. Every `S` (stored, not yet known delivered) record is settled:
+//!    - its name is in `new/` or `cur/` (base name before `:`): it is delivered, `D` is
+//!      written;
+//!    - else `tmp/<name>` exists with the recorded size and CRC-32: it is renamed into
+//!      `new/`, `new/` is fsynced, then `D` is written;
+//!    - else (missing or damaged): the record is forgotten (`F`); the message is still on the
+//!      server (it was never delivered, so never deleted) and is fetched again.
+//! 4. Every file in `tmp/` that carries this journal's tag in its name and has no `S` record
+//!    is removed: an interrupted download, or the stale second name of a file already in
+//!    `new/`. Other programs' tmp files are left alone.
+//! 5. The journal is fsynced and, when mostly superseded records, compacted (see below).
+//!
+//! Every step is idempotent, so a crash *during* reconciliation is settled by the next one.
+//!
+//! # The journal
+//!
+//! One append-only text file per account and server, one record a line, each with its
+//! CRC-32. See the `journal` module's source for the format. Compaction (at open when more
+//! than half the records are superseded, and by [`Store::compact`]) writes the live entries
+//! to `<journal>.compact`, fsyncs it, renames it over the journal and fsyncs the directory.
+//! Every compaction first makes the Maildir side durable, so no `D` record can ever become
+//! durable before the file it speaks of.
+//!
+//! # Limits
+//!
+//! - If the user deletes (or moves out of the Maildir) a message in the instant between
+//!   step 4 and the `fsync` that makes its `D` record durable, and the system crashes then,
+//!   the message is fetched again: a deleted message comes back, none is lost.
+//! - A POP3 server that reuses a UIDL for a different message while the journal still knows
+//!   the old one hides the new message; RFC 1939 forbids that reuse.
+//! - The store does blocking file I/O (and `fsync`s, a few milliseconds each on a disk): an
+//!   async engine should call it from a blocking-friendly context.
+//!
+//! [`Store`]: crate::store::Store
+//! [`Store::open`]: crate::store::Store::open
+//! [`Store::begin`]: crate::store::Store::begin
+//! [`Incoming::commit`]: crate::store::Incoming::commit
+//! [`Store::mark_deleted`]: crate::store::Store::mark_deleted
+//! [`Store::sync`]: crate::store::Store::sync
+//! [`Store::to_delete`]: crate::store::Store::to_delete
+//! [`Store::forget_missing`]: crate::store::Store::forget_missing
+//! [`StoreError::Locked`]: crate::store::StoreError::Locked
+//! [`StoreError::CorruptJournal`]: crate::store::StoreError::CorruptJournal
+//! [`Store::compact`]: crate::store::Store::compact
+
+mod crc;
+mod error;
+mod journal;
+mod maildir;
+mod retention;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use error::{Result, StoreError};
+pub use retention::{RetentionPolicy, due_for_deletion};
+
+use crc::Crc32;
+use error::io_err;
+use journal::{Journal, Record};
+use maildir::{Maildir, remove_if_exists, sync_dir};
+
+/// The longest UIDL accepted, in bytes (RFC 1939 allows 70; some servers send more).
+pub const MAX_UIDL_LEN: usize = 1024;
+
+/// Where a message known to the journal is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryState {
+    /// Complete and durable in `tmp/<name>`, not yet known to be in `new/`. Only seen in
+    /// between the steps of a commit, or after a failed commit; [`Store::open`] settles it.
+    Stored,
+    /// Durably in the Maildir (`new/`, or `cur/` if the mail reader moved it), still on the
+    /// server.
+    Delivered,
+    /// Delivered, and deleted on the server (the server confirmed the `QUIT` after `DELE`).
+    Deleted,
+}
+
+/// What the journal knows about one server message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The server's unique id (UIDL).
+    pub uidl: String,
+    /// The Maildir file name (in `tmp/` or `new/`; in `cur/` the reader may append `:2,...`).
+    pub name: String,
+    /// Where the message is.
+    pub state: EntryState,
+    /// Bytes written to the file.
+    pub bytes: u64,
+    /// CRC-32 of the bytes written.
+    pub crc32: u32,
+    /// The size the server announced (`LIST`), as given to [`Store::begin`].
+    pub server_size: u64,
+    /// When the message was first seen (downloaded), seconds since the Unix epoch.
+    pub first_seen: u64,
+}
+
+impl Entry {
+    /// [`first_seen`](Self::first_seen) as a time.
+    pub fn first_seen_time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.first_seen)
+    }
+}
+
+/// What [`Store::open`] found and repaired. All lists hold UIDLs unless said otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReconcileReport {
+    /// The journal did not exist (or held nothing) and was created.
+    pub journal_created: bool,
+    /// Bytes of a torn last record (a crash in the middle of an append) that were dropped.
+    pub torn_tail_bytes: u64,
+    /// Messages that were complete in `tmp/` and have been moved into `new/`.
+    pub moved_to_new: Vec<String>,
+    /// Messages whose file was already in `new/` or `cur/`; now recorded as delivered.
+    pub already_delivered: Vec<String>,
+    /// Records whose tmp file was missing or damaged: forgotten, to be fetched again.
+    pub refetch: Vec<String>,
+    /// File names of this store's tmp files that had no record (interrupted downloads);
+    /// removed.
+    pub tmp_removed: Vec<String>,
+    /// File names in `tmp/` that belong to someone else; left alone.
+    pub foreign_tmp: Vec<String>,
+    /// The journal was compacted.
+    pub compacted: bool,
+}
+
+impl ReconcileReport {
+    /// Whether the last run ended cleanly (nothing had to be repaired).
+    pub fn is_clean(&self) -> bool {
+        self.torn_tail_bytes == 0
+            && self.moved_to_new.is_empty()
+            && self.already_delivered.is_empty()
+            && self.refetch.is_empty()
+            && self.tmp_removed.is_empty()
+    }
+}
+
+/// Test builds only: where [`Incoming::commit`] stops, as if the process were killed.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrashPoint {
+    FileSynced,
+    Journaled,
+    Renamed,
+}
+
+/// The local store of one account on one server: a Maildir and a state journal.
+#[derive(Debug)]
+pub struct Store {
+    maildir: Maildir,
+    journal: Journal,
+    entries: BTreeMap<String, Entry>,
+    #[cfg(test)]
+    crash_at: Option<CrashPoint>,
+}
+
+impl Store {
+    /// Opens the Maildir (created with `tmp/`, `new/`, `cur/` if missing) and the journal
+    /// (created if missing; one file per account and server), takes the journal's lock and
+    /// reconciles the two after a crash (see the module docs).
+    pub fn open(
+        maildir: impl AsRef<Path>,
+        journal: impl AsRef<Path>,
+    ) -> Result<(Self, ReconcileReport)> {
+        let journal_path = journal.as_ref();
+        let loaded = Journal::open(journal_path)?;
+        let maildir = Maildir::open(maildir.as_ref(), journal_path)?;
+        let mut store = Self {
+            maildir,
+            journal: loaded.journal,
+            entries: loaded.entries,
+            #[cfg(test)]
+            crash_at: None,
+        };
+        let mut report = ReconcileReport {
+            journal_created: loaded.created,
+            torn_tail_bytes: loaded.torn_bytes,
+            ..ReconcileReport::default()
+        };
+        store.reconcile(&mut report)?;
+        Ok((store, report))
+    }
+
+    fn reconcile(&mut self, report: &mut ReconcileReport) -> Result<()> {
+        let tmp_names = self.maildir.tmp_names()?;
+        let pending: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.state == EntryState::Stored)
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            let delivered = self.maildir.delivered_names()?;
+            let mut renamed = false;
+            for mut entry in pending {
+                if delivered.contains(&entry.name) {
+                    report.already_delivered.push(entry.uidl.clone());
+                } else if self.tmp_is_complete(&entry)? {
+                    let from = self.maildir.tmp_path(&entry.name);
+                    let to = self.maildir.new_path(&entry.name);
+                    fs::rename(&from, &to).map_err(io_err("rename into new/", &from))?;
+                    renamed = true;
+                    report.moved_to_new.push(entry.uidl.clone());
+                } else {
+                    self.journal.append(Record::Forget(&entry.uidl))?;
+                    self.entries.remove(&entry.uidl);
+                    report.refetch.push(entry.uidl);
+                    continue;
+                }
+                entry.state = EntryState::Delivered;
+                // Not appended yet: the renames must be durable first.
+                self.entries.insert(entry.uidl.clone(), entry);
+            }
+            if renamed {
+                sync_dir(self.maildir.new_dir())?;
+            }
+            for uidl in report
+                .already_delivered
+                .iter()
+                .chain(report.moved_to_new.iter())
+            {
+                self.journal.append(Record::Put(&self.entries[uidl]))?;
+            }
+        }
+        // Orphans: our tmp files without an `S` record (there are none left after the loop
+        // above, but keep the rule general).
+        let referenced: HashSet<&str> = self
+            .entries
+            .values()
+            .filter(|e| e.state == EntryState::Stored)
+            .map(|e| e.name.as_str())
+            .collect();
+        for name in tmp_names {
+            if referenced.contains(name.as_str()) {
+                continue;
+            }
+            if self.maildir.is_ours(&name) {
+                remove_if_exists(&self.maildir.tmp_path(&name))?;
+                report.tmp_removed.push(name);
+            } else {
+                report.foreign_tmp.push(name);
+            }
+        }
+        self.journal.sync()?;
+        report.compacted = self.maybe_compact()?;
+        Ok(())
+    }
+
+    /// Whether `tmp/<name>` exists with the recorded size and CRC-32.
+    fn tmp_is_complete(&self, entry: &Entry) -> Result<bool> {
+        let path = self.maildir.tmp_path(&entry.name);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let len = file.metadata().map_err(io_err("stat", &path))?.len();
+        if len != entry.bytes {
+            return Ok(false);
+        }
+        let mut crc = Crc32::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("read", &path))?;
+            if n == 0 {
+                break;
+            }
+            crc.update(&buf[..n]);
+        }
+        Ok(crc.finish() == entry.crc32)
+    }
+
+    /// The Maildir's root directory.
+    pub fn maildir(&self) -> &Path {
+        self.maildir.root()
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> &Path {
+        self.journal.path()
+    }
+
+    /// Whether the journal knows `uidl` (stored, delivered or deleted): such a message is
+    /// never fetched again.
+    pub fn is_known(&self, uidl: &str) -> bool {
+        self.entries.contains_key(uidl)
+    }
+
+    /// What the journal knows about `uidl`.
+    pub fn entry(&self, uidl: &str) -> Option<&Entry> {
+        self.entries.get(uidl)
+    }
+
+    /// Every entry of the journal, by UIDL.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// The server's UIDLs the journal does not know, in the server's order: the messages to
+    /// fetch.
+    pub fn unseen<'a, S: AsRef<str>>(&self, server_uidls: &'a [S]) -> Vec<&'a str> {
+        server_uidls
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|u| !self.is_known(u))
+            .collect()
+    }
+
+    /// Starts storing the message `uidl` (whose size the server announced as `server_size`),
+    /// first seen now. Write its bytes into the returned [`Incoming`], then
+    /// [`commit`](Incoming::commit) it; dropping it without a commit removes the partial file.
+    pub fn begin(&mut self, uidl: &str, server_size: u64) -> Result<Incoming<'_>> {
+        self.begin_at(uidl, server_size, SystemTime::now())
+    }
+
+    /// [`begin`](Self::begin) with an explicit first-seen time (for retention by age).
+    pub fn begin_at(
+        &mut self,
+        uidl: &str,
+        server_size: u64,
+        first_seen: SystemTime,
+    ) -> Result<Incoming<'_>> {
+        if uidl.is_empty() || uidl.len() > MAX_UIDL_LEN {
+            return Err(StoreError::InvalidUidl(uidl.to_owned()));
+        }
+        if self.is_known(uidl) {
+            return Err(StoreError::AlreadyKnown(uidl.to_owned()));
+        }
+        let (name, path, file) = loop {
+            let name = self.maildir.unique_name();
+            let path = self.maildir.tmp_path(&name);
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => break (name, path, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create", &path)(e)),
+            }
+        };
+        Ok(Incoming {
+            store: self,
+            uidl: uidl.to_owned(),
+            server_size,
+            first_seen: first_seen
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            name,
+            path,
+            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            bytes: 0,
+            crc: Crc32::new(),
+            remove_on_drop: true,
+        })
+    }
+
+    /// The UIDLs that `policy` says to delete on the server at `now` (passed in: no clock is
+    /// read here). Only delivered messages are offered. Send `DELE` for those the server
+    /// still lists, then `QUIT`, then call [`mark_deleted`](Self::mark_deleted).
+    pub fn to_delete(&self, policy: RetentionPolicy, now: SystemTime) -> Vec<String> {
+        due_for_deletion(self.entries.values(), policy, now)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Records that the server deleted these messages (call it after the server confirmed
+    /// `QUIT`). UIDLs that are unknown or not delivered are ignored. Returns how many entries
+    /// changed. Durable on return.
+    pub fn mark_deleted<S: AsRef<str>>(&mut self, uidls: &[S]) -> Result<usize> {
+        let mut changed = 0;
+        for uidl in uidls {
+            let Some(entry) = self.entries.get(uidl.as_ref()) else {
+                continue;
+            };
+            if entry.state != EntryState::Delivered {
+                continue;
+            }
+            let mut entry = entry.clone();
+            entry.state = EntryState::Deleted;
+            self.journal.append(Record::Put(&entry))?;
+            self.entries.insert(entry.uidl.clone(), entry);
+            changed += 1;
+        }
+        self.sync()?;
+        self.maybe_compact()?;
+        Ok(changed)
+    }
+
+    /// Forgets the delivered or deleted messages that are no longer in the server's list
+    /// (`server_uidls`, the complete `UIDL` listing of this session), so the journal does not
+    /// grow forever. Returns the forgotten UIDLs. Durable on return.
+    pub fn forget_missing<S: AsRef<str>>(&mut self, server_uidls: &[S]) -> Result<Vec<String>> {
+        let on_server: HashSet<&str> = server_uidls.iter().map(AsRef::as_ref).collect();
+        let gone: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.state != EntryState::Stored && !on_server.contains(e.uidl.as_str()))
+            .map(|e| e.uidl.clone())
+            .collect();
+        for uidl in &gone {
+            self.journal.append(Record::Forget(uidl))?;
+            self.entries.remove(uidl);
+        }
+        if !gone.is_empty() {
+            self.sync()?;
+            self.maybe_compact()?;
+        }
+        Ok(gone)
+    }
+
+    /// Makes every journal record durable (the lazily written "delivered" records).
+    pub fn sync(&mut self) -> Result<()> {
+        if self.journal.is_unsynced() {
+            self.journal.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal with only the live entries (atomically).
+    pub fn compact(&mut self) -> Result<()> {
+        // Every `new/` rename was fsynced in its commit; still, make it explicit that no `D`
+        // record becomes durable here before its file.
+        sync_dir(self.maildir.new_dir())?;
+        self.journal.rewrite(self.entries.values())
+    }
+
+    fn maybe_compact(&mut self) -> Result<bool> {
+        let live = self.entries.len() as u64 + 1;
+        if self.journal.lines() > 64 && self.journal.lines() > 2 * live {
+            self.compact()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.sync();
+    }
+}
+
+/// A message being written into `tmp/`. Write its bytes (in any chunks) with
+/// [`std::io::Write`], then [`commit`](Self::commit). Dropped without a commit, it removes its
+/// tmp file: the message was not stored and will be fetched again.
+#[derive(Debug)]
+pub struct Incoming<'s> {
+    store: &'s mut Store,
+    uidl: String,
+    server_size: u64,
+    first_seen: u64,
+    name: String,
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    bytes: u64,
+    crc: Crc32,
+    remove_on_drop: bool,
+}
+
+/// Stops a commit as if the process had been killed at this point (unit tests only).
+macro_rules! crash_point {
+    ($self:ident, $point:ident) => {
+        #[cfg(test)]
+        if $self.store.crash_at == Some(CrashPoint::$point) {
+            $self.remove_on_drop = false;
+            return Err(StoreError::SimulatedCrash);
+        }
+    };
+}
+
+impl Incoming<'_> {
+    /// The UIDL being stored.
+    pub fn uidl(&self) -> &str {
+        &self.uidl
+    }
+
+    /// The Maildir file name it will have.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Makes the message durable, records it in the journal and moves it into `new/` (steps
+    /// 2 to 5 of the protocol in the module docs). Returns its path in `new/`.
+    ///
+    /// On an error the message may or may not be stored: [`Store::is_known`] tells; a
+    /// message left half-way is settled by the next [`Store::open`].
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let writer = self.file.take().expect("the file is there until commit");
+        let file = writer
+            .into_inner()
+            .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
+        file.sync_all().map_err(io_err("fsync", &self.path))?;
+        drop(file);
+        crash_point!(self, FileSynced);
+
+        let mut entry = Entry {
+            uidl: self.uidl.clone(),
+            name: self.name.clone(),
+            state: EntryState::Stored,
+            bytes: self.bytes,
+            crc32: self.crc.finish(),
+            server_size: self.server_size,
+            first_seen: self.first_seen,
+        };
+        let store = &mut *self.store;
+        if let Err(e) = store.journal.append(Record::Put(&entry)) {
+            // Cut back cleanly: the file is nobody's and goes. Poisoned: it may be
+            // referenced, so it stays for the next reconciliation.
+            self.remove_on_drop = !store.journal.is_poisoned();
+            return Err(e);
+        }
+        self.remove_on_drop = false;
+        store.entries.insert(entry.uidl.clone(), entry.clone());
+        store.journal.sync()?;
+        crash_point!(self, Journaled);
+
+        let store = &mut *self.store;
+        let target = store.maildir.new_path(&self.name);
+        fs::rename(&self.path, &target).map_err(io_err("rename into new/", &self.path))?;
+        sync_dir(store.maildir.new_dir())?;
+        crash_point!(self, Renamed);
+
+        let store = &mut *self.store;
+        entry.state = EntryState::Delivered;
+        store.journal.append(Record::Put(&entry))?;
+        store.entries.insert(entry.uidl.clone(), entry);
+        Ok(target)
+    }
+
+    /// Gives up on this message and removes its tmp file (the same as dropping it).
+    pub fn abort(self) {}
+
+    /// Unit tests only: stops here as if the process were killed (the tmp file stays).
+    #[cfg(test)]
+    pub(crate) fn crash(mut self) {
+        self.remove_on_drop = false;
+    }
+}
+
+impl Write for Incoming<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self.file.as_mut().expect("the file is there until commit");
+        let n = file.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file
+            .as_mut()
+            .expect("the file is there until commit")
+            .flush()
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            drop(self.file.take());
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The TOML form of the settings: round trips, unknown keys named, secrets redacted.
+
+use mail_account::settings::{
+    Account, AuthMethod, Credential, ManualSettings, Protocol, Retention, Security,
+};
+
+const FULL: &str = r#"
+address = "taro@example.jp"
+display_name = "山田太郎"
+retention = { delete-after-days = 14 }
+
+[incoming]
+protocol = "pop3"
+host = "pop.example.jp"
+port = 995
+security = "implicit-tls"
+username = "{local}"
+auth = "password-encrypted"
+
+[outgoing]
+host = "smtp.example.jp"
+port = 587
+security = "starttls"
+username = "{address}"
+auth = "oauth2"
+
+[credential]
+command = ["pass", "show", "mail/taro"]
+
+[tls]
+extra_ca_file = "/etc/ssl/private-ca.pem"
+"#;
+
+#[test]
+fn full_account_round_trips() {
+    let a = Account::from_toml(FULL).unwrap();
+    assert_eq!(a.incoming.protocol, Protocol::Pop3);
+    assert_eq!(a.outgoing.security, Security::Starttls);
+    assert_eq!(a.outgoing.auth, AuthMethod::OAuth2);
+    assert_eq!(a.retention, Retention::DeleteAfterDays(14));
+    assert!(matches!(a.credential, Some(Credential::Command(ref c)) if c.len() == 3));
+    assert!(a.warnings().is_empty());
+    let text = a.to_toml().unwrap();
+    assert_eq!(Account::from_toml(&text).unwrap(), a);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    for (from, to, key) in [
+        ("display_name", "displayname", "displayname"),
+        ("port = 587", "prot = 587", "prot"),
+        ("extra_ca_file", "ca_file", "ca_file"),
+        ("command =", "cmd =", "cmd"),
+    ] {
+        let err = Account::from_toml(&FULL.replacen(from, to, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    let err = ManualSettings::from_toml("[outgoing]\nhots = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hots"), "{err}");
+    let err = Account::from_toml(&FULL.replace("\"starttls\"", "\"ssl\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ssl"), "{err}");
+}
+
+#[test]
+fn retention_forms_and_defaults() {
+    let keep = FULL.replace("retention = { delete-after-days = 14 }", "");
+    assert_eq!(
+        Account::from_toml(&keep).unwrap().retention,
+        Retention::KeepOnServer
+    );
+    let del = FULL.replace(
+        "retention = { delete-after-days = 14 }",
+        "retention = \"delete-after-download\"",
+    );
+    assert_eq!(
+        Account::from_toml(&del).unwrap().retention,
+        Retention::DeleteAfterDownload
+    );
+}
+
+#[test]
+fn passwords_are_redacted_and_port_25_warned() {
+    let text = FULL
+        .replace(
+            "command = [\"pass\", \"show\", \"mail/taro\"]",
+            "password = \"hunter2\"",
+        )
+        .replace("port = 587", "port = 25");
+    let a = Account::from_toml(&text).unwrap();
+    assert!(!format!("{a:?}").contains("hunter2"));
+    assert_eq!(
+        a.credential.as_ref().unwrap().password().unwrap().expose(),
+        "hunter2"
+    );
+    let w = a.warnings();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].setting, "outgoing.port");
+}
+
+#[test]
+fn inconsistent_values_are_refused() {
+    let err = Account::from_toml(&FULL.replace("protocol = \"pop3\"", "protocol = \"smtp\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("incoming.protocol"), "{err}");
+    let err = Account::from_toml(&FULL.replace("taro@example.jp", "not-an-address"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("address"), "{err}");
+}
