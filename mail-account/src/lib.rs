@@ -21,9 +21,12 @@
 #![forbid(unsafe_code)]
 
 pub mod autoconfig;
+pub mod compose;
+pub mod connect;
 pub mod discover;
 pub mod dns;
 pub mod domain;
+pub mod fetch;
 pub mod http;
 pub mod probe;
 pub mod providers;

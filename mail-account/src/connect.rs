@@ -1,0 +1,439 @@
+//! Logging in to an account's servers: from settings to a logged-in POP3 session or an
+//! authenticated SMTP session, with failures sorted into the kinds a person (or a CLI exit
+//! message) can act on.
+//!
+//! ```no_run
+//! use mail_account::connect::{LoginSecret, ServerSettings, pop3_login};
+//! use mail_account::settings::Security;
+//!
+//! # async fn run() -> Result<(), mail_account::connect::ConnectError> {
+//! let server = ServerSettings::new("pop.example.org", 995, Security::ImplicitTls, "alice");
+//! let session = pop3_login(&server, &LoginSecret::password("secret")).await?;
+//! # drop(session); Ok(()) }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use mail_common::Secret;
+use mail_common::sasl::{Credentials, Mechanism};
+use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
+use pop3_proto::tokio as pop3;
+use smtp_submit::tokio as smtp;
+
+use crate::settings::{Account, AuthMethod, CredentialError, Security};
+
+/// What to log in with.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum LoginSecret {
+    /// A password (or app password).
+    Password(Secret<String>),
+    /// An OAuth2 access token.
+    OAuth2Token(Secret<String>),
+}
+
+impl LoginSecret {
+    /// A password.
+    pub fn password(password: impl Into<String>) -> Self {
+        Self::Password(Secret::new(password.into()))
+    }
+
+    fn credentials(&self, username: &str) -> Credentials {
+        match self {
+            Self::Password(p) => Credentials::password(username, p.expose().as_str()),
+            Self::OAuth2Token(t) => Credentials::oauth2(username, t.expose().as_str()),
+        }
+    }
+}
+
+impl fmt::Debug for LoginSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Password(_) => "Password(<redacted>)",
+            Self::OAuth2Token(_) => "OAuth2Token(<redacted>)",
+        })
+    }
+}
+
+/// How to authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoginMethod {
+    /// The strongest method both sides support (SCRAM first; APOP or USER/PASS for POP3 only
+    /// when no SASL mechanism fits).
+    #[default]
+    Auto,
+    /// POP3 `USER`/`PASS`.
+    Pop3User,
+    /// POP3 `APOP`.
+    Pop3Apop,
+    /// This SASL mechanism exactly.
+    Sasl(Mechanism),
+    /// No authentication (SMTP only).
+    None,
+}
+
+impl LoginMethod {
+    /// Parses a name as given on a command line: `auto`, `user`, `apop`, `none`, or a SASL
+    /// mechanism name (`plain`, `login`, `cram-md5`, `scram-sha-1`, `scram-sha-256`, `xoauth2`,
+    /// `oauthbearer`), case-insensitive.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "user" => Some(Self::Pop3User),
+            "apop" => Some(Self::Pop3Apop),
+            "none" => Some(Self::None),
+            other => Mechanism::from_name(&other.to_ascii_uppercase()).map(Self::Sasl),
+        }
+    }
+}
+
+/// One server, fully resolved: where, how protected, who logs in and how.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS mode.
+    pub security: Security,
+    /// The login name.
+    pub username: String,
+    /// The authentication method.
+    pub login: LoginMethod,
+    /// Trusted certificate authorities.
+    pub trust_roots: TrustRoots,
+    /// The name the certificate must carry (default: `host`).
+    pub tls_name: Option<String>,
+    /// Allows sending a credential without TLS ([`Security::None`]). Off by default: a
+    /// password over a cleartext connection can be read by anyone on the path.
+    pub allow_plaintext_credentials: bool,
+    /// Limit for the TCP connect and for the TLS handshake, each.
+    pub setup_timeout: Duration,
+}
+
+impl ServerSettings {
+    /// A server with the web PKI roots, automatic login and a 30 s set-up limit.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        security: Security,
+        username: impl Into<String>,
+    ) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            security,
+            username: username.into(),
+            login: LoginMethod::Auto,
+            trust_roots: TrustRoots::WebPki,
+            tls_name: None,
+            allow_plaintext_credentials: false,
+            setup_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The incoming server of `account`.
+    ///
+    /// # Errors
+    ///
+    /// When the username template needs a value the address does not give.
+    pub fn incoming(account: &Account) -> Result<Self, ConnectError> {
+        let server = &account.incoming;
+        Self::from_parts(
+            account,
+            &server.host,
+            server.port,
+            server.security,
+            &server.username,
+            server.auth,
+        )
+    }
+
+    /// The outgoing server of `account`.
+    ///
+    /// # Errors
+    ///
+    /// When the username template needs a value the address does not give.
+    pub fn outgoing(account: &Account) -> Result<Self, ConnectError> {
+        let server = &account.outgoing;
+        Self::from_parts(
+            account,
+            &server.host,
+            server.port,
+            server.security,
+            &server.username,
+            server.auth,
+        )
+    }
+
+    fn from_parts(
+        account: &Account,
+        host: &str,
+        port: u16,
+        security: Security,
+        username: &crate::settings::Username,
+        auth: AuthMethod,
+    ) -> Result<Self, ConnectError> {
+        let address = crate::EmailAddress::parse(&account.address)
+            .map_err(|e| ConnectError::Config(format!("address: {e}")))?;
+        let username = username
+            .resolve(&address)
+            .map_err(|e| ConnectError::Config(format!("username: {e}")))?;
+        let mut settings = Self::new(host, port, security, username);
+        settings.login = match auth {
+            AuthMethod::OAuth2 => LoginMethod::Sasl(Mechanism::OAuthBearer),
+            AuthMethod::None => LoginMethod::None,
+            _ => LoginMethod::Auto,
+        };
+        settings.trust_roots = account.tls.trust_roots();
+        Ok(settings)
+    }
+
+    fn timeouts(&self) -> SetupTimeouts {
+        SetupTimeouts::uniform(self.setup_timeout)
+    }
+}
+
+/// The kind of a failure, for advice and for a command line's one-line message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The TCP connection failed (host unknown, refused, unreachable).
+    Network,
+    /// TLS failed: certificate not trusted, not valid for the name, expired, or no STARTTLS.
+    Tls,
+    /// The server rejected the credentials or the mechanism.
+    Auth,
+    /// The server broke the protocol (or a limit was exceeded).
+    Protocol,
+    /// The server did not answer in time.
+    Timeout,
+    /// The server refused a command (a reply, not a broken session).
+    Refused,
+    /// The settings or the credential are unusable.
+    Config,
+    /// A local file could not be read or written.
+    LocalIo,
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Network => "network",
+            Self::Tls => "TLS",
+            Self::Auth => "authentication",
+            Self::Protocol => "protocol",
+            Self::Timeout => "timeout",
+            Self::Refused => "server refused",
+            Self::Config => "settings",
+            Self::LocalIo => "local I/O",
+        })
+    }
+}
+
+/// Logging in failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The POP3 session failed.
+    #[error("POP3 {}:{}: {error}", .host, .port)]
+    Pop3 {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What happened.
+        error: Box<pop3::Error>,
+    },
+    /// The SMTP session failed.
+    #[error("SMTP {}:{}: {error}", .host, .port)]
+    Smtp {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What happened.
+        error: Box<smtp::Error>,
+    },
+    /// The settings or the credential are unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<CredentialError> for ConnectError {
+    fn from(error: CredentialError) -> Self {
+        Self::Config(error.to_string())
+    }
+}
+
+fn transport_kind(error: &TransportError) -> FailureKind {
+    match error {
+        TransportError::Tls { .. }
+        | TransportError::CaFile { .. }
+        | TransportError::InvalidServerName(_) => FailureKind::Tls,
+        TransportError::Timeout { .. } => FailureKind::Timeout,
+        _ => FailureKind::Network,
+    }
+}
+
+/// The kind of a POP3 adapter error.
+pub fn pop3_failure_kind(error: &pop3::Error) -> FailureKind {
+    match error {
+        pop3::Error::Transport(t) => transport_kind(t),
+        pop3::Error::Timeout(_) => FailureKind::Timeout,
+        pop3::Error::LoginFailed(_) => FailureKind::Auth,
+        pop3::Error::Refused { .. } | pop3::Error::GreetingRefused(_) => FailureKind::Refused,
+        pop3::Error::Misuse(_) => FailureKind::Config,
+        pop3::Error::Output(_) => FailureKind::LocalIo,
+        pop3::Error::Protocol(
+            pop3_proto::ProtocolError::StlsNotOffered | pop3_proto::ProtocolError::StlsRefused(_),
+        ) => FailureKind::Tls,
+        _ => FailureKind::Protocol,
+    }
+}
+
+/// The kind of an SMTP adapter error.
+pub fn smtp_failure_kind(error: &smtp::Error) -> FailureKind {
+    match error {
+        smtp::Error::Transport(t) => transport_kind(t),
+        smtp::Error::Timeout(_) => FailureKind::Timeout,
+        smtp::Error::Auth { .. } => FailureKind::Auth,
+        smtp::Error::StartTlsNotOffered => FailureKind::Tls,
+        smtp::Error::Refused { .. } => FailureKind::Refused,
+        smtp::Error::Misuse(_) => FailureKind::Config,
+        smtp::Error::Body(_) => FailureKind::LocalIo,
+        _ => FailureKind::Protocol,
+    }
+}
+
+impl ConnectError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Pop3 { error, .. } => pop3_failure_kind(error),
+            Self::Smtp { error, .. } => smtp_failure_kind(error),
+            Self::Config(_) => FailureKind::Config,
+        }
+    }
+}
+
+/// Connects to a POP3 server and logs in.
+///
+/// # Errors
+///
+/// [`ConnectError::Pop3`] for anything the session reports; a wrong password is
+/// [`FailureKind::Auth`].
+pub async fn pop3_login(
+    server: &ServerSettings,
+    secret: &LoginSecret,
+) -> Result<pop3::Session, ConnectError> {
+    let fail = |error| ConnectError::Pop3 {
+        host: server.host.clone(),
+        port: server.port,
+        error: Box::new(error),
+    };
+    let security = match server.security {
+        Security::ImplicitTls => pop3_proto::Security::Implicit,
+        Security::Starttls => pop3_proto::Security::Stls,
+        Security::None => pop3_proto::Security::Plaintext,
+    };
+    let mut options = pop3::ConnectOptions::new(server.host.clone(), security)
+        .with_port(server.port)
+        .with_trust_roots(server.trust_roots.clone())
+        .with_timeouts(server.timeouts());
+    if let Some(name) = &server.tls_name {
+        options = options.with_tls_name(name.clone());
+    }
+    let config = pop3_proto::Config::new(security)
+        .dangerously_allow_cleartext_credentials(server.allow_plaintext_credentials);
+    let mut session = pop3::Session::connect(options, config)
+        .await
+        .map_err(fail)?;
+    let credentials = secret.credentials(&server.username);
+    let login = match server.login {
+        LoginMethod::Auto => pop3_proto::Login::auto(credentials),
+        LoginMethod::Pop3User => {
+            pop3_proto::Login::using(pop3_proto::AuthMethod::UserPass, credentials)
+        }
+        LoginMethod::Pop3Apop => {
+            pop3_proto::Login::using(pop3_proto::AuthMethod::Apop, credentials)
+        }
+        LoginMethod::Sasl(m) => {
+            pop3_proto::Login::using(pop3_proto::AuthMethod::Sasl(m), credentials)
+        }
+        LoginMethod::None => {
+            return Err(ConnectError::Config("POP3 always needs a login".into()));
+        }
+    };
+    session.login_with(login).await.map_err(fail)?;
+    Ok(session)
+}
+
+/// Connects to an SMTP submission server and authenticates (unless the login method is
+/// [`LoginMethod::None`]).
+///
+/// # Errors
+///
+/// [`ConnectError::Smtp`] for anything the session reports; a wrong password is
+/// [`FailureKind::Auth`].
+pub async fn smtp_login(
+    server: &ServerSettings,
+    secret: Option<&LoginSecret>,
+) -> Result<smtp::Session, ConnectError> {
+    let fail = |error| ConnectError::Smtp {
+        host: server.host.clone(),
+        port: server.port,
+        error: Box::new(error),
+    };
+    let (security, core_security) = match server.security {
+        Security::ImplicitTls => (
+            smtp::ConnectSecurity::ImplicitTls,
+            smtp_submit::Security::Implicit,
+        ),
+        Security::Starttls => (
+            smtp::ConnectSecurity::StartTls,
+            smtp_submit::Security::StartTls,
+        ),
+        Security::None => (
+            smtp::ConnectSecurity::PlaintextDangerously,
+            smtp_submit::Security::Plaintext,
+        ),
+    };
+    let mut options = smtp::ConnectOptions::new(server.host.clone(), server.port, security)
+        .with_trust_roots(server.trust_roots.clone())
+        .with_timeouts(server.timeouts());
+    if let Some(name) = &server.tls_name {
+        options = options.with_tls_name(name.clone());
+    }
+    let client_name = smtp_submit::ClientName::new("localhost")
+        .map_err(|e| ConnectError::Config(format!("EHLO name: {e}")))?;
+    let config = smtp_submit::Config::new(client_name, core_security)
+        .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
+    let mut session = smtp::Session::connect(&options, config)
+        .await
+        .map_err(fail)?;
+    let method = match server.login {
+        LoginMethod::None => return Ok(session),
+        LoginMethod::Sasl(m) => smtp_submit::AuthMethod::Mechanism(m),
+        LoginMethod::Pop3User | LoginMethod::Pop3Apop => {
+            return Err(ConnectError::Config(
+                "USER and APOP are POP3 methods; SMTP uses SASL (auto, plain, login, cram-md5, scram-sha-256, ...)".into(),
+            ));
+        }
+        LoginMethod::Auto => smtp_submit::AuthMethod::Auto,
+    };
+    let Some(secret) = secret else {
+        return Err(ConnectError::Config(
+            "SMTP AUTH needs a password or token".into(),
+        ));
+    };
+    let credentials = secret.credentials(&server.username);
+    session
+        .authenticate(&credentials, method)
+        .await
+        .map_err(fail)?;
+    Ok(session)
+}
