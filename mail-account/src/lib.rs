@@ -17,6 +17,7 @@
 //! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
 //!   failures sorted into kinds a person can act on.
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
+//! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
 //! - [`verify`]: the login-verification boundary (types and trait; not implemented yet).
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod fetch;
 pub mod http;
 pub mod probe;
 pub mod providers;
+pub mod roundtrip;
 pub mod settings;
 /// Crash-safe local storage for a POP3 fetch: Maildir delivery, state journal, retention.
 pub mod store;

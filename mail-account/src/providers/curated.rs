@@ -425,7 +425,39 @@ pub(super) static CURATED: &[Provider] = &[
     Provider {
         id: "demo",
         name: "Demo (loopback test servers)",
-        domains: &["demo.example", "testground.example"],
+        domains: &["demo.example"],
+        domain_suffixes: &[],
+        mx_domains: &[],
+        servers: &[
+            server(
+                Pop3,
+                DEMO_HOST,
+                DEMO_POP3_PORT,
+                Tls,
+                "{address}",
+                &[A::Automatic],
+            ),
+            server(
+                Smtp,
+                DEMO_HOST,
+                DEMO_SUBMISSION_PORT,
+                Tls,
+                "{address}",
+                &[A::Automatic],
+            ),
+        ],
+        pop3_leave_on_server: Some(true),
+        hints: &[Hint::new(
+            HintKind::Note,
+            "Demo entry: loopback test servers, not a real provider.",
+        )],
+        origin: Origin::Demo,
+        replaces_ispdb: None,
+    },
+    Provider {
+        id: "testground",
+        name: "Test ground (loopback Dovecot and Postfix)",
+        domains: &["testground.example"],
         domain_suffixes: &[],
         mx_domains: &[],
         servers: &[
@@ -449,7 +481,7 @@ pub(super) static CURATED: &[Provider] = &[
         pop3_leave_on_server: Some(true),
         hints: &[Hint::new(
             HintKind::Note,
-            "Demo entry: loopback test servers, not a real provider.",
+            "Test ground entry: the project's loopback Dovecot and Postfix, not a real provider; their logins are bare user names.",
         )],
         origin: Origin::Demo,
         replaces_ispdb: None,
