@@ -1,0 +1,176 @@
+//! `mailctl discover`.
+
+use mail_account::connect::{LoginSecret, ServerSettings, pop3_login, smtp_login};
+use mail_account::discover::{DiscoveryReport, ServerReport, Sourced};
+use mail_account::settings::ManualSettings;
+use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
+use serde_json::{Value, json};
+
+use crate::{Failure, Outcome};
+
+/// Flags of `mailctl discover`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The mail address.
+    address: String,
+    /// Use only the bundled provider database (no DNS, no HTTP, no probes).
+    #[arg(long)]
+    offline: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Log in to both servers with the discovered settings (nothing is sent).
+    #[arg(long, requires = "password_env")]
+    verify: bool,
+    /// Environment variable holding the password, for --verify.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+}
+
+pub(crate) async fn run(args: Args) -> Outcome {
+    let report = discover(&args.address, args.offline, &DiscoveryOptions::default()).await?;
+    if args.json {
+        println!("{:#}", to_json(&report));
+    } else {
+        print_text(&report);
+    }
+    if args.verify {
+        let var = args.password_env.as_deref().unwrap_or_default();
+        let password = std::env::var(var).map_err(|_| {
+            Failure::settings(format!(
+                "environment variable {var} (--password-env) is not set"
+            ))
+        })?;
+        verify_logins(&report, &LoginSecret::password(password)).await?;
+    }
+    Ok(())
+}
+
+/// Runs discovery (offline: the bundled database only).
+pub(crate) async fn discover(
+    address: &str,
+    offline: bool,
+    options: &DiscoveryOptions,
+) -> Result<DiscoveryReport, Failure> {
+    let manual = ManualSettings::default();
+    let result = if offline {
+        discover_offline(address, &manual, options)
+    } else {
+        let discoverer = Discoverer::with_system_defaults(options.clone())
+            .map_err(|e| Failure::settings(e.to_string()))?;
+        discoverer.discover(address, &manual).await
+    };
+    result.map_err(|e| Failure::settings(e.to_string()))
+}
+
+/// Logs in to both servers of a discovery report and logs out, printing each result.
+pub(crate) async fn verify_logins(report: &DiscoveryReport, secret: &LoginSecret) -> Outcome {
+    let account = report
+        .to_account()
+        .map_err(|e| Failure::settings(format!("cannot verify: {e}")))?;
+    let incoming = ServerSettings::incoming(&account)?;
+    let session = pop3_login(&incoming, secret).await?;
+    let tls = if session.is_tls() { "TLS" } else { "no TLS" };
+    let _ = session.quit().await;
+    println!("ok  POP3 login {}:{} ({tls})", incoming.host, incoming.port);
+    let outgoing = ServerSettings::outgoing(&account)?;
+    let session = smtp_login(&outgoing, Some(secret)).await?;
+    let mechanism = session.authenticated().map_or("none", |m| m.name());
+    let _ = session.quit().await;
+    println!(
+        "ok  SMTP login {}:{} (AUTH {mechanism})",
+        outgoing.host, outgoing.port
+    );
+    Ok(())
+}
+
+fn print_server(role: &str, server: Option<&ServerReport>) {
+    let Some(s) = server else {
+        println!("{role}: not found");
+        return;
+    };
+    println!(
+        "{role}: {} {}:{} ({})",
+        s.protocol.value, s.host.value, s.port.value, s.security.value
+    );
+    let line = |name: &str, value: String, source: &dyn std::fmt::Display| {
+        println!("    {name:<9} {value:<32} <- {source}");
+    };
+    line("host", s.host.value.clone(), &s.host.source);
+    line("port", s.port.value.to_string(), &s.port.source);
+    line("security", s.security.value.to_string(), &s.security.source);
+    line("username", s.username.value.to_string(), &s.username.source);
+    line("auth", format!("{:?}", s.auth.value), &s.auth.source);
+}
+
+/// The report as text: every setting with its source, then warnings, hints and requests.
+pub(crate) fn print_text(report: &DiscoveryReport) {
+    println!("address:  {}", report.address);
+    if let Some(provider) = &report.provider {
+        println!("provider: {} ({})", provider.name, provider.source);
+    }
+    print_server("incoming", report.incoming.as_ref());
+    print_server("outgoing", report.outgoing.as_ref());
+    for warning in &report.warnings {
+        println!("warning:  {}", warning.message);
+    }
+    for hint in &report.hints {
+        match &hint.url {
+            Some(url) => println!("hint:     {} ({url})", hint.text),
+            None => println!("hint:     {}", hint.text),
+        }
+    }
+    for rejected in &report.rejected {
+        println!(
+            "rejected: {}:{} from {}: {}",
+            rejected.entry.host, rejected.entry.port, rejected.source, rejected.reason
+        );
+    }
+    for step in &report.steps {
+        println!(
+            "step:     {:?} {}: {}",
+            step.step, step.domain, step.outcome
+        );
+    }
+    if report.requests.is_empty() {
+        println!("network:  no request made");
+    }
+    for request in &report.requests {
+        println!(
+            "network:  {:?} {}: {}",
+            request.kind, request.target, request.outcome
+        );
+    }
+}
+
+fn sourced<T: ToString>(value: &Sourced<T>) -> Value {
+    json!({ "value": value.value.to_string(), "source": value.source.to_string() })
+}
+
+fn server_json(server: Option<&ServerReport>) -> Value {
+    server.map_or(Value::Null, |s| {
+        json!({
+            "protocol": sourced(&s.protocol),
+            "host": sourced(&s.host),
+            "port": json!({ "value": s.port.value, "source": s.port.source.to_string() }),
+            "security": sourced(&s.security),
+            "username": sourced(&s.username),
+            "auth": json!({ "value": format!("{:?}", s.auth.value), "source": s.auth.source.to_string() }),
+        })
+    })
+}
+
+/// The report as JSON.
+pub(crate) fn to_json(report: &DiscoveryReport) -> Value {
+    json!({
+        "address": report.address.to_string(),
+        "provider": report.provider.as_ref().map(|p| json!({ "id": p.id, "name": p.name, "source": p.source.to_string() })),
+        "incoming": server_json(report.incoming.as_ref()),
+        "outgoing": server_json(report.outgoing.as_ref()),
+        "warnings": report.warnings.iter().map(|w| json!({ "kind": format!("{:?}", w.kind), "message": w.message })).collect::<Vec<_>>(),
+        "hints": report.hints.iter().map(|h| json!({ "kind": format!("{:?}", h.kind), "text": h.text, "url": h.url })).collect::<Vec<_>>(),
+        "rejected": report.rejected.iter().map(|r| json!({ "host": r.entry.host, "port": r.entry.port, "source": r.source.to_string(), "reason": r.reason })).collect::<Vec<_>>(),
+        "steps": report.steps.iter().map(|s| json!({ "step": format!("{:?}", s.step), "domain": s.domain, "outcome": s.outcome })).collect::<Vec<_>>(),
+        "requests": report.requests.iter().map(|r| json!({ "kind": format!("{:?}", r.kind), "target": r.target, "outcome": r.outcome })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,104 @@
+//! `mailctl send`.
+
+use std::path::PathBuf;
+
+use mail_account::compose::SimpleMessage;
+use mail_account::connect::{FailureKind, smtp_failure_kind, smtp_login};
+use smtp_submit::{Address, Envelope, MailOptions};
+
+use crate::server::{Role, ServerArgs};
+use crate::{Failure, Outcome};
+
+/// Flags of `mailctl send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Envelope sender (and From of a composed message).
+    #[arg(long, value_name = "ADDR")]
+    from: String,
+    /// A recipient; repeat for more.
+    #[arg(long, value_name = "ADDR", required = true)]
+    to: Vec<String>,
+    /// The message file (RFC 5322, sent as it is, streamed), or `-` for stdin.
+    #[arg(value_name = "FILE", conflicts_with_all = ["subject", "body"])]
+    file: Option<PathBuf>,
+    /// Compose a simple message with this subject (and a Date, a Message-ID).
+    #[arg(long, value_name = "S", requires = "body")]
+    subject: Option<String>,
+    /// The text of the composed message.
+    #[arg(long, value_name = "TEXT", requires = "subject")]
+    body: Option<String>,
+    /// Display name for the From header of a composed message.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+fn address(text: &str) -> Result<Address, Failure> {
+    Address::new(text).map_err(|e| Failure::settings(format!("address {text:?}: {e}")))
+}
+
+pub(crate) async fn run(args: Args) -> Outcome {
+    let resolved = args.server.resolve(Role::Outgoing)?;
+    let settings = resolved.settings;
+    let mut envelope = Envelope::new(Some(address(&args.from)?));
+    for to in &args.to {
+        envelope.add_recipient(address(to)?);
+    }
+    let mut session = smtp_login(&settings, resolved.secret.as_ref()).await?;
+    let smtp_failure =
+        |e: smtp_submit::tokio::Error| Failure::new(smtp_failure_kind(&e), e.to_string());
+    let report = match (&args.subject, &args.body, &args.file) {
+        (Some(subject), Some(body), _) => {
+            let mut message = SimpleMessage::new(&args.from, args.to.clone(), subject, body);
+            if let Some(name) = &args.name {
+                message = message.with_display_name(name);
+            }
+            session
+                .send_bytes(envelope, MailOptions::default(), &message.to_bytes())
+                .await
+                .map_err(smtp_failure)?
+        }
+        (_, _, Some(path)) if path.as_os_str() != "-" => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Failure::local(format!("cannot open {}: {e}", path.display())))?;
+            session
+                .send(envelope, MailOptions::default(), file)
+                .await
+                .map_err(smtp_failure)?
+        }
+        _ => session
+            .send(envelope, MailOptions::default(), tokio::io::stdin())
+            .await
+            .map_err(smtp_failure)?,
+    };
+    for recipient in &report.recipients {
+        if recipient.is_accepted() {
+            println!("accepted {}", recipient.address);
+        } else {
+            println!("refused  {}: {}", recipient.address, recipient.reply());
+        }
+    }
+    let _ = session.quit().await;
+    if !report.is_sent() {
+        let why = report
+            .reply()
+            .map_or_else(|| "no recipient accepted".to_owned(), ToString::to_string);
+        return Err(Failure::new(
+            FailureKind::Refused,
+            format!("message not sent: {why}"),
+        ));
+    }
+    let refused = report.rejected().count();
+    if refused > 0 {
+        return Err(Failure::new(
+            FailureKind::Refused,
+            format!(
+                "{refused} of {} recipients refused",
+                report.recipients.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The server flags shared by fetch and send, or an account file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use mail_account::Account;
+use mail_account::connect::{LoginMethod, LoginSecret, ServerSettings};
+use mail_account::settings::{Credential, Security};
+use mail_common::transport::TrustRoots;
+
+use crate::Failure;
+
+/// TLS mode on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TlsMode {
+    /// TLS from the first byte (POP3S 995, submissions 465).
+    Implicit,
+    /// STARTTLS / STLS before logging in (587, 110).
+    Starttls,
+    /// No TLS. Sending a password also needs --allow-plaintext.
+    None,
+}
+
+/// Which server of an account the flags are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// POP3.
+    Incoming,
+    /// SMTP submission.
+    Outgoing,
+}
+
+/// Server flags.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// Account settings (TOML, as written by mail-account) instead of --host/--port/...
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["host", "port", "tls", "user"])]
+    pub(crate) account: Option<PathBuf>,
+    /// Server host name or IP address.
+    #[arg(long, value_name = "HOST")]
+    pub(crate) host: Option<String>,
+    /// Server port (default: 995/465 with implicit TLS, 110/587 with STARTTLS).
+    #[arg(long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+    /// TLS mode.
+    #[arg(long, value_enum, default_value_t = TlsMode::Implicit)]
+    pub(crate) tls: TlsMode,
+    /// Login name.
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<String>,
+    /// Environment variable holding the password (never a flag: flags show up in `ps`).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) password_env: Option<String>,
+    /// Extra CA certificates (PEM) to trust besides the web PKI roots.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Authentication: auto, user, apop, plain, login, cram-md5, scram-sha-1, scram-sha-256,
+    /// xoauth2, oauthbearer, none (SMTP only).
+    #[arg(long, value_name = "MECH", default_value = "auto")]
+    pub(crate) auth: String,
+    /// Allow sending a password without TLS (with --tls none). Anyone on the path can read it.
+    #[arg(long)]
+    pub(crate) allow_plaintext: bool,
+    /// The name the server certificate must carry (default: the host).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tls_name: Option<String>,
+    /// Limit in seconds for connecting and for the TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub(crate) timeout: u64,
+}
+
+/// Resolved flags: where to connect, and with what secret.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) settings: ServerSettings,
+    pub(crate) secret: Option<LoginSecret>,
+}
+
+/// Reads an account file.
+pub(crate) fn read_account(path: &PathBuf) -> Result<Account, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::local(format!("cannot read account file {}: {e}", path.display())))?;
+    Account::from_toml(&text).map_err(|e| Failure::settings(format!("{}: {e}", path.display())))
+}
+
+/// The secret of an account's credential (or of `--password-env`, which wins).
+pub(crate) fn account_secret(
+    account: &Account,
+    password_env: Option<&str>,
+) -> Result<Option<LoginSecret>, Failure> {
+    if let Some(var) = password_env {
+        return env_secret(var).map(Some);
+    }
+    match &account.credential {
+        None => Ok(None),
+        Some(Credential::OAuth2(name)) => Err(Failure::settings(format!(
+            "the account's credential is the OAuth2 token provider {name:?}, which mailctl cannot call"
+        ))),
+        Some(credential) => credential
+            .password()
+            .map(|p| Some(LoginSecret::Password(p)))
+            .map_err(|e| Failure::settings(e.to_string())),
+    }
+}
+
+fn env_secret(var: &str) -> Result<LoginSecret, Failure> {
+    std::env::var(var).map(LoginSecret::password).map_err(|_| {
+        Failure::settings(format!(
+            "environment variable {var} (--password-env) is not set"
+        ))
+    })
+}
+
+impl ServerArgs {
+    /// Resolves the flags for one role.
+    pub(crate) fn resolve(&self, role: Role) -> Result<Resolved, Failure> {
+        let login = LoginMethod::parse(&self.auth)
+            .ok_or_else(|| Failure::settings(format!("unknown --auth {:?}", self.auth)))?;
+        let (mut settings, secret) = if let Some(path) = &self.account {
+            let account = read_account(path)?;
+            let settings = match role {
+                Role::Incoming => ServerSettings::incoming(&account)?,
+                Role::Outgoing => ServerSettings::outgoing(&account)?,
+            };
+            let secret = account_secret(&account, self.password_env.as_deref())?;
+            (settings, secret)
+        } else {
+            let host = self
+                .host
+                .clone()
+                .ok_or_else(|| Failure::settings("--host (or --account) is required"))?;
+            let user = self
+                .user
+                .clone()
+                .ok_or_else(|| Failure::settings("--user (or --account) is required"))?;
+            let security = match self.tls {
+                TlsMode::Implicit => Security::ImplicitTls,
+                TlsMode::Starttls => Security::Starttls,
+                TlsMode::None => Security::None,
+            };
+            let port = self.port.unwrap_or(match (role, self.tls) {
+                (Role::Incoming, TlsMode::Implicit) => 995,
+                (Role::Incoming, _) => 110,
+                (Role::Outgoing, TlsMode::Implicit) => 465,
+                (Role::Outgoing, _) => 587,
+            });
+            let secret = match &self.password_env {
+                Some(var) => Some(env_secret(var)?),
+                None => None,
+            };
+            let mut settings = ServerSettings::new(host, port, security, user);
+            settings.login = login;
+            (settings, secret)
+        };
+        if self.account.is_some() && self.auth != "auto" {
+            settings.login = login;
+        }
+        if let Some(ca) = &self.ca_file {
+            settings.trust_roots = TrustRoots::WebPkiAndCaFile(ca.clone());
+        }
+        settings.tls_name.clone_from(&self.tls_name);
+        settings.setup_timeout = Duration::from_secs(self.timeout);
+        settings.allow_plaintext_credentials = self.allow_plaintext;
+        let needs_secret = !(role == Role::Outgoing && settings.login == LoginMethod::None);
+        if needs_secret && secret.is_none() {
+            return Err(Failure::settings(
+                "no password: give --password-env VAR (or a credential in the account file)",
+            ));
+        }
+        if needs_secret
+            && settings.security == Security::None
+            && !settings.allow_plaintext_credentials
+        {
+            return Err(Failure::settings(
+                "refusing to send a password without TLS; use --tls implicit or starttls, \
+                 or add --allow-plaintext if you accept that anyone on the path can read it",
+            ));
+        }
+        Ok(Resolved { settings, secret })
+    }
+}
