@@ -13,6 +13,7 @@
 //! ```
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use mail_common::Secret;
@@ -112,6 +113,12 @@ pub struct ServerSettings {
     pub allow_plaintext_credentials: bool,
     /// Limit for the TCP connect and for the TLS handshake, each.
     pub setup_timeout: Duration,
+    /// The local address to connect from (`None`: the system chooses). POP3 only: the SMTP
+    /// adapter cannot bind one, so [`smtp_connect`] refuses settings that set it.
+    pub local_addr: Option<IpAddr>,
+    /// Limit for the server's greeting (`None`: the protocol crate's default, 60 s for POP3
+    /// and 5 minutes for SMTP).
+    pub greeting_timeout: Option<Duration>,
 }
 
 impl ServerSettings {
@@ -132,6 +139,8 @@ impl ServerSettings {
             tls_name: None,
             allow_plaintext_credentials: false,
             setup_timeout: Duration::from_secs(30),
+            local_addr: None,
+            greeting_timeout: None,
         }
     }
 
@@ -330,11 +339,26 @@ pub async fn pop3_login(
     server: &ServerSettings,
     secret: &LoginSecret,
 ) -> Result<pop3::Session, ConnectError> {
-    let fail = |error| ConnectError::Pop3 {
+    let mut session = pop3_connect(server).await?;
+    pop3_authenticate(&mut session, server, secret).await?;
+    Ok(session)
+}
+
+fn pop3_error(server: &ServerSettings, error: pop3::Error) -> ConnectError {
+    ConnectError::Pop3 {
         host: server.host.clone(),
         port: server.port,
         error: Box::new(error),
-    };
+    }
+}
+
+/// The first half of [`pop3_login`]: connects, reads the greeting and the capabilities and
+/// sets up TLS (implicitly or with `STLS`). The session is ready for [`pop3_authenticate`].
+///
+/// # Errors
+///
+/// [`ConnectError::Pop3`] for anything the session reports.
+pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, ConnectError> {
     let security = match server.security {
         Security::ImplicitTls => pop3_proto::Security::Implicit,
         Security::Starttls => pop3_proto::Security::Stls,
@@ -347,11 +371,31 @@ pub async fn pop3_login(
     if let Some(name) = &server.tls_name {
         options = options.with_tls_name(name.clone());
     }
-    let config = pop3_proto::Config::new(security)
+    if let Some(addr) = server.local_addr {
+        options = options.with_local_addr(addr);
+    }
+    let mut config = pop3_proto::Config::new(security)
         .dangerously_allow_cleartext_credentials(server.allow_plaintext_credentials);
-    let mut session = pop3::Session::connect(options, config)
+    if let Some(limit) = server.greeting_timeout {
+        config.timeouts = config.timeouts.with_greeting(limit);
+    }
+    pop3::Session::connect(options, config)
         .await
-        .map_err(fail)?;
+        .map_err(|error| pop3_error(server, error))
+}
+
+/// The second half of [`pop3_login`]: logs in with the method of `server.login` and returns
+/// the method used.
+///
+/// # Errors
+///
+/// [`ConnectError::Pop3`] for anything the session reports (a wrong password is
+/// [`FailureKind::Auth`]); [`ConnectError::Config`] for [`LoginMethod::None`].
+pub async fn pop3_authenticate(
+    session: &mut pop3::Session,
+    server: &ServerSettings,
+    secret: &LoginSecret,
+) -> Result<pop3_proto::AuthMethod, ConnectError> {
     let credentials = secret.credentials(&server.username);
     let login = match server.login {
         LoginMethod::Auto => pop3_proto::Login::auto(credentials),
@@ -368,8 +412,10 @@ pub async fn pop3_login(
             return Err(ConnectError::Config("POP3 always needs a login".into()));
         }
     };
-    session.login_with(login).await.map_err(fail)?;
-    Ok(session)
+    session
+        .login_with(login)
+        .await
+        .map_err(|error| pop3_error(server, error))
 }
 
 /// Connects to an SMTP submission server and authenticates (unless the login method is
@@ -383,11 +429,32 @@ pub async fn smtp_login(
     server: &ServerSettings,
     secret: Option<&LoginSecret>,
 ) -> Result<smtp::Session, ConnectError> {
-    let fail = |error| ConnectError::Smtp {
+    let mut session = smtp_connect(server).await?;
+    smtp_authenticate(&mut session, server, secret).await?;
+    Ok(session)
+}
+
+fn smtp_error(server: &ServerSettings, error: smtp::Error) -> ConnectError {
+    ConnectError::Smtp {
         host: server.host.clone(),
         port: server.port,
         error: Box::new(error),
-    };
+    }
+}
+
+/// The first half of [`smtp_login`]: connects, reads the greeting, says EHLO and sets up TLS
+/// (implicitly or with STARTTLS). The session is ready for [`smtp_authenticate`].
+///
+/// # Errors
+///
+/// [`ConnectError::Smtp`] for anything the session reports; [`ConnectError::Config`] when
+/// [`ServerSettings::local_addr`] is set (the SMTP adapter cannot bind a local address).
+pub async fn smtp_connect(server: &ServerSettings) -> Result<smtp::Session, ConnectError> {
+    if server.local_addr.is_some() {
+        return Err(ConnectError::Config(
+            "the SMTP client cannot connect from a chosen local address".into(),
+        ));
+    }
     let (security, core_security) = match server.security {
         Security::ImplicitTls => (
             smtp::ConnectSecurity::ImplicitTls,
@@ -410,13 +477,30 @@ pub async fn smtp_login(
     }
     let client_name = smtp_submit::ClientName::new("localhost")
         .map_err(|e| ConnectError::Config(format!("EHLO name: {e}")))?;
-    let config = smtp_submit::Config::new(client_name, core_security)
+    let mut config = smtp_submit::Config::new(client_name, core_security)
         .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
-    let mut session = smtp::Session::connect(&options, config)
+    if let Some(limit) = server.greeting_timeout {
+        config.timeouts = config.timeouts.with_greeting(limit);
+    }
+    smtp::Session::connect(&options, config)
         .await
-        .map_err(fail)?;
+        .map_err(|error| smtp_error(server, error))
+}
+
+/// The second half of [`smtp_login`]: authenticates with the method of `server.login` and
+/// returns the mechanism used (`None` for [`LoginMethod::None`], which sends nothing).
+///
+/// # Errors
+///
+/// [`ConnectError::Smtp`] for anything the session reports (a wrong password is
+/// [`FailureKind::Auth`]); [`ConnectError::Config`] for a POP3-only method or a missing secret.
+pub async fn smtp_authenticate(
+    session: &mut smtp::Session,
+    server: &ServerSettings,
+    secret: Option<&LoginSecret>,
+) -> Result<Option<Mechanism>, ConnectError> {
     let method = match server.login {
-        LoginMethod::None => return Ok(session),
+        LoginMethod::None => return Ok(None),
         LoginMethod::Sasl(m) => smtp_submit::AuthMethod::Mechanism(m),
         LoginMethod::Pop3User | LoginMethod::Pop3Apop => {
             return Err(ConnectError::Config(
@@ -434,6 +518,6 @@ pub async fn smtp_login(
     session
         .authenticate(&credentials, method)
         .await
-        .map_err(fail)?;
-    Ok(session)
+        .map(Some)
+        .map_err(|error| smtp_error(server, error))
 }

@@ -18,7 +18,9 @@
 //!   failures sorted into kinds a person can act on.
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
-//! - [`verify`]: the login-verification boundary (types and trait; not implemented yet).
+//! - [`verify`]: login verification (log in to both servers, send nothing) with failures
+//!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
+//!   port blocked, cleartext refused.
 #![forbid(unsafe_code)]
 
 pub mod autoconfig;

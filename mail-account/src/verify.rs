@@ -1,28 +1,64 @@
-//! Login verification: the module boundary only. **Not implemented yet.**
+//! Login verification: log in to an account's servers, send nothing, and say exactly what failed.
 //!
-//! Verification needs the tokio adapters of `pop3-proto` and `smtp-submit`, which are being
-//! written at the same time as this crate. Once they exist, an implementation of [`Verifier`]
-//! logs in to POP3 (CAPA, STLS when needed, AUTH, QUIT) and to SMTP (EHLO, STARTTLS, AUTH,
-//! RSET/QUIT; nothing is sent) and reports exactly what failed as a [`VerifyFailure`], whose
-//! [`VerifyFailure::advice`] is a sentence a person can act on.
+//! POP3: connect, `CAPA`, `STLS` when the settings say STARTTLS, log in, `QUIT`. SMTP: connect,
+//! `EHLO`, `STARTTLS` when the settings say so, `AUTH`, `QUIT`; no mail transaction is ever
+//! started. Both run on [`crate::connect`] (the same code the fetch and send paths use), so a
+//! verification that passes means the real session will log in too.
 //!
-//! The types here are stable enough to build a UI against: the failure classes match the issue
-//! (wrong password, app password required, POP disabled, OAuth2 required, certificate not valid
-//! for the host, port blocked, server refuses cleartext).
+//! A failure is a [`VerifyFailure`] sorted from the servers' own words: the RFC 2449/3206
+//! response codes of POP3 (`[AUTH]`, `[SYS/PERM]`, `[IN-USE]`, ...), the SMTP reply and
+//! enhanced status codes (535 5.7.8, 534 5.7.9, 538 5.7.11, ...), the phrases big providers use
+//! (Gmail's "Application-specific password required" and "Web login required", Outlook's
+//! "BasicAuthBlocked" and 5.7.139, Dovecot's "Plaintext authentication disallowed"), and the
+//! rustls certificate errors. [`VerifyFailure::advice`] is a sentence a person can act on.
+//!
+//! ```no_run
+//! use mail_account::Account;
+//! use mail_account::verify::{LoginSecret, VerifyOptions, verify_account};
+//!
+//! # async fn run(account: &Account) {
+//! let secret = LoginSecret::password("app-password");
+//! let report = verify_account(account, &secret, &VerifyOptions::default()).await;
+//! for (role, result) in report.results() {
+//!     match result {
+//!         Ok(ok) => println!("{role}: logged in with {} ({:?}) in {:?}", ok.mechanism, ok.tls, ok.elapsed),
+//!         Err(failure) => println!("{role}: {failure}\n  {}", failure.advice()),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! One server with settings of its own (a TLS name, a private CA, a local address):
+//!
+//! ```no_run
+//! use mail_account::connect::ServerSettings;
+//! use mail_account::settings::Security;
+//! use mail_account::verify::{LoginSecret, verify_pop3};
+//!
+//! # async fn run() {
+//! let mut server = ServerSettings::new("127.0.0.1", 995, Security::ImplicitTls, "ivan");
+//! server.tls_name = Some("localhost".into());
+//! let result = verify_pop3(&server, &LoginSecret::password("ivan-pass")).await;
+//! # drop(result); }
+//! ```
 
-use mail_common::Secret;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use crate::settings::{Account, Protocol};
+use mail_common::transport::{SetupPhase, TransportError, TrustRoots};
+use pop3_proto::tokio as pop3;
+use smtp_submit::tokio as smtp;
 
-/// What to log in with.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum LoginSecret {
-    /// A password (or app password).
-    Password(Secret<String>),
-    /// An OAuth2 access token.
-    OAuth2Token(Secret<String>),
-}
+pub use crate::connect::LoginSecret;
+use crate::connect::{
+    ConnectError, ServerSettings, pop3_authenticate, pop3_connect, smtp_authenticate, smtp_connect,
+};
+use crate::settings::{Account, Protocol, Security};
+
+/// How long a polite `QUIT` may take before the connection is simply dropped.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Which server a result is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +69,15 @@ pub enum Role {
     Outgoing,
 }
 
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Incoming => "incoming",
+            Self::Outgoing => "outgoing",
+        })
+    }
+}
+
 /// A successful login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,10 +86,14 @@ pub struct VerifySuccess {
     pub role: Role,
     /// The protocol spoken.
     pub protocol: Protocol,
-    /// The SASL mechanism (or `USER`) that worked.
+    /// The SASL mechanism (or `USER`, `APOP`; `none` for an SMTP server used without AUTH)
+    /// that worked.
     pub mechanism: String,
-    /// The TLS version and cipher suite.
+    /// How the connection was protected, e.g. `implicit TLS, certificate valid for
+    /// mail.example.org`; `None` without TLS.
     pub tls: Option<String>,
+    /// From the start of the TCP connection to the end of the login.
+    pub elapsed: Duration,
 }
 
 /// Why a login failed, classified for advice.
@@ -52,19 +101,19 @@ pub struct VerifySuccess {
 #[non_exhaustive]
 pub enum VerifyFailure {
     /// The server rejected the username or password.
-    #[error("wrong username or password")]
+    #[error("wrong username or password (server: {server_text})")]
     WrongPassword {
         /// The server's words.
         server_text: String,
     },
     /// The provider wants an app password rather than the account password.
-    #[error("an app password is required")]
+    #[error("an app password is required (server: {server_text})")]
     AppPasswordRequired {
         /// The server's words.
         server_text: String,
     },
     /// POP access is switched off in the provider's web settings.
-    #[error("POP access is disabled at the provider")]
+    #[error("POP access is disabled at the provider (server: {server_text})")]
     PopDisabled {
         /// The server's words.
         server_text: String,
@@ -80,7 +129,8 @@ pub enum VerifyFailure {
         /// What rustls reported.
         reason: String,
     },
-    /// No answer before the deadline: a firewall or the provider blocks the port.
+    /// No answer before the deadline, or the connection refused: a firewall or the provider
+    /// blocks the port (or nothing listens on it).
     #[error("{host}:{port} did not answer (port blocked?)")]
     PortBlocked {
         /// Host.
@@ -88,7 +138,8 @@ pub enum VerifyFailure {
         /// Port.
         port: u16,
     },
-    /// The server refuses authentication without TLS.
+    /// Authentication without TLS was refused: by the server, or by this client, which does not
+    /// send a credential in the clear unless told to.
     #[error("the server refuses authentication without TLS")]
     CleartextRefused,
     /// Anything else.
@@ -126,8 +177,583 @@ impl VerifyFailure {
     }
 }
 
-/// Logs in to an account's servers without sending mail. Implemented once the protocol adapters
-/// exist (see the module documentation).
+/// What [`verify_account`] changes in the settings it derives from an account.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// Limit for the TCP connect, for each TLS handshake and for the server's greeting
+    /// (default 15 s). A server that does not answer within it is
+    /// [`VerifyFailure::PortBlocked`].
+    pub setup_timeout: Duration,
+    /// Trusted CAs instead of the account's (web PKI plus its `extra_ca_file`).
+    pub trust_roots: Option<TrustRoots>,
+    /// The name both certificates must carry instead of the host names.
+    pub tls_name: Option<String>,
+    /// The local address to connect to the POP3 server from (the SMTP adapter cannot bind one,
+    /// so it is not used for the outgoing server).
+    pub local_addr: Option<IpAddr>,
+    /// Allows sending the credential without TLS to a server set to [`Security::None`].
+    /// Dangerous: anyone on the path can read it. Off by default, and then such a server is
+    /// [`VerifyFailure::CleartextRefused`] without anything being sent.
+    pub allow_plaintext_credentials: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            setup_timeout: Duration::from_secs(15),
+            trust_roots: None,
+            tls_name: None,
+            local_addr: None,
+            allow_plaintext_credentials: false,
+        }
+    }
+}
+
+impl VerifyOptions {
+    fn apply(&self, server: &mut ServerSettings) {
+        server.setup_timeout = self.setup_timeout;
+        server.greeting_timeout = Some(self.setup_timeout);
+        if let Some(roots) = &self.trust_roots {
+            server.trust_roots = roots.clone();
+        }
+        if let Some(name) = &self.tls_name {
+            server.tls_name = Some(name.clone());
+        }
+        server.allow_plaintext_credentials = self.allow_plaintext_credentials;
+    }
+}
+
+/// The result of [`verify_account`]: one entry per server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// The incoming (POP3) server.
+    pub incoming: Result<VerifySuccess, VerifyFailure>,
+    /// The outgoing (SMTP submission) server.
+    pub outgoing: Result<VerifySuccess, VerifyFailure>,
+}
+
+impl VerifyReport {
+    /// True when both logins worked.
+    pub fn is_ok(&self) -> bool {
+        self.incoming.is_ok() && self.outgoing.is_ok()
+    }
+
+    /// Both results with their role, incoming first.
+    pub fn results(&self) -> [(Role, &Result<VerifySuccess, VerifyFailure>); 2] {
+        [
+            (Role::Incoming, &self.incoming),
+            (Role::Outgoing, &self.outgoing),
+        ]
+    }
+}
+
+/// Logs in to both servers of `account` at the same time and logs out; nothing is sent.
+pub async fn verify_account(
+    account: &Account,
+    secret: &LoginSecret,
+    options: &VerifyOptions,
+) -> VerifyReport {
+    let (incoming, outgoing) = tokio::join!(
+        verify_incoming(account, secret, options),
+        verify_outgoing(account, secret, options)
+    );
+    VerifyReport { incoming, outgoing }
+}
+
+/// Logs in to the incoming server of `account` (POP3) and logs out.
+pub async fn verify_incoming(
+    account: &Account,
+    secret: &LoginSecret,
+    options: &VerifyOptions,
+) -> Result<VerifySuccess, VerifyFailure> {
+    if account.incoming.protocol != Protocol::Pop3 {
+        return Err(VerifyFailure::Other(format!(
+            "the incoming server speaks {}; only POP3 can be verified",
+            account.incoming.protocol
+        )));
+    }
+    let mut server =
+        ServerSettings::incoming(account).map_err(|e| VerifyFailure::Other(e.to_string()))?;
+    options.apply(&mut server);
+    server.local_addr = options.local_addr;
+    verify_pop3(&server, secret).await
+}
+
+/// Logs in to the outgoing server of `account` (EHLO, STARTTLS, AUTH) and quits without
+/// sending.
+pub async fn verify_outgoing(
+    account: &Account,
+    secret: &LoginSecret,
+    options: &VerifyOptions,
+) -> Result<VerifySuccess, VerifyFailure> {
+    let mut server =
+        ServerSettings::outgoing(account).map_err(|e| VerifyFailure::Other(e.to_string()))?;
+    options.apply(&mut server);
+    verify_smtp(&server, secret).await
+}
+
+/// Connects to a POP3 server, logs in as `server` says and sends `QUIT`.
+pub async fn verify_pop3(
+    server: &ServerSettings,
+    secret: &LoginSecret,
+) -> Result<VerifySuccess, VerifyFailure> {
+    let started = Instant::now();
+    let mut session = pop3_connect(server)
+        .await
+        .map_err(|e| classify(&e, server))?;
+    let login = pop3_authenticate(&mut session, server, secret).await;
+    let tls = tls_summary(server, Protocol::Pop3, session.is_tls());
+    let offered: Vec<String> = session
+        .capabilities()
+        .map(|caps| caps.sasl.clone())
+        .unwrap_or_default();
+    let elapsed = started.elapsed();
+    quietly(session.quit(), "POP3").await;
+    let method = login.map_err(|e| classify_in_context(&e, server, secret, &offered))?;
+    Ok(VerifySuccess {
+        role: Role::Incoming,
+        protocol: Protocol::Pop3,
+        mechanism: match method {
+            pop3_proto::AuthMethod::UserPass => "USER".into(),
+            pop3_proto::AuthMethod::Apop => "APOP".into(),
+            pop3_proto::AuthMethod::Sasl(m) => m.name().into(),
+            other => format!("{other:?}"),
+        },
+        tls,
+        elapsed,
+    })
+}
+
+/// Connects to an SMTP submission server, authenticates as `server` says and sends `QUIT`.
+/// No mail transaction is started.
+pub async fn verify_smtp(
+    server: &ServerSettings,
+    secret: &LoginSecret,
+) -> Result<VerifySuccess, VerifyFailure> {
+    let started = Instant::now();
+    let mut session = smtp_connect(server)
+        .await
+        .map_err(|e| classify(&e, server))?;
+    let auth = smtp_authenticate(&mut session, server, Some(secret)).await;
+    let tls = tls_summary(server, Protocol::Smtp, session.is_tls());
+    let offered = session.capabilities().auth_mechanisms().to_vec();
+    let elapsed = started.elapsed();
+    quietly(session.quit(), "SMTP").await;
+    let mechanism = auth.map_err(|e| classify_in_context(&e, server, secret, &offered))?;
+    Ok(VerifySuccess {
+        role: Role::Outgoing,
+        protocol: Protocol::Smtp,
+        mechanism: mechanism.map_or_else(|| "none".into(), |m| m.name().into()),
+        tls,
+        elapsed,
+    })
+}
+
+/// Says goodbye, without letting a slow or broken server hold up the result.
+async fn quietly<E: fmt::Display>(quit: impl Future<Output = Result<(), E>>, protocol: &str) {
+    match tokio::time::timeout(QUIT_GRACE, quit).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "{protocol} QUIT failed"),
+        Err(_) => tracing::debug!("{protocol} QUIT timed out"),
+    }
+}
+
+/// The adapters do not expose the negotiated TLS version and cipher suite; what is known for
+/// sure is the mode and that the certificate was verified for the name.
+fn tls_summary(server: &ServerSettings, protocol: Protocol, is_tls: bool) -> Option<String> {
+    if !is_tls {
+        return None;
+    }
+    let mode = match (server.security, protocol) {
+        (Security::Starttls, Protocol::Pop3) => "STLS",
+        (Security::Starttls, _) => "STARTTLS",
+        _ => "implicit TLS",
+    };
+    let name = server.tls_name.as_deref().unwrap_or(&server.host);
+    Some(format!("{mode}, certificate valid for {name}"))
+}
+
+// ---- classification ---------------------------------------------------------------------
+
+/// Sorts a failure of [`crate::connect`] into a [`VerifyFailure`]. `server` gives the context
+/// the error itself does not carry (the TLS mode, for timeouts and missing AUTH).
+pub fn classify(error: &ConnectError, server: &ServerSettings) -> VerifyFailure {
+    match error {
+        ConnectError::Pop3 { host, port, error } => classify_pop3(error, server, host, *port),
+        ConnectError::Smtp { host, port, error } => classify_smtp(error, server, host, *port),
+        ConnectError::Config(text) => VerifyFailure::Other(text.clone()),
+    }
+}
+
+/// [`classify`], knowing also the secret and the mechanisms the server offered: a password
+/// for a server that offers only OAuth2 mechanisms is [`VerifyFailure::OAuth2Required`].
+fn classify_in_context(
+    error: &ConnectError,
+    server: &ServerSettings,
+    secret: &LoginSecret,
+    offered: &[String],
+) -> VerifyFailure {
+    let no_method = match error {
+        ConnectError::Pop3 { error, .. } => matches!(
+            **error,
+            pop3::Error::Misuse(pop3_proto::Misuse::NoSuitableMethod)
+        ),
+        ConnectError::Smtp { error, .. } => matches!(
+            **error,
+            smtp::Error::Misuse(smtp_submit::Misuse::NoCommonMechanism { .. })
+        ),
+        ConnectError::Config(_) => false,
+    };
+    if no_method
+        && matches!(secret, LoginSecret::Password(_))
+        && !offered.is_empty()
+        && offered.iter().all(|m| is_oauth_mechanism(m))
+    {
+        return VerifyFailure::OAuth2Required;
+    }
+    classify(error, server)
+}
+
+fn is_oauth_mechanism(name: &str) -> bool {
+    name.eq_ignore_ascii_case("XOAUTH2") || name.eq_ignore_ascii_case("OAUTHBEARER")
+}
+
+fn classify_pop3(
+    error: &pop3::Error,
+    server: &ServerSettings,
+    host: &str,
+    port: u16,
+) -> VerifyFailure {
+    use pop3::{Error, TimeoutPhase};
+    let blocked = || VerifyFailure::PortBlocked {
+        host: host.to_owned(),
+        port,
+    };
+    match error {
+        Error::Transport(transport) => classify_transport(transport, host, port),
+        Error::Timeout(TimeoutPhase::Connect | TimeoutPhase::Greeting) => blocked(),
+        Error::Timeout(TimeoutPhase::TlsHandshake) if server.security == Security::ImplicitTls => {
+            blocked()
+        }
+        Error::LoginFailed(failure) => classify_pop3_response(&failure.response),
+        Error::Misuse(pop3_proto::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
+        Error::Misuse(pop3_proto::Misuse::NoSuitableMethod)
+            if server.security == Security::None =>
+        {
+            // Servers hide their password mechanisms until TLS is up.
+            VerifyFailure::CleartextRefused
+        }
+        Error::GreetingRefused(response) | Error::Refused { response, .. } => {
+            match classify_pop3_response(response) {
+                // A refusal outside the login is not about the password.
+                VerifyFailure::WrongPassword { server_text } => VerifyFailure::Other(server_text),
+                other => other,
+            }
+        }
+        other => VerifyFailure::Other(other.to_string()),
+    }
+}
+
+fn classify_smtp(
+    error: &smtp::Error,
+    server: &ServerSettings,
+    host: &str,
+    port: u16,
+) -> VerifyFailure {
+    use smtp::{Error, Timeout};
+    let blocked = || VerifyFailure::PortBlocked {
+        host: host.to_owned(),
+        port,
+    };
+    match error {
+        Error::Transport(transport) => classify_transport(transport, host, port),
+        Error::Timeout(
+            Timeout::Setup {
+                phase: SetupPhase::Connect,
+                ..
+            }
+            | Timeout::Server {
+                phase: smtp_submit::Phase::Greeting,
+            },
+        ) => blocked(),
+        Error::Timeout(Timeout::Setup {
+            phase: SetupPhase::TlsHandshake,
+            ..
+        }) if server.security == Security::ImplicitTls => blocked(),
+        Error::Auth { failure, .. } => match failure {
+            smtp_submit::AuthFailure::Refused(reply)
+            | smtp_submit::AuthFailure::Cancelled { reply, .. } => classify_smtp_reply(reply),
+            _ => VerifyFailure::Other(error.to_string()),
+        },
+        Error::Misuse(smtp_submit::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
+        Error::Misuse(
+            smtp_submit::Misuse::ExtensionNotOffered(smtp_submit::Extension::Auth)
+            | smtp_submit::Misuse::NoCommonMechanism { .. },
+        ) if server.security == Security::None => {
+            // Submission servers hide AUTH (or the password mechanisms) until STARTTLS.
+            VerifyFailure::CleartextRefused
+        }
+        Error::Refused { reply, .. } => match classify_smtp_reply(reply) {
+            VerifyFailure::WrongPassword { server_text } => VerifyFailure::Other(server_text),
+            other => other,
+        },
+        other => VerifyFailure::Other(other.to_string()),
+    }
+}
+
+fn classify_transport(error: &TransportError, host: &str, port: u16) -> VerifyFailure {
+    match error {
+        TransportError::Timeout {
+            phase: SetupPhase::Connect,
+            ..
+        } => VerifyFailure::PortBlocked {
+            host: host.to_owned(),
+            port,
+        },
+        TransportError::Connect { source, .. }
+            if matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+            ) =>
+        {
+            VerifyFailure::PortBlocked {
+                host: host.to_owned(),
+                port,
+            }
+        }
+        TransportError::Tls {
+            server_name,
+            source,
+        } => match certificate_problem(source) {
+            Some(reason) => VerifyFailure::CertificateInvalid {
+                host: server_name.clone(),
+                reason,
+            },
+            None => VerifyFailure::Other(error.to_string()),
+        },
+        other => VerifyFailure::Other(other.to_string()),
+    }
+}
+
+/// The certificate problem behind a failed handshake, if it was one (and not, say, a peer that
+/// does not speak TLS).
+fn certificate_problem(source: &io::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(problem) = source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())?
+    else {
+        return None;
+    };
+    let what = match problem {
+        C::UnknownIssuer => "not issued by a trusted certificate authority".to_owned(),
+        C::NotValidForName => "not valid for this name".to_owned(),
+        C::NotValidForNameContext { presented, .. } => {
+            format!(
+                "not valid for this name (it is for {})",
+                presented.join(", ")
+            )
+        }
+        C::Expired | C::ExpiredContext { .. } => "expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet".to_owned(),
+        C::Revoked => "revoked".to_owned(),
+        C::BadSignature => "badly signed".to_owned(),
+        other => format!("{other:?}"),
+    };
+    Some(format!("{what} ({problem})"))
+}
+
+/// How a refusal is coded, for [`classify_text`].
+#[derive(Debug, Clone, Copy)]
+enum Coded<'a> {
+    /// A POP3 `-ERR` and its response code.
+    Pop3(Option<&'a pop3_proto::ResponseCode>),
+    /// An SMTP reply code and enhanced status code.
+    Smtp(u16, Option<smtp_submit::EnhancedStatusCode>),
+}
+
+fn classify_pop3_response(response: &pop3_proto::Response) -> VerifyFailure {
+    let server_text = match &response.code {
+        Some(code) => format!("[{}] {}", pop3_code_name(code), response.text),
+        None => response.text.clone(),
+    };
+    classify_text(
+        Coded::Pop3(response.code.as_ref()),
+        &response.text,
+        server_text,
+    )
+}
+
+fn pop3_code_name(code: &pop3_proto::ResponseCode) -> &str {
+    use pop3_proto::ResponseCode as R;
+    match code {
+        R::InUse => "IN-USE",
+        R::LoginDelay => "LOGIN-DELAY",
+        R::SysTemp => "SYS/TEMP",
+        R::SysPerm => "SYS/PERM",
+        R::Auth => "AUTH",
+        R::Utf8 => "UTF8",
+        R::Other(other) => other,
+        _ => "?",
+    }
+}
+
+fn classify_smtp_reply(reply: &smtp_submit::Reply) -> VerifyFailure {
+    classify_text(
+        Coded::Smtp(reply.code(), reply.enhanced()),
+        &reply.text(),
+        reply.to_string(),
+    )
+}
+
+fn has_any(text: &str, phrases: &[&str]) -> bool {
+    phrases.iter().any(|p| text.contains(p))
+}
+
+/// Phrases of servers that refuse a password without TLS (Dovecot, Postfix, RFC 4954 538).
+const CLEARTEXT: &[&str] = &[
+    "plaintext authentication disallowed",
+    "plaintext authentication disabled",
+    "plaintext authentication not allowed",
+    "cleartext authentication",
+    "must issue a starttls command first",
+    "encryption required",
+    "tls required",
+    "ssl required",
+    "requires tls",
+    "requires ssl",
+    "use stls",
+];
+
+/// Phrases of providers that want an app password (Gmail, Yahoo/AOL) or a web sign-in first.
+const APP_PASSWORD: &[&str] = &[
+    "application-specific password",
+    "application specific password",
+    "app-specific password",
+    "app password",
+    "web login required",
+    "log in via your web browser",
+    "login via your web browser",
+    "sign in via your web browser",
+];
+
+/// Phrases of providers that switched basic (password) authentication off (Microsoft).
+const OAUTH2: &[&str] = &[
+    "basicauthblocked",
+    "basic authentication is disabled",
+    "basic auth is disabled",
+    "basic authentication is not supported",
+    "did not meet the criteria to be authenticated",
+    "security defaults policy",
+    "oauth2 required",
+    "oauth is required",
+];
+
+/// Phrases of a refused password.
+const WRONG_PASSWORD: &[&str] = &[
+    "authentication failed",
+    "authentication failure",
+    "authentication unsuccessful",
+    "invalid credentials",
+    "credentials invalid",
+    "incorrect authentication data",
+    "username and password not accepted",
+    "logon failure",
+    "bad password",
+    "invalid password",
+    "incorrect password",
+    "invalid login",
+    "login failed",
+];
+
+/// Phrases of a server that refuses for a while after failures (not a verdict on the password).
+const LOCKED_OUT: &[&str] = &["too many", "try again later", "temporarily"];
+
+/// Whether a POP3 text says POP is switched off: the word POP (or POP3) and a word of
+/// refusal, as in Gmail's "Your account is not enabled for POP access".
+fn says_pop_disabled(lower: &str) -> bool {
+    let mentions_pop = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word == "pop" || word == "pop3");
+    mentions_pop
+        && has_any(
+            lower,
+            &[
+                "disabled",
+                "not enabled",
+                "not allowed",
+                "not permitted",
+                "enable",
+            ],
+        )
+}
+
+/// The classifier proper: the server's words (and codes) into a [`VerifyFailure`]. The most
+/// specific verdict wins: cleartext, then POP disabled, app password, OAuth2, a lock-out, and
+/// only then a wrong password.
+fn classify_text(coded: Coded<'_>, text: &str, server_text: String) -> VerifyFailure {
+    use pop3_proto::ResponseCode as R;
+    let lower = text.to_ascii_lowercase();
+    let (smtp_code, esc) = match coded {
+        Coded::Smtp(code, esc) => (Some(code), esc.map(|e| (e.class, e.subject, e.detail))),
+        Coded::Pop3(_) => (None, None),
+    };
+    let pop3_code = match coded {
+        Coded::Pop3(code) => code,
+        Coded::Smtp(..) => None,
+    };
+
+    // Outlook's tenant switch for SMTP AUTH: neither a password nor OAuth2 helps.
+    if lower.contains("smtpclientauthentication is disabled") {
+        return VerifyFailure::Other(server_text);
+    }
+    if has_any(&lower, CLEARTEXT) || smtp_code == Some(538) || esc == Some((5, 7, 11)) {
+        return VerifyFailure::CleartextRefused;
+    }
+    if matches!(coded, Coded::Pop3(_)) && says_pop_disabled(&lower) {
+        return VerifyFailure::PopDisabled { server_text };
+    }
+    if has_any(&lower, APP_PASSWORD)
+        || smtp_code == Some(534)
+        || matches!(esc, Some((5, 7, 9 | 14)))
+    {
+        return VerifyFailure::AppPasswordRequired { server_text };
+    }
+    if has_any(&lower, OAUTH2) || esc == Some((5, 7, 139)) {
+        return VerifyFailure::OAuth2Required;
+    }
+    // Locks, delays and system trouble (RFC 2449, 3206), SMTP 4yz: not about the password.
+    if matches!(
+        pop3_code,
+        Some(R::InUse | R::LoginDelay | R::SysTemp | R::SysPerm)
+    ) || matches!(smtp_code, Some(400..=499))
+        || has_any(&lower, LOCKED_OUT)
+    {
+        return VerifyFailure::Other(server_text);
+    }
+    if matches!(pop3_code, Some(R::Auth))
+        || smtp_code == Some(535)
+        || matches!(esc, Some((5, 7, 8)))
+        || has_any(&lower, WRONG_PASSWORD)
+    {
+        return VerifyFailure::WrongPassword { server_text };
+    }
+    // A POP3 login refused without a code and without a known phrase: RFC 1939 servers say
+    // only "-ERR" for a bad password, and that is by far the most common reason.
+    if matches!(coded, Coded::Pop3(None)) {
+        return VerifyFailure::WrongPassword { server_text };
+    }
+    VerifyFailure::Other(server_text)
+}
+
+// ---- the trait --------------------------------------------------------------------------
+
+/// Logs in to an account's servers without sending mail.
 pub trait Verifier: Send + Sync {
     /// Logs in to the incoming server and logs out.
     fn verify_incoming(
@@ -142,4 +768,250 @@ pub trait Verifier: Send + Sync {
         account: &Account,
         secret: &LoginSecret,
     ) -> impl Future<Output = Result<VerifySuccess, VerifyFailure>> + Send;
+}
+
+/// The [`Verifier`] that talks to the real servers ([`verify_incoming`], [`verify_outgoing`]).
+#[derive(Debug, Clone, Default)]
+pub struct NetworkVerifier {
+    /// Applied to both servers.
+    pub options: VerifyOptions,
+}
+
+impl Verifier for NetworkVerifier {
+    fn verify_incoming(
+        &self,
+        account: &Account,
+        secret: &LoginSecret,
+    ) -> impl Future<Output = Result<VerifySuccess, VerifyFailure>> + Send {
+        verify_incoming(account, secret, &self.options)
+    }
+
+    fn verify_outgoing(
+        &self,
+        account: &Account,
+        secret: &LoginSecret,
+    ) -> impl Future<Output = Result<VerifySuccess, VerifyFailure>> + Send {
+        verify_outgoing(account, secret, &self.options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Coded, VerifyFailure, classify_pop3_response, classify_smtp_reply, classify_text};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum K {
+        Wrong,
+        AppPw,
+        PopOff,
+        OAuth,
+        Clear,
+        Other,
+    }
+
+    fn kind(f: &VerifyFailure) -> K {
+        match f {
+            VerifyFailure::WrongPassword { .. } => K::Wrong,
+            VerifyFailure::AppPasswordRequired { .. } => K::AppPw,
+            VerifyFailure::PopDisabled { .. } => K::PopOff,
+            VerifyFailure::OAuth2Required => K::OAuth,
+            VerifyFailure::CleartextRefused => K::Clear,
+            VerifyFailure::Other(_) => K::Other,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The text after `-ERR `, as servers send it.
+    fn pop3(after_err: &str) -> VerifyFailure {
+        classify_pop3_response(&pop3_proto::parse::response(after_err.as_bytes()))
+    }
+
+    /// A whole reply, lines separated by CRLF.
+    fn smtp(reply: &str) -> VerifyFailure {
+        let mut reader = smtp_submit::reply::ReplyReader::new(4096);
+        reader.extend(reply.as_bytes());
+        let reply = reader
+            .next_reply(32)
+            .expect("well-formed")
+            .expect("complete");
+        classify_smtp_reply(&reply)
+    }
+
+    #[test]
+    fn pop3_texts() {
+        let table = [
+            // Dovecot
+            ("[AUTH] Authentication failed.", K::Wrong),
+            (
+                "[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+                K::Clear,
+            ),
+            ("[AUTH] Plaintext authentication disabled.", K::Clear),
+            ("[IN-USE] Couldn't open INBOX: Mailbox is locked", K::Other),
+            (
+                "[SYS/TEMP] Internal error occurred. Refer to server log.",
+                K::Other,
+            ),
+            ("[LOGIN-DELAY] Logged in too recently", K::Other),
+            // Gmail
+            ("[AUTH] Username and password not accepted.", K::Wrong),
+            (
+                "[AUTH] Application-specific password required: \
+                 https://support.google.com/accounts/answer/185833",
+                K::AppPw,
+            ),
+            (
+                "[AUTH] Web login required: https://support.google.com/mail/answer/78754",
+                K::AppPw,
+            ),
+            (
+                "[SYS/PERM] Your account is not enabled for POP access. Please visit your \
+                 Gmail settings page and enable your account for POP access.",
+                K::PopOff,
+            ),
+            // Outlook / Exchange Online
+            (
+                "Logon failure: unknown user name or bad password.",
+                K::Wrong,
+            ),
+            ("Authentication failure: BasicAuthBlocked", K::OAuth),
+            // Yahoo / AOL
+            ("[AUTH] Invalid credentials", K::Wrong),
+            (
+                "[AUTH] Please log in via your web browser: \
+                 https://help.yahoo.com/kb/new-mail-for-desktop-sln3792.html",
+                K::AppPw,
+            ),
+            (
+                "[SYS/PERM] POP3 access is disabled for this account",
+                K::PopOff,
+            ),
+            ("[SYS/PERM] Server error", K::Other),
+            // RFC 1939 servers without response codes
+            ("invalid password", K::Wrong),
+            ("", K::Wrong),
+            (
+                "[SYS/TEMP] Too many login failures, try again later",
+                K::Other,
+            ),
+        ];
+        for (text, expected) in table {
+            assert_eq!(kind(&pop3(text)), expected, "-ERR {text}");
+        }
+    }
+
+    #[test]
+    fn smtp_texts() {
+        let table = [
+            // Postfix + Dovecot SASL
+            (
+                "535 5.7.8 Error: authentication failed: authentication failure\r\n",
+                K::Wrong,
+            ),
+            (
+                "530 5.7.0 Must issue a STARTTLS command first\r\n",
+                K::Clear,
+            ),
+            (
+                "538 5.7.11 Encryption required for requested authentication mechanism\r\n",
+                K::Clear,
+            ),
+            ("454 4.7.0 Temporary authentication failure\r\n", K::Other),
+            // Gmail
+            (
+                "535-5.7.8 Username and Password not accepted. For more information, go to\r\n\
+                 535 5.7.8  https://support.google.com/mail/?p=BadCredentials\r\n",
+                K::Wrong,
+            ),
+            (
+                "534-5.7.9 Application-specific password required. For more information, go to\r\n\
+                 534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor\r\n",
+                K::AppPw,
+            ),
+            (
+                "534-5.7.14 <https://accounts.google.com/signin/continue?sarp=1>\r\n\
+                 534-5.7.14 Please log in via your web browser and then try again.\r\n\
+                 534 5.7.14  Learn more at https://support.google.com/mail/answer/78754\r\n",
+                K::AppPw,
+            ),
+            // RFC 4954 without a provider phrase
+            (
+                "534 5.7.9 Authentication mechanism is too weak\r\n",
+                K::AppPw,
+            ),
+            ("535 Incorrect authentication data\r\n", K::Wrong),
+            // Outlook / Office 365
+            ("535 5.7.3 Authentication unsuccessful\r\n", K::Wrong),
+            (
+                "535 5.7.139 Authentication unsuccessful, basic authentication is disabled.\r\n",
+                K::OAuth,
+            ),
+            (
+                "535 5.7.139 Authentication unsuccessful, the request did not meet the \
+                 criteria to be authenticated successfully. Contact your administrator.\r\n",
+                K::OAuth,
+            ),
+            (
+                "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled \
+                 for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n",
+                K::Other,
+            ),
+            // Yahoo / AOL
+            (
+                "535 5.7.0 (#AUTH005) Too many bad auth attempts.\r\n",
+                K::Other,
+            ),
+            ("535 5.7.0 (#AUTH012) Authentication failed\r\n", K::Wrong),
+            // Exim, iCloud, GMX
+            (
+                "535 5.7.8 Error: authentication failed: bad user name or password\r\n",
+                K::Wrong,
+            ),
+            ("535 Authentication credentials invalid\r\n", K::Wrong),
+            ("504 5.5.4 Unrecognized authentication type\r\n", K::Other),
+        ];
+        for (text, expected) in table {
+            assert_eq!(kind(&smtp(text)), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_text_is_kept() {
+        let failure = pop3("[AUTH] Authentication failed.");
+        assert_eq!(
+            failure,
+            VerifyFailure::WrongPassword {
+                server_text: "[AUTH] Authentication failed.".into()
+            }
+        );
+        let failure = smtp("535 5.7.8 Error: authentication failed: authentication failure\r\n");
+        assert_eq!(
+            failure,
+            VerifyFailure::WrongPassword {
+                server_text: "535 5.7.8 Error: authentication failed: authentication failure"
+                    .into()
+            }
+        );
+        // POP disabled is only read from POP3 texts.
+        let failure = classify_text(
+            Coded::Smtp(550, None),
+            "POP access is disabled",
+            "550 POP access is disabled".into(),
+        );
+        assert!(matches!(failure, VerifyFailure::Other(_)));
+    }
+
+    #[test]
+    fn advice_names_the_port_and_host() {
+        let blocked = VerifyFailure::PortBlocked {
+            host: "smtp.example.org".into(),
+            port: 587,
+        };
+        assert!(blocked.advice().contains("587"));
+        let cert = VerifyFailure::CertificateInvalid {
+            host: "pop.example.org".into(),
+            reason: "expired".into(),
+        };
+        assert!(cert.advice().contains("pop.example.org"));
+    }
 }
