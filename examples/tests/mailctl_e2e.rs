@@ -184,24 +184,58 @@ fn discover_offline_names_the_test_ground_with_sources() {
 }
 
 #[test]
-fn discover_verify_refuses_a_private_ca_it_was_not_told_about() {
-    let output = run(mailctl()
-        .args([
-            "discover",
-            "frank@testground.example",
-            "--offline",
-            "--verify",
-            "--password-env",
-            "TG_PASSWORD",
-        ])
-        .env("TG_PASSWORD", FRANK.password));
-    // The test ground's certificate comes from a private CA, which discovery's web-PKI
-    // settings rightly refuse: a TLS failure, exit status 3.
+fn discover_verify_logs_in_to_both_servers_and_explains_failures() {
+    let discover = |password: &str, ca: bool| {
+        let mut command = mailctl();
+        command
+            .args([
+                "discover",
+                "ivan@testground.example",
+                "--offline",
+                "--verify",
+            ])
+            .args(["--password-env", "TG_PASSWORD"])
+            .env("TG_PASSWORD", password);
+        if ca {
+            command.arg("--ca-file").arg(mail_testground::ca_file());
+        }
+        run(&mut command)
+    };
+    let output = discover("ivan-pass", true);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok    incoming POP3 login with"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok    outgoing SMTP login with"),
+        "{stdout}"
+    );
+
+    let output = discover("wrong", true);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("FAIL  incoming: wrong username or password"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("advice: Check the username and password"),
+        "{stdout}"
+    );
+
+    // Without the private CA the certificate is rightly refused: a TLS failure, exit 3.
+    let output = discover("ivan-pass", false);
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("TLS error"),
+        text(&output.stdout).contains("certificate"),
         "{}",
-        text(&output.stderr)
+        text(&output.stdout)
     );
 }
 
@@ -457,7 +491,9 @@ fn the_2000_message_mailbox_and_a_fetch_killed_at_many_points() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let window = u64::try_from(full_run.as_millis() / 10).unwrap_or(1000).max(5);
+        let window = u64::try_from(full_run.as_millis() / 10)
+            .unwrap_or(1000)
+            .max(5);
         let delay = Duration::from_millis(1 + seed % window);
         let until = Instant::now() + delay;
         let finished = loop {

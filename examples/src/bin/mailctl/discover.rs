@@ -1,9 +1,13 @@
 //! `mailctl discover`.
 
-use mail_account::connect::{LoginSecret, ServerSettings, pop3_login, smtp_login};
+use std::path::PathBuf;
+
+use mail_account::connect::{FailureKind, LoginSecret};
 use mail_account::discover::{DiscoveryReport, ServerReport, Sourced};
 use mail_account::settings::ManualSettings;
+use mail_account::verify::{VerifyFailure, VerifyOptions, verify_account};
 use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
+use mail_common::transport::TrustRoots;
 use serde_json::{Value, json};
 
 use crate::{Failure, Outcome};
@@ -25,6 +29,9 @@ pub(crate) struct Args {
     /// Environment variable holding the password, for --verify.
     #[arg(long, value_name = "VAR")]
     password_env: Option<String>,
+    /// Extra CA certificates (PEM) to trust for --verify, besides the web PKI roots.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -41,7 +48,9 @@ pub(crate) async fn run(args: Args) -> Outcome {
                 "environment variable {var} (--password-env) is not set"
             ))
         })?;
-        verify_logins(&report, &LoginSecret::password(password)).await?;
+        let mut options = VerifyOptions::default();
+        options.trust_roots = args.ca_file.map(TrustRoots::WebPkiAndCaFile);
+        verify_logins(&report, &LoginSecret::password(password), &options).await?;
     }
     Ok(())
 }
@@ -63,25 +72,48 @@ pub(crate) async fn discover(
     result.map_err(|e| Failure::settings(e.to_string()))
 }
 
-/// Logs in to both servers of a discovery report and logs out, printing each result.
-pub(crate) async fn verify_logins(report: &DiscoveryReport, secret: &LoginSecret) -> Outcome {
+/// Logs in to both servers of a discovery report and logs out (nothing is sent), printing
+/// each result with advice; fails with the first failure's kind.
+pub(crate) async fn verify_logins(
+    report: &DiscoveryReport,
+    secret: &LoginSecret,
+    options: &VerifyOptions,
+) -> Outcome {
     let account = report
         .to_account()
         .map_err(|e| Failure::settings(format!("cannot verify: {e}")))?;
-    let incoming = ServerSettings::incoming(&account)?;
-    let session = pop3_login(&incoming, secret).await?;
-    let tls = if session.is_tls() { "TLS" } else { "no TLS" };
-    let _ = session.quit().await;
-    println!("ok  POP3 login {}:{} ({tls})", incoming.host, incoming.port);
-    let outgoing = ServerSettings::outgoing(&account)?;
-    let session = smtp_login(&outgoing, Some(secret)).await?;
-    let mechanism = session.authenticated().map_or("none", |m| m.name());
-    let _ = session.quit().await;
-    println!(
-        "ok  SMTP login {}:{} (AUTH {mechanism})",
-        outgoing.host, outgoing.port
-    );
-    Ok(())
+    let verified = verify_account(&account, secret, options).await;
+    let mut first_failure = None;
+    for (role, result) in verified.results() {
+        match result {
+            Ok(ok) => println!(
+                "ok    {role} {} login with {} ({}) in {:.1} ms",
+                ok.protocol,
+                ok.mechanism,
+                ok.tls.as_deref().unwrap_or("no TLS"),
+                ok.elapsed.as_secs_f64() * 1000.0
+            ),
+            Err(failure) => {
+                println!("FAIL  {role}: {failure}");
+                println!("      advice: {}", failure.advice());
+                first_failure.get_or_insert_with(|| {
+                    Failure::new(failure_kind(failure), format!("{role}: {failure}"))
+                });
+            }
+        }
+    }
+    first_failure.map_or(Ok(()), Err)
+}
+
+fn failure_kind(failure: &VerifyFailure) -> FailureKind {
+    match failure {
+        VerifyFailure::CertificateInvalid { .. } | VerifyFailure::CleartextRefused => {
+            FailureKind::Tls
+        }
+        VerifyFailure::PortBlocked { .. } => FailureKind::Timeout,
+        VerifyFailure::Other(_) => FailureKind::Protocol,
+        _ => FailureKind::Auth,
+    }
 }
 
 fn print_server(role: &str, server: Option<&ServerReport>) {
