@@ -119,6 +119,10 @@ pub struct ServerSettings {
     /// Limit for the server's greeting (`None`: the protocol crate's default, 60 s for POP3
     /// and 5 minutes for SMTP).
     pub greeting_timeout: Option<Duration>,
+    /// Limit for the greeting and for every later reply and piece of data (`None`: the
+    /// protocol crates' per-phase defaults, up to 10 minutes for SMTP's end of data). Set it
+    /// to make a stalled server fail fast; it overrides `greeting_timeout`.
+    pub reply_timeout: Option<Duration>,
 }
 
 impl ServerSettings {
@@ -141,6 +145,7 @@ impl ServerSettings {
             setup_timeout: Duration::from_secs(30),
             local_addr: None,
             greeting_timeout: None,
+            reply_timeout: None,
         }
     }
 
@@ -379,6 +384,13 @@ pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, Conn
     if let Some(limit) = server.greeting_timeout {
         config.timeouts = config.timeouts.with_greeting(limit);
     }
+    if let Some(limit) = server.reply_timeout {
+        config.timeouts = config
+            .timeouts
+            .with_greeting(limit)
+            .with_reply(limit)
+            .with_data(limit);
+    }
     pop3::Session::connect(options, config)
         .await
         .map_err(|error| pop3_error(server, error))
@@ -481,6 +493,18 @@ pub async fn smtp_connect(server: &ServerSettings) -> Result<smtp::Session, Conn
         .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
     if let Some(limit) = server.greeting_timeout {
         config.timeouts = config.timeouts.with_greeting(limit);
+    }
+    if let Some(limit) = server.reply_timeout {
+        config.timeouts = config
+            .timeouts
+            .clone()
+            .with_greeting(limit)
+            .with_command(limit)
+            .with_mail(limit)
+            .with_rcpt(limit)
+            .with_data_init(limit)
+            .with_data_block(limit)
+            .with_data_termination(limit);
     }
     smtp::Session::connect(&options, config)
         .await

@@ -65,8 +65,8 @@ pub(crate) struct ServerArgs {
     /// The name the server certificate must carry (default: the host).
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_name: Option<String>,
-    /// Limit in seconds for connecting and for the TLS handshake.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    /// Limit in seconds for connecting, for the TLS handshake and for each server reply.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub(crate) timeout: u64,
 }
 
@@ -161,6 +161,7 @@ impl ServerArgs {
         }
         settings.tls_name.clone_from(&self.tls_name);
         settings.setup_timeout = Duration::from_secs(self.timeout);
+        settings.reply_timeout = Some(Duration::from_secs(self.timeout));
         settings.allow_plaintext_credentials = self.allow_plaintext;
         let needs_secret = !(role == Role::Outgoing && settings.login == LoginMethod::None);
         if needs_secret && secret.is_none() {

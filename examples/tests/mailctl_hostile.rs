@@ -1,0 +1,300 @@
+//! `mailctl` against scripted hostile servers: each attack ends with the documented exit
+//! status and one line on stderr, no credential leaves in clear, and a fetch cut mid-message
+//! leaves no partial file and deletes nothing.
+
+use std::path::Path;
+use std::process::Output;
+
+use mail_testground::hostile::{HostileServer, Pki, Step, Transcript};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `mailctl` with `args` (on a blocking thread, so the scripted server keeps running).
+async fn mailctl(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailctl"))
+            .args(args)
+            .env("HOSTILE_PASSWORD", "s3cret-password")
+            .output()
+            .expect("mailctl runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn fetch_args(pki: &Pki, port: u16, tls: &str, maildir: &Path) -> Vec<String> {
+    [
+        "fetch",
+        "--host",
+        "127.0.0.1",
+        "--tls-name",
+        "localhost",
+        "--port",
+        &port.to_string(),
+        "--tls",
+        tls,
+        "--user",
+        "victim",
+        "--password-env",
+        "HOSTILE_PASSWORD",
+        "--timeout",
+        "3",
+        "--delete",
+        "--ca-file",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([
+        pki.ca_file().display().to_string(),
+        "--maildir".into(),
+        maildir.display().to_string(),
+    ])
+    .collect()
+}
+
+/// The exit status, the one stderr line, and that the password never left in clear.
+fn assert_failed(output: &Output, code: i32, words: &str, transcript: &Transcript) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(words), "{words:?} not in {stderr:?}");
+    for secret in ["s3cret-password", "PASS ", "AUTH "] {
+        assert!(
+            !transcript.plaintext_contains(secret.as_bytes()),
+            "{secret} sent in clear: {transcript:?}"
+        );
+    }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mailctl-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
+}
+
+const CAPA_STLS: &str = "+OK\r\nUSER\r\nUIDL\r\nSTLS\r\n.\r\n";
+
+#[tokio::test]
+async fn stls_response_injection_is_a_protocol_error_before_any_credential() {
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::send("+OK hostile\r\n"),
+            Step::expect("CAPA"),
+            Step::send(CAPA_STLS),
+            Step::expect("STLS"),
+            Step::send("+OK begin TLS\r\n+OK forged reply\r\n"),
+            Step::ExpectAny,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let dir = scratch("inject");
+    let output = mailctl(fetch_args(&pki, server.port(), "starttls", &dir)).await;
+    let transcript = server.finish().await;
+    assert_failed(&output, 5, "protocol error", &transcript);
+}
+
+#[tokio::test]
+async fn stls_stripped_or_refused_is_a_tls_error() {
+    for (capa, stls_reply) in [
+        ("+OK\r\nUSER\r\nUIDL\r\n.\r\n", None),
+        (CAPA_STLS, Some("-ERR [SYS/PERM] TLS is broken today\r\n")),
+        (CAPA_STLS, Some("-ERR not now\r\n")),
+    ] {
+        let pki = Pki::generate();
+        let mut script = vec![
+            Step::send("+OK hostile\r\n"),
+            Step::expect("CAPA"),
+            Step::send(capa),
+        ];
+        if let Some(reply) = stls_reply {
+            script.extend([Step::expect("STLS"), Step::send(reply)]);
+        }
+        script.push(Step::ExpectAny);
+        let server = HostileServer::start(script, pki.leaf_for("localhost")).await;
+        let output = mailctl(fetch_args(
+            &pki,
+            server.port(),
+            "starttls",
+            &scratch("strip"),
+        ))
+        .await;
+        let transcript = server.finish().await;
+        assert_failed(&output, 3, "TLS error", &transcript);
+        assert!(!transcript.plaintext_contains(b"USER"), "{transcript:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_certificates_are_tls_errors() {
+    for kind in ["expired", "wrong-name", "unknown-ca"] {
+        let pki = Pki::generate();
+        let cert = match kind {
+            "expired" => pki.expired_leaf_for("localhost"),
+            "wrong-name" => pki.leaf_for("mail.example.net"),
+            _ => Pki::generate().leaf_for("localhost"),
+        };
+        let server =
+            HostileServer::start(vec![Step::StartTls, Step::send("+OK hostile\r\n")], cert).await;
+        let output = mailctl(fetch_args(
+            &pki,
+            server.port(),
+            "implicit",
+            &scratch("cert"),
+        ))
+        .await;
+        let transcript = server.finish().await;
+        assert_failed(&output, 3, "TLS error", &transcript);
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_server_is_a_timeout() {
+    for script in [
+        vec![Step::StartTls, Step::Stall],
+        vec![
+            Step::StartTls,
+            Step::send("+OK hostile\r\n"),
+            Step::expect("CAPA"),
+            Step::Stall,
+        ],
+        vec![Step::StallHandshake],
+    ] {
+        let pki = Pki::generate();
+        let server = HostileServer::start(script, pki.leaf_for("localhost")).await;
+        let output = mailctl(fetch_args(
+            &pki,
+            server.port(),
+            "implicit",
+            &scratch("stall"),
+        ))
+        .await;
+        let transcript = server.finish().await;
+        assert_failed(&output, 6, "timeout error", &transcript);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_message_stores_nothing_partial_and_deletes_nothing() {
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("+OK hostile\r\n"),
+            Step::expect("CAPA"),
+            Step::send("+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+            Step::expect("USER victim"),
+            Step::send("+OK\r\n"),
+            Step::expect("PASS"),
+            Step::send("+OK logged in\r\n"),
+            Step::expect("LIST"),
+            Step::send("+OK\r\n1 40\r\n2 40\r\n.\r\n"),
+            Step::expect("UIDL"),
+            Step::send("+OK\r\n1 uid-one\r\n2 uid-two\r\n.\r\n"),
+            Step::expect("RETR 1"),
+            Step::send("+OK\r\nSubject: one\r\n\r\ncomplete body\r\n.\r\n"),
+            Step::expect("RETR 2"),
+            Step::send("+OK\r\nSubject: two\r\n\r\nthe connection dies in the mid"),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let dir = scratch("cut");
+    let output = mailctl(fetch_args(&pki, server.port(), "implicit", &dir)).await;
+    let transcript = server.finish().await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        !transcript.any_contains(b"DELE"),
+        "nothing may be deleted: {transcript:?}"
+    );
+    assert_eq!(files_in(&dir.join("new")), 1, "only the complete message");
+    assert_eq!(files_in(&dir.join("tmp")), 0, "no partial file left");
+    let stored = std::fs::read_dir(dir.join("new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(stored).unwrap(),
+        "Subject: one\n\ncomplete body\n"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn smtp_354_after_every_recipient_failed_sends_no_body() {
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("220 hostile ESMTP\r\n"),
+            Step::expect("EHLO"),
+            Step::send("250-hostile\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"),
+            Step::expect("AUTH PLAIN"),
+            Step::send("235 2.7.0 ok\r\n"),
+            Step::expect("MAIL FROM"),
+            Step::expect("RCPT TO"),
+            Step::expect("DATA"),
+            Step::send("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go ahead anyway\r\n"),
+            Step::ExpectAny,
+            Step::send("554 5.5.1 no valid recipients\r\n"),
+            Step::ExpectAny,
+            Step::send("221 bye\r\n"),
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let args: Vec<String> = [
+        "send",
+        "--host",
+        "127.0.0.1",
+        "--tls-name",
+        "localhost",
+        "--port",
+        &server.port().to_string(),
+        "--tls",
+        "implicit",
+        "--user",
+        "victim",
+        "--password-env",
+        "HOSTILE_PASSWORD",
+        "--timeout",
+        "3",
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--subject",
+        "s",
+        "--body",
+        "hostile-body-text",
+        "--ca-file",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([pki.ca_file().display().to_string()])
+    .collect();
+    let output = mailctl(args).await;
+    let transcript = server.finish().await;
+    assert_failed(&output, 9, "server refused error", &transcript);
+    assert!(
+        !transcript.any_contains(b"hostile-body-text"),
+        "the body went out: {transcript:?}"
+    );
+    assert!(
+        text(&output.stdout).contains("refused  b@example.org: 550"),
+        "{}",
+        text(&output.stdout)
+    );
+}
