@@ -431,6 +431,10 @@ pub struct Driver<M> {
     machine: M,
     read_buf: Box<[u8]>,
     tls: bool,
+    /// Everything the machine offered was written, but not flushed yet (TLS keeps records in
+    /// its own buffer). The flush races input and deadlines like a write does: a peer that
+    /// stops reading must not hang the driver outside the machine's deadlines.
+    flush_pending: bool,
 }
 
 impl<M: fmt::Debug> fmt::Debug for Driver<M> {
@@ -455,6 +459,7 @@ impl<M: Machine> Driver<M> {
             machine,
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             tls,
+            flush_pending: false,
         }
     }
 
@@ -475,6 +480,7 @@ impl<M: Machine> Driver<M> {
         &mut WriteHalf<MailStream>,
         &mut M,
         &mut [u8],
+        &mut bool,
     ) {
         (
             self.reader
@@ -485,6 +491,7 @@ impl<M: Machine> Driver<M> {
                 .expect("stream present outside upgrade"),
             &mut self.machine,
             &mut self.read_buf,
+            &mut self.flush_pending,
         )
     }
 
@@ -521,7 +528,7 @@ impl<M: Machine> Driver<M> {
             if let Some(out) = done(&mut self.machine) {
                 return Ok(Until::Done(out));
             }
-            let (reader, writer, machine, read_buf) = self.halves();
+            let (reader, writer, machine, read_buf, flush_pending) = self.halves();
             let deadline = machine.poll_timeout().map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
@@ -531,12 +538,15 @@ impl<M: Machine> Driver<M> {
             };
             // Read while writing: a server may answer (or refuse) before it has read everything
             // we queued, and waiting for the write to finish first could deadlock both sides.
+            // Flushing is raced the same way, so a stalled peer runs into the machine's deadline.
             let pending = machine.poll_transmit();
+            let flush = *flush_pending;
             let outcome = tokio::select! {
                 biased;
                 written = async {
                     match pending {
                         Some(bytes) => writer.write(bytes).await,
+                        None if flush => writer.flush().await.map(|()| 0),
                         None => std::future::pending().await,
                     }
                 } => Step::Wrote(written),
@@ -546,12 +556,11 @@ impl<M: Machine> Driver<M> {
             };
             let now = std::time::Instant::now();
             match outcome {
-                Step::Wrote(Ok(n)) => {
+                Step::Wrote(Ok(n)) if pending.is_some() => {
                     machine.advance_transmit(n);
-                    if machine.poll_transmit().is_none() {
-                        writer.flush().await.map_err(DriveError::Io)?;
-                    }
+                    *flush_pending = machine.poll_transmit().is_none();
                 }
+                Step::Wrote(Ok(_)) => *flush_pending = false,
                 Step::Wrote(Err(e)) | Step::Read(Err(e)) => return Err(DriveError::Io(e)),
                 Step::Read(Ok(0)) => machine.handle_eof(now).map_err(DriveError::Protocol)?,
                 Step::Read(Ok(n)) => machine
@@ -583,6 +592,7 @@ impl<M: Machine> Driver<M> {
         self.reader = Some(reader);
         self.writer = Some(writer);
         self.tls = true;
+        self.flush_pending = false;
         Ok(())
     }
 

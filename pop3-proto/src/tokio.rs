@@ -581,6 +581,27 @@ impl Session {
         }
     }
 
+    /// Feeds the client whatever arrived while the session was idle, without waiting.
+    ///
+    /// A POP3 server never speaks unprompted: bytes that arrived after the last reply (a
+    /// duplicated reply, a forged one) are a protocol error now, instead of being read as the
+    /// answer to the next command.
+    async fn take_arrived(&mut self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::SessionFailed);
+        }
+        let taken = self
+            .driver
+            .run_until_or(|_| None::<std::convert::Infallible>, std::future::ready(()))
+            .await;
+        taken.map(drop).map_err(|error| {
+            self.failed = true;
+            let error = Error::from(error);
+            tracing::debug!(%error, "session failed");
+            error
+        })
+    }
+
     fn send(&mut self, command: Command) -> Result<CommandId, Error> {
         if self.failed {
             return Err(Error::SessionFailed);
@@ -613,6 +634,7 @@ impl Session {
     async fn simple(&mut self, command: Command) -> Result<Event, Error> {
         let span = tracing::debug_span!(parent: &self.span, "pop3.command", %command);
         async {
+            self.take_arrived().await?;
             let id = self.send(command)?;
             self.reply(id).await
         }
@@ -647,9 +669,7 @@ impl Session {
             } else {
                 login
             };
-            if self.failed {
-                return Err(Error::SessionFailed);
-            }
+            self.take_arrived().await?;
             let id = self
                 .driver
                 .machine()
@@ -775,6 +795,7 @@ impl Session {
     {
         let span = tracing::debug_span!(parent: &self.span, "pop3.command", %command);
         async {
+            self.take_arrived().await?;
             let id = self.send(command)?;
             let mut output_error = None;
             loop {
@@ -948,6 +969,7 @@ impl Session {
     pub async fn quit(mut self) -> Result<(), Error> {
         let span = tracing::debug_span!(parent: &self.span, "pop3.command", command = "QUIT");
         async {
+            self.take_arrived().await?;
             let id = self.send(Command::Quit)?;
             let answer = self.reply(id).await;
             if matches!(answer, Ok(_) | Err(Error::Refused { .. })) {
@@ -993,6 +1015,9 @@ impl Retrieval<'_> {
     }
 
     async fn next_inner(&mut self) -> Result<Option<RetrievalEvent>, Error> {
+        if self.outstanding.is_empty() && !self.pending.is_empty() {
+            self.session.take_arrived().await?;
+        }
         while self.outstanding.len() < self.session.max_outstanding {
             let Some(msg) = self.pending.pop_front() else {
                 break;

@@ -641,7 +641,7 @@ impl Session {
     ) -> Result<Mechanism, Error> {
         let span = tracing::debug_span!(parent: &self.span, "auth", user = credentials.username());
         async {
-            self.check_usable()?;
+            self.check_usable_and_take_arrived().await?;
             let mut nonce = [0_u8; 24];
             getrandom::fill(&mut nonce)
                 .map_err(|e| Error::Io(io::Error::other(format!("no randomness: {e}"))))?;
@@ -712,7 +712,7 @@ impl Session {
     where
         R: AsyncRead + Unpin,
     {
-        self.check_usable()?;
+        self.check_usable_and_take_arrived().await?;
         let id = self
             .driver
             .machine()
@@ -804,7 +804,7 @@ impl Session {
             transaction = tracing::field::Empty,
         );
         async {
-            self.check_usable()?;
+            self.check_usable_and_take_arrived().await?;
             let id =
                 self.driver
                     .machine()
@@ -821,7 +821,7 @@ impl Session {
     pub async fn noop(&mut self) -> Result<Reply, Error> {
         let span = tracing::debug_span!(parent: &self.span, "noop");
         async {
-            self.check_usable()?;
+            self.check_usable_and_take_arrived().await?;
             self.driver.machine().noop(Instant::now())?;
             let reply = self
                 .wait(|event| match event {
@@ -847,7 +847,7 @@ impl Session {
     pub async fn rset(&mut self) -> Result<Reply, Error> {
         let span = tracing::debug_span!(parent: &self.span, "rset");
         async {
-            self.check_usable()?;
+            self.check_usable_and_take_arrived().await?;
             self.driver.machine().rset(Instant::now())?;
             let reply = self
                 .wait(|event| match event {
@@ -900,6 +900,21 @@ impl Session {
             Err(Error::Closed)
         } else {
             Ok(())
+        }
+    }
+
+    /// Checks the session is usable and feeds the client whatever arrived while it was idle,
+    /// without waiting. A reply nobody asked for (one too many in the last flight) is then a
+    /// protocol error, instead of being read as the reply to the next command; a 421 sent while
+    /// idle ends the session with [`Stage::ServiceClosing`].
+    async fn check_usable_and_take_arrived(&mut self) -> Result<(), Error> {
+        self.check_usable()?;
+        match self
+            .wait_or(|_| None::<std::convert::Infallible>, std::future::ready(()))
+            .await?
+        {
+            Until::Done(never) => match never {},
+            Until::Other(()) => Ok(()),
         }
     }
 
