@@ -1,6 +1,14 @@
 //! A hostile or broken server: any byte sequence, in any chunks, at any point of a session,
 //! leads to events or a typed fatal error, never a panic; a failed client stays failed and
 //! sends nothing more.
+//!
+//! With the `tokio` feature, the `adapter` module plays scripted hostile servers (STLS
+//! injection and stripping, bad certificates, oversized and malformed replies, stalls, closes
+//! mid-body, caller-side injection) against the real tokio adapter.
+
+#[cfg(feature = "tokio")]
+#[path = "hostile/adapter.rs"]
+mod adapter;
 
 use std::time::{Duration, Instant};
 

@@ -36,13 +36,15 @@ use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
+    net::{TcpSocket, TcpStream},
     task::JoinHandle,
 };
 use tokio_rustls::TlsAcceptor;
 
 /// The longest line the scripted server reads; longer input ends the script with an error.
 const MAX_LINE: usize = 64 * 1024;
+/// The receive buffer of a server whose script hangs (see [`HostileServer::start`]).
+const HANG_RECV_BUFFER: u32 = 16 * 1024;
 /// How long `Step::Expect` waits for the client before the script fails.
 const EXPECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -75,6 +77,10 @@ pub enum Step {
     StallHandshake,
     /// Stop answering but keep the connection open until the client gives up.
     Stall,
+    /// Stop reading for this long, keeping the connection open (what the client writes backs up
+    /// in the socket buffers: a server that stops reading mid-body); then read and discard until
+    /// the client closes, like [`Step::Stall`].
+    HangFor(Duration),
     /// Wait before the next step.
     Pause(Duration),
     /// Close the connection (and end the script).
@@ -241,10 +247,22 @@ pub struct HostileServer {
 
 impl HostileServer {
     /// Listens on 127.0.0.1 and plays `script` to the first client that connects.
+    ///
+    /// A script with a [`Step::HangFor`] gets a small receive buffer, so that a client writing
+    /// to the hanging server blocks after a few hundred KiB instead of tens of MiB.
+    // Async so that callers need not change if binding ever needs to await again.
+    #[allow(clippy::unused_async)]
     pub async fn start(script: Vec<Step>, cert: ServerCert) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        let socket = TcpSocket::new_v4().expect("socket");
+        if script.iter().any(|step| matches!(step, Step::HangFor(_))) {
+            socket
+                .set_recv_buffer_size(HANG_RECV_BUFFER)
+                .expect("SO_RCVBUF");
+        }
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("bind loopback");
+        let listener = socket.listen(8).expect("listen");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let mut transcript = Transcript::default();
@@ -349,6 +367,11 @@ async fn play(
                 return Ok(());
             }
             Step::Stall => {
+                drain_until_closed(&mut io).await;
+                return Ok(());
+            }
+            Step::HangFor(d) => {
+                tokio::time::sleep(*d).await;
                 drain_until_closed(&mut io).await;
                 return Ok(());
             }
