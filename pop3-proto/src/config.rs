@@ -47,11 +47,13 @@ pub struct Limits {
     /// the body, which is exactly the traffic the limit is meant to avoid. Bodies are streamed,
     /// so this bounds transfer, not memory. Default 1 GiB.
     pub max_message_size: u64,
-    /// Most commands sent and not yet answered while pipelining. Default 32, within the 20–100
-    /// that mpop uses.
+    /// Most commands sent and not yet answered while pipelining. Default 128: with small
+    /// messages a window of 32 left a 10 ms round-trip link half idle (2,000 messages through
+    /// the test ground's 5 ms relay: 1.0 s at 32, 0.5 s at 128, fsync aside). Commands are a
+    /// few bytes each, so the window costs the server nothing.
     pub max_in_flight: usize,
     /// Most response bytes expected from the commands in flight while pipelining (estimated
-    /// from size hints, see [`crate::Command::Retr`]). Default 1 MiB: enough to keep a
+    /// from size hints, see [`crate::Command::Retr`]). Default 4 MiB: enough to keep a
     /// high-latency link busy, small enough that abandoning a session wastes little.
     pub max_bytes_in_flight: u64,
     /// Most commands accepted from the caller and not yet sent. Default 1024. Exceeding it is
@@ -70,8 +72,8 @@ impl Default for Limits {
             max_listing_entries: 1_000_000,
             max_uid_len: 70,
             max_message_size: 1 << 30,
-            max_in_flight: 32,
-            max_bytes_in_flight: 1 << 20,
+            max_in_flight: 128,
+            max_bytes_in_flight: 4 << 20,
             max_queued_commands: 1024,
             max_auth_challenges: 16,
         }
