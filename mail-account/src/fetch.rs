@@ -5,8 +5,11 @@
 //!
 //! 1. `UIDL` (and `LIST` for sizes). The journal forgets what the server no longer has.
 //! 2. The messages the journal does not know are retrieved in pipelined flights, within the
-//!    per-run count and size limits, and each is streamed into the store: written to `tmp/`,
-//!    `fsync`ed, journaled, moved to `new/` ([`crate::store`] explains the protocol).
+//!    per-run count and size limits, and each is streamed into the store's `tmp/`. Complete
+//!    messages are committed in batches (up to [`BATCH_MESSAGES`] messages or
+//!    [`BATCH_BYTES`] bytes, and whatever is left at the end): made durable, journaled and
+//!    moved to `new/` together, with three `fsync`s per batch rather than per message
+//!    ([`crate::store`] explains the protocol).
 //! 3. The retention policy names the delivered messages to delete; they are marked with a
 //!    pipelined `DELE`, and `QUIT` commits. The journal records the deletion only after the
 //!    server confirmed `QUIT`.
@@ -41,7 +44,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -50,7 +53,12 @@ use pop3_proto::tokio::{Error as Pop3Error, RetrievalEvent, Session};
 use pop3_proto::{Command, Response};
 use sha2::{Digest, Sha256};
 
-use crate::store::{RetentionPolicy, Store, StoreError};
+use crate::store::{Finished, RetentionPolicy, Store, StoreError};
+
+/// A batch of received messages is committed once it holds this many messages...
+pub const BATCH_MESSAGES: usize = 64;
+/// ... or this many bytes (as written), whichever comes first.
+pub const BATCH_BYTES: u64 = 4 << 20;
 
 /// How a fetch runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,8 +273,15 @@ pub async fn fetch(
     let mut to_fetch = Vec::new();
     let mut planned_bytes = 0u64;
     let mut deferred = 0usize;
+    let mut planned = HashSet::new();
     for (msg, key) in &keys {
         if store.is_known(key) {
+            continue;
+        }
+        if !planned.insert(key.as_str()) {
+            // The same key twice in one listing (identical messages on a server without
+            // UIDL): fetch it once.
+            tracing::debug!(msg, %key, "duplicate key in the server's listing skipped");
             continue;
         }
         let size = sizes.get(msg).copied().unwrap_or(0);
@@ -342,6 +357,48 @@ pub async fn fetch(
     Ok(report)
 }
 
+/// Received messages waiting for their commit.
+#[derive(Debug, Default)]
+struct Batch {
+    finished: Vec<Finished>,
+    /// Octets as received, per message.
+    octets: Vec<u64>,
+    /// Bytes written, all messages.
+    bytes: u64,
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.finished.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
+    }
+
+    /// Commits the batch (one data sync, one journal fsync, one `new/` fsync) and reports
+    /// each message as stored.
+    fn commit(
+        &mut self,
+        store: &mut Store,
+        report: &mut FetchReport,
+        on_event: &mut impl FnMut(&FetchEvent),
+    ) -> Result<(), StoreError> {
+        if self.finished.is_empty() {
+            return Ok(());
+        }
+        let finished = std::mem::take(&mut self.finished);
+        let octets = std::mem::take(&mut self.octets);
+        self.bytes = 0;
+        let uidls: Vec<String> = finished.iter().map(|f| f.uidl().to_owned()).collect();
+        let paths = store.commit_batch(finished)?;
+        tracing::debug!(count = paths.len(), "batch committed");
+        for ((uidl, octets), path) in uidls.into_iter().zip(octets).zip(paths) {
+            report.fetched += 1;
+            report.bytes += octets;
+            tracing::debug!(%uidl, octets, "stored");
+            on_event(&FetchEvent::Stored { uidl, octets, path });
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
 async fn retrieve_into_store(
     session: &mut Session,
@@ -350,6 +407,40 @@ async fn retrieve_into_store(
     key_of: &HashMap<u32, &str>,
     sizes: &HashMap<u32, u64>,
     to_fetch: &[u32],
+    report: &mut FetchReport,
+    on_event: &mut impl FnMut(&FetchEvent),
+) -> Result<(), FetchError> {
+    let mut batch = Batch::default();
+    let received = receive(
+        session, store, options, key_of, sizes, to_fetch, &mut batch, report, on_event,
+    )
+    .await;
+    match received {
+        Ok(()) => Ok(batch.commit(store, report, on_event)?),
+        // The messages of the batch arrived complete before the session failed: keep them.
+        Err(FetchError::Pop3(e)) => {
+            if let Err(store_error) = batch.commit(store, report, on_event) {
+                tracing::warn!(%store_error, "committing the last batch after a POP3 error");
+            }
+            Err(FetchError::Pop3(e))
+        }
+        // A local failure: the uncommitted messages' tmp files are removed (dropped with
+        // `batch`), and they stay on the server.
+        Err(other) => Err(other),
+    }
+}
+
+/// Streams the messages into `tmp/`, committing `batch` whenever it is full. What is left in
+/// `batch` at the end is the caller's to commit.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
+async fn receive(
+    session: &mut Session,
+    store: &mut Store,
+    options: &FetchOptions,
+    key_of: &HashMap<u32, &str>,
+    sizes: &HashMap<u32, u64>,
+    to_fetch: &[u32],
+    batch: &mut Batch,
     report: &mut FetchReport,
     on_event: &mut impl FnMut(&FetchEvent),
 ) -> Result<(), FetchError> {
@@ -384,12 +475,14 @@ async fn retrieve_into_store(
                 }
                 Some(RetrievalEvent::End { octets, .. }) => {
                     converter.finish(&mut incoming).map_err(FetchError::Write)?;
-                    let uidl = incoming.uidl().to_owned();
-                    let path = incoming.commit()?;
-                    report.fetched += 1;
-                    report.bytes += octets;
-                    tracing::debug!(msg, %uidl, octets, "stored");
-                    on_event(&FetchEvent::Stored { uidl, octets, path });
+                    let finished = incoming.finish()?;
+                    tracing::trace!(msg, uidl = finished.uidl(), octets, "received");
+                    batch.bytes += finished.bytes();
+                    batch.finished.push(finished);
+                    batch.octets.push(octets);
+                    if batch.is_full() {
+                        batch.commit(store, report, on_event)?;
+                    }
                     break;
                 }
                 // The adapter reports a message's Start, Chunks and End in a row; anything

@@ -3,13 +3,15 @@
 //! The test re-runs its own executable as a child (selected by an environment variable). The
 //! child is one fetch session against a simulated POP3 server (a list of UIDLs in a file; the
 //! message bytes are derived from the UIDL): open the store (reconcile), forget what the
-//! server no longer lists, store every unseen message in 4 KiB chunks, then delete after
-//! download (the server applies the deletions atomically at "QUIT", as POP3 does) and mark
-//! them deleted. The parent kills the child with SIGKILL at random points (after a random
-//! number of progress lines plus a random delay of up to a few milliseconds, so kills land
-//! inside `open`, inside message writes, between the fsyncs and renames of a commit, and
-//! between QUIT and `mark_deleted`), reruns it until it completes, and checks that every
-//! message is in the Maildir exactly once, intact, and that the server is empty.
+//! server no longer lists, write every unseen message in 4 KiB chunks and commit them in
+//! batches (of a random size per run, 1 to 12; a batch of 1 is `Incoming::commit`), then
+//! delete after download (the server applies the deletions atomically at "QUIT", as POP3
+//! does) and mark them deleted. The parent kills the child with SIGKILL at random points
+//! (after a random number of progress lines plus a random delay of up to a few milliseconds,
+//! so kills land inside `open`, inside message writes, between finished messages and their
+//! batch's commit, between the syncs and renames of a commit, and between QUIT and
+//! `mark_deleted`), reruns it until it completes, and checks that every message is in the
+//! Maildir exactly once, intact, and that the server is empty.
 //!
 //! `MAIL_STORE_CRASH_SEED=<n>` replays a run; `MAIL_STORE_CRASH_KILLS=<n>` asks for more
 //! kills (default 40).
@@ -26,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mail_account::store::{RetentionPolicy, Store};
 
 const CHILD_ENV: &str = "MAIL_STORE_CRASH_CHILD";
+const BATCH_ENV: &str = "MAIL_STORE_CRASH_BATCH";
 const TEST_NAME: &str = "store_sigkill_at_random_points_leaves_every_message_exactly_once";
 const FIRST_BATCH: usize = 100;
 
@@ -103,14 +106,34 @@ fn child(dir: &Path) {
         .into_iter()
         .map(str::to_owned)
         .collect();
-    for uidl in unseen {
+    let batch_size: usize = env::var(BATCH_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let mut batch = Vec::new();
+    let count = unseen.len();
+    for (i, uidl) in unseen.into_iter().enumerate() {
         let body = message(&uidl);
         let mut incoming = store.begin(&uidl, body.len() as u64).expect("begin");
         for chunk in body.chunks(4096) {
             incoming.write_all(chunk).expect("write");
         }
-        incoming.commit().expect("commit");
-        println!("@stored {uidl}");
+        if batch_size == 1 {
+            incoming.commit().expect("commit");
+            println!("@stored {uidl}");
+            continue;
+        }
+        batch.push(incoming.finish().expect("finish"));
+        println!("@finished {uidl}");
+        if batch.len() == batch_size || i + 1 == count {
+            let committed: Vec<String> = batch.iter().map(|f| f.uidl().to_owned()).collect();
+            store
+                .commit_batch(std::mem::take(&mut batch))
+                .expect("commit_batch");
+            for uidl in committed {
+                println!("@stored {uidl}");
+            }
+        }
     }
     let doomed = store.to_delete(RetentionPolicy::DeleteAfterDownload, SystemTime::now());
     println!("@dele {}", doomed.len());
@@ -234,6 +257,7 @@ fn parent() {
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &dir)
+            .env(BATCH_ENV, (1 + rng.below(12)).to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -276,7 +300,7 @@ fn parent() {
                     }
                     "open"
                 }
-                "stored" => "storing",
+                "stored" | "finished" => "storing",
                 "dele" => "dele",
                 "quit" => "quit",
                 _ => "done",

@@ -14,7 +14,8 @@
 //! are percent-encoded outside `!`..`~` (and `%` itself), so fields never hold a space or a
 //! line break. `first-seen` is in seconds since the Unix epoch, `crc32` is the message's.
 //!
-//! A record is written with a single `write` and never changed afterwards. The only damage a
+//! A record (or the records of one batch commit) is written with a single `write` and never
+//! changed afterwards. The only damage a
 //! crash can leave is therefore at the end: an unterminated line, or (after a power loss)
 //! lines that fail their checksum with nothing valid after them. That tail is dropped and the
 //! file truncated to the last good record. A bad record *followed by* a good one is not a
@@ -190,19 +191,44 @@ impl Journal {
         self.append_payload(&payload(record))
     }
 
+    /// Appends several records with one `write` (a batch commit's `S` or `D` records),
+    /// without fsync. On failure the file is cut back to its previous length, none of them
+    /// appended; if even that fails the journal is poisoned.
+    pub(super) fn append_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = Record<'a>>,
+    ) -> Result<()> {
+        let mut text = String::new();
+        let mut lines = 0u64;
+        for record in records {
+            let payload = payload(record);
+            let _ = writeln!(text, "{:08x} {payload}", Crc32::of(payload.as_bytes()));
+            lines += 1;
+        }
+        self.append_lines(&text, lines)
+    }
+
     fn append_payload(&mut self, payload: &str) -> Result<()> {
+        let line = format!("{:08x} {payload}\n", Crc32::of(payload.as_bytes()));
+        self.append_lines(&line, 1)
+    }
+
+    /// Appends `text` (`lines` complete records) with a single `write`.
+    fn append_lines(&mut self, text: &str, lines: u64) -> Result<()> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
-        let line = format!("{:08x} {payload}\n", Crc32::of(payload.as_bytes()));
-        if let Err(e) = self.file.write_all(line.as_bytes()) {
+        if lines == 0 {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(text.as_bytes()) {
             if self.file.set_len(self.len).is_err() {
                 self.poisoned = true;
             }
             return Err(io_err("append to", &self.path)(e));
         }
-        self.len += line.len() as u64;
-        self.lines += 1;
+        self.len += text.len() as u64;
+        self.lines += lines;
         self.unsynced = true;
         Ok(())
     }

@@ -100,6 +100,12 @@ impl Maildir {
         &self.new
     }
 
+    /// `tmp/`.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    pub(super) fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
     /// `tmp/<name>`.
     pub(super) fn tmp_path(&self, name: &str) -> PathBuf {
         self.tmp.join(name)

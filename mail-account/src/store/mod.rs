@@ -28,13 +28,19 @@
 //! let server: Vec<(String, Vec<u8>)> = vec![("uid-1".into(), b"Subject: hi\n\nbody\n".to_vec())];
 //! let uidls: Vec<&str> = server.iter().map(|(u, _)| u.as_str()).collect();
 //! store.forget_missing(&uidls)?; // 1. drop what the server no longer has
+//! let mut batch = Vec::new();
 //! for uidl in store.unseen(&uidls) {
 //!     // 2. RETR each unseen message, streaming its chunks into the store
 //!     let body = &server.iter().find(|(u, _)| u == uidl).unwrap().1;
 //!     let mut incoming = store.begin(uidl, body.len() as u64)?;
 //!     incoming.write_all(body)?; // chunk by chunk, as they arrive
-//!     incoming.commit()?; // durable, journaled, in new/
+//!     batch.push(incoming.finish()?); // complete in tmp/, not yet stored
+//!     if batch.len() == 64 {
+//!         store.commit_batch(std::mem::take(&mut batch))?; // durable, journaled, in new/
+//!     }
 //! }
+//! store.commit_batch(batch)?; // the rest, before any DELE
+//! // (`incoming.commit()` instead of `finish` stores one message on its own.)
 //! // 3. DELE what retention says, 4. QUIT, and only once the server confirmed the QUIT:
 //! let doomed = store.to_delete(RetentionPolicy::DeleteAfterDownload, SystemTime::now());
 //! store.mark_deleted(&doomed)?;
@@ -43,26 +49,43 @@
 //!
 //! # The durability protocol
 //!
-//! Per message ([`Store::begin`], writes, [`Incoming::commit`]), in this order:
+//! Per message ([`Store::begin`], writes, [`Incoming::finish`]): create `tmp/<name>`
+//! (`O_EXCL`, a fresh unique name), stream the message into it and close it, noting its size
+//! and CRC-32. Nothing is synced and nothing journaled: a crash now leaves an orphan tmp
+//! file that is removed on restart, and the message, never deleted on the server, is fetched
+//! again.
 //!
-//! 1. Create `tmp/<name>` (`O_EXCL`, a fresh unique name) and stream the message into it.
-//! 2. `fsync` the file. Its bytes are now durable, whatever comes next.
-//! 3. Append `S <uidl> <name> <size> <crc32> ...` to the journal and `fsync` the journal.
-//!    From here on the message is *ours*: a restart finds the record and the complete file
-//!    (size and CRC-32 match what was recorded), so it never needs the server again.
-//!    Before this point a crash leaves an orphan tmp file that is removed on restart: the
-//!    message is fetched again, and as it was never deleted on the server, nothing is lost.
-//! 4. `rename` `tmp/<name>` to `new/<name>` (atomic) and `fsync` `new/`. The mail reader
-//!    sees the message now, complete, exactly once.
-//! 5. Append `D <uidl> ...` (delivered) to the journal, *without* `fsync`: it becomes durable
-//!    with the next `fsync` of the journal (the next message's step 3, [`Store::mark_deleted`],
-//!    [`Store::sync`], or dropping the store). If it is lost, step 4's `fsync` of `new/` makes
-//!    reconciliation find the file in `new/` (or in `cur/`, where the mail reader may have
-//!    moved it, as `<name>:2,<flags>`) and write it again.
+//! Per batch of finished messages ([`Store::commit_batch`]; [`Incoming::commit`] is a batch
+//! of one), in this order:
+//!
+//! 1. Make every file's bytes durable: one `syncfs` of the Maildir's file system on Linux
+//!    (for batches of a few files or more; it flushes them all in one go), else an `fsync`
+//!    per file.
+//! 2. Append `S <uidl> <name> <size> <crc32> ...` for every message of the batch (one
+//!    `write`) and `fsync` the journal once. A message whose `S` record is durable is *ours*:
+//!    its file was durable before the record (step 1), so a restart finds the record and the
+//!    complete file (size and CRC-32 match), and never needs the server again. A crash (or a
+//!    power loss) during this step can keep any prefix of the records: those messages are
+//!    ours, the others are orphans as above.
+//! 3. `rename` every `tmp/<name>` to `new/<name>` (each atomic) and `fsync` `new/` once.
+//!    The mail reader sees each message now, complete, exactly once.
+//! 4. Append `D <uidl> ...` (delivered) for every message (one `write`), *without* `fsync`:
+//!    they become durable with the next `fsync` of the journal (the next batch's step 2,
+//!    [`Store::mark_deleted`], [`Store::sync`], or dropping the store). If they are lost,
+//!    step 3's `fsync` of `new/` makes reconciliation find the files in `new/` (or in `cur/`,
+//!    where the mail reader may have moved them, as `<name>:2,<flags>`) and write them again.
+//!
+//! So a batch costs three syncs, whatever its size, instead of three per message; the price
+//! is that a crash loses (to a refetch, never to the user) the messages received since the
+//! last batch. The order of the steps is the single-message protocol's, applied to a set:
+//! for every message, its data is durable before its `S` record, its `S` record before its
+//! rename, its rename before its `D` record, and in memory it becomes `Delivered` (the only
+//! state [`Store::to_delete`] offers) only after step 3.
 //!
 //! Deleting on the server comes strictly after: [`Store::to_delete`] only offers `Delivered`
-//! messages, i.e. ones past step 4, both `fsync`s done. [`Store::mark_deleted`] (`X` records)
-//! is called once the server confirmed `QUIT`; if a crash comes between the `QUIT` and it,
+//! messages, i.e. ones past step 3, every sync of their batch done; a fetch commits its last
+//! batch before it sends any `DELE`. [`Store::mark_deleted`] (`X` records) is called once the
+//! server confirmed `QUIT`; if a crash comes between the `QUIT` and it,
 //! the next session's [`Store::forget_missing`] sees the messages are gone and forgets them.
 //! A message is never deleted twice, nor fetched again once delivered, because the journal
 //! knows its UIDL until the server has stopped listing it.
@@ -73,7 +96,10 @@
 //!    account fails with [`StoreError::Locked`]). A leftover `<journal>.compact` is removed.
 //! 2. The journal is read; a torn tail (an unterminated or failing last record) is cut off.
 //!    Damage anywhere else is refused ([`StoreError::CorruptJournal`]), never guessed at.
-//! 3. Every `S` (stored, not yet known delivered) record is settled:
+//! 3. Every `S` (stored, not yet known delivered) record is settled, each on its own (a
+//!    batch interrupted anywhere leaves some of its messages with a durable `S` record, in
+//!    `tmp/` or already in `new/`, and others with none, whose files are orphans; every
+//!    combination is one of these cases):
 //!    - its name is in `new/` or `cur/` (base name before `:`): it is delivered, `D` is
 //!      written;
 //!    - else `tmp/<name>` exists with the recorded size and CRC-32: it is renamed into
@@ -99,17 +125,24 @@
 //! # Limits
 //!
 //! - If the user deletes (or moves out of the Maildir) a message in the instant between
-//!   step 4 and the `fsync` that makes its `D` record durable, and the system crashes then,
+//!   step 3 and the `fsync` that makes its `D` record durable, and the system crashes then,
 //!   the message is fetched again: a deleted message comes back, none is lost.
 //! - A POP3 server that reuses a UIDL for a different message while the journal still knows
 //!   the old one hides the new message; RFC 1939 forbids that reuse.
 //! - The store does blocking file I/O (and `fsync`s, a few milliseconds each on a disk): an
 //!   async engine should call it from a blocking-friendly context.
+//! - `syncfs` flushes every dirty file of the file system, not only ours: while another
+//!   program writes a lot to the same file system, a batch commit waits for that too (it
+//!   stays correct). On Linux before 5.8 `syncfs` did not report write-back errors; there an
+//!   I/O error during step 1 could go unnoticed (reconciliation still checks each file's
+//!   size and CRC-32 against its `S` record, but reads it through the page cache).
 //!
 //! [`Store`]: crate::store::Store
 //! [`Store::open`]: crate::store::Store::open
 //! [`Store::begin`]: crate::store::Store::begin
 //! [`Incoming::commit`]: crate::store::Incoming::commit
+//! [`Incoming::finish`]: crate::store::Incoming::finish
+//! [`Store::commit_batch`]: crate::store::Store::commit_batch
 //! [`Store::mark_deleted`]: crate::store::Store::mark_deleted
 //! [`Store::sync`]: crate::store::Store::sync
 //! [`Store::to_delete`]: crate::store::Store::to_delete
@@ -217,13 +250,42 @@ impl ReconcileReport {
     }
 }
 
-/// Test builds only: where [`Incoming::commit`] stops, as if the process were killed.
+/// Test builds only: where [`Store::commit_batch`] (and so [`Incoming::commit`]) stops, as
+/// if the process were killed.
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CrashPoint {
+    /// Every file of the batch is durable; no record written.
     FileSynced,
+    /// Only the first half of the batch's `S` records became durable (a power loss during
+    /// the journal's fsync can keep a prefix of one append).
+    JournaledPartly,
+    /// Every `S` record is durable; nothing renamed.
     Journaled,
+    /// The first half of the batch was renamed into `new/`, `new/` not fsynced.
+    RenamedPartly,
+    /// Every file is in `new/`, `new/` fsynced; no `D` record.
     Renamed,
+}
+
+/// Batches of at least this many files are made durable with one `syncfs` instead of an
+/// `fsync` per file (Linux only). Measured on ext4: an `fsync` of a new small file costs
+/// about 0.13 ms, one `syncfs` after 64 of them about 1.1 ms, after 8 about 0.4 ms.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SYNCFS_MIN_BATCH: usize = 4;
+
+/// Stops a batch commit as if the process had been killed at this point: the batch's files
+/// stay (unit tests only).
+macro_rules! crash_point {
+    ($store:ident, $batch:ident, $point:ident) => {
+        #[cfg(test)]
+        if $store.crash_at == Some(CrashPoint::$point) {
+            for finished in &mut $batch {
+                finished.remove_on_drop = false;
+            }
+            return Err(StoreError::SimulatedCrash);
+        }
+    };
 }
 
 /// The local store of one account on one server: a Maildir and a state journal.
@@ -232,6 +294,10 @@ pub struct Store {
     maildir: Maildir,
     journal: Journal,
     entries: BTreeMap<String, Entry>,
+    /// `tmp/`, open for `syncfs` for the life of the store: a write-back error on the file
+    /// system since the store was opened is reported by the next `syncfs` on it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sync_handle: File,
     #[cfg(test)]
     crash_at: Option<CrashPoint>,
 }
@@ -247,10 +313,15 @@ impl Store {
         let journal_path = journal.as_ref();
         let loaded = Journal::open(journal_path)?;
         let maildir = Maildir::open(maildir.as_ref(), journal_path)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let sync_handle =
+            File::open(maildir.tmp_dir()).map_err(io_err("open directory", maildir.tmp_dir()))?;
         let mut store = Self {
             maildir,
             journal: loaded.journal,
             entries: loaded.entries,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            sync_handle,
             #[cfg(test)]
             crash_at: None,
         };
@@ -317,8 +388,10 @@ impl Store {
                 continue;
             }
             if self.maildir.is_ours(&name) {
-                remove_if_exists(&self.maildir.tmp_path(&name))?;
-                report.tmp_removed.push(name);
+                // Not there any more: moved into `new/` by the loop above.
+                if remove_if_exists(&self.maildir.tmp_path(&name))? {
+                    report.tmp_removed.push(name);
+                }
             } else {
                 report.foreign_tmp.push(name);
             }
@@ -390,7 +463,9 @@ impl Store {
 
     /// Starts storing the message `uidl` (whose size the server announced as `server_size`),
     /// first seen now. Write its bytes into the returned [`Incoming`], then
-    /// [`commit`](Incoming::commit) it; dropping it without a commit removes the partial file.
+    /// [`commit`](Incoming::commit) it, or [`finish`](Incoming::finish) it and pass it to
+    /// [`commit_batch`](Self::commit_batch) with others; dropping it without either removes
+    /// the partial file.
     pub fn begin(&mut self, uidl: &str, server_size: u64) -> Result<Incoming<'_>> {
         self.begin_at(uidl, server_size, SystemTime::now())
     }
@@ -431,6 +506,120 @@ impl Store {
             crc: Crc32::new(),
             remove_on_drop: true,
         })
+    }
+
+    /// Makes a batch of [finished](Incoming::finish) messages durable, records them in the
+    /// journal and moves them into `new/`, with one data sync, one journal `fsync` and one
+    /// `fsync` of `new/` for the whole batch (the protocol in the module docs). Returns their
+    /// paths in `new/`, in the batch's order. An empty batch does nothing.
+    ///
+    /// A UIDL the journal already knows, or one that comes twice in the batch, fails the
+    /// batch with [`StoreError::AlreadyKnown`] before anything is written; the batch's files
+    /// are removed. On any other error the messages may or may not be stored:
+    /// [`Store::is_known`] tells; messages left half-way are settled by the next
+    /// [`Store::open`], and the others' files are removed.
+    ///
+    /// # Panics
+    ///
+    /// If a message was begun on another store.
+    pub fn commit_batch(&mut self, mut batch: Vec<Finished>) -> Result<Vec<PathBuf>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut uidls = HashSet::with_capacity(batch.len());
+        for finished in &batch {
+            assert!(
+                finished.path == self.maildir.tmp_path(&finished.entry.name),
+                "a message begun on another store"
+            );
+            let uidl = finished.entry.uidl.as_str();
+            if self.is_known(uidl) || !uidls.insert(uidl) {
+                return Err(StoreError::AlreadyKnown(uidl.to_owned()));
+            }
+        }
+
+        // (a) Every file's bytes durable before any of its records can be.
+        self.sync_files(&batch)?;
+        crash_point!(self, batch, FileSynced);
+
+        // (b) The `S` records, one append, one fsync.
+        #[cfg(test)]
+        if self.crash_at == Some(CrashPoint::JournaledPartly) {
+            let half = batch.len() / 2;
+            self.journal
+                .append_all(batch[..half].iter().map(|f| Record::Put(&f.entry)))?;
+            self.journal.sync()?;
+            for finished in &mut batch {
+                finished.remove_on_drop = false;
+            }
+            return Err(StoreError::SimulatedCrash);
+        }
+        if let Err(e) = self
+            .journal
+            .append_all(batch.iter().map(|f| Record::Put(&f.entry)))
+        {
+            // Cut back cleanly: the files are nobody's and go (when `batch` drops).
+            // Poisoned: they may be referenced, so they stay for the next reconciliation.
+            if self.journal.is_poisoned() {
+                for finished in &mut batch {
+                    finished.remove_on_drop = false;
+                }
+            }
+            return Err(e);
+        }
+        for finished in &mut batch {
+            finished.remove_on_drop = false;
+            self.entries
+                .insert(finished.entry.uidl.clone(), finished.entry.clone());
+        }
+        self.journal.sync()?;
+        crash_point!(self, batch, Journaled);
+
+        // (c) Into `new/`, one fsync of `new/`.
+        let mut paths = Vec::with_capacity(batch.len());
+        for finished in &batch {
+            #[cfg(test)]
+            if self.crash_at == Some(CrashPoint::RenamedPartly) && paths.len() == batch.len() / 2 {
+                return Err(StoreError::SimulatedCrash);
+            }
+            let target = self.maildir.new_path(&finished.entry.name);
+            fs::rename(&finished.path, &target)
+                .map_err(io_err("rename into new/", &finished.path))?;
+            paths.push(target);
+        }
+        sync_dir(self.maildir.new_dir())?;
+        crash_point!(self, batch, Renamed);
+
+        // (d) The `D` records, durable with the next journal fsync.
+        for finished in &mut batch {
+            finished.entry.state = EntryState::Delivered;
+        }
+        self.journal
+            .append_all(batch.iter().map(|f| Record::Put(&f.entry)))?;
+        for finished in &batch {
+            self.entries
+                .insert(finished.entry.uidl.clone(), finished.entry.clone());
+        }
+        Ok(paths)
+    }
+
+    /// Makes the bytes of every file of `batch` durable: one `syncfs` for a batch of a few
+    /// files or more on Linux, else an `fsync` per file.
+    fn sync_files(&self, batch: &[Finished]) -> Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if batch.len() >= SYNCFS_MIN_BATCH {
+            return rustix::fs::syncfs(&self.sync_handle)
+                .map_err(|e| io_err("syncfs", self.maildir.tmp_dir())(e.into()));
+        }
+        for finished in batch {
+            let path = &finished.path;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err("open", path))?;
+            file.sync_all().map_err(io_err("fsync", path))?;
+        }
+        Ok(())
     }
 
     /// The UIDLs that `policy` says to delete on the server at `now` (passed in: no clock is
@@ -537,17 +726,6 @@ pub struct Incoming<'s> {
     remove_on_drop: bool,
 }
 
-/// Stops a commit as if the process had been killed at this point (unit tests only).
-macro_rules! crash_point {
-    ($self:ident, $point:ident) => {
-        #[cfg(test)]
-        if $self.store.crash_at == Some(CrashPoint::$point) {
-            $self.remove_on_drop = false;
-            return Err(StoreError::SimulatedCrash);
-        }
-    };
-}
-
 impl Incoming<'_> {
     /// The UIDL being stored.
     pub fn uidl(&self) -> &str {
@@ -564,52 +742,50 @@ impl Incoming<'_> {
         self.bytes
     }
 
-    /// Makes the message durable, records it in the journal and moves it into `new/` (steps
-    /// 2 to 5 of the protocol in the module docs). Returns its path in `new/`.
+    /// Makes the message durable, records it in the journal and moves it into `new/`: a
+    /// [`finish`](Self::finish) and a [`Store::commit_batch`] of this one message. Returns its
+    /// path in `new/`.
     ///
     /// On an error the message may or may not be stored: [`Store::is_known`] tells; a
     /// message left half-way is settled by the next [`Store::open`].
     pub fn commit(mut self) -> Result<PathBuf> {
+        let finished = self.finish_inner()?;
+        let mut paths = self.store.commit_batch(vec![finished])?;
+        Ok(paths.pop().expect("one path per message"))
+    }
+
+    /// Completes the message in `tmp/` (its size and CRC-32 recorded) without making it
+    /// durable or journaling it, and releases the store, so that the next message can be
+    /// begun. Pass the result to [`Store::commit_batch`] with others: one `fsync` each of the
+    /// data, the journal and `new/` for the whole batch instead of three per message.
+    ///
+    /// Until it is committed the message is not stored: [`Store::is_known`] does not know it,
+    /// and after a crash its file is removed and the message is fetched again.
+    pub fn finish(mut self) -> Result<Finished> {
+        self.finish_inner()
+    }
+
+    /// Flushes and closes the file; from here on the [`Finished`] owns it.
+    fn finish_inner(&mut self) -> Result<Finished> {
         let writer = self.file.take().expect("the file is there until commit");
         let file = writer
             .into_inner()
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
-        file.sync_all().map_err(io_err("fsync", &self.path))?;
         drop(file);
-        crash_point!(self, FileSynced);
-
-        let mut entry = Entry {
-            uidl: self.uidl.clone(),
-            name: self.name.clone(),
-            state: EntryState::Stored,
-            bytes: self.bytes,
-            crc32: self.crc.finish(),
-            server_size: self.server_size,
-            first_seen: self.first_seen,
-        };
-        let store = &mut *self.store;
-        if let Err(e) = store.journal.append(Record::Put(&entry)) {
-            // Cut back cleanly: the file is nobody's and goes. Poisoned: it may be
-            // referenced, so it stays for the next reconciliation.
-            self.remove_on_drop = !store.journal.is_poisoned();
-            return Err(e);
-        }
         self.remove_on_drop = false;
-        store.entries.insert(entry.uidl.clone(), entry.clone());
-        store.journal.sync()?;
-        crash_point!(self, Journaled);
-
-        let store = &mut *self.store;
-        let target = store.maildir.new_path(&self.name);
-        fs::rename(&self.path, &target).map_err(io_err("rename into new/", &self.path))?;
-        sync_dir(store.maildir.new_dir())?;
-        crash_point!(self, Renamed);
-
-        let store = &mut *self.store;
-        entry.state = EntryState::Delivered;
-        store.journal.append(Record::Put(&entry))?;
-        store.entries.insert(entry.uidl.clone(), entry);
-        Ok(target)
+        Ok(Finished {
+            entry: Entry {
+                uidl: self.uidl.clone(),
+                name: self.name.clone(),
+                state: EntryState::Stored,
+                bytes: self.bytes,
+                crc32: self.crc.finish(),
+                server_size: self.server_size,
+                first_seen: self.first_seen,
+            },
+            path: self.path.clone(),
+            remove_on_drop: true,
+        })
     }
 
     /// Gives up on this message and removes its tmp file (the same as dropping it).
@@ -643,6 +819,53 @@ impl Drop for Incoming<'_> {
     fn drop(&mut self) {
         if self.remove_on_drop {
             drop(self.file.take());
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A message completely written to `tmp/` ([`Incoming::finish`]), waiting for
+/// [`Store::commit_batch`]. It is not stored yet: dropped without a commit, it removes its
+/// tmp file, and the message will be fetched again.
+#[derive(Debug)]
+#[must_use = "a finished message is stored only by Store::commit_batch"]
+pub struct Finished {
+    /// The entry to journal (state `Stored`).
+    entry: Entry,
+    /// `tmp/<name>`.
+    path: PathBuf,
+    remove_on_drop: bool,
+}
+
+impl Finished {
+    /// The UIDL being stored.
+    pub fn uidl(&self) -> &str {
+        &self.entry.uidl
+    }
+
+    /// The Maildir file name it will have.
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// Bytes written to the file.
+    pub fn bytes(&self) -> u64 {
+        self.entry.bytes
+    }
+
+    /// Gives up on this message and removes its tmp file (the same as dropping it).
+    pub fn abort(self) {}
+
+    /// Unit tests only: stops here as if the process were killed (the tmp file stays).
+    #[cfg(test)]
+    pub(crate) fn crash(mut self) {
+        self.remove_on_drop = false;
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
             let _ = fs::remove_file(&self.path);
         }
     }

@@ -371,11 +371,189 @@ fn leftover_compaction_file_is_removed() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Batch commits.
+
+fn finish_message(store: &mut Store, uidl: &str, body: &[u8]) -> Finished {
+    let mut incoming = store.begin(uidl, body.len() as u64).unwrap();
+    for chunk in body.chunks(1000) {
+        incoming.write_all(chunk).unwrap();
+    }
+    incoming.finish().unwrap()
+}
+
+fn journal_kinds(dir: &TestDir) -> String {
+    fs::read_to_string(dir.journal())
+        .unwrap()
+        .lines()
+        .map(|l| &l[9..10])
+        .collect()
+}
+
+#[test]
+fn batch_commit_stores_every_message() {
+    // 2 files: an fsync each; 9 files: one syncfs on Linux.
+    for n in [2usize, 9] {
+        let dir = TestDir::new("batch");
+        let (mut store, _) = dir.open();
+        let bodies: Vec<(String, Vec<u8>)> = (0..n)
+            .map(|i| (format!("u{i}"), message(&format!("u{i}"), i * 700)))
+            .collect();
+        let mut batch = Vec::new();
+        for (uidl, body) in &bodies {
+            let finished = finish_message(&mut store, uidl, body);
+            assert_eq!(finished.uidl(), uidl);
+            assert_eq!(finished.bytes(), body.len() as u64);
+            batch.push(finished);
+        }
+        // Finished is not stored: unknown, still unseen, nothing journaled.
+        assert!(!store.is_known("u0"));
+        assert_eq!(store.unseen(&["u0"]), ["u0"]);
+        assert_eq!(journal_kinds(&dir), "H");
+        assert_eq!(tmp_files(&dir.maildir()).len(), n);
+        let paths = store.commit_batch(batch).unwrap();
+        assert_eq!(paths.len(), n);
+        for ((uidl, body), path) in bodies.iter().zip(&paths) {
+            assert_eq!(path.parent().unwrap(), dir.maildir().join("new"));
+            assert_eq!(&fs::read(path).unwrap(), body);
+            let entry = store.entry(uidl).unwrap();
+            assert_eq!(entry.state, EntryState::Delivered);
+            assert_eq!(entry.crc32, Crc32::of(body));
+        }
+        assert!(tmp_files(&dir.maildir()).is_empty());
+        // All S records, then all D records.
+        assert_eq!(
+            journal_kinds(&dir),
+            format!("H{}{}", "S".repeat(n), "D".repeat(n))
+        );
+        assert!(store.commit_batch(Vec::new()).unwrap().is_empty());
+        drop(store);
+        let (store, report) = dir.open();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(store.entries().len(), n);
+    }
+}
+
+#[test]
+fn batch_with_a_known_or_repeated_uidl_is_refused_whole() {
+    let dir = TestDir::new("batch-dup");
+    let (mut store, _) = dir.open();
+    // Begun twice before either is committed (begin refuses a known UIDL).
+    let first = finish_message(&mut store, "u1", &message("u1", 10));
+    let again = finish_message(&mut store, "u1", &message("u1", 10));
+    store.commit_batch(vec![first]).unwrap();
+    let batch = vec![finish_message(&mut store, "u2", &message("u2", 10)), again];
+    let err = store.commit_batch(batch).unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyKnown(ref u) if u == "u1"),
+        "{err}"
+    );
+    let batch = vec![
+        finish_message(&mut store, "u3", &message("u3", 10)),
+        finish_message(&mut store, "u3", &message("u3", 10)),
+    ];
+    let err = store.commit_batch(batch).unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyKnown(ref u) if u == "u3"),
+        "{err}"
+    );
+    assert!(tmp_files(&dir.maildir()).is_empty());
+    assert!(!store.is_known("u2") && !store.is_known("u3"));
+    assert_eq!(maildir_messages(&dir.maildir()).len(), 1);
+}
+
+#[test]
+fn finished_but_not_committed_is_removed_or_refetched() {
+    let dir = TestDir::new("batch-drop");
+    let (mut store, _) = dir.open();
+    let finished = finish_message(&mut store, "u1", &message("u1", 10));
+    assert_eq!(tmp_files(&dir.maildir()).len(), 1);
+    finished.abort();
+    assert!(tmp_files(&dir.maildir()).is_empty());
+    // A crash with finished messages waiting for their batch: orphans.
+    finish_message(&mut store, "u1", &message("u1", 10)).crash();
+    finish_message(&mut store, "u2", &message("u2", 10)).crash();
+    drop(store);
+    let (store, report) = dir.open();
+    assert_eq!(report.tmp_removed.len(), 2, "{report:?}");
+    assert!(store.entries().len() == 0);
+    assert!(tmp_files(&dir.maildir()).is_empty());
+}
+
+/// A batch of `n` messages `u0..` whose commit crashes at `point`; then a reopen and a
+/// refetch of what the store does not know. Returns the reopen's report.
+fn crash_batch(n: usize, point: CrashPoint) -> ReconcileReport {
+    let dir = TestDir::new("batch-crash");
+    let (mut store, _) = dir.open();
+    store_message(&mut store, "before", &message("before", 100));
+    store.crash_at = Some(point);
+    let uidls: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+    let batch: Vec<Finished> = uidls
+        .iter()
+        .map(|u| finish_message(&mut store, u, &message(u, 2000)))
+        .collect();
+    assert!(matches!(
+        store.commit_batch(batch),
+        Err(StoreError::SimulatedCrash)
+    ));
+    drop(store);
+    let (mut store, report) = dir.open();
+    assert!(tmp_files(&dir.maildir()).is_empty(), "{report:?}");
+    for uidl in &uidls {
+        if let Some(entry) = store.entry(uidl) {
+            assert_eq!(entry.state, EntryState::Delivered);
+        }
+    }
+    let unseen: Vec<String> = store
+        .unseen(&uidls)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let refetch: Vec<Finished> = unseen
+        .iter()
+        .map(|u| finish_message(&mut store, u, &message(u, 2000)))
+        .collect();
+    store.commit_batch(refetch).unwrap();
+    let found = maildir_messages(&dir.maildir());
+    assert_eq!(found.len(), n + 1);
+    for uidl in &uidls {
+        assert_eq!(found[uidl], [message(uidl, 2000)], "{uidl}");
+    }
+    report
+}
+
+#[test]
+fn batch_crash_at_each_step_leaves_every_message_once() {
+    for n in [1usize, 2, 7] {
+        let half = n / 2;
+        let r = crash_batch(n, CrashPoint::FileSynced);
+        assert_eq!(r.tmp_removed.len(), n, "{r:?}");
+        let r = crash_batch(n, CrashPoint::JournaledPartly);
+        assert_eq!(
+            (r.moved_to_new.len(), r.tmp_removed.len()),
+            (half, n - half),
+            "{r:?}"
+        );
+        let r = crash_batch(n, CrashPoint::Journaled);
+        assert_eq!(r.moved_to_new.len(), n, "{r:?}");
+        let r = crash_batch(n, CrashPoint::RenamedPartly);
+        assert_eq!(
+            (r.already_delivered.len(), r.moved_to_new.len()),
+            (half, n - half),
+            "{r:?}"
+        );
+        let r = crash_batch(n, CrashPoint::Renamed);
+        assert_eq!(r.already_delivered.len(), n, "{r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Random operation sequences against a model.
 
 #[derive(Clone, Copy, Debug)]
 enum Crash {
     MidWrite,
+    /// Finished, waiting for its batch's commit (with the batch's other finished ones).
+    Finished,
     At(CrashPoint),
 }
 
@@ -383,9 +561,11 @@ enum Crash {
 enum Op {
     /// New mail arrives on the server.
     Arrive(Vec<usize>),
-    /// A fetch of at most `limit` messages, crashing at message `crash.0` if given.
+    /// A fetch of at most `limit` messages, committed in batches of `batch` (1: each with
+    /// `Incoming::commit`), crashing at message `crash.0` (or its batch's commit) if given.
     Fetch {
         limit: usize,
+        batch: usize,
         crash: Option<(usize, Crash)>,
     },
     /// Start a message and give up (drop).
@@ -407,8 +587,11 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let crash = prop_oneof![
         Just(Crash::MidWrite),
+        Just(Crash::Finished),
         Just(Crash::At(CrashPoint::FileSynced)),
+        Just(Crash::At(CrashPoint::JournaledPartly)),
         Just(Crash::At(CrashPoint::Journaled)),
+        Just(Crash::At(CrashPoint::RenamedPartly)),
         Just(Crash::At(CrashPoint::Renamed)),
     ];
     let policy = prop_oneof![
@@ -418,8 +601,8 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     prop_oneof![
         3 => prop::collection::vec(0usize..5000, 1..4).prop_map(Op::Arrive),
-        4 => (1usize..5, prop::option::of((0usize..4, crash)))
-            .prop_map(|(limit, crash)| Op::Fetch { limit, crash }),
+        4 => (1usize..8, 1usize..6, prop::option::of((0usize..7, crash)))
+            .prop_map(|(limit, batch, crash)| Op::Fetch { limit, batch, crash }),
         1 => Just(Op::Abort),
         2 => (policy, 0u32..6, any::<bool>())
             .prop_map(|(policy, days_later, crash)| Op::Delete { policy, days_later, crash }),
@@ -448,7 +631,7 @@ impl Model {
         self.store.as_mut().unwrap()
     }
 
-    fn fetch(&mut self, limit: usize, crash: Option<(usize, Crash)>) {
+    fn fetch(&mut self, limit: usize, batch_size: usize, crash: Option<(usize, Crash)>) {
         let server: Vec<(String, Vec<u8>)> = self
             .server
             .iter()
@@ -463,28 +646,51 @@ impl Model {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        for (i, uidl) in unseen.iter().take(limit).enumerate() {
-            let body = &server.iter().find(|(u, _)| u == uidl).unwrap().1;
+        let todo: Vec<&String> = unseen.iter().take(limit).collect();
+        let crash_at = |i: usize| crash.filter(|(at, _)| *at == i).map(|(_, c)| c);
+        let mut batch: Vec<Finished> = Vec::new();
+        // Whether a message of the current batch is to crash its commit, and where.
+        let mut batch_crash: Option<CrashPoint> = None;
+        for (i, uidl) in todo.iter().enumerate() {
+            let body = &server.iter().find(|(u, _)| u == *uidl).unwrap().1;
             let store = self.store.as_mut().unwrap();
             let mut incoming = store.begin_at(uidl, body.len() as u64, now).unwrap();
             for chunk in body.chunks(700) {
                 incoming.write_all(chunk).unwrap();
             }
-            match crash {
-                Some((at, Crash::MidWrite)) if at == i => {
+            match crash_at(i) {
+                Some(Crash::MidWrite) => {
                     incoming.crash();
+                    batch.into_iter().for_each(Finished::crash);
                     self.store = None;
                     return;
                 }
-                Some((at, Crash::At(point))) if at == i => {
-                    incoming.store.crash_at = Some(point);
-                    assert!(matches!(incoming.commit(), Err(StoreError::SimulatedCrash)));
+                Some(Crash::At(point)) => batch_crash = Some(point),
+                _ => {}
+            }
+            if batch_size == 1 && batch_crash.is_none() {
+                incoming.commit().unwrap();
+                continue;
+            }
+            batch.push(incoming.finish().unwrap());
+            if matches!(crash_at(i), Some(Crash::Finished)) {
+                batch.into_iter().for_each(Finished::crash);
+                self.store = None;
+                return;
+            }
+            if batch.len() >= batch_size || i + 1 == todo.len() {
+                let store = self.store.as_mut().unwrap();
+                let batch = std::mem::take(&mut batch);
+                if let Some(point) = batch_crash {
+                    store.crash_at = Some(point);
+                    assert!(matches!(
+                        store.commit_batch(batch),
+                        Err(StoreError::SimulatedCrash)
+                    ));
                     self.store = None;
                     return;
                 }
-                _ => {
-                    incoming.commit().unwrap();
-                }
+                store.commit_batch(batch).unwrap();
             }
         }
     }
@@ -500,7 +706,11 @@ impl Model {
                     self.ever.insert(uidl, body);
                 }
             }
-            Op::Fetch { limit, crash } => self.fetch(limit, crash),
+            Op::Fetch {
+                limit,
+                batch,
+                crash,
+            } => self.fetch(limit, batch, crash),
             Op::Abort => {
                 let store = self.store();
                 let mut incoming = store.begin("aborted", 3).unwrap();
@@ -594,7 +804,7 @@ proptest! {
         }
         // A final clean run fetches everything that is left.
         model.store = None;
-        model.fetch(usize::MAX, None);
+        model.fetch(usize::MAX, 64, None);
         model.check();
         let found = maildir_messages(&model.dir.maildir());
         prop_assert_eq!(found.len(), model.ever.len());
