@@ -634,3 +634,79 @@ async fn a_failing_body_source_abandons_the_message() {
         }
     }
 }
+
+/// An endless source of 76-column text lines, stopping after `len` bytes, without holding
+/// the message.
+struct Lines {
+    left: u64,
+}
+
+impl tokio::io::AsyncRead for Lines {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        const LINE: &[u8] =
+            b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxy\r\n";
+        while self.left > 0 && buf.remaining() >= LINE.len() {
+            let take = usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .min(LINE.len());
+            buf.put_slice(&LINE[..take]);
+            self.left -= take as u64;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn size_limit_checked_before_sending_and_enforced_by_the_server() {
+    let mut session = connect_as_grace(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    let limit = session
+        .capabilities()
+        .max_message_size()
+        .expect("Postfix announces SIZE");
+    assert_eq!(limit, 52_428_800);
+
+    // Declared too large: refused by the client before anything is sent, the value given back
+    // as a typed misuse; the session goes on.
+    let envelope = Envelope::new(Some(grace())).with_recipient(sink("too-large"));
+    let error = session
+        .send(
+            envelope,
+            MailOptions::default().with_size(limit + 1),
+            &b"x"[..],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Misuse(Misuse::MessageTooLarge { size, .. }) if size == limit + 1),
+        "{error:?}"
+    );
+    assert_eq!(session.noop().await.unwrap().code(), 250);
+
+    // Undeclared and streamed past the limit: Postfix refuses it at the end with 552 5.3.4,
+    // a reply (data), not an error; the session stays usable.
+    let envelope = Envelope::new(Some(grace())).with_recipient(sink("streamed-too-large"));
+    let header = &b"Subject: too large\r\n\r\n"[..];
+    let body = tokio::io::AsyncReadExt::chain(
+        header,
+        Lines {
+            left: limit + 1024 * 1024,
+        },
+    );
+    let report = session
+        .send(envelope, MailOptions::default(), body)
+        .await
+        .unwrap();
+    match report.failure() {
+        Some(TransactionFailure::MessageRejected(reply)) => {
+            assert_eq!(reply.code(), 552, "{reply}");
+            assert_eq!(reply.enhanced().unwrap().to_string(), "5.3.4", "{reply}");
+        }
+        other => panic!("expected a 552 refusal, got {other:?} in {report:?}"),
+    }
+    assert_eq!(session.noop().await.unwrap().code(), 250);
+    session.quit().await.unwrap();
+}
