@@ -22,8 +22,13 @@
 //!
 //! A line start is the start of the body and the byte after any LF.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mail_common::LineReader;
+
+/// Runs of content shorter than this are packed together (see [`BodyDecoder::decode`]).
+const PACK_BELOW: usize = 256;
+/// The largest packed chunk.
+const PACK_LIMIT: usize = 16 * 1024;
 
 /// What one call of [`BodyDecoder::decode`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,15 +79,29 @@ impl BodyDecoder {
     /// Call until it returns [`Decoded::NeedMore`] (then feed more bytes) or [`Decoded::End`]
     /// (then the bytes after the terminator are left in `rx` for whatever comes next).
     pub fn decode(&mut self, rx: &mut LineReader) -> Result<Decoded, TooLarge> {
+        // Runs of content between dot-stuffed line starts are handed out as zero-copy slices of
+        // the receive buffer. When such runs are short (a body where most lines start with a
+        // dot), one slice per line would cost more than the bytes themselves, so short runs are
+        // packed into one owned chunk of at most `PACK_LIMIT` bytes instead.
+        let mut packed: Option<BytesMut> = None;
+        let done = |packed: Option<BytesMut>, otherwise: Decoded| {
+            packed.map_or(otherwise, |p| Decoded::Data(p.freeze()))
+        };
         loop {
             let buf = rx.buffered();
             if buf.is_empty() {
-                return Ok(Decoded::NeedMore);
+                return Ok(done(packed, Decoded::NeedMore));
             }
             if self.at_line_start && buf[0] == b'.' {
                 match (buf.get(1), buf.get(2)) {
-                    (None, _) | (Some(b'\r'), None) => return Ok(Decoded::NeedMore),
+                    (None, _) | (Some(b'\r'), None) => {
+                        return Ok(done(packed, Decoded::NeedMore));
+                    }
                     (Some(b'\r'), Some(b'\n')) => {
+                        if packed.is_some() {
+                            // The terminator stays in `rx` for the next call.
+                            return Ok(done(packed, Decoded::End));
+                        }
                         rx.advance(3);
                         return Ok(Decoded::End);
                     }
@@ -96,18 +115,34 @@ impl BodyDecoder {
             let (span, ends_at_line_start) = Self::span(buf);
             let allowed = self.max_size - self.octets;
             if allowed == 0 {
+                if packed.is_some() {
+                    return Ok(done(packed, Decoded::NeedMore));
+                }
                 return Err(TooLarge {
                     limit: self.max_size,
                 });
             }
             let take = usize::try_from(allowed).map_or(span, |allowed| span.min(allowed));
+            let short = take < PACK_BELOW && take < buf.len();
+            if !short && packed.is_some() {
+                // A long run follows packed pieces: hand those out, the run goes zero-copy next.
+                return Ok(done(packed, Decoded::NeedMore));
+            }
             self.at_line_start = if take == span {
                 ends_at_line_start
             } else {
                 buf[take - 1] == b'\n'
             };
             self.octets += take as u64;
-            return Ok(Decoded::Data(rx.split_to(take)));
+            if !short {
+                return Ok(Decoded::Data(rx.split_to(take)));
+            }
+            let out = packed.get_or_insert_with(|| BytesMut::with_capacity(PACK_LIMIT));
+            out.extend_from_slice(&buf[..take]);
+            rx.advance(take);
+            if out.len() >= PACK_LIMIT - PACK_BELOW || take < span {
+                return Ok(done(packed, Decoded::NeedMore));
+            }
         }
     }
 
@@ -205,18 +240,43 @@ mod tests {
     }
 
     #[test]
-    fn one_chunk_per_run_of_lines_without_dots() {
+    fn long_runs_are_slices_and_dot_dense_short_runs_are_packed() {
+        let long = format!("{}\r\n", "x".repeat(300));
+        let wire = format!("{long}..a\r\n..b\r\n..c\r\n{long}.\r\nNEXT");
         let mut rx = LineReader::new(16);
-        rx.extend(b"a\r\nb\r\nc\r\n..d\r\n.\r\n");
+        rx.extend(wire.as_bytes());
+        let mut decoder = BodyDecoder::new(10_000);
+        let data = |bytes: &str| {
+            Ok(Decoded::Data(bytes::Bytes::copy_from_slice(
+                bytes.as_bytes(),
+            )))
+        };
+        assert_eq!(decoder.decode(&mut rx), data(&long));
+        assert_eq!(decoder.decode(&mut rx), data(".a\r\n.b\r\n"));
+        // The last stuffed line runs into the long run: one slice.
+        assert_eq!(decoder.decode(&mut rx), data(&format!(".c\r\n{long}")));
+        assert_eq!(decoder.decode(&mut rx), Ok(Decoded::End));
+        assert_eq!(rx.buffered(), b"NEXT");
+    }
+
+    #[test]
+    fn packed_pieces_end_before_the_terminator_and_the_limit() {
+        let mut rx = LineReader::new(16);
+        rx.extend(b"..a\r\n..b\r\n.\r\n");
         let mut decoder = BodyDecoder::new(100);
         assert_eq!(
             decoder.decode(&mut rx),
-            Ok(Decoded::Data(bytes::Bytes::from_static(b"a\r\nb\r\nc\r\n")))
-        );
-        assert_eq!(
-            decoder.decode(&mut rx),
-            Ok(Decoded::Data(bytes::Bytes::from_static(b".d\r\n")))
+            Ok(Decoded::Data(bytes::Bytes::from_static(b".a\r\n.b\r\n")))
         );
         assert_eq!(decoder.decode(&mut rx), Ok(Decoded::End));
+        // A limit reached inside packed pieces: what fits is handed out, then the error.
+        let mut rx = LineReader::new(16);
+        rx.extend(b"..a\r\n..b\r\n.\r\n");
+        let mut decoder = BodyDecoder::new(6);
+        assert_eq!(
+            decoder.decode(&mut rx),
+            Ok(Decoded::Data(bytes::Bytes::from_static(b".a\r\n.b")))
+        );
+        assert_eq!(decoder.decode(&mut rx), Err(TooLarge { limit: 6 }));
     }
 }
