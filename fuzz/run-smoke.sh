@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
   log="$(mktemp)"
   if ! "${FUZZ[@]}" run -O "$t" "corpus/$t" -- -max_total_time="$SECONDS_PER_TARGET" \
     -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
-    tail -40 "$log"
+    grep -A3 -m1 -E "panicked|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" || tail -40 "$log"
     echo "run-smoke: $t crashed; input kept in fuzz/artifacts/$t/"
     exit 1
   fi

@@ -77,10 +77,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = client.handle_eof(now);
     while client.poll_event().is_some() {}
-    // The body holds a lone "." line: on the wire it must only ever appear stuffed.
+    // The body holds a lone "." line: with DATA it must only ever appear stuffed. (BDAT sends
+    // the body as it is, so the check applies when chunking is off.)
     let needle = b"dot\r\n.\r\n";
-    assert!(
-        !sent.windows(needle.len()).any(|w| w == needle),
-        "unstuffed terminator on the wire"
-    );
+    if seed & 4 == 0 {
+        assert!(
+            !sent.windows(needle.len()).any(|w| w == needle),
+            "unstuffed terminator on the wire"
+        );
+    }
 });
