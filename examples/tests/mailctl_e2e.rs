@@ -551,3 +551,29 @@ fn the_2000_message_mailbox_and_a_fetch_killed_at_many_points() {
     mail_testground::reset_mailboxes(&[HEIDI]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_offline_demo_runs_discover_verify_send_and_fetch() {
+    let dir = scratch("demo");
+    let output = run(mailctl()
+        .args(["demo", "--maildir"])
+        .arg(dir.join("Maildir")));
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("<- bundled demo entry (loopback)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("found it over POP3 after"), "{stdout}");
+    assert!(stdout.contains("fetched 3 messages"), "{stdout}");
+    assert!(
+        stdout.contains("server mailbox now holds 0 messages"),
+        "{stdout}"
+    );
+    assert_eq!(maildir_ids(&dir.join("Maildir")).len(), 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
