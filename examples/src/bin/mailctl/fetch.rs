@@ -9,7 +9,9 @@ use mail_account::connect::{FailureKind, pop3_failure_kind, pop3_login};
 use mail_account::fetch::{FetchError, FetchEvent, FetchOptions, fetch};
 use mail_account::store::{RetentionPolicy, Store};
 
-use crate::server::{Role, ServerArgs};
+use mail_account::settings::Retention;
+
+use crate::server::{Role, ServerArgs, read_account};
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl fetch`.
@@ -20,7 +22,8 @@ pub(crate) struct Args {
     /// The Maildir to deliver into (created if missing).
     #[arg(long, value_name = "DIR")]
     maildir: PathBuf,
-    /// Leave every message on the server (the default); only new messages are fetched.
+    /// Leave every message on the server (the default, unless the account file says
+    /// otherwise); only new messages are fetched.
     #[arg(long, group = "retention")]
     keep: bool,
     /// Delete each message on the server once it is safely stored.
@@ -43,10 +46,16 @@ pub(crate) async fn run(args: Args) -> Outcome {
     let secret = resolved
         .secret
         .ok_or_else(|| Failure::settings("POP3 needs a password"))?;
-    let retention = match (args.delete, args.delete_after_days) {
-        (true, _) => RetentionPolicy::DeleteAfterDownload,
-        (false, Some(days)) => RetentionPolicy::DeleteAfterDays(days),
-        (false, None) => RetentionPolicy::KeepForever,
+    let retention = match (args.delete, args.delete_after_days, &args.server.account) {
+        (true, _, _) => RetentionPolicy::DeleteAfterDownload,
+        (false, Some(days), _) => RetentionPolicy::DeleteAfterDays(days),
+        // No flag: the account file's retention, else keep (the safe default).
+        (false, None, Some(path)) if !args.keep => match read_account(path)?.retention {
+            Retention::KeepOnServer => RetentionPolicy::KeepForever,
+            Retention::DeleteAfterDownload => RetentionPolicy::DeleteAfterDownload,
+            Retention::DeleteAfterDays(days) => RetentionPolicy::DeleteAfterDays(days),
+        },
+        (false, None, _) => RetentionPolicy::KeepForever,
     };
     let state = args.state.clone().unwrap_or_else(|| {
         let name = format!(
