@@ -1,14 +1,9 @@
 //! A connection with a bounded read buffer, plain or TLS, with the STARTTLS/STLS upgrade.
 
-use std::{
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{io, time::Duration};
 
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     time::timeout,
 };
@@ -49,42 +44,16 @@ enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
+/// What reading and writing need, as one object type.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+impl Stream {
+    /// The byte stream, whichever it is.
+    fn io(&mut self) -> &mut dyn Io {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.as_mut(),
         }
     }
 }
@@ -127,8 +96,8 @@ impl Conn {
         matches!(self.stream, Some(Stream::Tls(_)))
     }
 
-    fn stream(&mut self) -> Result<&mut Stream, ConnError> {
-        self.stream.as_mut().ok_or(ConnError::Io)
+    fn stream(&mut self) -> Result<&mut dyn Io, ConnError> {
+        self.stream.as_mut().map(Stream::io).ok_or(ConnError::Io)
     }
 
     /// Reads one more chunk into the buffer.
@@ -231,7 +200,7 @@ impl Conn {
     pub(crate) async fn close(&mut self) {
         let idle = self.idle;
         if let Some(stream) = self.stream.as_mut() {
-            let _ = timeout(idle, stream.shutdown()).await;
+            let _ = timeout(idle, stream.io().shutdown()).await;
         }
     }
 }
