@@ -57,8 +57,11 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    fmt, io,
+    fmt,
+    future::Future,
+    io,
     net::IpAddr,
+    pin::Pin,
     time::{Duration, Instant},
 };
 
@@ -767,6 +770,37 @@ impl Session {
         self.body_to(command, out).await
     }
 
+    /// `RETR msg` as an [`AsyncRead`](::tokio::io::AsyncRead): the message's bytes
+    /// (dot-unstuffed, line ends as sent), then end of file once the terminator has arrived.
+    /// A session error surfaces as an `io::Error` whose inner error is the [`Error`].
+    ///
+    /// Read it to the end before using the session again; a reader dropped early leaves the
+    /// rest of the reply to be read and skipped by the next call.
+    ///
+    /// ```no_run
+    /// # async fn f(session: &mut pop3_proto::tokio::Session) -> std::io::Result<()> {
+    /// let mut reader = session.retr_reader(1)?;
+    /// let mut message = Vec::new(); // or a file, a pipe, a hasher...
+    /// tokio::io::copy(&mut reader, &mut message).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Fails at once (as an `io::Error`) when the command cannot be sent (the session failed
+    /// earlier, or misuse such as not being logged in).
+    pub fn retr_reader(&mut self, msg: u32) -> io::Result<MessageReader<'_>> {
+        let command = Command::Retr {
+            msg,
+            size_hint: self.sizes.get(&msg).copied(),
+        };
+        let id = self.send(command).map_err(io::Error::other)?;
+        Ok(MessageReader {
+            state: ReaderState::Idle(self, id),
+            pending: Bytes::new(),
+        })
+    }
+
     /// `RETR msg` into memory. Prefer [`Session::retr_to`] for messages of unknown size.
     pub async fn retr(&mut self, msg: u32) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
@@ -1066,5 +1100,86 @@ impl Retrieval<'_> {
     /// Messages not yet completely answered.
     pub fn remaining(&self) -> usize {
         self.pending.len() + self.outstanding.len()
+    }
+}
+
+/// A message being read with [`Session::retr_reader`].
+pub struct MessageReader<'a> {
+    state: ReaderState<'a>,
+    pending: Bytes,
+}
+
+type ReplyFuture<'a> =
+    Pin<Box<dyn Future<Output = (&'a mut Session, Result<Event, Error>)> + Send + 'a>>;
+
+enum ReaderState<'a> {
+    Idle(&'a mut Session, CommandId),
+    Waiting(ReplyFuture<'a>, CommandId),
+    Done,
+    Moving,
+}
+
+impl fmt::Debug for MessageReader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            ReaderState::Idle(..) => "idle",
+            ReaderState::Waiting(..) => "waiting",
+            ReaderState::Done => "done",
+            ReaderState::Moving => "moving",
+        };
+        f.debug_struct("MessageReader")
+            .field("state", &state)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl ::tokio::io::AsyncRead for MessageReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ::tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            match std::mem::replace(&mut this.state, ReaderState::Moving) {
+                ReaderState::Idle(session, id) => {
+                    let reply = Box::pin(async move {
+                        let event = session.reply(id).await;
+                        (session, event)
+                    });
+                    this.state = ReaderState::Waiting(reply, id);
+                }
+                ReaderState::Waiting(mut reply, id) => match reply.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = ReaderState::Waiting(reply, id);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((session, Ok(Event::MessageChunk { data, .. }))) => {
+                        this.pending = data;
+                        this.state = ReaderState::Idle(session, id);
+                    }
+                    Poll::Ready((_, Ok(Event::MessageEnd { .. }))) => {
+                        this.state = ReaderState::Done;
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready((session, Ok(_))) => this.state = ReaderState::Idle(session, id),
+                    Poll::Ready((_, Err(error))) => {
+                        this.state = ReaderState::Done;
+                        return Poll::Ready(Err(io::Error::other(error)));
+                    }
+                },
+                ReaderState::Done | ReaderState::Moving => {
+                    this.state = ReaderState::Done;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
     }
 }

@@ -775,3 +775,36 @@ async fn dele_rset_and_quit_on_erin() {
 
     mail_testground::reset_mailboxes(&[ERIN]);
 }
+
+#[tokio::test]
+async fn retr_reader_is_an_async_read_of_the_message() {
+    let expected = alice_expected();
+    let mut session = logged_in(ALICE).await;
+    // A ~1 MiB message, a message with dot lines, an empty-bodied one; read through small
+    // buffers so chunks are split across reads.
+    for msg in [50_u32, 7, 13] {
+        let mut reader = session.retr_reader(msg).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0_u8; 1000];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf)
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        drop(reader);
+        assert_same_message(msg, &got, &expected[msg as usize - 1]);
+    }
+    // A refused RETR is an io::Error carrying the session's error; the session goes on.
+    let mut reader = session.retr_reader(1000).unwrap();
+    let error = tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("refused"), "{error}");
+    drop(reader);
+    assert_eq!(session.stat().await.unwrap().count, 100);
+    session.quit().await.unwrap();
+}
