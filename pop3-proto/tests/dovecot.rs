@@ -117,12 +117,19 @@ fn crlf(bytes: &[u8]) -> Vec<u8> {
 
 /// Alice's messages as the server must deliver them.
 fn alice_expected() -> Vec<Vec<u8>> {
-    let files = maildir_files(ALICE);
-    assert_eq!(files.len(), 100, "alice's Maildir");
-    files
-        .iter()
-        .map(|path| crlf(&std::fs::read(path).unwrap()))
-        .collect()
+    // Dovecot may rename a file (flags after ":2,") while we list and read; list again then.
+    for _ in 0..10 {
+        let files = maildir_files(ALICE);
+        assert_eq!(files.len(), 100, "alice's Maildir");
+        if let Ok(all) = files
+            .iter()
+            .map(|path| std::fs::read(path).map(|bytes| crlf(&bytes)))
+            .collect()
+        {
+            return all;
+        }
+    }
+    panic!("alice's Maildir kept changing under the test");
 }
 
 fn assert_same_message(msg: u32, got: &[u8], expected: &[u8]) {
