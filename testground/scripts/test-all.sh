@@ -40,7 +40,11 @@ trap cleanup EXIT
 
 if bash "$TG" status >/dev/null 2>&1; then
   step "test ground already running: using it, leaving it running"
-  bash "$TG" setup
+  if bash "$TG" setup | tee /dev/stderr | grep -q "changed while running"; then
+    step "its configuration changed: restarting it"
+    bash "$TG" stop
+    bash "$TG" start
+  fi
 else
   step "installing and starting the test ground"
   STARTED_HERE=1
