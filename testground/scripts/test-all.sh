@@ -40,7 +40,9 @@ trap cleanup EXIT
 
 if bash "$TG" status >/dev/null 2>&1; then
   step "test ground already running: using it, leaving it running"
-  if bash "$TG" setup | tee /dev/stderr | grep -q "changed while running"; then
+  setup_output="$(bash "$TG" setup)"
+  printf '%s\n' "$setup_output"
+  if grep -q "changed while running" <<<"$setup_output"; then
     step "its configuration changed: restarting it"
     bash "$TG" stop
     bash "$TG" start
