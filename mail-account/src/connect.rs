@@ -349,7 +349,8 @@ pub async fn pop3_login(
     Ok(session)
 }
 
-fn pop3_error(server: &ServerSettings, error: pop3::Error) -> ConnectError {
+/// A POP3 session error of `server`, as a [`ConnectError`].
+pub(crate) fn pop3_error(server: &ServerSettings, error: pop3::Error) -> ConnectError {
     ConnectError::Pop3 {
         host: server.host.clone(),
         port: server.port,
@@ -446,7 +447,8 @@ pub async fn smtp_login(
     Ok(session)
 }
 
-fn smtp_error(server: &ServerSettings, error: smtp::Error) -> ConnectError {
+/// An SMTP session error of `server`, as a [`ConnectError`].
+pub(crate) fn smtp_error(server: &ServerSettings, error: smtp::Error) -> ConnectError {
     ConnectError::Smtp {
         host: server.host.clone(),
         port: server.port,

@@ -32,7 +32,8 @@ use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::compose::SimpleMessage;
 use crate::connect::{
-    ConnectError, FailureKind, LoginSecret, ServerSettings, pop3_login, smtp_login,
+    ConnectError, FailureKind, LoginSecret, ServerSettings, pop3_error, pop3_login, smtp_error,
+    smtp_login,
 };
 
 /// How the round trip runs.
@@ -119,22 +120,6 @@ impl RoundtripError {
             Self::NotAccepted(_) => FailureKind::Refused,
             Self::NotArrived { .. } => FailureKind::Timeout,
         }
-    }
-}
-
-fn pop3_error(server: &ServerSettings, error: pop3_proto::tokio::Error) -> ConnectError {
-    ConnectError::Pop3 {
-        host: server.host.clone(),
-        port: server.port,
-        error: Box::new(error),
-    }
-}
-
-fn smtp_error(server: &ServerSettings, error: smtp_submit::tokio::Error) -> ConnectError {
-    ConnectError::Smtp {
-        host: server.host.clone(),
-        port: server.port,
-        error: Box::new(error),
     }
 }
 
