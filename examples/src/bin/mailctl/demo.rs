@@ -110,10 +110,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         let envelope = Envelope::new(Some(mailbox.clone())).with_recipient(mailbox);
         let report = session
             .send_bytes(envelope, MailOptions::default(), &message)
-            .await
-            .map_err(|e| {
-                Failure::new(mail_account::connect::smtp_failure_kind(&e), e.to_string())
-            })?;
+            .await?;
         println!(
             "message {n}: {}",
             if report.is_sent() {
@@ -144,8 +141,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
             }
         },
     )
-    .await
-    .map_err(|e| Failure::new(mail_account::connect::FailureKind::Protocol, e.to_string()))?;
+    .await?;
     println!(
         "fetched {} messages ({} bytes), deleted {} on the server",
         fetched.fetched, fetched.bytes, fetched.deleted

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mail_account::connect::{FailureKind, pop3_failure_kind, pop3_login};
-use mail_account::fetch::{FetchError, FetchEvent, FetchOptions, fetch};
+use mail_account::connect::pop3_login;
+use mail_account::fetch::{FetchEvent, FetchOptions, fetch};
 use mail_account::store::{RetentionPolicy, Store};
 
 use mail_account::settings::Retention;
@@ -109,11 +109,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = result.map_err(|e| match &e {
-        FetchError::Pop3(inner) => Failure::new(pop3_failure_kind(inner), e.to_string()),
-        FetchError::Store(_) | FetchError::Write(_) => Failure::local(e.to_string()),
-        _ => Failure::new(FailureKind::Protocol, e.to_string()),
-    })?;
+    let report = result?;
     println!(
         "fetched {} messages ({} bytes) in {:.2} s",
         report.fetched,

@@ -106,6 +106,27 @@ impl From<mail_account::connect::ConnectError> for Failure {
     }
 }
 
+impl From<smtp_submit::tokio::Error> for Failure {
+    fn from(error: smtp_submit::tokio::Error) -> Self {
+        Self::new(
+            mail_account::connect::smtp_failure_kind(&error),
+            error.to_string(),
+        )
+    }
+}
+
+impl From<mail_account::fetch::FetchError> for Failure {
+    fn from(error: mail_account::fetch::FetchError) -> Self {
+        use mail_account::fetch::FetchError;
+        let kind = match &error {
+            FetchError::Pop3(inner) => mail_account::connect::pop3_failure_kind(inner),
+            FetchError::Store(_) | FetchError::Write(_) => FailureKind::LocalIo,
+            _ => FailureKind::Protocol,
+        };
+        Self::new(kind, error.to_string())
+    }
+}
+
 /// The result of a subcommand.
 pub(crate) type Outcome = Result<(), Failure>;
 

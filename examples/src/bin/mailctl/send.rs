@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use mail_account::compose::SimpleMessage;
-use mail_account::connect::{FailureKind, smtp_failure_kind, smtp_login};
+use mail_account::connect::{FailureKind, smtp_login};
 use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::server::{Role, ServerArgs};
@@ -46,8 +46,6 @@ pub(crate) async fn run(args: Args) -> Outcome {
         envelope.add_recipient(address(to)?);
     }
     let mut session = smtp_login(&settings, resolved.secret.as_ref()).await?;
-    let smtp_failure =
-        |e: smtp_submit::tokio::Error| Failure::new(smtp_failure_kind(&e), e.to_string());
     let report = match (&args.subject, &args.body, &args.file) {
         (Some(subject), Some(body), _) => {
             let mut message = SimpleMessage::new(&args.from, args.to.clone(), subject, body);
@@ -56,22 +54,19 @@ pub(crate) async fn run(args: Args) -> Outcome {
             }
             session
                 .send_bytes(envelope, MailOptions::default(), &message.to_bytes())
-                .await
-                .map_err(smtp_failure)?
+                .await?
         }
         (_, _, Some(path)) if path.as_os_str() != "-" => {
             let file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| Failure::local(format!("cannot open {}: {e}", path.display())))?;
-            session
-                .send(envelope, MailOptions::default(), file)
-                .await
-                .map_err(smtp_failure)?
+            session.send(envelope, MailOptions::default(), file).await?
         }
-        _ => session
-            .send(envelope, MailOptions::default(), tokio::io::stdin())
-            .await
-            .map_err(smtp_failure)?,
+        _ => {
+            session
+                .send(envelope, MailOptions::default(), tokio::io::stdin())
+                .await?
+        }
     };
     for recipient in &report.recipients {
         if recipient.is_accepted() {
