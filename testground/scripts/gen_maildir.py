@@ -42,6 +42,11 @@ USERS = {
     "heidi": (2000, (), 0x7E570008),  # crash-safe fetch (kill -9) and 2,000-message fetches
     "ivan": (0, (), 0x7E570009),  # account verification and discovery
     "judy": (0, (), 0x7E57000A),  # secret-leak and hostile suites that use a real server
+    "kate": (100, (50, 100), 0x7E57000B),  # mailctl habits: fetch state identity, file modes, exit statuses
+    "liam": (0, (), 0x7E57000C),  # SMTP interoperability (recipient limits, 8-bit declarations)
+    "mia": (100, (50, 100), 0x7E57000D),  # mailctl everyday use (list, sendmail, MDA, mbox)
+    "noah": (100, (50, 100), 0x7E57000E),  # POP3 interoperability and latency
+    "olivia": (0, (), 0x7E57000F),  # sign-in (OAuth2, NTLM) and pollers
 }
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z, message N is dated N minutes later
 BIG_SIZE = 1024 * 1024

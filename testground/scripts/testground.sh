@@ -7,7 +7,7 @@
 #   aiosmtpd (venv)    12025 (plain, STARTTLS optional), 12587 (STARTTLS required), 12465 (implicit TLS)
 #
 # All state lives in $TESTGROUND_DIR (default /tmp/testground). Users: alice, bob, carol, dave and
-# the per-suite scratch users erin, frank, grace, heidi, ivan, judy, each with password <user>-pass, address <user>@testground.example. CA: $TESTGROUND_DIR/certs/ca.crt.
+# the per-suite scratch users erin, frank, grace, heidi, ivan, judy, kate, liam, mia, noah, olivia, each with password <user>-pass, address <user>@testground.example. CA: $TESTGROUND_DIR/certs/ca.crt.
 # Run `testground.sh help` for the subcommands. Every subcommand is idempotent.
 set -euo pipefail
 # daemons and admin tools live in sbin, which a CI PATH may lack
@@ -25,7 +25,7 @@ PFETC="$TG/postfix/etc"
 PFSPOOL="$TG/postfix/spool"
 AIO="$TG/aiosmtpd"
 MAILROOT="$TG/mail"
-USERS=(alice bob carol dave erin frank grace heidi ivan judy)
+USERS=(alice bob carol dave erin frank grace heidi ivan judy kate liam mia noah olivia)
 AIOSMTPD_VERSION="${TESTGROUND_AIOSMTPD_VERSION:-1.4.6}"
 SERVER_PKGS=(dovecot-core dovecot-pop3d postfix)
 PEER_PKGS=(mpop msmtp fetchmail swaks libnet-ssleay-perl libdigest-hmac-perl libauthen-sasl-perl)
@@ -491,7 +491,8 @@ usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
   stop           stop everything start/delay started
   status         list the ports; exit 0 only if all listen
   reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
-                 (alice, erin, frank 100; carol, heidi 2000; bob, dave, grace, ivan, judy 0)
+                 (alice, erin, frank, kate, mia, noah 100; carol, heidi 2000;
+                 bob, dave, grace, ivan, judy, liam, olivia 0)
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify

@@ -241,9 +241,45 @@ pub const JUDY: User = User {
     initial_messages: 0,
 };
 
+/// 100 messages like [`ALICE`]; scratch for mailctl's everyday habits (fetch state, file modes).
+pub const KATE: User = User {
+    name: "kate",
+    password: "kate-pass",
+    address: "kate@testground.example",
+    initial_messages: 100,
+};
+/// Empty at reset; SMTP interoperability tests deliver here.
+pub const LIAM: User = User {
+    name: "liam",
+    password: "liam-pass",
+    address: "liam@testground.example",
+    initial_messages: 0,
+};
+/// 100 messages like [`ALICE`]; scratch for mailctl's everyday use (list, sendmail, MDA, mbox).
+pub const MIA: User = User {
+    name: "mia",
+    password: "mia-pass",
+    address: "mia@testground.example",
+    initial_messages: 100,
+};
+/// 100 messages like [`ALICE`]; scratch for POP3 interoperability and latency tests.
+pub const NOAH: User = User {
+    name: "noah",
+    password: "noah-pass",
+    address: "noah@testground.example",
+    initial_messages: 100,
+};
+/// Empty at reset; sign-in (OAuth2, NTLM) and poller tests.
+pub const OLIVIA: User = User {
+    name: "olivia",
+    password: "olivia-pass",
+    address: "olivia@testground.example",
+    initial_messages: 0,
+};
+
 /// Every test user. Each test suite owns its scratch users, so suites never race on a mailbox.
-pub const ALL_USERS: [User; 10] = [
-    ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN, JUDY,
+pub const ALL_USERS: [User; 15] = [
+    ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN, JUDY, KATE, LIAM, MIA, NOAH, OLIVIA,
 ];
 
 /// Regenerates the named users' mailboxes to their initial contents (`testground.sh reset-mail`).
