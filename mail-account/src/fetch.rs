@@ -187,6 +187,16 @@ pub struct FetchReport {
     pub warnings: Vec<String>,
 }
 
+impl FetchReport {
+    /// Whether every message this run set out to fetch was fetched. False when the server
+    /// refused one (it stays on the server, is never deleted by this run, and is tried again
+    /// next run): a caller should report that as a failure, so scripts and cron notice mail
+    /// that is stuck. Messages left for later by the run's limits do not count.
+    pub const fn is_complete(&self) -> bool {
+        self.refused == 0
+    }
+}
+
 /// Why a fetch stopped. Nothing is deleted on the server for a fetch that failed before
 /// `QUIT`, and everything stored so far stays stored.
 #[derive(Debug, thiserror::Error)]

@@ -136,6 +136,25 @@ pub enum AuthMethod {
     Sasl(Mechanism),
 }
 
+/// The name a person knows: `USER/PASS`, `APOP`, or the SASL mechanism's registered name
+/// (`SCRAM-SHA-256`).
+///
+/// ```
+/// use mail_common::sasl::Mechanism;
+/// use pop3_proto::AuthMethod;
+/// assert_eq!(AuthMethod::Sasl(Mechanism::ScramSha256).to_string(), "AUTH SCRAM-SHA-256");
+/// assert_eq!(AuthMethod::UserPass.to_string(), "USER/PASS");
+/// ```
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UserPass => f.write_str("USER/PASS"),
+            Self::Apop => f.write_str("APOP"),
+            Self::Sasl(mechanism) => write!(f, "AUTH {}", mechanism.name()),
+        }
+    }
+}
+
 /// A login request for [`crate::Client::login`].
 ///
 /// ```

@@ -228,7 +228,7 @@ pub enum Error {
     GreetingRefused(Response),
     /// The login failed (`-ERR`, usually `[AUTH]`, or a cancelled SASL exchange). The session
     /// is still usable; nothing was retried.
-    #[error("login with {method:?} failed: {text}", method = .0.method, text = .0.response.text)]
+    #[error("login with {method} failed: {text}", method = .0.method, text = .0.response.text)]
     LoginFailed(LoginFailure),
     /// The server answered a command with `-ERR`. The session goes on.
     #[error("{command} refused: {}", .response.text)]

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use super::crc::Crc32;
 use super::error::{Result, StoreError, io_err};
-use super::maildir::sync_dir;
+use super::maildir::{create_private_dir, make_private, private_file_options, sync_dir};
 use super::{Entry, EntryState};
 
 /// The payload of the first record of every journal.
@@ -95,12 +95,16 @@ fn parent_dir(path: &Path) -> &Path {
 fn lock(path: &Path) -> Result<File> {
     use rustix::fs::{FlockOperation, flock};
     let lock_path = sibling(path, ".lock");
-    let file = OpenOptions::new()
+    let existed = lock_path.exists();
+    let file = private_file_options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
         .map_err(io_err("open lock file", &lock_path))?;
+    if !existed {
+        make_private(&file, &lock_path)?;
+    }
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Locked {
@@ -115,7 +119,7 @@ impl Journal {
     /// tail.
     pub(super) fn open(path: &Path) -> Result<Loaded> {
         let dir = parent_dir(path);
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        create_private_dir(dir)?;
         #[cfg(unix)]
         let lock = lock(path)?;
         let compact = sibling(path, ".compact");
@@ -124,12 +128,16 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove", &compact)(e)),
         }
-        let mut file = OpenOptions::new()
+        let existed = path.exists();
+        let mut file = private_file_options()
             .read(true)
             .append(true)
             .create(true)
             .open(path)
             .map_err(io_err("open", path))?;
+        if !existed {
+            make_private(&file, path)?;
+        }
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(io_err("read", path))?;
         let parsed = parse(path, &data)?;
@@ -260,7 +268,13 @@ impl Journal {
             let _ = writeln!(text, "{:08x} {p}", Crc32::of(p.as_bytes()));
             lines += 1;
         }
-        let mut file = File::create(&compact).map_err(io_err("create", &compact))?;
+        let mut file = private_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&compact)
+            .map_err(io_err("create", &compact))?;
+        make_private(&file, &compact)?;
         file.write_all(text.as_bytes())
             .map_err(io_err("write", &compact))?;
         file.sync_all().map_err(io_err("fsync", &compact))?;

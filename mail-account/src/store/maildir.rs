@@ -12,6 +12,60 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::crc::Crc32;
 use super::error::{Result, io_err};
 
+/// The mode of every directory the store creates (the Maildir, `tmp/`, `new/`, `cur/`, a
+/// state directory): private to its owner, as Dovecot and mpop do. Mail is private.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// The mode of every file the store creates (messages, the journal, its lock and compaction
+/// files), whatever the umask.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode [`PRIVATE_DIR_MODE`], set explicitly so the
+/// umask neither widens nor narrows it. An existing directory is left as its owner made it.
+/// Returns whether it was created.
+pub(super) fn create_private_dir(dir: &Path) -> Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, PRIVATE_DIR_MODE);
+    builder
+        .create(dir)
+        .map_err(io_err("create directory", dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .map_err(io_err("chmod", dir))?;
+    }
+    Ok(true)
+}
+
+/// Options that create a file with mode [`PRIVATE_FILE_MODE`] (before the umask; see
+/// [`make_private`]).
+pub(super) fn private_file_options() -> fs::OpenOptions {
+    #[allow(unused_mut)] // `mut` is needed on Unix only
+    let mut options = fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, PRIVATE_FILE_MODE);
+    options
+}
+
+/// Sets a file the store just created to exactly [`PRIVATE_FILE_MODE`] (an unusual umask
+/// such as 0277 would otherwise leave it unwritable or, with `mode` ignored, too open).
+pub(super) fn make_private(file: &File, path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+            .map_err(io_err("chmod", path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
+}
+
 /// Per-process delivery counter (the `Q` part of the unique name).
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -48,18 +102,16 @@ pub(super) struct Maildir {
 
 impl Maildir {
     /// Opens the Maildir at `root`, creating `root`, `tmp/`, `new/` and `cur/` as needed
-    /// (durably: the parent directories are fsynced after a creation).
+    /// (durably: the parent directories are fsynced after a creation), each with mode
+    /// [`PRIVATE_DIR_MODE`]; existing directories keep their modes.
     pub(super) fn open(root: &Path, journal: &Path) -> Result<Self> {
         let existed = root.is_dir();
         let tmp = root.join("tmp");
         let new = root.join("new");
         let cur = root.join("cur");
-        let mut created = false;
+        let mut created = create_private_dir(root)?;
         for dir in [&tmp, &new, &cur] {
-            if !dir.is_dir() {
-                fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-                created = true;
-            }
+            created |= create_private_dir(dir)?;
         }
         if created {
             sync_dir(root)?;
@@ -222,6 +274,39 @@ mod tests {
         assert!(!md.is_ours("1700000000.M1P2Q3.otherhost"));
         let other = Maildir::open(&dir, &dir.join("other-state")).unwrap();
         assert!(!other.is_ours(names.iter().next().unwrap()));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 15 item 2: mail is private whatever the umask (the test process's is usually
+    /// 022, which made 0644 files and 0755 directories before).
+    #[cfg(unix)]
+    #[test]
+    fn created_directories_and_files_are_private_and_existing_modes_are_kept() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = std::env::temp_dir().join(format!("maildir-modes-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let journal = dir.join(".state");
+        let (mut store, _) = super::super::Store::open(&dir, &journal).unwrap();
+        let mut incoming = store.begin("uid-1", 3).unwrap();
+        incoming.write_all(b"hi\n").unwrap();
+        let message = incoming.commit().unwrap();
+        store.compact().unwrap();
+        for d in [&dir, &dir.join("tmp"), &dir.join("new"), &dir.join("cur")] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        let lock = dir.join(".state.lock");
+        for f in [&message, &journal, &lock] {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        drop(store);
+        // An existing Maildir keeps the modes its owner gave it.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::set_permissions(dir.join("new"), fs::Permissions::from_mode(0o750)).unwrap();
+        drop(super::super::Store::open(&dir, &journal).unwrap());
+        assert_eq!(mode(&dir), 0o750);
+        assert_eq!(mode(&dir.join("new")), 0o750);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,7 +23,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let (mut store, report) = Store::open("Maildir", "state/pop3-alice@example.org.journal")?;
 //! if !report.is_clean() {
-//!     eprintln!("recovered after a crash: {report:?}");
+//!     eprintln!("recovered after a crash: {report}");
 //! }
 //! let server: Vec<(String, Vec<u8>)> = vec![("uid-1".into(), b"Subject: hi\n\nbody\n".to_vec())];
 //! let uidls: Vec<&str> = server.iter().map(|(u, _)| u.as_str()).collect();
@@ -156,6 +156,7 @@ mod error;
 mod journal;
 mod maildir;
 mod retention;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -166,7 +167,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::{Result, StoreError};
+pub use maildir::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 pub use retention::{RetentionPolicy, due_for_deletion};
+pub use state::{MailboxIdentity, STATE_FILE_PREFIX, StateReport};
 
 use crc::Crc32;
 use error::io_err;
@@ -247,6 +250,53 @@ impl ReconcileReport {
             && self.already_delivered.is_empty()
             && self.refetch.is_empty()
             && self.tmp_removed.is_empty()
+    }
+}
+
+/// One line for a person, with counts (the UIDLs and file names are in the fields):
+/// `3 messages completed into new/, 120 partial downloads removed`.
+impl std::fmt::Display for ReconcileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize, one: &'static str, many: &'static str| {
+            if n == 1 { one } else { many }
+        };
+        let mut parts = Vec::new();
+        for (n, one, many) in [
+            (
+                self.moved_to_new.len(),
+                "message completed into new/",
+                "messages completed into new/",
+            ),
+            (
+                self.already_delivered.len(),
+                "message found already delivered",
+                "messages found already delivered",
+            ),
+            (
+                self.refetch.len(),
+                "damaged download to fetch again",
+                "damaged downloads to fetch again",
+            ),
+            (
+                self.tmp_removed.len(),
+                "partial download removed",
+                "partial downloads removed",
+            ),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {}", plural(n, one, many)));
+            }
+        }
+        if self.torn_tail_bytes > 0 {
+            parts.push(format!(
+                "an unfinished journal record ({} bytes) dropped",
+                self.torn_tail_bytes
+            ));
+        }
+        if parts.is_empty() {
+            return f.write_str("nothing to repair");
+        }
+        f.write_str(&parts.join(", "))
     }
 }
 
@@ -486,8 +536,15 @@ impl Store {
         let (name, path, file) = loop {
             let name = self.maildir.unique_name();
             let path = self.maildir.tmp_path(&name);
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => break (name, path, file),
+            match maildir::private_file_options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => {
+                    maildir::make_private(&file, &path)?;
+                    break (name, path, file);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("create", &path)(e)),
             }

@@ -14,6 +14,7 @@ use mail_testserver::TestServer;
 use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::discover::{discover, print_text};
+use crate::output::say;
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl demo`.
@@ -27,7 +28,7 @@ pub(crate) struct Args {
 const ADDRESS: &str = "demo@demo.example";
 
 fn say(title: &str) {
-    println!("\n== {title}");
+    say!("\n== {title}");
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -49,7 +50,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         .start()
         .await
         .map_err(|e| Failure::local(format!("cannot start the demo servers: {e}")))?;
-    println!(
+    say!(
         "POP3S {}   submissions {}",
         server.pop3s_addr(),
         server.submissions_addr()
@@ -88,12 +89,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         &secret,
         &RoundtripOptions::default(),
         |step| {
-            println!("{step}");
+            say!("{step}");
         },
     )
     .await
     .map_err(|e| Failure::new(e.kind(), e.to_string()))?;
-    println!(
+    say!(
         "verified in {:.1} ms",
         roundtrip.total.as_secs_f64() * 1000.0
     );
@@ -111,7 +112,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         let report = session
             .send_bytes(envelope, MailOptions::default(), &message)
             .await?;
-        println!(
+        say!(
             "message {n}: {}",
             if report.is_sent() {
                 "accepted"
@@ -137,17 +138,19 @@ pub(crate) async fn run(args: Args) -> Outcome {
         SystemTime::now(),
         |event| {
             if let mail_account::fetch::FetchEvent::Stored { path, octets, .. } = event {
-                println!("stored {octets:>6} bytes  {}", path.display());
+                say!("stored {octets:>6} bytes  {}", path.display());
             }
         },
     )
     .await?;
-    println!(
+    say!(
         "fetched {} messages ({} bytes), deleted {} on the server",
-        fetched.fetched, fetched.bytes, fetched.deleted
+        fetched.fetched,
+        fetched.bytes,
+        fetched.deleted
     );
     let left = server.mailbox(ADDRESS).map_or(0, |m| m.len());
-    println!("server mailbox now holds {left} messages");
+    say!("server mailbox now holds {left} messages");
     server.shutdown().await;
     say(&format!(
         "done in {:.2} s; Maildir: {}",

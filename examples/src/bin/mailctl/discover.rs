@@ -10,6 +10,7 @@ use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
 use mail_common::transport::TrustRoots;
 use serde_json::{Value, json};
 
+use crate::output::say;
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl discover`.
@@ -37,7 +38,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> Outcome {
     let report = discover(&args.address, args.offline, &DiscoveryOptions::default()).await?;
     if args.json {
-        println!("{:#}", to_json(&report));
+        say!("{:#}", to_json(&report));
     } else {
         print_text(&report);
     }
@@ -86,7 +87,7 @@ pub(crate) async fn verify_logins(
     let mut first_failure = None;
     for (role, result) in verified.results() {
         match result {
-            Ok(ok) => println!(
+            Ok(ok) => say!(
                 "ok    {role} {} login with {} ({}) in {:.1} ms",
                 ok.protocol,
                 ok.mechanism,
@@ -94,8 +95,8 @@ pub(crate) async fn verify_logins(
                 ok.elapsed.as_secs_f64() * 1000.0
             ),
             Err(failure) => {
-                println!("FAIL  {role}: {failure}");
-                println!("      advice: {}", failure.advice());
+                say!("FAIL  {role}: {failure}");
+                say!("      advice: {}", failure.advice());
                 first_failure.get_or_insert_with(|| {
                     Failure::new(failure_kind(failure), format!("{role}: {failure}"))
                 });
@@ -118,15 +119,18 @@ fn failure_kind(failure: &VerifyFailure) -> FailureKind {
 
 fn print_server(role: &str, server: Option<&ServerReport>) {
     let Some(s) = server else {
-        println!("{role}: not found");
+        say!("{role}: not found");
         return;
     };
-    println!(
+    say!(
         "{role}: {} {}:{} ({})",
-        s.protocol.value, s.host.value, s.port.value, s.security.value
+        s.protocol.value,
+        s.host.value,
+        s.port.value,
+        s.security.value
     );
     let line = |name: &str, value: String, source: &dyn std::fmt::Display| {
-        println!("    {name:<9} {value:<32} <- {source}");
+        say!("    {name:<9} {value:<32} <- {source}");
     };
     line("host", s.host.value.clone(), &s.host.source);
     line("port", s.port.value.to_string(), &s.port.source);
@@ -137,40 +141,47 @@ fn print_server(role: &str, server: Option<&ServerReport>) {
 
 /// The report as text: every setting with its source, then warnings, hints and requests.
 pub(crate) fn print_text(report: &DiscoveryReport) {
-    println!("address:  {}", report.address);
+    say!("address:  {}", report.address);
     if let Some(provider) = &report.provider {
-        println!("provider: {} ({})", provider.name, provider.source);
+        say!("provider: {} ({})", provider.name, provider.source);
     }
     print_server("incoming", report.incoming.as_ref());
     print_server("outgoing", report.outgoing.as_ref());
     for warning in &report.warnings {
-        println!("warning:  {}", warning.message);
+        say!("warning:  {}", warning.message);
     }
     for hint in &report.hints {
         match &hint.url {
-            Some(url) => println!("hint:     {} ({url})", hint.text),
-            None => println!("hint:     {}", hint.text),
+            Some(url) => say!("hint:     {} ({url})", hint.text),
+            None => say!("hint:     {}", hint.text),
         }
     }
     for rejected in &report.rejected {
-        println!(
+        say!(
             "rejected: {}:{} from {}: {}",
-            rejected.entry.host, rejected.entry.port, rejected.source, rejected.reason
+            rejected.entry.host,
+            rejected.entry.port,
+            rejected.source,
+            rejected.reason
         );
     }
     for step in &report.steps {
-        println!(
+        say!(
             "step:     {:?} {}: {}",
-            step.step, step.domain, step.outcome
+            step.step,
+            step.domain,
+            step.outcome
         );
     }
     if report.requests.is_empty() {
-        println!("network:  no request made");
+        say!("network:  no request made");
     }
     for request in &report.requests {
-        println!(
+        say!(
             "network:  {:?} {}: {}",
-            request.kind, request.target, request.outcome
+            request.kind,
+            request.target,
+            request.outcome
         );
     }
 }

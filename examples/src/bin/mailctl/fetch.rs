@@ -7,15 +7,36 @@ use std::time::{Instant, SystemTime};
 use indicatif::{ProgressBar, ProgressStyle};
 use mail_account::connect::pop3_login;
 use mail_account::fetch::{FetchEvent, FetchOptions, fetch};
-use mail_account::store::{RetentionPolicy, Store};
+use mail_account::store::{MailboxIdentity, ReconcileReport, RetentionPolicy, StateReport, Store};
 
 use mail_account::settings::Retention;
 
+use crate::output::{say, tell};
 use crate::server::{Role, ServerArgs, read_account};
 use crate::{Failure, Outcome};
+use mail_account::connect::FailureKind;
+
+/// How `mailctl fetch` keeps its state and which file modes it uses (shown in `--help`).
+pub(crate) const FETCH_HELP: &str = "\
+Fetch state:
+  Which messages were fetched is kept in a state journal in the Maildir, named after the
+  mailbox, never after the way the connection is made:
+    with --host/--user:  .mailctl-state-<user>@<host>
+    with --account:      .mailctl-state-<login>@account:<address>
+  Changing the port or the TLS mode (POP3S on 995, STLS on 110) keeps the state, and so
+  does changing the host name inside an account file. A different --host (localhost
+  instead of 127.0.0.1) is a different server to mailctl: it starts a new state, and says
+  so when the Maildir already holds state for the same user; give --state FILE to keep
+  using one state whatever the flags. State files of earlier versions (named after the
+  port too) are taken over without losing any message.
+File modes:
+  Mail is private: the Maildir and its tmp/, new/, cur/ are created 0700, and messages,
+  the state journal and its lock file 0600, whatever the umask. An existing Maildir keeps
+  the modes its owner gave it.";
 
 /// Flags of `mailctl fetch`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = FETCH_HELP)]
 pub(crate) struct Args {
     #[command(flatten)]
     server: ServerArgs,
@@ -32,7 +53,8 @@ pub(crate) struct Args {
     /// Delete messages on the server N days after they were downloaded.
     #[arg(long, value_name = "N", group = "retention")]
     delete_after_days: Option<u32>,
-    /// The state journal (default: a file in the Maildir named after the user and server).
+    /// The state journal (default: a file in the Maildir named after the login and the
+    /// server's host name, or the account; see "Fetch state" below).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
     /// Fetch at most N messages in this run.
@@ -57,19 +79,22 @@ pub(crate) async fn run(args: Args) -> Outcome {
         },
         (false, None, _) => RetentionPolicy::KeepForever,
     };
-    let state = args.state.clone().unwrap_or_else(|| {
-        let name = format!(
-            ".mailctl-state-{}@{}-{}",
-            settings.username, settings.host, settings.port
-        );
-        args.maildir.join(name.replace(['/', '\\'], "_"))
-    });
     let started = Instant::now();
-    let (mut store, recovered) =
-        Store::open(&args.maildir, &state).map_err(|e| Failure::local(e.to_string()))?;
-    if !recovered.is_clean() {
-        eprintln!("mailctl: recovered after an interrupted run: {recovered:?}");
-    }
+    let (mut store, recovered) = match (&args.state, &args.server.account) {
+        (Some(state), _) => {
+            Store::open(&args.maildir, state).map_err(|e| Failure::local(e.to_string()))?
+        }
+        (None, Some(path)) => {
+            let mailbox = MailboxIdentity::for_account(&read_account(path)?)?;
+            open_mailbox(&args.maildir, &mailbox, &settings.host)?
+        }
+        (None, None) => open_mailbox(
+            &args.maildir,
+            &MailboxIdentity::for_server(&settings),
+            &settings.host,
+        )?,
+    };
+    report_recovery(&recovered);
     let session = pop3_login(&settings, &secret).await?;
     let mut options = FetchOptions::new(retention);
     if let Some(max) = args.max_messages {
@@ -110,22 +135,89 @@ pub(crate) async fn run(args: Args) -> Outcome {
         bar.finish_and_clear();
     }
     let report = result?;
-    println!(
+    say!(
         "fetched {} messages ({} bytes) in {:.2} s",
         report.fetched,
         report.bytes,
         started.elapsed().as_secs_f64()
     );
-    if report.deleted > 0 || report.deferred > 0 || report.refused > 0 {
-        eprintln!(
-            "mailctl: {} deleted on the server, {} left for a later run, {} refused by the server",
-            report.deleted, report.deferred, report.refused
+    if report.deleted > 0 || report.deferred > 0 {
+        tell!(
+            "mailctl: {} deleted on the server, {} left for a later run",
+            report.deleted,
+            report.deferred
         );
     }
     for warning in &report.warnings {
         if bar.is_none() {
-            eprintln!("mailctl: warning: {warning}");
+            tell!("mailctl: warning: {warning}");
         }
     }
+    if !report.is_complete() {
+        let n = report.refused;
+        return Err(Failure::new(
+            FailureKind::Refused,
+            format!(
+                "{n} message{} refused by the server; {} on the server and will be tried \
+                 again next run",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it stays" } else { "they stay" }
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Opens the store with the default journal of `mailbox`, telling what happened to older
+/// or other journals.
+fn open_mailbox(
+    maildir: &std::path::Path,
+    mailbox: &MailboxIdentity,
+    host: &str,
+) -> Result<(Store, ReconcileReport), Failure> {
+    let (store, recovered, state) =
+        Store::open_mailbox(maildir, mailbox, host).map_err(|e| Failure::local(e.to_string()))?;
+    report_state(&state, mailbox);
+    Ok((store, recovered))
+}
+
+/// Tells what happened to older or other state journals.
+fn report_state(state: &StateReport, mailbox: &MailboxIdentity) {
+    for (path, taken) in &state.taken_over {
+        tracing::info!(
+            "took over {} ({taken} messages) into {}",
+            path.display(),
+            state.journal.display()
+        );
+    }
+    for other in &state.other_states {
+        tell!(
+            "mailctl: warning: new fetch state for {mailbox}, but this Maildir already holds \
+             state for {} in {}: messages fetched under it are not known here and will be \
+             fetched again if it is the same mailbox (give --state {} to keep using it)",
+            mailbox.login(),
+            other.display(),
+            other.display()
+        );
+    }
+}
+
+/// One line after an interrupted run; the file names at -v.
+fn report_recovery(recovered: &ReconcileReport) {
+    if recovered.is_clean() {
+        return;
+    }
+    tell!("mailctl: recovered after an interrupted run: {recovered}");
+    for name in &recovered.tmp_removed {
+        tracing::info!("removed the partial download tmp/{name}");
+    }
+    for uidl in &recovered.moved_to_new {
+        tracing::info!("completed message {uidl} into new/");
+    }
+    for uidl in &recovered.already_delivered {
+        tracing::info!("message {uidl} was already delivered");
+    }
+    for uidl in &recovered.refetch {
+        tracing::info!("message {uidl} will be fetched again (its download was damaged)");
+    }
 }

@@ -7,6 +7,7 @@
 mod demo;
 mod discover;
 mod fetch;
+mod output;
 mod send;
 mod server;
 mod verify;
@@ -15,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mail_account::connect::FailureKind;
+
+use crate::output::tell;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -26,9 +29,12 @@ Exit status:
   6   timeout
   7   local I/O (Maildir, state journal, message file)
   8   network (connection refused, host unknown)
-  9   the server refused a command, a message or a recipient
+  9   the server refused a command, a message or a recipient (also: a fetch that left a
+      message on the server because the server refused to hand it out)
   10  settings (missing or contradictory flags, unreadable account file, password variable unset)
-On failure one line on stderr names the cause.";
+  141 stdout was closed by its reader (as `mailctl discover ... | head`): output stops
+      quietly, as a Unix tool killed by SIGPIPE
+On failure one line on stderr names the cause; -v adds details.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +90,14 @@ impl Failure {
     /// A local I/O failure.
     pub(crate) fn local(message: impl Into<String>) -> Self {
         Self::new(FailureKind::LocalIo, message)
+    }
+
+    /// How the one stderr line names the failure: "TLS error", "refused by the server".
+    fn label(&self) -> String {
+        match self.kind {
+            FailureKind::Refused => "refused by the server".to_owned(),
+            kind => format!("{kind} error"),
+        }
     }
 
     fn exit_code(&self) -> u8 {
@@ -151,7 +165,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("mailctl: cannot start the runtime: {e}");
+            tell!("mailctl: cannot start the runtime: {e}");
             return ExitCode::from(7);
         }
     };
@@ -167,7 +181,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("mailctl: {} error: {}", failure.kind, failure.message);
+            tell!("mailctl: {}: {}", failure.label(), failure.message);
             ExitCode::from(failure.exit_code())
         }
     }

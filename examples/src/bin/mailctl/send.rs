@@ -6,6 +6,7 @@ use mail_account::compose::SimpleMessage;
 use mail_account::connect::{FailureKind, smtp_login};
 use smtp_submit::{Address, Envelope, MailOptions};
 
+use crate::output::say;
 use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
 
@@ -70,9 +71,9 @@ pub(crate) async fn run(args: Args) -> Outcome {
     };
     for recipient in &report.recipients {
         if recipient.is_accepted() {
-            println!("accepted {}", recipient.address);
+            say!("accepted {}", recipient.address);
         } else {
-            println!("refused  {}: {}", recipient.address, recipient.reply());
+            say!("refused  {}: {}", recipient.address, recipient.reply());
         }
     }
     let _ = session.quit().await;

@@ -46,7 +46,7 @@ pub(crate) struct ServerArgs {
     /// TLS mode.
     #[arg(long, value_enum, default_value_t = TlsMode::Implicit)]
     pub(crate) tls: TlsMode,
-    /// Login name.
+    /// Login name (not needed with --auth none).
     #[arg(long, value_name = "USER")]
     pub(crate) user: Option<String>,
     /// Environment variable holding the password (never a flag: flags show up in `ps`).
@@ -130,10 +130,17 @@ impl ServerArgs {
                 .host
                 .clone()
                 .ok_or_else(|| Failure::settings("--host (or --account) is required"))?;
-            let user = self
-                .user
-                .clone()
-                .ok_or_else(|| Failure::settings("--user (or --account) is required"))?;
+            // A login name is needed only to log in: `--auth none` (an SMTP relay that
+            // trusts the client's network) has none.
+            let user = match (&self.user, login) {
+                (Some(user), _) => user.clone(),
+                (None, LoginMethod::None) if role == Role::Outgoing => String::new(),
+                (None, _) => {
+                    return Err(Failure::settings(
+                        "--user (or --account) is required, unless --auth none (SMTP only)",
+                    ));
+                }
+            };
             let security = match self.tls {
                 TlsMode::Implicit => Security::ImplicitTls,
                 TlsMode::Starttls => Security::Starttls,
