@@ -11,7 +11,7 @@
 use crate::settings::{AuthMethod, Protocol, Security, Username};
 
 /// One server of a provider description.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServerEntry {
     /// POP3, IMAP or SMTP.
     pub protocol: Protocol,

@@ -7,8 +7,9 @@
 //!    `https://<domain>/.well-known/autoconfig/mail/config-v1.1.xml` (plain `http` only when
 //!    [`DiscoveryOptions::allow_http`] is set, reported with a warning), then the online ISPDB
 //!    when [`DiscoveryOptions::online_ispdb`] names one;
-//! 3. DNS SRV (RFC 6186, RFC 8314): `_pop3s`, `_pop3`, then `_imaps`, `_imap` as data when no
-//!    POP3 is published; `_submissions`, `_submission`. A target of `.` means "not offered";
+//! 3. DNS SRV (RFC 6186, RFC 8314): `_pop3s`, `_pop3`, then `_imaps`, `_imap` (as data: the
+//!    incoming server when no POP3 is published, else [`DiscoveryReport::imap`]);
+//!    `_submissions`, `_submission`. A target of `.` means "not offered";
 //! 4. MX: the first exchange's parent domain and registrable domain (Public Suffix List), each
 //!    looked up in the bundled database, then their autoconfig files (HTTPS only);
 //! 5. guessing host names and probing them ([`crate::probe`]), TLS first.
@@ -42,7 +43,8 @@ use crate::{
 pub const ONLINE_ISPDB_URL: &str = "https://autoconfig.thunderbird.net/v1.1/";
 
 /// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Source {
     /// The person's manual settings.
@@ -130,7 +132,7 @@ impl fmt::Display for Source {
 }
 
 /// A value and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Sourced<T> {
     /// The value.
     pub value: T,
@@ -145,7 +147,7 @@ impl<T> Sourced<T> {
 }
 
 /// One server's settings, each with its source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServerReport {
     /// Protocol.
     pub protocol: Sourced<Protocol>,
@@ -162,7 +164,8 @@ pub struct ServerReport {
 }
 
 /// A step of discovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Step {
     /// Nothing to discover: the manual settings are complete.
@@ -179,8 +182,21 @@ pub enum Step {
     Probe,
 }
 
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Manual => "manual",
+            Self::BundledDb => "bundled database",
+            Self::Autoconfig => "autoconfig",
+            Self::Srv => "DNS SRV",
+            Self::Mx => "MX",
+            Self::Probe => "probe",
+        })
+    }
+}
+
 /// What a step did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StepRecord {
     /// The step.
     pub step: Step,
@@ -191,7 +207,8 @@ pub struct StepRecord {
 }
 
 /// The kind of a network request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum RequestKind {
     /// DNS SRV query.
@@ -206,8 +223,20 @@ pub enum RequestKind {
     Probe,
 }
 
+impl fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::DnsSrv => "DNS SRV",
+            Self::DnsMx => "DNS MX",
+            Self::Https => "HTTPS",
+            Self::Http => "HTTP",
+            Self::Probe => "probe",
+        })
+    }
+}
+
 /// One network request discovery made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NetworkRequest {
     /// Kind.
     pub kind: RequestKind,
@@ -218,7 +247,8 @@ pub struct NetworkRequest {
 }
 
 /// What a warning is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum WarningKind {
     /// A source said submission on port 25.
@@ -236,7 +266,7 @@ pub enum WarningKind {
 }
 
 /// Something the person should know about the result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
     /// Kind.
     pub kind: WarningKind,
@@ -245,7 +275,7 @@ pub struct Warning {
 }
 
 /// An entry a source offered that was not used, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rejected {
     /// The entry.
     pub entry: ServerEntry,
@@ -256,7 +286,7 @@ pub struct Rejected {
 }
 
 /// The provider discovery identified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProviderInfo {
     /// Id (bundled entry id, or the autoconfig `emailProvider id`).
     pub id: String,
@@ -266,20 +296,40 @@ pub struct ProviderInfo {
     pub source: Source,
 }
 
+/// The marker every [`ImapReport`] carries.
+pub const IMAP_NOT_USED: &str = "not used by this project's clients (they fetch over POP3); \
+                                 for a mail client that reads over IMAP";
+
+/// IMAP settings found by discovery: data for a person, not used by this project's clients.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImapReport {
+    /// The server's settings, each with its source.
+    #[serde(flatten)]
+    pub server: ServerReport,
+    /// Always false: nothing in this project connects to it.
+    pub used_by_this_project: bool,
+    /// [`IMAP_NOT_USED`], in words.
+    pub note: &'static str,
+}
+
 /// The result of discovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DiscoveryReport {
     /// The address, with its domain in both forms.
     pub address: EmailAddress,
     /// The incoming server, if found or given.
     pub incoming: Option<ServerReport>,
+    /// The provider's IMAP server, from the same sources, as data for a person who picks an
+    /// IMAP client: this project's clients fetch over POP3 only and never use it.
+    pub imap: Option<ImapReport>,
     /// The outgoing server, if found or given.
     pub outgoing: Option<ServerReport>,
     /// Display name (manual only).
     pub display_name: Option<String>,
     /// POP3 retention.
     pub retention: Sourced<Retention>,
-    /// Credential (manual only).
+    /// Credential (manual only; never serialised: it may hold a password).
+    #[serde(skip)]
     pub credential: Option<Credential>,
     /// TLS options (manual only).
     pub tls: TlsOptions,
@@ -928,13 +978,10 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
                 ("_submission", Protocol::Smtp, Security::Starttls),
             ]);
         }
-        let mut found_incoming_protocol = None;
         let mut summary = Vec::new();
         for (label, protocol, security) in labels {
-            if protocol != Protocol::Smtp && found_incoming_protocol.is_some_and(|p| p != protocol)
-            {
-                continue; // POP3 found: IMAP not needed (or the reverse with prefer_imap)
-            }
+            // IMAP is looked up even when POP3 was found: it is reported as data
+            // (`DiscoveryReport::imap`) for a person choosing an IMAP client.
             let name = format!("{label}._tcp.{domain}");
             let records = self.lookup_srv(c, &name).await;
             if records.len() == 1 && records[0].is_not_offered() {
@@ -960,9 +1007,6 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
                 .collect();
             if entries.is_empty() {
                 continue;
-            }
-            if protocol != Protocol::Smtp {
-                found_incoming_protocol = Some(protocol);
             }
             let n = c.offer(entries, false);
             summary.push(format!("{name}: {n} usable"));
@@ -1302,9 +1346,38 @@ fn merge(
     })
 }
 
+/// The first IMAP server of the sources consulted (the chosen incoming server when it is
+/// IMAP, else the IMAP alternatives, implicit TLS first), as a report.
+fn imap_report(c: &mut Collector, incoming: Option<&Found>) -> Option<ImapReport> {
+    let found = match incoming.filter(|f| f.entry.protocol == Protocol::Imap) {
+        Some(found) => found.clone(),
+        None => {
+            let (entry, source) = c
+                .alternatives
+                .iter()
+                .filter(|(e, _)| e.protocol == Protocol::Imap)
+                .min_by_key(|(e, _)| u8::from(e.security != Security::ImplicitTls))?
+                .clone();
+            let stated = !matches!(source, Source::Srv { .. } | Source::Probe { .. });
+            Found {
+                entry,
+                source,
+                stated,
+            }
+        }
+    };
+    let server = merge(c, &PartialServer::default(), Some(&found), Protocol::Imap)?;
+    Some(ImapReport {
+        server,
+        used_by_this_project: false,
+        note: IMAP_NOT_USED,
+    })
+}
+
 fn finish(mut c: Collector, manual: &ManualSettings) -> DiscoveryReport {
     let found_in = c.incoming.take();
     let found_out = c.outgoing.take();
+    let imap = imap_report(&mut c, found_in.as_ref());
     let incoming = merge(&mut c, &manual.incoming, found_in.as_ref(), Protocol::Pop3);
     let outgoing = merge(&mut c, &manual.outgoing, found_out.as_ref(), Protocol::Smtp);
     let retention = match (manual.retention, &c.pop3_leave) {
@@ -1323,6 +1396,7 @@ fn finish(mut c: Collector, manual: &ManualSettings) -> DiscoveryReport {
     DiscoveryReport {
         address: c.address,
         incoming,
+        imap,
         outgoing,
         display_name: manual.display_name.clone(),
         retention,

@@ -70,6 +70,13 @@ impl EmailAddress {
     }
 }
 
+/// Serialised as the address text (`taro@example.jp`).
+impl serde::Serialize for EmailAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)

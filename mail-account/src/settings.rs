@@ -135,6 +135,19 @@ pub enum AuthMethod {
     None,
 }
 
+/// The name used in account files (`password-cleartext`, `oauth2`, ...).
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Automatic => "automatic",
+            Self::PasswordCleartext => "password-cleartext",
+            Self::PasswordEncrypted => "password-encrypted",
+            Self::OAuth2 => "oauth2",
+            Self::None => "none",
+        })
+    }
+}
+
 /// A username template: `{address}`, `{local}`, `{domain}`, any literal text, or
 /// `{input:LABEL}` for a value the person must enter (not derivable from the address).
 ///

@@ -44,6 +44,8 @@ fn records() -> Vec<Rr> {
         Rr::Srv("_pop3s._tcp.srv.test", 10, 1, 995, "pop.srv.test"),
         Rr::Srv("_submissions._tcp.srv.test", 0, 0, 0, "."),
         Rr::Srv("_submission._tcp.srv.test", 0, 1, 587, "smtp.srv.test"),
+        // ... and IMAPS, reported as data (issue 15 item 7).
+        Rr::Srv("_imaps._tcp.srv.test", 0, 1, 993, "imap.srv.test"),
         // srv25.test: SRV says submission on port 25.
         Rr::Srv("_pop3s._tcp.srv25.test", 0, 1, 995, "mail.srv25.test"),
         Rr::Srv("_submission._tcp.srv25.test", 0, 1, 25, "mail.srv25.test"),
@@ -300,7 +302,21 @@ async fn step3_srv_priority_dot_target_and_order_of_steps() {
             .iter()
             .any(|(e, _)| e.host == "pop-backup.srv.test")
     );
-    // Order of requests: autoconfig (both URLs) before SRV; IMAP labels skipped once POP3 found.
+    // IMAP from the same source, as data (issue 15 item 7): POP3 stays the incoming server.
+    let imap = r.imap.as_ref().expect("IMAP settings reported");
+    assert_eq!(
+        (imap.server.host.value.as_str(), imap.server.port.value),
+        ("imap.srv.test", 993)
+    );
+    assert_eq!(imap.server.protocol.value, Protocol::Imap);
+    assert_eq!(
+        imap.server.host.source,
+        Source::Srv {
+            name: "_imaps._tcp.srv.test".into()
+        }
+    );
+    assert!(!imap.used_by_this_project);
+    // Order of requests: autoconfig (both URLs) before SRV; IMAP looked up after POP3.
     let kinds: Vec<_> = r
         .requests
         .iter()
@@ -314,6 +330,8 @@ async fn step3_srv_priority_dot_target_and_order_of_steps() {
         [
             "_pop3s._tcp.srv.test",
             "_pop3._tcp.srv.test",
+            "_imaps._tcp.srv.test",
+            "_imap._tcp.srv.test",
             "_submissions._tcp.srv.test",
             "_submission._tcp.srv.test"
         ]

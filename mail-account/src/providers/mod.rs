@@ -65,7 +65,8 @@ impl DbServer {
 }
 
 /// Where a bundled entry comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Origin {
     /// Generated from the ISPDB snapshot.
     Ispdb {
@@ -84,7 +85,8 @@ pub enum Origin {
 }
 
 /// What kind of advice a [`Hint`] gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum HintKind {
     /// The account password does not work for mail apps; an app password is needed.
@@ -106,7 +108,7 @@ pub enum HintKind {
 }
 
 /// Advice about a provider, shown to the person.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Hint {
     /// What kind of advice.
     pub kind: HintKind,

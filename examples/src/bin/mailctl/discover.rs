@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 
 use mail_account::connect::{FailureKind, LoginSecret};
-use mail_account::discover::{DiscoveryReport, ServerReport, Sourced};
+use mail_account::discover::{DiscoveryReport, ServerReport};
 use mail_account::settings::ManualSettings;
 use mail_account::verify::{VerifyFailure, VerifyOptions, verify_account};
 use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
 use mail_common::transport::TrustRoots;
-use serde_json::{Value, json};
 
 use crate::output::say;
 use crate::{Failure, Outcome};
@@ -38,7 +37,9 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> Outcome {
     let report = discover(&args.address, args.offline, &DiscoveryOptions::default()).await?;
     if args.json {
-        say!("{:#}", to_json(&report));
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::local(format!("cannot write the report as JSON: {e}")))?;
+        say!("{json}");
     } else {
         print_text(&report);
     }
@@ -136,7 +137,7 @@ fn print_server(role: &str, server: Option<&ServerReport>) {
     line("port", s.port.value.to_string(), &s.port.source);
     line("security", s.security.value.to_string(), &s.security.source);
     line("username", s.username.value.to_string(), &s.username.source);
-    line("auth", format!("{:?}", s.auth.value), &s.auth.source);
+    line("auth", s.auth.value.to_string(), &s.auth.source);
 }
 
 /// The report as text: every setting with its source, then warnings, hints and requests.
@@ -147,6 +148,10 @@ pub(crate) fn print_text(report: &DiscoveryReport) {
     }
     print_server("incoming", report.incoming.as_ref());
     print_server("outgoing", report.outgoing.as_ref());
+    if let Some(imap) = &report.imap {
+        print_server("imap", Some(&imap.server));
+        say!("    note      {}", imap.note);
+    }
     for warning in &report.warnings {
         say!("warning:  {}", warning.message);
     }
@@ -166,54 +171,17 @@ pub(crate) fn print_text(report: &DiscoveryReport) {
         );
     }
     for step in &report.steps {
-        say!(
-            "step:     {:?} {}: {}",
-            step.step,
-            step.domain,
-            step.outcome
-        );
+        say!("step:     {} {}: {}", step.step, step.domain, step.outcome);
     }
     if report.requests.is_empty() {
         say!("network:  no request made");
     }
     for request in &report.requests {
         say!(
-            "network:  {:?} {}: {}",
+            "network:  {} {}: {}",
             request.kind,
             request.target,
             request.outcome
         );
     }
-}
-
-fn sourced<T: ToString>(value: &Sourced<T>) -> Value {
-    json!({ "value": value.value.to_string(), "source": value.source.to_string() })
-}
-
-fn server_json(server: Option<&ServerReport>) -> Value {
-    server.map_or(Value::Null, |s| {
-        json!({
-            "protocol": sourced(&s.protocol),
-            "host": sourced(&s.host),
-            "port": json!({ "value": s.port.value, "source": s.port.source.to_string() }),
-            "security": sourced(&s.security),
-            "username": sourced(&s.username),
-            "auth": json!({ "value": format!("{:?}", s.auth.value), "source": s.auth.source.to_string() }),
-        })
-    })
-}
-
-/// The report as JSON.
-pub(crate) fn to_json(report: &DiscoveryReport) -> Value {
-    json!({
-        "address": report.address.to_string(),
-        "provider": report.provider.as_ref().map(|p| json!({ "id": p.id, "name": p.name, "source": p.source.to_string() })),
-        "incoming": server_json(report.incoming.as_ref()),
-        "outgoing": server_json(report.outgoing.as_ref()),
-        "warnings": report.warnings.iter().map(|w| json!({ "kind": format!("{:?}", w.kind), "message": w.message })).collect::<Vec<_>>(),
-        "hints": report.hints.iter().map(|h| json!({ "kind": format!("{:?}", h.kind), "text": h.text, "url": h.url })).collect::<Vec<_>>(),
-        "rejected": report.rejected.iter().map(|r| json!({ "host": r.entry.host, "port": r.entry.port, "source": r.source.to_string(), "reason": r.reason })).collect::<Vec<_>>(),
-        "steps": report.steps.iter().map(|s| json!({ "step": format!("{:?}", s.step), "domain": s.domain, "outcome": s.outcome })).collect::<Vec<_>>(),
-        "requests": report.requests.iter().map(|r| json!({ "kind": format!("{:?}", r.kind), "target": r.target, "outcome": r.outcome })).collect::<Vec<_>>(),
-    })
 }

@@ -54,7 +54,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Find the POP3 and SMTP settings of an address, with the source of each.
+    /// Find the POP3 and SMTP settings of an address, with the source of each (and the IMAP
+    /// settings, as data for other mail clients: mailctl does not use IMAP).
     Discover(discover::Args),
     /// Fetch mail over POP3 into a Maildir, crash-safely.
     Fetch(fetch::Args),
