@@ -287,7 +287,7 @@ async fn smtp_354_after_every_recipient_failed_sends_no_body() {
     .collect();
     let output = mailctl(args).await;
     let transcript = server.finish().await;
-    assert_failed(&output, 9, "server refused error", &transcript);
+    assert_failed(&output, 9, "refused by the server", &transcript);
     assert!(
         !transcript.any_contains(b"hostile-body-text"),
         "the body went out: {transcript:?}"
