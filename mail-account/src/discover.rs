@@ -1349,21 +1349,20 @@ fn merge(
 /// The first IMAP server of the sources consulted (the chosen incoming server when it is
 /// IMAP, else the IMAP alternatives, implicit TLS first), as a report.
 fn imap_report(c: &mut Collector, incoming: Option<&Found>) -> Option<ImapReport> {
-    let found = match incoming.filter(|f| f.entry.protocol == Protocol::Imap) {
-        Some(found) => found.clone(),
-        None => {
-            let (entry, source) = c
-                .alternatives
-                .iter()
-                .filter(|(e, _)| e.protocol == Protocol::Imap)
-                .min_by_key(|(e, _)| u8::from(e.security != Security::ImplicitTls))?
-                .clone();
-            let stated = !matches!(source, Source::Srv { .. } | Source::Probe { .. });
-            Found {
-                entry,
-                source,
-                stated,
-            }
+    let found = if let Some(found) = incoming.filter(|f| f.entry.protocol == Protocol::Imap) {
+        found.clone()
+    } else {
+        let (entry, source) = c
+            .alternatives
+            .iter()
+            .filter(|(e, _)| e.protocol == Protocol::Imap)
+            .min_by_key(|(e, _)| u8::from(e.security != Security::ImplicitTls))?
+            .clone();
+        let stated = !matches!(source, Source::Srv { .. } | Source::Probe { .. });
+        Found {
+            entry,
+            source,
+            stated,
         }
     };
     let server = merge(c, &PartialServer::default(), Some(&found), Protocol::Imap)?;

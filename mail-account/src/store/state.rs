@@ -234,10 +234,11 @@ fn state_files(maildir: &Path) -> Result<Vec<String>> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if name.starts_with(STATE_FILE_PREFIX)
-            && !name.ends_with(".lock")
-            && !name.ends_with(".compact")
-        {
+        // Our own suffixes, always lower case.
+        let companion = Path::new(&name)
+            .extension()
+            .is_some_and(|e| e == "lock" || e == "compact");
+        if name.starts_with(STATE_FILE_PREFIX) && !companion {
             names.push(name);
         }
     }

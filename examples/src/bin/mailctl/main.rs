@@ -172,7 +172,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Discover(args) => discover::run(args).await,
+            Command::Discover(args) => Box::pin(discover::run(args)).await,
             Command::Fetch(args) => fetch::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
