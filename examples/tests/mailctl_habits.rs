@@ -444,6 +444,7 @@ fn assert_quiet_sigpipe_exit(output: &Output, what: &str) {
 }
 
 /// Item 4: `mailctl discover ... | head` and friends end quietly.
+#[allow(clippy::incompatible_msrv)] // std::io::pipe: see `with_closed_stdout`
 #[test]
 fn a_closed_stdout_ends_output_quietly() {
     for json in [true, false] {
@@ -468,6 +469,18 @@ fn a_closed_stdout_ends_output_quietly() {
     assert_quiet_sigpipe_exit(&with_closed_stdout(&mut command), "fetch");
     // The fetch itself completed before the summary line could not be written.
     assert_eq!(messages(&dir.join("Maildir")).len(), 1);
+
+    // A closed stderr (with -v, so log lines go there) does not stop a fetch either.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = command
+        .arg("-v")
+        .stdout(Stdio::piped())
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(fetched(&output), 1);
+    assert_eq!(messages(&dir.join("Maildir")).len(), 2);
     let _ = std::fs::remove_dir_all(dir);
 }
 
