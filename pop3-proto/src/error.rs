@@ -29,6 +29,19 @@ pub enum Phase {
     Idle,
 }
 
+/// What the client was waiting for, in words ("waiting for the greeting").
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Greeting => "waiting for the greeting",
+            Self::Reply => "waiting for a reply",
+            Self::Data => "inside a multi-line reply",
+            Self::TlsHandshake => "during the TLS handshake after STLS",
+            Self::Idle => "while idle",
+        })
+    }
+}
+
 /// What was wrong with a line the server sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -46,6 +59,20 @@ pub enum Malformed {
     UidListing,
     /// A message number or size does not fit in its type (`u32` / `u64`).
     NumberOutOfRange,
+}
+
+/// What was wrong, in words ("not a +OK/-ERR status line").
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::StatusLine => "not a +OK/-ERR status line",
+            Self::UnexpectedContinuation => "a \"+ \" continuation outside AUTH",
+            Self::Stat => "a STAT reply that is not \"count size\"",
+            Self::ScanListing => "a LIST entry that is not \"msg size\"",
+            Self::UidListing => "a UIDL entry that is not \"msg uid\"",
+            Self::NumberOutOfRange => "a number out of range",
+        })
+    }
 }
 
 /// A fatal condition: the session cannot continue and the connection should be closed.
@@ -84,7 +111,7 @@ pub enum ProtocolError {
         limit: u64,
     },
     /// The server sent a line that does not parse.
-    #[error("malformed response ({kind:?}): {excerpt}")]
+    #[error("malformed response ({kind}): {excerpt}")]
     Malformed {
         /// What was wrong.
         kind: Malformed,
@@ -99,13 +126,13 @@ pub enum ProtocolError {
     #[error("data received after the STLS reply, before TLS was established")]
     InputAfterStartTls,
     /// The connection ended before the session did.
-    #[error("connection closed by the server ({phase:?})")]
+    #[error("connection closed by the server ({phase})")]
     UnexpectedEof {
         /// What the client was waiting for.
         phase: Phase,
     },
     /// A deadline from [`crate::Timeouts`] passed.
-    #[error("timed out ({phase:?})")]
+    #[error("timed out ({phase})")]
     Timeout {
         /// What the client was waiting for.
         phase: Phase,

@@ -208,7 +208,7 @@ pub enum Misuse {
         offered: Vec<String>,
     },
     /// The explicitly requested mechanism is not offered.
-    #[error("the server does not offer {0:?}")]
+    #[error("the server does not offer {0}")]
     MechanismNotOffered(Mechanism),
     /// AUTH succeeded already; RFC 4954 forbids a second one.
     #[error("already authenticated")]

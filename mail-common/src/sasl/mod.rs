@@ -106,6 +106,18 @@ pub enum Mechanism {
     OAuthBearer,
 }
 
+/// The registered name (`SCRAM-SHA-256`), as people and servers know it.
+///
+/// ```
+/// use mail_common::sasl::Mechanism;
+/// assert_eq!(Mechanism::ScramSha256.to_string(), "SCRAM-SHA-256");
+/// ```
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Mechanism {
     /// Every mechanism, strongest first within each credential kind.
     pub const ALL: [Self; 7] = [
@@ -226,14 +238,14 @@ pub fn choose<'a>(
 #[non_exhaustive]
 pub enum SaslError {
     /// The credentials do not suit the mechanism (a password for XOAUTH2, a token for SCRAM).
-    #[error("{mechanism:?} cannot run with these credentials")]
+    #[error("{mechanism} cannot run with these credentials")]
     WrongCredentialKind {
         /// The mechanism asked for.
         mechanism: Mechanism,
     },
     /// A credential or user name contains a byte the mechanism cannot carry (NUL in PLAIN,
     /// `\x01` in the OAuth mechanisms).
-    #[error("a credential contains a byte that {mechanism:?} cannot carry")]
+    #[error("a credential contains a byte that {mechanism} cannot carry")]
     UnencodableCredential {
         /// The mechanism asked for.
         mechanism: Mechanism,

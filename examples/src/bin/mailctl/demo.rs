@@ -14,7 +14,6 @@ use mail_testserver::TestServer;
 use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::discover::{discover, print_text};
-use crate::output::say;
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl demo`.
@@ -28,7 +27,7 @@ pub(crate) struct Args {
 const ADDRESS: &str = "demo@demo.example";
 
 fn say(title: &str) {
-    say!("\n== {title}");
+    println!("\n== {title}");
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -50,7 +49,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         .start()
         .await
         .map_err(|e| Failure::local(format!("cannot start the demo servers: {e}")))?;
-    say!(
+    println!(
         "POP3S {}   submissions {}",
         server.pop3s_addr(),
         server.submissions_addr()
@@ -89,12 +88,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         &secret,
         &RoundtripOptions::default(),
         |step| {
-            say!("{step}");
+            println!("{step}");
         },
     )
     .await
     .map_err(|e| Failure::new(e.kind(), e.to_string()))?;
-    say!(
+    println!(
         "verified in {:.1} ms",
         roundtrip.total.as_secs_f64() * 1000.0
     );
@@ -112,7 +111,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         let report = session
             .send_bytes(envelope, MailOptions::default(), &message)
             .await?;
-        say!(
+        println!(
             "message {n}: {}",
             if report.is_sent() {
                 "accepted"
@@ -138,19 +137,17 @@ pub(crate) async fn run(args: Args) -> Outcome {
         SystemTime::now(),
         |event| {
             if let mail_account::fetch::FetchEvent::Stored { path, octets, .. } = event {
-                say!("stored {octets:>6} bytes  {}", path.display());
+                println!("stored {octets:>6} bytes  {}", path.display());
             }
         },
     )
     .await?;
-    say!(
+    println!(
         "fetched {} messages ({} bytes), deleted {} on the server",
-        fetched.fetched,
-        fetched.bytes,
-        fetched.deleted
+        fetched.fetched, fetched.bytes, fetched.deleted
     );
     let left = server.mailbox(ADDRESS).map_or(0, |m| m.len());
-    say!("server mailbox now holds {left} messages");
+    println!("server mailbox now holds {left} messages");
     server.shutdown().await;
     say(&format!(
         "done in {:.2} s; Maildir: {}",

@@ -9,7 +9,6 @@ use mail_account::verify::{VerifyFailure, VerifyOptions, verify_account};
 use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
 use mail_common::transport::TrustRoots;
 
-use crate::output::say;
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl discover`.
@@ -39,7 +38,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::local(format!("cannot write the report as JSON: {e}")))?;
-        say!("{json}");
+        println!("{json}");
     } else {
         print_text(&report);
     }
@@ -88,7 +87,7 @@ pub(crate) async fn verify_logins(
     let mut first_failure = None;
     for (role, result) in verified.results() {
         match result {
-            Ok(ok) => say!(
+            Ok(ok) => println!(
                 "ok    {role} {} login with {} ({}) in {:.1} ms",
                 ok.protocol,
                 ok.mechanism,
@@ -96,8 +95,8 @@ pub(crate) async fn verify_logins(
                 ok.elapsed.as_secs_f64() * 1000.0
             ),
             Err(failure) => {
-                say!("FAIL  {role}: {failure}");
-                say!("      advice: {}", failure.advice());
+                println!("FAIL  {role}: {failure}");
+                println!("      advice: {}", failure.advice());
                 first_failure.get_or_insert_with(|| {
                     Failure::new(failure_kind(failure), format!("{role}: {failure}"))
                 });
@@ -120,18 +119,15 @@ fn failure_kind(failure: &VerifyFailure) -> FailureKind {
 
 fn print_server(role: &str, server: Option<&ServerReport>) {
     let Some(s) = server else {
-        say!("{role}: not found");
+        println!("{role}: not found");
         return;
     };
-    say!(
+    println!(
         "{role}: {} {}:{} ({})",
-        s.protocol.value,
-        s.host.value,
-        s.port.value,
-        s.security.value
+        s.protocol.value, s.host.value, s.port.value, s.security.value
     );
     let line = |name: &str, value: String, source: &dyn std::fmt::Display| {
-        say!("    {name:<9} {value:<32} <- {source}");
+        println!("    {name:<9} {value:<32} <- {source}");
     };
     line("host", s.host.value.clone(), &s.host.source);
     line("port", s.port.value.to_string(), &s.port.source);
@@ -142,46 +138,41 @@ fn print_server(role: &str, server: Option<&ServerReport>) {
 
 /// The report as text: every setting with its source, then warnings, hints and requests.
 pub(crate) fn print_text(report: &DiscoveryReport) {
-    say!("address:  {}", report.address);
+    println!("address:  {}", report.address);
     if let Some(provider) = &report.provider {
-        say!("provider: {} ({})", provider.name, provider.source);
+        println!("provider: {} ({})", provider.name, provider.source);
     }
     print_server("incoming", report.incoming.as_ref());
     print_server("outgoing", report.outgoing.as_ref());
     if let Some(imap) = &report.imap {
         print_server("imap", Some(&imap.server));
-        say!("    note      {}", imap.note);
+        println!("    note      {}", imap.note);
     }
     for warning in &report.warnings {
-        say!("warning:  {}", warning.message);
+        println!("warning:  {}", warning.message);
     }
     for hint in &report.hints {
         match &hint.url {
-            Some(url) => say!("hint:     {} ({url})", hint.text),
-            None => say!("hint:     {}", hint.text),
+            Some(url) => println!("hint:     {} ({url})", hint.text),
+            None => println!("hint:     {}", hint.text),
         }
     }
     for rejected in &report.rejected {
-        say!(
+        println!(
             "rejected: {}:{} from {}: {}",
-            rejected.entry.host,
-            rejected.entry.port,
-            rejected.source,
-            rejected.reason
+            rejected.entry.host, rejected.entry.port, rejected.source, rejected.reason
         );
     }
     for step in &report.steps {
-        say!("step:     {} {}: {}", step.step, step.domain, step.outcome);
+        println!("step:     {} {}: {}", step.step, step.domain, step.outcome);
     }
     if report.requests.is_empty() {
-        say!("network:  no request made");
+        println!("network:  no request made");
     }
     for request in &report.requests {
-        say!(
+        println!(
             "network:  {} {}: {}",
-            request.kind,
-            request.target,
-            request.outcome
+            request.kind, request.target, request.outcome
         );
     }
 }

@@ -11,7 +11,6 @@ use mail_account::store::{MailboxIdentity, ReconcileReport, RetentionPolicy, Sta
 
 use mail_account::settings::Retention;
 
-use crate::output::{say, tell};
 use crate::server::{Role, ServerArgs, read_account};
 use crate::{Failure, Outcome};
 use mail_account::connect::FailureKind;
@@ -135,22 +134,21 @@ pub(crate) async fn run(args: Args) -> Outcome {
         bar.finish_and_clear();
     }
     let report = result?;
-    say!(
+    println!(
         "fetched {} messages ({} bytes) in {:.2} s",
         report.fetched,
         report.bytes,
         started.elapsed().as_secs_f64()
     );
     if report.deleted > 0 || report.deferred > 0 {
-        tell!(
+        eprintln!(
             "mailctl: {} deleted on the server, {} left for a later run",
-            report.deleted,
-            report.deferred
+            report.deleted, report.deferred
         );
     }
     for warning in &report.warnings {
         if bar.is_none() {
-            tell!("mailctl: warning: {warning}");
+            eprintln!("mailctl: warning: {warning}");
         }
     }
     if !report.is_complete() {
@@ -191,7 +189,7 @@ fn report_state(state: &StateReport, mailbox: &MailboxIdentity) {
         );
     }
     for other in &state.other_states {
-        tell!(
+        eprintln!(
             "mailctl: warning: new fetch state for {mailbox}, but this Maildir already holds \
              state for {} in {}: messages fetched under it are not known here and will be \
              fetched again if it is the same mailbox (give --state {} to keep using it)",
@@ -207,7 +205,7 @@ fn report_recovery(recovered: &ReconcileReport) {
     if recovered.is_clean() {
         return;
     }
-    tell!("mailctl: recovered after an interrupted run: {recovered}");
+    eprintln!("mailctl: recovered after an interrupted run: {recovered}");
     for name in &recovered.tmp_removed {
         tracing::info!("removed the partial download tmp/{name}");
     }

@@ -4,10 +4,14 @@
 //! `pop3-proto` and `smtp-submit`.
 #![forbid(unsafe_code)]
 
+// First, and with `macro_use`: its `println!`/`eprintln!` replace the standard ones in every
+// module below (a closed pipe ends output quietly instead of panicking).
+#[macro_use]
+mod output;
+
 mod demo;
 mod discover;
 mod fetch;
-mod output;
 mod send;
 mod server;
 mod verify;
@@ -16,8 +20,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mail_account::connect::FailureKind;
-
-use crate::output::tell;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -169,7 +171,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            tell!("mailctl: cannot start the runtime: {e}");
+            eprintln!("mailctl: cannot start the runtime: {e}");
             return ExitCode::from(7);
         }
     };
@@ -185,7 +187,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            tell!("mailctl: {}: {}", failure.label(), failure.message);
+            eprintln!("mailctl: {}: {}", failure.label(), failure.message);
             ExitCode::from(failure.exit_code())
         }
     }

@@ -1,7 +1,8 @@
 //! Printing that behaves like a Unix tool when its reader goes away.
 //!
 //! `println!` panics when stdout is a closed pipe (`mailctl discover ... | head`), because
-//! Rust ignores `SIGPIPE`. Every line goes through here instead: when stdout's reader is gone
+//! Rust ignores `SIGPIPE`. This module's `println!` and `eprintln!` shadow the standard ones
+//! in all of mailctl, so every line goes through here: when stdout's reader is gone
 //! the process exits at once, quietly, with [`BROKEN_PIPE_STATUS`] (what a shell reports for a
 //! tool killed by `SIGPIPE`); a closed or failing stderr is ignored, so a fetch run with its
 //! stderr closed still fetches.
@@ -39,18 +40,18 @@ pub(crate) fn stderr_line(args: fmt::Arguments<'_>) {
         .and_then(|()| stderr.write_all(b"\n"));
 }
 
-/// `println!` that exits quietly on a closed pipe.
-macro_rules! say {
+/// `println!` that exits quietly on a closed pipe. Declared with `#[macro_use]` before every
+/// other module of mailctl, it shadows the standard `println!` in all of them, so no output
+/// path (including subcommands added later) can panic on a closed pipe.
+macro_rules! println {
     ($($arg:tt)*) => {
         $crate::output::stdout_line(format_args!($($arg)*))
     };
 }
 
-/// `eprintln!` that never panics.
-macro_rules! tell {
+/// `eprintln!` that never panics (shadows the standard one, as `println!` above).
+macro_rules! eprintln {
     ($($arg:tt)*) => {
         $crate::output::stderr_line(format_args!($($arg)*))
     };
 }
-
-pub(crate) use {say, tell};

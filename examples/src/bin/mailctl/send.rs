@@ -6,7 +6,6 @@ use mail_account::compose::SimpleMessage;
 use mail_account::connect::{FailureKind, smtp_login};
 use smtp_submit::{Address, Envelope, MailOptions};
 
-use crate::output::say;
 use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
 
@@ -71,9 +70,9 @@ pub(crate) async fn run(args: Args) -> Outcome {
     };
     for recipient in &report.recipients {
         if recipient.is_accepted() {
-            say!("accepted {}", recipient.address);
+            println!("accepted {}", recipient.address);
         } else {
-            say!("refused  {}: {}", recipient.address, recipient.reply());
+            println!("refused  {}: {}", recipient.address, recipient.reply());
         }
     }
     let _ = session.quit().await;

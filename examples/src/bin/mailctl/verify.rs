@@ -7,7 +7,6 @@ use mail_account::connect::ServerSettings;
 use mail_account::roundtrip::{RoundtripOptions, send_and_fetch_back};
 use mail_common::transport::TrustRoots;
 
-use crate::output::{say, tell};
 use crate::server::{account_secret, read_account};
 use crate::{Failure, Outcome};
 
@@ -45,18 +44,18 @@ pub(crate) async fn run(args: Args) -> Outcome {
         smtp.trust_roots = TrustRoots::WebPkiAndCaFile(ca.clone());
     }
     for warning in account.warnings() {
-        tell!("warning: {}: {}", warning.setting, warning.message);
+        eprintln!("warning: {}: {}", warning.setting, warning.message);
     }
     let mut options = RoundtripOptions::default();
     options.wait = Duration::from_secs(args.wait);
     options.delete_test_message = !args.keep_test_message;
-    say!("verifying {}", account.address);
+    println!("verifying {}", account.address);
     let report = send_and_fetch_back(&account.address, &smtp, &pop3, &secret, &options, |step| {
-        say!("{step}");
+        println!("{step}");
     })
     .await
     .map_err(|e| Failure::new(e.kind(), e.to_string()))?;
-    say!(
+    println!(
         "verified: {} went out over SMTP and came back over POP3 in {:.1} ms",
         report.message_id,
         report.total.as_secs_f64() * 1000.0
