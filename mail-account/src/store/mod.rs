@@ -2,9 +2,15 @@
 //! after a crash, and retention.
 //!
 //! The fetch engine drives a [`Store`]; it never touches the Maildir or the journal itself.
-//! One [`Store`] serves one account on one server (one journal), but several accounts may
-//! deliver into the same Maildir, and other programs (an MDA, the mail reader) may use it at
-//! the same time.
+//! One [`Store`] serves one mailbox (one journal), but several accounts may deliver into the
+//! same Maildir, and other programs (an MDA, the mail reader) may use it at the same time.
+//! [`Store::open_mailbox`] names the journal after the mailbox ([`MailboxIdentity`]: the login
+//! and the host name, or the account), never after the port or TLS mode, so a settings change
+//! does not fetch everything again.
+//!
+//! Mail is private: the directories the store creates are 0700 ([`PRIVATE_DIR_MODE`]) and
+//! the files (messages, journal, lock, compaction file) 0600 ([`PRIVATE_FILE_MODE`]),
+//! whatever the umask; existing directories keep their modes.
 //!
 //! # The guarantee
 //!
@@ -138,6 +144,10 @@
 //!   size and CRC-32 against its `S` record, but reads it through the page cache).
 //!
 //! [`Store`]: crate::store::Store
+//! [`Store::open_mailbox`]: crate::store::Store::open_mailbox
+//! [`MailboxIdentity`]: crate::store::MailboxIdentity
+//! [`PRIVATE_DIR_MODE`]: crate::store::PRIVATE_DIR_MODE
+//! [`PRIVATE_FILE_MODE`]: crate::store::PRIVATE_FILE_MODE
 //! [`Store::open`]: crate::store::Store::open
 //! [`Store::begin`]: crate::store::Store::begin
 //! [`Incoming::commit`]: crate::store::Incoming::commit

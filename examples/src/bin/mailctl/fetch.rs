@@ -63,15 +63,17 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Outcome {
     let resolved = args.server.resolve(Role::Incoming)?;
+    // The account the settings came from: its identity names the fetch state.
+    let account = args.server.account.as_ref().map(read_account).transpose()?;
     let settings = resolved.settings;
     let secret = resolved
         .secret
         .ok_or_else(|| Failure::settings("POP3 needs a password"))?;
-    let retention = match (args.delete, args.delete_after_days, &args.server.account) {
+    let retention = match (args.delete, args.delete_after_days, &account) {
         (true, _, _) => RetentionPolicy::DeleteAfterDownload,
         (false, Some(days), _) => RetentionPolicy::DeleteAfterDays(days),
-        // No flag: the account file's retention, else keep (the safe default).
-        (false, None, Some(path)) if !args.keep => match read_account(path)?.retention {
+        // No flag: the account's retention, else keep (the safe default).
+        (false, None, Some(account)) if !args.keep => match account.retention {
             Retention::KeepOnServer => RetentionPolicy::KeepForever,
             Retention::DeleteAfterDownload => RetentionPolicy::DeleteAfterDownload,
             Retention::DeleteAfterDays(days) => RetentionPolicy::DeleteAfterDays(days),
@@ -79,12 +81,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         (false, None, _) => RetentionPolicy::KeepForever,
     };
     let started = Instant::now();
-    let (mut store, recovered) = match (&args.state, &args.server.account) {
+    let (mut store, recovered) = match (&args.state, &account) {
         (Some(state), _) => {
             Store::open(&args.maildir, state).map_err(|e| Failure::local(e.to_string()))?
         }
-        (None, Some(path)) => {
-            let mailbox = MailboxIdentity::for_account(&read_account(path)?)?;
+        (None, Some(account)) => {
+            let mailbox = MailboxIdentity::for_account(account)?;
             open_mailbox(&args.maildir, &mailbox, &settings.host)?
         }
         (None, None) => open_mailbox(
