@@ -197,6 +197,14 @@ async fn step2_autoconfig_prefers_pop3_and_implicit_tls() {
         3,
         "the other servers are kept as alternatives"
     );
+    // The IMAP server of the same file, as data (issue 15 item 7).
+    let imap = &r.imap.as_ref().expect("IMAP reported").server;
+    assert_eq!(
+        (imap.host.value.as_str(), imap.port.value),
+        ("imap.ac.test", 993)
+    );
+    assert_eq!(imap.username.value, Username::address());
+    assert_eq!(imap.host.source, src);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let account = r.to_account().unwrap();
     assert_eq!(account.incoming.host, "pop.ac.test");
