@@ -813,3 +813,20 @@ proptest! {
         prop_assert!(tmp_files(&model.dir.maildir()).is_empty());
     }
 }
+
+/// Issue 15 item 5: the repair after an interrupted run is one line with counts, for people.
+#[test]
+fn reconcile_report_reads_as_one_line_with_counts() {
+    let report = ReconcileReport {
+        moved_to_new: vec!["a".into()],
+        tmp_removed: (0..300).map(|n| format!("file-{n}")).collect(),
+        torn_tail_bytes: 17,
+        ..ReconcileReport::default()
+    };
+    assert_eq!(
+        report.to_string(),
+        "1 message completed into new/, 300 partial downloads removed, an unfinished journal \
+         record (17 bytes) dropped"
+    );
+    assert_eq!(ReconcileReport::default().to_string(), "nothing to repair");
+}
