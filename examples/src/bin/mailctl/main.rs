@@ -7,6 +7,7 @@
 mod demo;
 mod discover;
 mod fetch;
+mod list;
 mod send;
 mod server;
 mod verify;
@@ -52,6 +53,9 @@ enum Command {
     Discover(discover::Args),
     /// Fetch mail over POP3 into a Maildir, crash-safely.
     Fetch(fetch::Args),
+    /// Show what is on the POP3 server (number, size, date, sender, subject) without
+    /// downloading bodies (TOP n 0).
+    List(list::Args),
     /// Send an RFC 5322 message (a file, stdin, or composed from --subject/--body).
     Send(send::Args),
     /// Prove an account works: send a test message to itself and fetch it back.
@@ -159,6 +163,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Discover(args) => discover::run(args).await,
             Command::Fetch(args) => fetch::run(args).await,
+            Command::List(args) => list::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,

@@ -1,0 +1,209 @@
+//! `mailctl` for everyday use, end to end against the test ground: `list` over a mailbox with
+//! Japanese and broken subjects, completions that load in bash, the man page kept current.
+//!
+//! User: `mia` (100 messages at reset, scratch). Tests that change or read her mailbox reset
+//! it first and are serialized by a lock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mail_testground::{MIA, User};
+
+static MIA_LOCK: Mutex<()> = Mutex::new(());
+
+fn mailctl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mailctl"))
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("mailctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mailctl-everyday-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn lock_mia() -> std::sync::MutexGuard<'static, ()> {
+    MIA_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `--host ... --password-env ...` for POP3S of `user`.
+fn pop3_flags(command: &mut Command, user: &User) {
+    command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "11995",
+            "--tls",
+            "implicit",
+        ])
+        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
+        .arg("--ca-file")
+        .arg(mail_testground::ca_file())
+        .env("TG_PASSWORD", user.password);
+}
+
+/// Submission (10587, STARTTLS) as `user`.
+fn smtp_flags(command: &mut Command, user: &User) {
+    command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "10587",
+            "--tls",
+            "starttls",
+        ])
+        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
+        .arg("--ca-file")
+        .arg(mail_testground::ca_file())
+        .env("TG_PASSWORD", user.password);
+}
+
+fn server_count(user: &User) -> usize {
+    let maildir = mail_testground::maildir(user);
+    ["new", "cur"]
+        .iter()
+        .map(|sub| std::fs::read_dir(maildir.join(sub)).map_or(0, Iterator::count))
+        .sum()
+}
+
+/// Waits until Postfix has delivered `user`'s mailbox up to `count` messages.
+fn wait_for_count(user: &User, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server_count(user) < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server_count(user), count, "delivery to {}", user.name);
+}
+
+/// Sends a message file to `to` through Postfix submission as `from`.
+fn send_file(from: &User, to: &str, file: &Path) {
+    let mut command = mailctl();
+    command.arg("send");
+    smtp_flags(&mut command, from);
+    let output = run(command.args(["--from", from.address, "--to", to]).arg(file));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn list_shows_decoded_japanese_subjects_and_survives_broken_ones() {
+    let _lock = lock_mia();
+    mail_testground::reset_mailboxes(&[MIA]);
+    let dir = scratch("list");
+    // Subjects as Japanese mailers send them (encoded words in ISO-2022-JP and Shift_JIS),
+    // a UTF-8 one with a non-ASCII sender name, raw ISO-2022-JP with no encoded word at all
+    // (old mailers), and two broken ones (invalid base64, an unknown charset).
+    let messages: [(&str, &str); 6] = [
+        (
+            "From: =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <yamada@testground.example>",
+            "Subject: =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=",
+        ),
+        (
+            "From: sjis@testground.example",
+            "Subject: =?Shift_JIS?B?g2WDWINn?=",
+        ),
+        (
+            "From: =?UTF-8?B?U8OpYmFzdGllbg==?= <seb@testground.example>",
+            "Subject: =?UTF-8?B?5pel5pys?= =?UTF-8?Q?=E8=AA=9E_utf8?=",
+        ),
+        (
+            "From: raw@testground.example",
+            "Subject: raw \x1b$BF|K\\8l\x1b(B",
+        ),
+        (
+            "From: broken@testground.example",
+            "Subject: =?UTF-8?B?@@@not base64!?= tail1",
+        ),
+        (
+            "From: unknown@testground.example",
+            "Subject: =?x-no-such-charset?Q?abc?= tail2",
+        ),
+    ];
+    for (i, (from, subject)) in messages.iter().enumerate() {
+        let file = dir.join(format!("{i}.eml"));
+        let message = format!(
+            "{from}\r\nTo: {to}\r\n{subject}\r\nDate: Tue, 14 Nov 2023 22:13:2{i} +0900\r\n\
+             Message-ID: <list.{i}@testground.example>\r\n\r\nbody {i}\r\n",
+            to = MIA.address
+        );
+        std::fs::write(&file, message).unwrap();
+        send_file(&MIA, MIA.address, &file);
+    }
+    wait_for_count(&MIA, 106);
+
+    let mut command = mailctl();
+    command.arg("list");
+    pop3_flags(&mut command, &MIA);
+    let output = run(command.arg("--json"));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let listed = json["messages"].as_array().unwrap();
+    assert_eq!(listed.len(), 106);
+    let by_sender = |address: &str| {
+        listed
+            .iter()
+            .find(|m| m["from"]["address"] == address)
+            .unwrap_or_else(|| panic!("no message from {address} in {json:#}"))
+            .clone()
+    };
+    let iso = by_sender("yamada@testground.example");
+    assert_eq!(iso["subject"], "日本語");
+    assert_eq!(iso["from"]["name"], "山田");
+    assert_eq!(iso["date"], "2023-11-14T22:13:20+09:00");
+    assert!(iso["number"].as_u64().unwrap() > 100);
+    assert!(iso["size"].as_u64().unwrap() > 100);
+    assert!(iso["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(by_sender("sjis@testground.example")["subject"], "テスト");
+    let utf8 = by_sender("seb@testground.example");
+    assert_eq!(utf8["subject"], "日本語 utf8");
+    assert_eq!(utf8["from"]["name"], "Sébastien");
+    assert_eq!(by_sender("raw@testground.example")["subject"], "raw 日本語");
+    // Broken encodings: the message is listed, its subject shown as well as it can be.
+    let broken = by_sender("broken@testground.example");
+    assert!(
+        broken["subject"].as_str().unwrap().ends_with("tail1"),
+        "{broken}"
+    );
+    let unknown = by_sender("unknown@testground.example");
+    assert!(
+        unknown["subject"].as_str().unwrap().ends_with("tail2"),
+        "{unknown}"
+    );
+    // The seeded messages are there too, and nothing was downloaded or changed.
+    assert_eq!(listed[0]["number"], 1);
+    assert_eq!(listed[0]["subject"], "[tg] mia message 1 of 100");
+    assert_eq!(server_count(&MIA), 106);
+
+    // The table: one line per message, the decoded subjects in it.
+    let mut command = mailctl();
+    command.arg("list");
+    pop3_flags(&mut command, &MIA);
+    let output = run(command.args(["--last", "6"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    for needle in ["日本語", "テスト", "山田 <yamada@testground", "日本語 utf8"] {
+        assert!(stdout.contains(needle), "{needle:?} in {stdout}");
+    }
+    assert!(stdout.contains("2023-11-14 22:13"), "{stdout}");
+
+    // A wrong password is an authentication failure, as for fetch.
+    let mut command = mailctl();
+    command.arg("list");
+    pop3_flags(&mut command, &MIA);
+    let output = run(command.env("TG_PASSWORD", "wrong"));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+}
