@@ -207,3 +207,91 @@ fn list_shows_decoded_japanese_subjects_and_survives_broken_ones() {
     let output = run(command.env("TG_PASSWORD", "wrong"));
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
 }
+
+#[test]
+fn bash_completion_loads_and_completes_subcommands_and_flags() {
+    // Loads the script as a user's .bashrc would, then asks the completion function what it
+    // offers, the way bash does on TAB.
+    let script = format!(
+        r#"source <("{mailctl}" completions bash) || exit 1
+complete -p mailctl || exit 1
+COMP_WORDS=(mailctl li); COMP_CWORD=1; COMP_LINE="mailctl li"; COMP_POINT=10
+_mailctl mailctl li mailctl
+echo "subcommands: ${{COMPREPLY[*]}}"
+COMP_WORDS=(mailctl fetch --mai); COMP_CWORD=2; COMP_LINE="mailctl fetch --mai"; COMP_POINT=19
+_mailctl mailctl --mai fetch
+echo "flags: ${{COMPREPLY[*]}}"
+"#,
+        mailctl = env!("CARGO_BIN_EXE_mailctl")
+    );
+    let output = run(Command::new("bash").args(["--norc", "-c", &script]));
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("complete -o bashdefault -o default -o nosort -F _mailctl mailctl"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("subcommands: list\n"), "{stdout}");
+    assert!(stdout.contains("flags: --maildir\n"), "{stdout}");
+
+    // zsh and fish are not installed here: their scripts are checked for their shape only.
+    let zsh = run(mailctl().args(["completions", "zsh"]));
+    assert!(text(&zsh.stdout).starts_with("#compdef mailctl"));
+    let fish = run(mailctl().args(["completions", "fish"]));
+    assert!(text(&fish.stdout).contains("complete -c mailctl"));
+    let unknown = run(mailctl().args(["completions", "tcsh"]));
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// The committed man pages (`examples/man`) are what the flags generate now. To update them
+/// after changing a flag: `cargo run -p mail-examples --bin mailctl -- man --dir examples/man`,
+/// or run this test with `MAILCTL_UPDATE_MAN=1`.
+#[test]
+fn man_pages_are_generated_from_the_flags_and_committed_current() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    if std::env::var_os("MAILCTL_UPDATE_MAN").is_some() {
+        let _ = std::fs::remove_dir_all(&committed);
+        let output = run(mailctl().args(["man", "--dir"]).arg(&committed));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let fresh = scratch("man");
+    let output = run(mailctl().args(["man", "--dir"]).arg(&fresh));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let names = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let stale = "is stale: regenerate with `cargo run -p mail-examples --bin mailctl -- man --dir \
+                 examples/man` and commit it";
+    assert_eq!(names(&fresh), names(&committed), "examples/man {stale}");
+    for name in names(&fresh) {
+        let now = std::fs::read_to_string(fresh.join(&name)).unwrap();
+        let then = std::fs::read_to_string(committed.join(&name)).unwrap();
+        assert!(now == then, "examples/man/{name} {stale}");
+        // Every page is valid roff: groff reports no warning.
+        let groff = run(Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(committed.join(&name)));
+        assert!(
+            groff.status.success() && groff.stderr.is_empty(),
+            "{name}: {}",
+            text(&groff.stderr)
+        );
+    }
+    let main = std::fs::read_to_string(committed.join("mailctl.1")).unwrap();
+    for needle in [
+        "mailctl\\-list(1)",
+        ".SH \"EXIT STATUS\"",
+        "authentication refused",
+    ] {
+        assert!(main.contains(needle), "{needle:?} in mailctl.1");
+    }
+}

@@ -4,6 +4,7 @@
 //! `pop3-proto` and `smtp-submit`.
 #![forbid(unsafe_code)]
 
+mod completions;
 mod demo;
 mod discover;
 mod fetch;
@@ -62,6 +63,11 @@ enum Command {
     Verify(verify::Args),
     /// Offline demo: start loopback POP3 and SMTP servers, then discover, send and fetch.
     Demo(demo::Args),
+    /// Print a shell completion script (bash: `source <(mailctl completions bash)`).
+    Completions(completions::Args),
+    /// Write the man pages generated from these flags into a directory.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 /// A failure: its kind picks the exit status, its message is the one stderr line.
@@ -167,6 +173,8 @@ fn main() -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Completions(args) => completions::run(&args),
+            Command::Man(args) => completions::man(&args),
         }
     });
     match outcome {
