@@ -295,3 +295,112 @@ fn man_pages_are_generated_from_the_flags_and_committed_current() {
         assert!(main.contains(needle), "{needle:?} in mailctl.1");
     }
 }
+
+/// The TOML of an account of `user` on the test ground (POP3S 11995, submission 10587 with
+/// STARTTLS, the test CA, the password from `TG_PASSWORD`), with `extra` lines at the top.
+fn account_toml(user: &User, extra: &str) -> String {
+    format!(
+        r#"address = "{address}"
+{extra}
+
+[incoming]
+host = "127.0.0.1"
+port = 11995
+security = "implicit-tls"
+username = "{{local}}"
+auth = "automatic"
+
+[outgoing]
+host = "127.0.0.1"
+port = 10587
+security = "starttls"
+username = "{{local}}"
+auth = "automatic"
+
+[credential]
+env = "TG_PASSWORD"
+
+[tls]
+extra_ca_file = "{ca}"
+"#,
+        address = user.address,
+        ca = mail_testground::ca_file().display()
+    )
+}
+
+/// The raw bytes of every message file in `user`'s server Maildir whose text contains `needle`.
+fn server_messages_containing(user: &User, needle: &str) -> Vec<String> {
+    let maildir = mail_testground::maildir(user);
+    let mut found = Vec::new();
+    for sub in ["new", "cur"] {
+        for entry in std::fs::read_dir(maildir.join(sub)).into_iter().flatten() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if text.contains(needle) {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_accounts_display_name_goes_into_from_rfc2047_encoded() {
+    let _lock = lock_mia();
+    mail_testground::reset_mailboxes(&[MIA]);
+    let dir = scratch("display-name");
+    let account = dir.join("mia.toml");
+    std::fs::write(&account, account_toml(&MIA, "display_name = \"山田 太郎\"")).unwrap();
+    let send = |extra: &[&str], body: &str| {
+        let output = run(mailctl()
+            .args(["send", "--account"])
+            .arg(&account)
+            .args([
+                "--to",
+                MIA.address,
+                "--subject",
+                "表示名のテスト",
+                "--body",
+                body,
+            ])
+            .args(extra)
+            .env("TG_PASSWORD", MIA.password));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    };
+    // No --from and no --name: both come from the account.
+    send(&[], "display-name-body-1");
+    // --name wins over the account's display name for this call.
+    send(&["--name", "Taro Yamada"], "display-name-body-2");
+    wait_for_count(&MIA, 102);
+
+    let raw = server_messages_containing(&MIA, "display-name-body-1");
+    assert_eq!(raw.len(), 1);
+    assert!(
+        raw[0].contains("\nFrom: =?UTF-8?B?5bGx55SwIOWkqumDjg==?= <mia@testground.example>\n"),
+        "{}",
+        raw[0]
+    );
+    let raw = server_messages_containing(&MIA, "display-name-body-2");
+    assert!(
+        raw[0].contains("\nFrom: Taro Yamada <mia@testground.example>\n"),
+        "{}",
+        raw[0]
+    );
+
+    // What a mail reader shows: the decoded name (here through mailctl list).
+    let output = run(mailctl()
+        .args(["list", "--json", "--last", "2", "--account"])
+        .arg(&account)
+        .env("TG_PASSWORD", MIA.password));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["from"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"山田 太郎"), "{json:#}");
+    assert!(names.contains(&"Taro Yamada"), "{json:#}");
+    assert_eq!(json["messages"][0]["subject"], "表示名のテスト");
+}

@@ -109,11 +109,16 @@ impl SimpleMessage {
             out.push_str("\r\n");
         };
         header("Date", &rfc5322_date(self.date));
+        // Line breaks are removed before encoding: the folds encode_phrase adds stay.
         let from = match &self.display_name {
-            Some(name) => format!("{} <{}>", encode_phrase(name), self.from),
-            None => self.from.clone(),
+            Some(name) => format!(
+                "{} <{}>",
+                encode_phrase(&strip_line_breaks(name)),
+                strip_line_breaks(&self.from)
+            ),
+            None => strip_line_breaks(&self.from),
         };
-        header("From", &strip_line_breaks(&from));
+        header("From", &from);
         header("To", &strip_line_breaks(&self.to.join(", ")));
         header("Subject", &encode_word(&strip_line_breaks(&self.subject)));
         header("Message-ID", &strip_line_breaks(&id));
@@ -148,12 +153,32 @@ fn strip_line_breaks(text: &str) -> String {
 }
 
 /// RFC 2047 B-encoding for non-ASCII header text; ASCII passes as is.
+///
+/// An encoded word may be at most 75 characters (RFC 2047 section 2), so longer text becomes
+/// several words, split between characters, on folded lines (decoders join adjacent encoded
+/// words without the white space between them).
 fn encode_word(text: &str) -> String {
+    /// 45 bytes are 60 base64 characters: with `=?UTF-8?B?` and `?=`, 72 of the 75.
+    const MAX_BYTES: usize = 45;
     if text.is_ascii() {
-        text.to_owned()
-    } else {
-        format!("=?UTF-8?B?{}?=", STANDARD.encode(text))
+        return text.to_owned();
     }
+    let mut words = Vec::new();
+    let mut start = 0;
+    let mut end = 0;
+    for (index, c) in text.char_indices() {
+        if index + c.len_utf8() - start > MAX_BYTES {
+            words.push(&text[start..end]);
+            start = index;
+        }
+        end = index + c.len_utf8();
+    }
+    words.push(&text[start..]);
+    words
+        .iter()
+        .map(|chunk| format!("=?UTF-8?B?{}?=", STANDARD.encode(chunk)))
+        .collect::<Vec<_>>()
+        .join("\r\n ")
 }
 
 /// A display name: encoded when not ASCII, quoted when it holds specials.
@@ -250,6 +275,38 @@ mod tests {
         assert_eq!(encode_phrase("Alice"), "Alice");
         assert_eq!(encode_phrase("Doe, John"), "\"Doe, John\"");
         assert_eq!(encode_phrase("山田"), "=?UTF-8?B?5bGx55Sw?=");
+    }
+
+    #[test]
+    fn long_names_become_several_encoded_words_of_at_most_75_characters() {
+        let name = "山田 太郎 (株式会社サンプル・システムズ 東日本営業本部 第一営業部)";
+        let encoded = encode_phrase(name);
+        let words: Vec<&str> = encoded.split("\r\n ").collect();
+        assert!(words.len() > 1, "{encoded}");
+        let mut decoded = Vec::new();
+        for word in &words {
+            assert!(word.len() <= 75, "{word}");
+            let inner = word
+                .strip_prefix("=?UTF-8?B?")
+                .unwrap()
+                .strip_suffix("?=")
+                .unwrap();
+            // Each word decodes on its own: no character is split between two words.
+            let bytes =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, inner).unwrap();
+            decoded.push(String::from_utf8(bytes).unwrap());
+        }
+        assert_eq!(decoded.concat(), name);
+        let text = String::from_utf8(
+            SimpleMessage::new("taro@example.jp", ["b@example.org"], "s", "b")
+                .with_display_name(name)
+                .to_bytes(),
+        )
+        .unwrap();
+        assert!(
+            text.contains(&format!("From: {encoded} <taro@example.jp>\r\n")),
+            "{text}"
+        );
     }
 
     #[test]

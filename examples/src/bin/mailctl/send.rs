@@ -6,7 +6,7 @@ use mail_account::compose::SimpleMessage;
 use mail_account::connect::{FailureKind, smtp_login};
 use smtp_submit::{Address, Envelope, MailOptions};
 
-use crate::server::{Role, ServerArgs};
+use crate::server::{Role, ServerArgs, read_account};
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl send`.
@@ -14,9 +14,9 @@ use crate::{Failure, Outcome};
 pub(crate) struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// Envelope sender (and From of a composed message).
+    /// Envelope sender (and From of a composed message); default: the account's address.
     #[arg(long, value_name = "ADDR")]
-    from: String,
+    from: Option<String>,
     /// A recipient; repeat for more.
     #[arg(long, value_name = "ADDR", required = true)]
     to: Vec<String>,
@@ -29,7 +29,8 @@ pub(crate) struct Args {
     /// The text of the composed message.
     #[arg(long, value_name = "TEXT", requires = "subject")]
     body: Option<String>,
-    /// Display name for the From header of a composed message.
+    /// Display name for the From header of a composed message (default: the account's
+    /// display_name); RFC 2047-encoded when it is not ASCII.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 }
@@ -41,15 +42,25 @@ fn address(text: &str) -> Result<Address, Failure> {
 pub(crate) async fn run(args: Args) -> Outcome {
     let resolved = args.server.resolve(Role::Outgoing)?;
     let settings = resolved.settings;
-    let mut envelope = Envelope::new(Some(address(&args.from)?));
+    let account = args.server.account.as_ref().map(read_account).transpose()?;
+    let from = args
+        .from
+        .clone()
+        .or_else(|| account.as_ref().map(|a| a.address.clone()))
+        .ok_or_else(|| Failure::settings("--from (or an account) is required"))?;
+    let display_name = args
+        .name
+        .clone()
+        .or_else(|| account.and_then(|a| a.display_name));
+    let mut envelope = Envelope::new(Some(address(&from)?));
     for to in &args.to {
         envelope.add_recipient(address(to)?);
     }
     let mut session = smtp_login(&settings, resolved.secret.as_ref()).await?;
     let report = match (&args.subject, &args.body, &args.file) {
         (Some(subject), Some(body), _) => {
-            let mut message = SimpleMessage::new(&args.from, args.to.clone(), subject, body);
-            if let Some(name) = &args.name {
+            let mut message = SimpleMessage::new(&from, args.to.clone(), subject, body);
+            if let Some(name) = &display_name {
                 message = message.with_display_name(name);
             }
             session
