@@ -404,3 +404,139 @@ fn the_accounts_display_name_goes_into_from_rfc2047_encoded() {
     assert!(names.contains(&"Taro Yamada"), "{json:#}");
     assert_eq!(json["messages"][0]["subject"], "表示名のテスト");
 }
+
+/// mailctl with its configuration found the XDG way under `xdg` (no --config, no
+/// $MAILCTL_CONFIG).
+fn mailctl_xdg(xdg: &Path) -> Command {
+    let mut command = mailctl();
+    command
+        .env("XDG_CONFIG_HOME", xdg)
+        .env_remove("MAILCTL_CONFIG")
+        .env("TG_PASSWORD", MIA.password);
+    command
+}
+
+#[test]
+fn named_accounts_in_one_configuration_file() {
+    let _lock = lock_mia();
+    let dir = scratch("accounts");
+    let xdg = dir.join("xdg");
+    let config = xdg.join("mailctl/accounts.toml");
+    let ca = mail_testground::ca_file();
+
+    // discover --save writes entries; the first becomes the default, the file is 0600.
+    let output = run(mailctl_xdg(&xdg)
+        .args(["discover", MIA.address, "--offline", "--save", "mia"])
+        .args([
+            "--password-env",
+            "TG_PASSWORD",
+            "--display-name",
+            "山田 花子",
+        ])
+        .arg("--ca-file")
+        .arg(&ca));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("saved:    account mia in"));
+    let output = run(mailctl_xdg(&xdg)
+        .args(["discover", MIA.address, "--offline", "--save", "second"])
+        .args(["--password-command", "printf mia-pass"])
+        .arg("--ca-file")
+        .arg(&ca));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(saved.starts_with("default = \"mia\"\n"), "{saved}");
+    assert!(
+        saved.contains("command = [\"printf\", \"mia-pass\"]"),
+        "{saved}"
+    );
+    // Saving a name twice is refused, and the file is unchanged.
+    let output =
+        run(mailctl_xdg(&xdg).args(["discover", MIA.address, "--offline", "--save", "mia"]));
+    assert_eq!(output.status.code(), Some(10));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), saved);
+
+    // mailctl accounts lists them, the default marked.
+    let output = run(mailctl_xdg(&xdg).arg("accounts"));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("* mia          山田 花子 <mia@testground.example>"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  second       mia@testground.example"),
+        "{stdout}"
+    );
+
+    // No -a: the default account; -a NAME: that one (its password from the command).
+    let output = run(mailctl_xdg(&xdg).args(["list", "--last", "1", "--json"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = run(mailctl_xdg(&xdg)
+        .env_remove("TG_PASSWORD")
+        .args(["list", "-a", "second", "--last", "1"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let maildir = dir.join("Maildir");
+    let output = run(mailctl_xdg(&xdg)
+        .args(["fetch", "-a", "mia", "--max-messages", "2", "--maildir"])
+        .arg(&maildir));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("fetched 2 messages"));
+    let output = run(mailctl_xdg(&xdg).args(["list", "-a", "nobody"]));
+    assert_eq!(output.status.code(), Some(10));
+    assert!(
+        text(&output.stderr).contains("no account \"nobody\"")
+            && text(&output.stderr).contains("mia, second"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // $MAILCTL_CONFIG and --config name another file. One holding a password itself is
+    // refused while others can read it (as msmtp does), and used once it is 0600.
+    let with_password = dir.join("with-password.toml");
+    let entry = account_toml(&MIA, "").replace(
+        "[credential]\nenv = \"TG_PASSWORD\"",
+        "[credential]\npassword = \"mia-pass\"",
+    );
+    let body: String = entry
+        .lines()
+        .map(|line| match line.strip_prefix('[') {
+            Some(table) => format!("[accounts.pw.{table}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(&with_password, format!("[accounts.pw]\n{body}")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&with_password, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = run(mailctl_xdg(&xdg)
+            .env_remove("TG_PASSWORD")
+            .env("MAILCTL_CONFIG", &with_password)
+            .args(["list", "--last", "1"]));
+        assert_eq!(output.status.code(), Some(10), "{}", text(&output.stdout));
+        assert!(
+            text(&output.stderr).contains("holds a password and is readable by others (mode 644)"),
+            "{}",
+            text(&output.stderr)
+        );
+        std::fs::set_permissions(&with_password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let output = run(mailctl_xdg(&xdg)
+        .env_remove("TG_PASSWORD")
+        .env("MAILCTL_CONFIG", &with_password)
+        .args(["list", "--last", "1"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = run(mailctl_xdg(&xdg)
+        .env_remove("TG_PASSWORD")
+        .arg("list")
+        .arg("--config")
+        .arg(&with_password)
+        .args(["-a", "pw", "--last", "1"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}

@@ -11,7 +11,7 @@ use mail_account::store::{RetentionPolicy, Store};
 
 use mail_account::settings::Retention;
 
-use crate::server::{Role, ServerArgs, read_account};
+use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl fetch`.
@@ -42,15 +42,16 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Outcome {
     let resolved = args.server.resolve(Role::Incoming)?;
+    let account = resolved.account;
     let settings = resolved.settings;
     let secret = resolved
         .secret
         .ok_or_else(|| Failure::settings("POP3 needs a password"))?;
-    let retention = match (args.delete, args.delete_after_days, &args.server.account) {
+    let retention = match (args.delete, args.delete_after_days, &account) {
         (true, _, _) => RetentionPolicy::DeleteAfterDownload,
         (false, Some(days), _) => RetentionPolicy::DeleteAfterDays(days),
-        // No flag: the account file's retention, else keep (the safe default).
-        (false, None, Some(path)) if !args.keep => match read_account(path)?.retention {
+        // No flag: the account's retention, else keep (the safe default).
+        (false, None, Some(account)) if !args.keep => match account.retention {
             Retention::KeepOnServer => RetentionPolicy::KeepForever,
             Retention::DeleteAfterDownload => RetentionPolicy::DeleteAfterDownload,
             Retention::DeleteAfterDays(days) => RetentionPolicy::DeleteAfterDays(days),

@@ -4,6 +4,7 @@
 //! `pop3-proto` and `smtp-submit`.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod completions;
 mod demo;
 mod discover;
@@ -63,6 +64,8 @@ enum Command {
     Verify(verify::Args),
     /// Offline demo: start loopback POP3 and SMTP servers, then discover, send and fetch.
     Demo(demo::Args),
+    /// List the named accounts of the configuration file (the default marked with *).
+    Accounts(accounts::Args),
     /// Print a shell completion script (bash: `source <(mailctl completions bash)`).
     Completions(completions::Args),
     /// Write the man pages generated from these flags into a directory.
@@ -173,6 +176,7 @@ fn main() -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Accounts(args) => accounts::run(&args),
             Command::Completions(args) => completions::run(&args),
             Command::Man(args) => completions::man(&args),
         }

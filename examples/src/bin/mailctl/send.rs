@@ -6,7 +6,7 @@ use mail_account::compose::SimpleMessage;
 use mail_account::connect::{FailureKind, smtp_login};
 use smtp_submit::{Address, Envelope, MailOptions};
 
-use crate::server::{Role, ServerArgs, read_account};
+use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl send`.
@@ -42,7 +42,7 @@ fn address(text: &str) -> Result<Address, Failure> {
 pub(crate) async fn run(args: Args) -> Outcome {
     let resolved = args.server.resolve(Role::Outgoing)?;
     let settings = resolved.settings;
-    let account = args.server.account.as_ref().map(read_account).transpose()?;
+    let account = resolved.account;
     let from = args
         .from
         .clone()
