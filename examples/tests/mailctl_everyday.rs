@@ -503,14 +503,7 @@ fn named_accounts_in_one_configuration_file() {
         "[credential]\nenv = \"TG_PASSWORD\"",
         "[credential]\npassword = \"mia-pass\"",
     );
-    let body: String = entry
-        .lines()
-        .map(|line| match line.strip_prefix('[') {
-            Some(table) => format!("[accounts.pw.{table}\n"),
-            None => format!("{line}\n"),
-        })
-        .collect();
-    std::fs::write(&with_password, format!("[accounts.pw]\n{body}")).unwrap();
+    std::fs::write(&with_password, as_named_account("pw", &entry)).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -539,4 +532,248 @@ fn named_accounts_in_one_configuration_file() {
         .arg(&with_password)
         .args(["-a", "pw", "--last", "1"]));
     assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+/// `toml` (an account file's text) as the table `[accounts.NAME]` of a configuration file.
+fn as_named_account(name: &str, toml: &str) -> String {
+    let body: String = toml
+        .lines()
+        .map(|line| match line.strip_prefix('[') {
+            Some(table) => format!("[accounts.{name}.{table}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    format!("[accounts.{name}]\n{body}")
+}
+
+/// A configuration file in `dir` with mia's account as the default.
+fn mia_config(dir: &Path) -> PathBuf {
+    let path = dir.join("accounts.toml");
+    let toml = format!(
+        "default = \"mia\"\n\n{}",
+        as_named_account("mia", &account_toml(&MIA, "display_name = \"山田 花子\""))
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Runs `program args` with `stdin` as its input and the configuration `config`.
+fn run_with_stdin(program: &Path, args: &[&str], config: &Path, stdin: &[u8]) -> Output {
+    run_with_stdin_as(program, args, config, stdin, MIA.password)
+}
+
+/// [`run_with_stdin`] with `password` in the account's variable.
+fn run_with_stdin_as(
+    program: &Path,
+    args: &[&str],
+    config: &Path,
+    stdin: &[u8],
+    password: &str,
+) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("MAILCTL_CONFIG", config)
+        .env("TG_PASSWORD", password)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mailctl starts");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sendmail_t_i_like_git_send_email_and_as_argv0_sendmail() {
+    let _lock = lock_mia();
+    mail_testground::reset_mailboxes(&[MIA]);
+    let dir = scratch("sendmail");
+    let config = mia_config(&dir);
+    let mailctl_bin = Path::new(env!("CARGO_BIN_EXE_mailctl"));
+
+    // What git send-email writes to `sendmail -i -t`: a full header with To, Cc and Bcc, and
+    // a patch with a line holding a single dot.
+    let patch = format!(
+        "From: Mia Tester <{mia}>\nTo: {mia}\nCc: reviewer@sink.testground.example\n\
+         Bcc: archive@sink.testground.example,\n secret@sink.testground.example\n\
+         Subject: [PATCH 1/1] sendmail: first\nMessage-ID: <sendmail.patch.1@testground.example>\n\
+         Date: Tue, 14 Nov 2023 22:13:20 +0900\n\n---\n.\n+after the dot\n",
+        mia = MIA.address
+    );
+    let output = run_with_stdin(
+        mailctl_bin,
+        &["sendmail", "-i", "-t"],
+        &config,
+        patch.as_bytes(),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    // Run as `sendmail` (a symlink), mutt style: -oi, -oem, recipients after --. The message
+    // has no From and no Date: both are added (the display name from the account).
+    let link = dir.join("sendmail");
+    std::os::unix::fs::symlink(mailctl_bin, &link).unwrap();
+    let note =
+        "Subject: cron output\nMessage-ID: <sendmail.cron.1@testground.example>\n\nall done\n";
+    let output = run_with_stdin(
+        &link,
+        &["-oem", "-oi", "--", MIA.address],
+        &config,
+        note.as_bytes(),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    wait_for_count(&MIA, 102);
+
+    let patch_copy = server_messages_containing(&MIA, "sendmail.patch.1");
+    assert_eq!(patch_copy.len(), 1, "one copy for mia");
+    let copy = &patch_copy[0];
+    assert!(!copy.to_ascii_lowercase().contains("\nbcc:"), "{copy}");
+    assert!(!copy.contains("secret@"), "{copy}");
+    assert!(
+        copy.contains("\nCc: reviewer@sink.testground.example\n"),
+        "{copy}"
+    );
+    assert!(copy.ends_with("\n---\n.\n+after the dot\n"), "{copy}");
+    let cron = &server_messages_containing(&MIA, "sendmail.cron.1")[0];
+    assert!(
+        cron.contains("\nFrom: =?UTF-8?B?5bGx55SwIOiKseWtkA==?= <mia@testground.example>\n"),
+        "{cron}"
+    );
+    assert!(cron.contains("\nDate: "), "{cron}");
+
+    // The Bcc addresses were in the envelope: an unknown one is refused by Postfix (550),
+    // named on stderr, and the status is EX_DATAERR (65); mia still gets her copy.
+    let refused = format!(
+        "To: {mia}\nBcc: nobody@testground.example\nSubject: half\nMessage-ID: <sendmail.half.1@testground.example>\n\nx\n",
+        mia = MIA.address
+    );
+    let output = run_with_stdin(
+        mailctl_bin,
+        &["sendmail", "-t"],
+        &config,
+        refused.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(65), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("recipient nobody@testground.example refused: 550"),
+        "{}",
+        text(&output.stderr)
+    );
+    wait_for_count(&MIA, 103);
+
+    // Usage, data and settings errors.
+    let output = run_with_stdin(
+        mailctl_bin,
+        &["sendmail", "-t"],
+        &config,
+        b"Subject: nobody\n\nx\n",
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(65),
+        "no recipient: {}",
+        text(&output.stderr)
+    );
+    let output = run_with_stdin(&link, &["--no-such-flag"], &config, b"");
+    assert_eq!(output.status.code(), Some(64), "{}", text(&output.stderr));
+    let output = run_with_stdin(
+        mailctl_bin,
+        &["sendmail", "-a", "nobody", MIA.address],
+        &config,
+        b"x\n",
+    );
+    assert_eq!(output.status.code(), Some(78), "{}", text(&output.stderr));
+    let wrong = run_with_stdin_as(
+        mailctl_bin,
+        &["sendmail", MIA.address],
+        &config,
+        b"Subject: x\n\nx\n",
+        "wrong",
+    );
+    assert_eq!(
+        wrong.status.code(),
+        Some(77),
+        "auth: {}",
+        text(&wrong.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sendmail_exits_75_on_temporary_failures() {
+    use mail_testground::hostile::{HostileServer, Pki, Step};
+    let dir = scratch("sendmail-temp");
+    // A server that greylists (451 at RCPT), as real ones do for a first-time sender.
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::send("220 greylist.example ESMTP\r\n"),
+            Step::expect("EHLO"),
+            Step::send("250 greylist.example\r\n"),
+            Step::expect("MAIL FROM"),
+            Step::send("250 2.1.0 ok\r\n"),
+            Step::expect("RCPT TO"),
+            Step::send("451 4.7.1 greylisted, try again in 5 minutes\r\n"),
+            Step::ExpectAny,
+            Step::send("221 2.0.0 bye\r\n"),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let plain = |port: u16| {
+        account_toml(&MIA, "")
+            .replace(
+                "port = 10587\nsecurity = \"starttls\"",
+                &format!("port = {port}\nsecurity = \"none\""),
+            )
+            .replace(
+                "username = \"{local}\"\nauth = \"automatic\"\n\n[credential]",
+                "username = \"{local}\"\nauth = \"none\"\n\n[credential]",
+            )
+    };
+    let config = dir.join("accounts.toml");
+    // Port 1 on loopback: connection refused, the network kind of temporary failure.
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            as_named_account("greylist", &plain(server.port())),
+            as_named_account("down", &plain(1))
+        ),
+    )
+    .unwrap();
+    let mailctl_bin = Path::new(env!("CARGO_BIN_EXE_mailctl"));
+    let (config_a, bin) = (config.clone(), mailctl_bin.to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        run_with_stdin(
+            &bin,
+            &["sendmail", "-a", "greylist", "a@example.org"],
+            &config_a,
+            b"Subject: x\n\nx\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(75), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("451 4.7.1 greylisted"),
+        "{}",
+        text(&output.stderr)
+    );
+    let transcript = server.finish().await;
+    assert!(
+        !transcript.any_contains(b"DATA"),
+        "nothing sent after the refusal"
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        run_with_stdin(
+            mailctl_bin,
+            &["sendmail", "-a", "down", "a@example.org"],
+            &config,
+            b"Subject: x\n\nx\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(75), "{}", text(&output.stderr));
 }

@@ -110,15 +110,10 @@ impl SimpleMessage {
         };
         header("Date", &rfc5322_date(self.date));
         // Line breaks are removed before encoding: the folds encode_phrase adds stay.
-        let from = match &self.display_name {
-            Some(name) => format!(
-                "{} <{}>",
-                encode_phrase(&strip_line_breaks(name)),
-                strip_line_breaks(&self.from)
-            ),
-            None => strip_line_breaks(&self.from),
-        };
-        header("From", &from);
+        header(
+            "From",
+            &mailbox_header(self.display_name.as_deref(), &self.from),
+        );
         header("To", &strip_line_breaks(&self.to.join(", ")));
         header("Subject", &encode_word(&strip_line_breaks(&self.subject)));
         header("Message-ID", &strip_line_breaks(&id));
@@ -145,6 +140,26 @@ impl SimpleMessage {
             out.push_str("\r\n");
         }
         out.into_bytes()
+    }
+}
+
+/// A From/To header value: `address`, or `name <address>` with the name quoted when it holds
+/// specials and RFC 2047-encoded when it is not ASCII; line breaks removed.
+///
+/// ```
+/// use mail_account::compose::mailbox_header;
+/// assert_eq!(mailbox_header(None, "a@example.org"), "a@example.org");
+/// assert_eq!(mailbox_header(Some("Doe, J"), "a@example.org"), "\"Doe, J\" <a@example.org>");
+/// assert_eq!(mailbox_header(Some("山田"), "a@example.jp"), "=?UTF-8?B?5bGx55Sw?= <a@example.jp>");
+/// ```
+pub fn mailbox_header(display_name: Option<&str>, address: &str) -> String {
+    match display_name.filter(|name| !name.is_empty()) {
+        Some(name) => format!(
+            "{} <{}>",
+            encode_phrase(&strip_line_breaks(name)),
+            strip_line_breaks(address)
+        ),
+        None => strip_line_breaks(address),
     }
 }
 

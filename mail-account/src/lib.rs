@@ -14,6 +14,7 @@
 //! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS.
 //! - [`domain`]: addresses, UTS-46 and PSL helpers.
 //! - [`compose`]: a simple text message with the headers a mail client adds.
+//! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.
 //! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
 //!   failures sorted into kinds a person can act on.
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
@@ -32,6 +33,7 @@ pub mod discover;
 pub mod dns;
 pub mod domain;
 pub mod fetch;
+pub mod headers;
 pub mod http;
 pub mod preview;
 pub mod probe;

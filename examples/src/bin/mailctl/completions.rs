@@ -53,14 +53,19 @@ fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
     // Gives each subcommand its page name (mailctl-fetch) and its flags their final form.
     cmd.build();
     let source = format!("mailctl {}", env!("CARGO_PKG_VERSION"));
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        clap_mangen::Man::new(sub.clone())
-            .source(source.clone())
-            .generate_to(dir)?;
+    let mut pages: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    pages.push(cmd);
+    for page in pages {
+        let man = clap_mangen::Man::new(page).source(source.clone());
+        let mut roff = Vec::new();
+        man.render(&mut roff)?;
+        // clap_mangen titles the after-help text EXTRA; in mailctl it is the exit statuses.
+        let roff = String::from_utf8_lossy(&roff).replace(".SH EXTRA\n", ".SH \"EXIT STATUS\"\n");
+        std::fs::write(dir.join(man.get_filename()), roff)?;
     }
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut page)?;
-    // clap_mangen titles the after-help text EXTRA; on this page it is the exit statuses.
-    let page = String::from_utf8_lossy(&page).replace(".SH EXTRA\n", ".SH \"EXIT STATUS\"\n");
-    std::fs::write(dir.join("mailctl.1"), page)
+    Ok(())
 }
