@@ -29,6 +29,10 @@ pub(crate) struct Args {
     /// The text of the composed message.
     #[arg(long, value_name = "TEXT", requires = "subject")]
     body: Option<String>,
+    /// Attach a file to the composed message (repeat for more): its content type from its
+    /// extension, its name RFC 2231-encoded when it is not ASCII.
+    #[arg(long, value_name = "FILE", requires = "subject")]
+    attach: Vec<PathBuf>,
     /// Display name for the From header of a composed message (default: the account's
     /// display_name); RFC 2047-encoded when it is not ASCII.
     #[arg(long, value_name = "NAME")]
@@ -37,6 +41,22 @@ pub(crate) struct Args {
 
 fn address(text: &str) -> Result<Address, Failure> {
     Address::new(text).map_err(|e| Failure::settings(format!("address {text:?}: {e}")))
+}
+
+/// A file to attach: its name, its content type (from the extension) and its bytes.
+async fn attachment(path: &std::path::Path) -> Result<(String, String, Vec<u8>), Failure> {
+    let content = tokio::fs::read(path)
+        .await
+        .map_err(|e| Failure::local(format!("cannot read {}: {e}", path.display())))?;
+    let name = path.file_name().map_or_else(
+        || "attachment".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let content_type = mime_guess::from_path(path)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_owned();
+    Ok((name, content_type, content))
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -62,6 +82,10 @@ pub(crate) async fn run(args: Args) -> Outcome {
             let mut message = SimpleMessage::new(&from, args.to.clone(), subject, body);
             if let Some(name) = &display_name {
                 message = message.with_display_name(name);
+            }
+            for path in &args.attach {
+                let (name, content_type, content) = attachment(path).await?;
+                message = message.with_attachment(name, content_type, content);
             }
             session
                 .send_bytes(envelope, MailOptions::default(), &message.to_bytes())
