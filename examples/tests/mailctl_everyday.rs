@@ -514,6 +514,14 @@ fn named_accounts_in_one_configuration_file() {
         .arg(&maildir));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).starts_with("fetched 2 messages"));
+    // Server flags without --host do not fall back to the default account silently.
+    let output = run(mailctl_xdg(&xdg).args(["list", "--user", "mia"]));
+    assert_eq!(output.status.code(), Some(10));
+    assert!(
+        text(&output.stderr).contains("--host"),
+        "{}",
+        text(&output.stderr)
+    );
     let output = run(mailctl_xdg(&xdg).args(["list", "-a", "nobody"]));
     assert_eq!(output.status.code(), Some(10));
     assert!(
@@ -889,4 +897,88 @@ fn bytes_path(dir: &Path, bytes: &[u8]) -> PathBuf {
     let path = dir.join("bytes.bin");
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_against_a_hostile_server_caps_headers_and_survives_refusals() {
+    use mail_testground::hostile::{HostileServer, Pki, Step};
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("+OK hostile\r\n"),
+            Step::expect("CAPA"),
+            Step::send("+OK\r\nUSER\r\nTOP\r\nUIDL\r\n.\r\n"),
+            Step::expect("USER victim"),
+            Step::send("+OK\r\n"),
+            Step::expect("PASS"),
+            Step::send("+OK logged in\r\n"),
+            Step::expect("LIST"),
+            Step::send("+OK\r\n1 100\r\n2 400000\r\n3 50\r\n.\r\n"),
+            Step::expect("UIDL"),
+            Step::send("-ERR no unique-ids here\r\n"),
+            Step::expect("TOP 1 0"),
+            Step::send(
+                "+OK\r\nSubject: =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=\r\nFrom: a@example.org\r\n\r\n.\r\n",
+            ),
+            // A header of 350 kB (10,000 folded lines): only the first 64 KiB are kept.
+            Step::expect("TOP 2 0"),
+            Step::send("+OK\r\nSubject: huge\r\nX-Junk: start\r\n"),
+            Step::SendRepeated {
+                bytes: b" a folded line of junk, again and again\r\n".to_vec(),
+                count: 10_000,
+            },
+            Step::send("\r\n.\r\n"),
+            Step::expect("TOP 3 0"),
+            Step::send("-ERR message 3 is gone\r\n"),
+            Step::expect("QUIT"),
+            Step::send("+OK bye\r\n"),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let args: Vec<String> = [
+        "list",
+        "--json",
+        "--host",
+        "127.0.0.1",
+        "--tls-name",
+        "localhost",
+        "--port",
+        &server.port().to_string(),
+        "--user",
+        "victim",
+        "--password-env",
+        "HOSTILE_PASSWORD",
+        "--timeout",
+        "5",
+        "--ca-file",
+        &pki.ca_file().display().to_string(),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        run(mailctl().args(args).env("HOSTILE_PASSWORD", "s3cret"))
+    })
+    .await
+    .unwrap();
+    let transcript = server.finish().await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !transcript.any_contains(b"RETR"),
+        "bodies are never downloaded"
+    );
+    assert!(!transcript.any_contains(b"DELE"), "nothing is deleted");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let messages = json["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0]["subject"], "日本語");
+    assert!(messages[0]["uid"].is_null());
+    assert_eq!(messages[1]["subject"], "huge");
+    assert_eq!(messages[1]["header_truncated"], true);
+    assert_eq!(messages[1]["size"], 400_000);
+    assert_eq!(messages[2]["refused"], "message 3 is gone");
+    assert!(messages[2]["subject"].is_null());
 }

@@ -123,10 +123,13 @@ impl ServerArgs {
     pub(crate) fn resolve(&self, role: Role) -> Result<Resolved, Failure> {
         let login = LoginMethod::parse(&self.auth)
             .ok_or_else(|| Failure::settings(format!("unknown --auth {:?}", self.auth)))?;
-        let account = if self.host.is_none() {
-            crate::accounts::find_account(self.account.as_deref(), self.config.as_deref())?
-        } else {
+        // Server flags without --host are a mistake to report, not a reason to use the
+        // default account silently.
+        let server_flags = self.host.is_some() || self.port.is_some() || self.user.is_some();
+        let account = if server_flags {
             None
+        } else {
+            crate::accounts::find_account(self.account.as_deref(), self.config.as_deref())?
         };
         let (mut settings, secret) = if let Some(account) = &account {
             let settings = match role {
