@@ -501,6 +501,13 @@ fn named_accounts_in_one_configuration_file() {
         "{stdout}"
     );
 
+    let output = run(mailctl_xdg(&xdg).args(["accounts", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["accounts"][0]["name"], "mia");
+    assert_eq!(json["accounts"][0]["default"], true);
+    assert_eq!(json["accounts"][0]["display_name"], "山田 花子");
+    assert_eq!(json["accounts"][1]["default"], false);
+
     // No -a: the default account; -a NAME: that one (its password from the command).
     let output = run(mailctl_xdg(&xdg).args(["list", "--last", "1", "--json"]));
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -550,6 +557,17 @@ fn named_accounts_in_one_configuration_file() {
         assert_eq!(output.status.code(), Some(10), "{}", text(&output.stdout));
         assert!(
             text(&output.stderr).contains("holds a password and is readable by others (mode 644)"),
+            "{}",
+            text(&output.stderr)
+        );
+        // The same rule for a single account file given with -a.
+        let single = dir.join("single.toml");
+        std::fs::write(&single, &entry).unwrap();
+        std::fs::set_permissions(&single, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let output = run(mailctl_xdg(&xdg).arg("list").arg("-a").arg(&single));
+        assert_eq!(output.status.code(), Some(10), "{}", text(&output.stdout));
+        assert!(
+            text(&output.stderr).contains("readable by others (mode 640)"),
             "{}",
             text(&output.stderr)
         );
