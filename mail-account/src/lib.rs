@@ -14,9 +14,12 @@
 //! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS.
 //! - [`domain`]: addresses, UTS-46 and PSL helpers.
 //! - [`compose`]: a simple text message with the headers a mail client adds.
+//! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.
 //! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
 //!   failures sorted into kinds a person can act on.
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
+//! - [`preview`]: what is on a POP3 server (`LIST`, `UIDL`, `TOP n 0`), with header fields
+//!   decoded (RFC 2047, Japanese legacy charsets, broken real-world encodings).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
 //! - [`verify`]: login verification (log in to both servers, send nothing) with failures
 //!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
@@ -30,7 +33,9 @@ pub mod discover;
 pub mod dns;
 pub mod domain;
 pub mod fetch;
+pub mod headers;
 pub mod http;
+pub mod preview;
 pub mod probe;
 pub mod providers;
 pub mod roundtrip;
