@@ -623,3 +623,79 @@ enum Step {
     Read(io::Result<usize>),
     Deadline,
 }
+
+/// Notices adapter calls whose future was dropped part way.
+///
+/// A protocol adapter call (send a message, log in) spans several steps of the sans-IO core. If
+/// its future is dropped between two of them (a `tokio::time::timeout` around the call, a
+/// `select!` branch that lost), the core is left half-way through an exchange. The adapter
+/// calls [`CallTracker::begin`] when a call starts and [`CallTracker::end`] when it returns: a
+/// call that began and never ended was cancelled, and every later call gets [`Cancelled`],
+/// which says plainly that the session must be replaced, instead of an error about the core's
+/// state ("busy") that reads as "wait and retry".
+#[derive(Debug, Default, Clone)]
+pub struct CallTracker {
+    running: Option<&'static str>,
+    cancelled: Option<&'static str>,
+}
+
+impl CallTracker {
+    /// A tracker with no call under way.
+    pub const fn new() -> Self {
+        Self {
+            running: None,
+            cancelled: None,
+        }
+    }
+
+    /// Records the start of `operation`. Fails when an earlier call was cancelled part way.
+    pub const fn begin(&mut self, operation: &'static str) -> Result<(), Cancelled> {
+        if let Some(earlier) = self.running.take() {
+            self.cancelled = Some(earlier);
+        }
+        if let Some(operation) = self.cancelled {
+            return Err(Cancelled { operation });
+        }
+        self.running = Some(operation);
+        Ok(())
+    }
+
+    /// Fails when an earlier call was cancelled part way, without starting a call: for the
+    /// calls of an adapter that are cancel-safe themselves but cannot run after a cancelled one.
+    pub const fn check(&mut self) -> Result<(), Cancelled> {
+        if let Some(earlier) = self.running.take() {
+            self.cancelled = Some(earlier);
+        }
+        match self.cancelled {
+            Some(operation) => Err(Cancelled { operation }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that the call under way returned (successfully or not).
+    pub const fn end(&mut self) {
+        self.running = None;
+    }
+
+    /// The call found cancelled, once [`CallTracker::begin`] has noticed it.
+    pub const fn cancelled(&self) -> Option<Cancelled> {
+        match self.cancelled {
+            Some(operation) => Some(Cancelled { operation }),
+            None => None,
+        }
+    }
+}
+
+/// An earlier call on the session was cancelled part way (its future was dropped), so the
+/// session is in an unknown state and cannot be used any more: connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the session is unusable: an earlier {operation} call was cancelled part way (its future \
+     was dropped, e.g. by a timeout around it), so whether the server acted on it is unknown; \
+     connect again"
+)]
+#[non_exhaustive]
+pub struct Cancelled {
+    /// The call that was cancelled.
+    pub operation: &'static str,
+}

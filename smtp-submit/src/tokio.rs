@@ -21,10 +21,17 @@
 //! child span. Credentials are never logged: AUTH lines are redacted by the core and the adapter
 //! records only the user name and the mechanism.
 //!
-//! The futures returned by [`Session`] methods are not cancel-safe: dropping one in the middle
-//! (for example with `tokio::time::timeout`) can leave a command half-written. Deadlines are
-//! already built in ([`Timeouts`](crate::Timeouts) and [`SetupTimeouts`]); after a cancelled
-//! call, drop the session.
+//! # Cancel safety
+//!
+//! Deadlines are built in ([`Timeouts`](crate::Timeouts) and [`SetupTimeouts`]), so there is
+//! rarely a reason to wrap a call in `tokio::time::timeout`. The futures of [`Session`] methods
+//! are *not* cancel-safe: a call is a conversation of several commands, and dropping its future
+//! part way leaves it unfinished (a message half-sent, an AUTH exchange open). The session
+//! notices: every later call returns [`Error::Cancelled`] (and the connection is closed), which
+//! says to connect again, never an error that reads as "busy, retry". Whether the server acted
+//! on the cancelled call is unknown; after a cancelled `send`, the message may or may not have
+//! been delivered. [`Session::connect`] may be dropped at any point (nothing is left behind), and
+//! [`Session::quit`] after a cancelled call just closes the connection.
 //!
 //! # Example
 //!
@@ -66,7 +73,8 @@ use std::{fmt, io, time::Duration, time::Instant};
 use ::tokio::io::{AsyncRead, AsyncReadExt};
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_common::transport::{
-    self, DriveError, Driver, SetupPhase, TlsConnector, TransportError, Until, Wrapping,
+    self, CallTracker, Cancelled, DriveError, Driver, SetupPhase, TlsConnector, TransportError,
+    Until, Wrapping,
 };
 pub use mail_common::transport::{SetupTimeouts, TrustRoots};
 use tracing::Instrument;
@@ -281,6 +289,12 @@ pub enum Error {
     /// The session is closed (after QUIT, a 421, or an earlier fatal error).
     #[error("the session is closed")]
     Closed,
+    /// An earlier call was cancelled part way (its future was dropped), leaving the session in
+    /// an unknown state: it was closed, and this is the answer to every later call. Connect
+    /// again. Whether the server acted on the cancelled call (delivered a message, for
+    /// `send`) is unknown.
+    #[error(transparent)]
+    Cancelled(Cancelled),
 }
 
 fn describe_auth_failure(failure: &AuthFailure) -> String {
@@ -505,6 +519,8 @@ pub struct Session {
     span: tracing::Span,
     /// A fatal error or an abandoned body: the connection is unusable.
     broken: bool,
+    /// Notices a call whose future was dropped part way.
+    calls: CallTracker,
 }
 
 impl fmt::Debug for Session {
@@ -523,6 +539,9 @@ impl Session {
     ///
     /// `config.security` is replaced by the mode of `options.security`; the EHLO name, limits,
     /// per-phase deadlines and PIPELINING/CHUNKING choices come from `config`.
+    ///
+    /// Cancel safety: cancel-safe. Dropping the future drops the half-open connection;
+    /// nothing is left behind.
     pub async fn connect(options: &ConnectOptions, mut config: Config) -> Result<Self, Error> {
         let span = tracing::info_span!(
             "smtp",
@@ -557,6 +576,7 @@ impl Session {
                 capabilities: Capabilities::default(),
                 span: tracing::Span::current(),
                 broken: false,
+                calls: CallTracker::new(),
             };
             session.handshake().await?;
             Ok(session)
@@ -634,13 +654,17 @@ impl Session {
     ///
     /// A refusal (535 for wrong credentials) is [`Error::Auth`] with the server's reply; the
     /// session stays usable, so another attempt may follow.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; whether the server accepted the credentials is unknown.
     pub async fn authenticate(
         &mut self,
         credentials: &Credentials,
         method: AuthMethod,
     ) -> Result<Mechanism, Error> {
         let span = tracing::debug_span!(parent: &self.span, "auth", user = credentials.username());
-        async {
+        self.begin("AUTH").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
             let mut nonce = [0_u8; 24];
             getrandom::fill(&mut nonce)
@@ -666,7 +690,9 @@ impl Session {
             outcome
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends one message whose body is read from `body` as it goes out: the body is never held
@@ -683,6 +709,9 @@ impl Session {
     /// If reading `body` fails, the connection is closed without ending the data (the server
     /// discards the partial message) and [`Error::Body`] is returned; the session is then
     /// closed.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; the message may or may not have been delivered.
     pub async fn send<R>(
         &mut self,
         envelope: Envelope,
@@ -698,9 +727,13 @@ impl Session {
             recipients = envelope.recipients().len(),
             transaction = tracing::field::Empty,
         );
-        self.send_streaming(envelope, options, body)
+        self.begin("send").await?;
+        let result = self
+            .send_streaming(envelope, options, body)
             .instrument(span)
-            .await
+            .await;
+        self.calls.end();
+        result
     }
 
     async fn send_streaming<R>(
@@ -790,6 +823,9 @@ impl Session {
     /// [`Limits::chunk_size`](crate::Limits::chunk_size) bytes, the whole message leaves in one
     /// flight: one round trip. `SIZE=` and (for 8-bit bodies) `BODY=8BITMIME` are filled in when
     /// `options` leaves them unset.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; the message may or may not have been delivered.
     pub async fn send_bytes(
         &mut self,
         envelope: Envelope,
@@ -803,7 +839,8 @@ impl Session {
             bytes = body.len(),
             transaction = tracing::field::Empty,
         );
-        async {
+        self.begin("send_bytes").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
             let id =
                 self.driver
@@ -814,13 +851,19 @@ impl Session {
             self.wait(|event| collector.take(event)).await
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends `NOOP` and returns the server's reply; a refusal is [`Error::Refused`].
+    ///
+    /// Cancel safety: not cancel-safe. Dropped before the reply arrived, the session answers
+    /// every later call with [`Error::Cancelled`].
     pub async fn noop(&mut self) -> Result<Reply, Error> {
         let span = tracing::debug_span!(parent: &self.span, "noop");
-        async {
+        self.begin("NOOP").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
             self.driver.machine().noop(Instant::now())?;
             let reply = self
@@ -839,14 +882,20 @@ impl Session {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends `RSET` and returns the server's reply; a refusal is [`Error::Refused`]. Never
     /// needed between messages: the client resets by itself after a failed transaction.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped before the reply arrived, the session answers
+    /// every later call with [`Error::Cancelled`].
     pub async fn rset(&mut self) -> Result<Reply, Error> {
         let span = tracing::debug_span!(parent: &self.span, "rset");
-        async {
+        self.begin("RSET").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
             self.driver.machine().rset(Instant::now())?;
             let reply = self
@@ -865,15 +914,20 @@ impl Session {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends `QUIT`, waits for the reply and closes the connection. A session that is already
     /// closed (by the server, or after an error) is just dropped.
+    ///
+    /// Cancel safety: cancel-safe. Dropping the future drops the connection; the server ends
+    /// the session by itself (nothing uncommitted is at stake in SMTP after a transaction).
     pub async fn quit(mut self) -> Result<(), Error> {
         let span = tracing::debug_span!(parent: &self.span, "quit");
         async {
-            if self.broken {
+            if self.begin("QUIT").await.is_err() || self.broken {
                 return Ok(());
             }
             match self.driver.machine().quit(Instant::now()) {
@@ -894,6 +948,20 @@ impl Session {
     }
 
     // ---- helpers ------------------------------------------------------------------------
+
+    /// Starts a public call. When an earlier one was cancelled part way, the session is closed
+    /// and [`Error::Cancelled`] returned, now and for every later call.
+    async fn begin(&mut self, operation: &'static str) -> Result<(), Error> {
+        if let Err(cancelled) = self.calls.begin(operation) {
+            if !self.broken {
+                tracing::debug!(%cancelled, "closing the connection");
+                self.broken = true;
+                self.driver.shutdown().await;
+            }
+            return Err(Error::Cancelled(cancelled));
+        }
+        Ok(())
+    }
 
     const fn check_usable(&self) -> Result<(), Error> {
         if self.broken {

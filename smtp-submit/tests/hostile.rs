@@ -84,6 +84,7 @@ const SCENARIOS: &[&str] = &[
     "caller_injection_envid",
     "caller_injection_orcpt",
     "caller_injection_auth_credentials",
+    "cancelled_send_mid_data",
 ];
 
 #[test]
@@ -1388,4 +1389,47 @@ async fn message_outcome_sent_only_after_the_final_reply() {
     ));
     drop(session);
     hostile.finish().await;
+}
+
+#[tokio::test]
+async fn cancelled_send_mid_data() {
+    // A timeout around `send_bytes` drops it while the server sits on the body (issue 16,
+    // item 3). Every later call must say the session is unusable and why, not "busy".
+    let mut script = ready(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM"),
+        Step::expect("RCPT TO"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::Stall,
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    // Far shorter than the session's own deadlines (DEADLINE), so the drop always comes first.
+    let cut = Duration::from_millis(200);
+    let dropped = tokio::time::timeout(
+        cut,
+        session.send_bytes(envelope(&["a"]), MailOptions::default(), &body()),
+    )
+    .await;
+    assert!(dropped.is_err(), "send_bytes finished: {dropped:?}");
+    for _ in 0..2 {
+        let error = session.noop().await.unwrap_err();
+        let Error::Cancelled(cancelled) = &error else {
+            panic!("expected Error::Cancelled, got {error:?}");
+        };
+        assert_eq!(cancelled.operation, "send_bytes");
+        let text = error.to_string();
+        assert!(text.contains("connect again"), "{text}");
+        assert!(!text.contains("in progress"), "{text}");
+    }
+    let error = session
+        .send_bytes(envelope(&["b"]), MailOptions::default(), &body())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Cancelled(_)), "{error:?}");
+    // QUIT after a cancelled call just closes the connection.
+    session.quit().await.unwrap();
+    let t = hostile.finish().await;
+    assert!(!t.any_contains(b"NOOP"), "{:?}", t.lines);
 }
