@@ -914,7 +914,13 @@ impl Client {
     // ---- replies ------------------------------------------------------------------------
 
     fn on_reply(&mut self, now: Instant, reply: Reply) -> Result<(), ProtocolError> {
-        tracing::trace!("S: {reply}");
+        // DEBUG, with the client's lines: `-vv` shows a failing exchange whole. A SASL
+        // challenge may be derived from the password (or carry a token error): never logged.
+        if reply.code() == 334 {
+            tracing::debug!("S: 334 [redacted]");
+        } else {
+            tracing::debug!("S: {reply}");
+        }
         let Some(pending) = self.outstanding.pop_front() else {
             if reply.code() == 421 {
                 self.service_closing(reply);
@@ -1137,6 +1143,10 @@ impl Client {
         let outcome = if reply.category() == Category::PositiveCompletion {
             tx.accepted += 1;
             RecipientOutcome::Accepted(reply)
+        } else if matches!(tx.failure, Some(TransactionFailure::MailRejected(_))) {
+            // Pipelined behind a refused MAIL FROM: the reply (503 "sender not yet given")
+            // is a consequence of that refusal and says nothing about the recipient.
+            RecipientOutcome::SenderRefused(reply)
         } else {
             RecipientOutcome::Rejected(reply)
         };

@@ -391,14 +391,12 @@ pub struct RecipientReport {
 impl RecipientReport {
     /// True when the server accepted this recipient.
     pub const fn is_accepted(&self) -> bool {
-        matches!(self.outcome, RecipientOutcome::Accepted(_))
+        self.outcome.is_accepted()
     }
 
     /// The server's reply to this `RCPT TO`.
     pub const fn reply(&self) -> &Reply {
-        match &self.outcome {
-            RecipientOutcome::Accepted(reply) | RecipientOutcome::Rejected(reply) => reply,
-        }
+        self.outcome.reply()
     }
 }
 
@@ -409,7 +407,8 @@ pub struct SendReport {
     /// The transaction.
     pub transaction: TransactionId,
     /// One entry per recipient that got a reply, in envelope order. When `MAIL FROM` is refused
-    /// no `RCPT` is answered and this is empty.
+    /// the recipients pipelined behind it are [`RecipientOutcome::SenderRefused`] (without
+    /// PIPELINING no `RCPT` is sent and this is empty); the cause is in `outcome`.
     pub recipients: Vec<RecipientReport>,
     /// Sent to the accepted recipients, or failed.
     pub outcome: MessageOutcome,

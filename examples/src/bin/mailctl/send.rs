@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use mail_account::compose::SimpleMessage;
 use mail_account::connect::{FailureKind, smtp_login};
-use smtp_submit::{Address, Envelope, MailOptions};
+use smtp_submit::{Address, Envelope, MailOptions, RecipientOutcome};
 
 use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
@@ -69,20 +69,21 @@ pub(crate) async fn run(args: Args) -> Outcome {
         }
     };
     for recipient in &report.recipients {
-        if recipient.is_accepted() {
-            println!("accepted {}", recipient.address);
-        } else {
-            println!("refused  {}: {}", recipient.address, recipient.reply());
+        match &recipient.outcome {
+            RecipientOutcome::Accepted(_) => println!("accepted {}", recipient.address),
+            // Pipelined behind a refused MAIL FROM: the reply is no verdict on the recipient.
+            RecipientOutcome::SenderRefused(_) => {
+                println!("not sent {}: the sender was refused", recipient.address);
+            }
+            _ => println!("refused  {}: {}", recipient.address, recipient.reply()),
         }
     }
     let _ = session.quit().await;
-    if !report.is_sent() {
-        let why = report
-            .reply()
-            .map_or_else(|| "no recipient accepted".to_owned(), ToString::to_string);
+    if let Some(failure) = report.failure() {
+        // The first failure of the transaction, with the server's words.
         return Err(Failure::new(
             FailureKind::Refused,
-            format!("message not sent: {why}"),
+            format!("message not sent: {failure}"),
         ));
     }
     let refused = report.rejected().count();
