@@ -286,9 +286,10 @@ impl From<CredentialError> for ConnectError {
 fn transport_kind(error: &TransportError) -> FailureKind {
     match error {
         TransportError::Tls { .. }
+        | TransportError::PlaintextGreeting { .. }
         | TransportError::CaFile { .. }
         | TransportError::InvalidServerName(_) => FailureKind::Tls,
-        TransportError::Timeout { .. } => FailureKind::Timeout,
+        TransportError::Timeout { .. } | TransportError::NoGreeting { .. } => FailureKind::Timeout,
         _ => FailureKind::Network,
     }
 }

@@ -217,8 +217,11 @@ impl fmt::Display for TimeoutPhase {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: name resolution, TCP, the CA file, or the TLS handshake
-    /// (certificate not trusted, wrong host name, a peer not speaking TLS). Fatal.
+    /// Connection set-up failed: name resolution, TCP, the CA file, the TLS handshake
+    /// (certificate not trusted, wrong host name, a peer not speaking TLS), the wrong TLS mode
+    /// for the port ([`TransportError::PlaintextGreeting`]: implicit TLS against an STLS port),
+    /// or no greeting in time ([`TransportError::NoGreeting`], which names the likely cause:
+    /// STLS or plaintext against an implicit-TLS port). Fatal.
     #[error(transparent)]
     Transport(TransportError),
     /// Reading or writing the connection failed. Fatal.
@@ -505,6 +508,7 @@ impl Session {
         let max_outstanding = (config.limits.max_in_flight.saturating_mul(2))
             .clamp(1, config.limits.max_queued_commands.max(1));
         let reply_timeout = config.timeouts.reply;
+        let greeting_wait = config.timeouts.greeting;
         let client = Client::new(config, Instant::now());
         let mut session = Self {
             driver: Driver::new(stream, client),
@@ -523,7 +527,20 @@ impl Session {
             span,
         };
         loop {
-            match session.next_event().await? {
+            let event = session.next_event().await.map_err(|error| match error {
+                // Name the server and the likely cause: a port that expects implicit TLS
+                // waits silently for the handshake.
+                Error::Timeout(TimeoutPhase::Greeting) => {
+                    Error::Transport(TransportError::NoGreeting {
+                        host: options.host.clone(),
+                        port: options.port,
+                        after: greeting_wait,
+                        implicit_tls: wrapping == Wrapping::ImplicitTls,
+                    })
+                }
+                error => error,
+            })?;
+            match event {
                 Event::Greeting(response) => session.greeting = response,
                 Event::GreetingRefused(response) => return Err(Error::GreetingRefused(response)),
                 Event::StartTls => {

@@ -16,7 +16,7 @@ use mail_common::sasl::{Credentials, Mechanism};
 use mail_testground::{ALICE, DOVECOT_POP3, DOVECOT_POP3S, ERIN, HOST, TLS_NAME, User};
 use pop3_proto::{
     AuthMethod, Command, Config, FailureClass, Login, Misuse, ResponseCode, Security,
-    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TrustRoots},
+    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TransportError, TrustRoots},
 };
 
 // ---- test ground ----
@@ -879,4 +879,52 @@ async fn a_cancelled_login_leaves_a_session_that_says_so() {
     }
     let error = session.login(credentials(ALICE)).await.unwrap_err();
     assert!(matches!(error, Error::Cancelled(_)), "{error:?}");
+}
+
+// ---- the wrong TLS mode for the port (issue 16, item 2) ----
+
+#[tokio::test]
+async fn implicit_tls_against_the_stls_port_says_stls_is_wanted() {
+    let options = options(Security::Implicit).with_port(DOVECOT_POP3.port);
+    let error = Session::connect(options, Config::default())
+        .await
+        .unwrap_err();
+    let Error::Transport(TransportError::PlaintextGreeting { port, greeting, .. }) = &error else {
+        panic!("expected PlaintextGreeting, got {error:?}");
+    };
+    assert_eq!(*port, DOVECOT_POP3.port);
+    assert!(greeting.starts_with("+OK"), "{greeting:?}");
+    let text = error.to_string();
+    for words in ["127.0.0.1:11110", "STLS", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
+    // Dovecot on 11995 waits for a ClientHello and says nothing. A short greeting wait keeps
+    // the test fast; the assertion is on the error, not on the time taken.
+    let wait = std::time::Duration::from_secs(2);
+    let options = options(Security::Stls).with_port(DOVECOT_POP3S.port);
+    let config =
+        Config::default().with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
+    let error = Session::connect(options, config).await.unwrap_err();
+    let Error::Transport(TransportError::NoGreeting {
+        host,
+        port,
+        after,
+        implicit_tls: false,
+    }) = &error
+    else {
+        panic!("expected NoGreeting, got {error:?}");
+    };
+    assert_eq!(
+        (host.as_str(), *port, *after),
+        (HOST, DOVECOT_POP3S.port, wait)
+    );
+    assert!(error.is_fatal());
+    let text = error.to_string();
+    for words in ["127.0.0.1:11995", "implicit TLS", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
 }

@@ -73,10 +73,9 @@ use std::{fmt, io, time::Duration, time::Instant};
 use ::tokio::io::{AsyncRead, AsyncReadExt};
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_common::transport::{
-    self, CallTracker, Cancelled, DriveError, Driver, SetupPhase, TlsConnector, TransportError,
-    Until, Wrapping,
+    self, CallTracker, Cancelled, DriveError, Driver, SetupPhase, TlsConnector, Until, Wrapping,
 };
-pub use mail_common::transport::{SetupTimeouts, TrustRoots};
+pub use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
 use tracing::Instrument;
 
 use crate::{
@@ -242,8 +241,11 @@ impl fmt::Display for Timeout {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: TCP connect, an unusable CA file, an invalid TLS name, or the
-    /// TLS handshake (unknown CA, wrong host name, a peer not speaking TLS).
+    /// Connection set-up failed: TCP connect, an unusable CA file, an invalid TLS name, the
+    /// TLS handshake (unknown CA, wrong host name, a peer not speaking TLS), the wrong TLS mode
+    /// for the port ([`TransportError::PlaintextGreeting`]: implicit TLS against a STARTTLS
+    /// port), or no greeting in time ([`TransportError::NoGreeting`], which names the likely
+    /// cause: STARTTLS against an implicit-TLS port).
     #[error(transparent)]
     Transport(TransportError),
     /// Reading or writing the established connection failed.
@@ -325,7 +327,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Io(_) | Self::Timeout(_) | Self::Closed => true,
-            Self::Transport(error) => matches!(error, TransportError::Connect { .. }),
+            Self::Transport(error) => matches!(
+                error,
+                TransportError::Connect { .. } | TransportError::NoGreeting { .. }
+            ),
             _ => self
                 .reply()
                 .and_then(Reply::failure_class)
@@ -567,6 +572,7 @@ impl Session {
             .await
             .map_err(Error::from_transport)?;
             tracing::debug!(tls = stream.tls_summary(), "connected");
+            let greeting_wait = config.timeouts.greeting;
             let mut session = Self {
                 driver: Driver::new(stream, Client::new(config, Instant::now())),
                 connector,
@@ -577,7 +583,19 @@ impl Session {
                 broken: false,
                 calls: CallTracker::new(),
             };
-            session.handshake().await?;
+            session.handshake().await.map_err(|error| match error {
+                // Name the server and the likely cause: a port that expects implicit TLS
+                // waits silently for the handshake.
+                Error::Timeout(Timeout::Server {
+                    phase: Phase::Greeting,
+                }) => Error::Transport(TransportError::NoGreeting {
+                    host: options.host.clone(),
+                    port: options.port,
+                    after: greeting_wait,
+                    implicit_tls: wrapping == Wrapping::ImplicitTls,
+                }),
+                error => error,
+            })?;
             Ok(session)
         }
         .instrument(span)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mail_testground::{
     self as tg, GRACE, POSTFIX_LEGACY, POSTFIX_PLAIN, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS,
 };
-use smtp_submit::tokio::{ConnectSecurity, Error, Session, TrustRoots};
+use smtp_submit::tokio::{ConnectSecurity, Error, Session, TransportError, TrustRoots};
 use smtp_submit::{
     AuthFailure, AuthMethod, BodyType, Credentials, Envelope, Extension, Limits, MailOptions,
     Mechanism, MessageOutcome, Misuse, TransactionFailure,
@@ -709,4 +709,69 @@ async fn size_limit_checked_before_sending_and_enforced_by_the_server() {
     }
     assert_eq!(session.noop().await.unwrap().code(), 250);
     session.quit().await.unwrap();
+}
+
+// ---- the wrong TLS mode for the port (issue 16, item 2) ----
+
+#[tokio::test]
+async fn implicit_tls_against_the_starttls_port_says_starttls_is_wanted() {
+    // Postfix on 10587 greets in plaintext; rustls alone reported "received corrupt message of
+    // type InvalidContentType".
+    let error = Session::connect(
+        &options(POSTFIX_SUBMISSION, ConnectSecurity::ImplicitTls),
+        config(),
+    )
+    .await
+    .unwrap_err();
+    let Error::Transport(TransportError::PlaintextGreeting {
+        host,
+        port,
+        greeting,
+    }) = &error
+    else {
+        panic!("expected PlaintextGreeting, got {error:?}");
+    };
+    assert_eq!((host.as_str(), *port), (tg::HOST, POSTFIX_SUBMISSION.port));
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    let text = error.to_string();
+    for words in ["127.0.0.1:10587", "plaintext greeting", "STARTTLS", "465"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn starttls_against_the_implicit_tls_port_names_host_port_and_cause() {
+    // Postfix on 10465 waits for a ClientHello and says nothing. A short greeting wait keeps
+    // the test fast; the assertion is on the error, not on the time taken.
+    let wait = Duration::from_secs(2);
+    let config = config().with_timeouts(test_timeouts().with_greeting(wait));
+    let error = Session::connect(
+        &options(POSTFIX_SUBMISSIONS, ConnectSecurity::StartTls),
+        config,
+    )
+    .await
+    .unwrap_err();
+    let Error::Transport(TransportError::NoGreeting {
+        port,
+        after,
+        implicit_tls: false,
+        ..
+    }) = &error
+    else {
+        panic!("expected NoGreeting, got {error:?}");
+    };
+    assert_eq!((*port, *after), (POSTFIX_SUBMISSIONS.port, wait));
+    let text = error.to_string();
+    for words in ["127.0.0.1:10465", "implicit TLS", "465", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[test]
+fn the_default_greeting_wait_suits_a_person_waiting() {
+    // RFC 5321's 5 minutes are for relays; a submission client gives up after 30 s.
+    assert_eq!(
+        smtp_submit::Timeouts::default().greeting,
+        Duration::from_secs(30)
+    );
 }
