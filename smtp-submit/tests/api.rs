@@ -203,9 +203,10 @@ fn documented_defaults() {
     );
     let t = Timeouts::default();
     let minutes = |d: Duration| d.as_secs() / 60;
+    // The greeting: 30 s, not RFC 5321's 5 minutes (a person waits; see Timeouts::greeting).
+    assert_eq!(t.greeting, Duration::from_secs(30));
     assert_eq!(
         [
-            t.greeting,
             t.command,
             t.mail,
             t.rcpt,
@@ -214,7 +215,7 @@ fn documented_defaults() {
             t.data_termination
         ]
         .map(minutes),
-        [5, 5, 5, 5, 2, 3, 10]
+        [5, 5, 5, 2, 3, 10]
     );
     let config = implicit();
     assert!(config.pipelining && config.chunking && !config.cleartext_credentials_allowed());
