@@ -70,7 +70,7 @@
 
 use std::{fmt, io, time::Duration, time::Instant};
 
-use ::tokio::io::{AsyncRead, AsyncReadExt};
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_common::transport::{
     self, CallTracker, Cancelled, DriveError, Driver, SetupPhase, TlsConnector, Until, Wrapping,
@@ -79,8 +79,8 @@ pub use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
 use tracing::Instrument;
 
 use crate::{
-    Address, AuthFailure, AuthMethod, Capabilities, Client, Config, Envelope, Event, MailOptions,
-    MessageOutcome, Misuse, Phase, ProtocolError, RecipientOutcome, Reply, Security,
+    Address, AuthFailure, AuthMethod, Capabilities, Client, Config, ContentScan, Envelope, Event,
+    MailOptions, MessageOutcome, Misuse, Phase, ProtocolError, RecipientOutcome, Reply, Security,
     SessionFailure, TransactionFailure, TransactionId,
 };
 
@@ -506,6 +506,25 @@ impl Collector {
     }
 }
 
+/// Reads `source` to its end through a [`ContentScan`], then seeks back to where it started.
+async fn scan_and_rewind<R>(source: &mut R) -> io::Result<ContentScan>
+where
+    R: AsyncRead + AsyncSeek + Unpin,
+{
+    let start = source.stream_position().await?;
+    let mut scan = ContentScan::new();
+    let mut buf = vec![0_u8; BODY_READ_CHUNK].into_boxed_slice();
+    loop {
+        let n = source.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        scan.feed(&buf[..n]);
+    }
+    source.seek(io::SeekFrom::Start(start)).await?;
+    Ok(scan)
+}
+
 /// What a wait in the body loop ended with.
 enum Wake {
     Writable,
@@ -719,9 +738,13 @@ impl Session {
     /// Returns when the server has answered every command of the transaction. Refused
     /// recipients and a refused message are in the [`SendReport`], not errors.
     ///
-    /// For an 8-bit body, set [`BodyType::EightBitMime`](crate::BodyType::EightBitMime) in
-    /// `options` (a streamed body is not inspected in advance); [`MailOptions::with_size`] lets
-    /// the server refuse an oversized message before the body is sent.
+    /// A streamed body is not inspected before `MAIL FROM`: `BODY=8BITMIME` is declared whenever
+    /// the server offers it, and `SMTPUTF8` must be asked for in `options` when the headers
+    /// carry raw UTF-8. Content the transaction did not declare stops the message before the
+    /// end of data ([`Misuse::UndeclaredContent`]: nothing is delivered, the session is
+    /// closed). For a file, [`Session::send_rewindable`] scans first and declares exactly what
+    /// is needed. [`MailOptions::with_size`] lets the server refuse an oversized message before
+    /// the body is sent.
     ///
     /// If reading `body` fails, the connection is closed without ending the data (the server
     /// discards the partial message) and [`Error::Body`] is returned; the session is then
@@ -746,9 +769,52 @@ impl Session {
         );
         self.begin("send").await?;
         let result = self
-            .send_streaming(envelope, options, body)
+            .send_streaming(envelope, options, body, None)
             .instrument(span)
             .await;
+        self.calls.end();
+        result
+    }
+
+    /// Sends one message from a source that can be read twice (a file): it is read through
+    /// once to find what its content needs (8-bit octets: `BODY=8BITMIME`; raw UTF-8 in the
+    /// header section: `SMTPUTF8`), rewound to where it was, and streamed as by
+    /// [`Session::send`]. When the server lacks an extension the content needs, nothing is
+    /// sent and the error is [`Misuse::ContentNeedsExtension`], which says what and why.
+    ///
+    /// Memory stays bounded: the scan holds one read buffer, never the message. A failed read
+    /// during the scan is [`Error::Body`] with nothing sent (the session stays usable).
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; the message may or may not have been delivered.
+    pub async fn send_rewindable<R>(
+        &mut self,
+        envelope: Envelope,
+        options: MailOptions,
+        mut body: R,
+    ) -> Result<SendReport, Error>
+    where
+        R: AsyncRead + AsyncSeek + Unpin,
+    {
+        let span = tracing::debug_span!(
+            parent: &self.span,
+            "send",
+            recipients = envelope.recipients().len(),
+            transaction = tracing::field::Empty,
+        );
+        self.begin("send").await?;
+        let result = async {
+            let scan = scan_and_rewind(&mut body).await.map_err(Error::Body)?;
+            tracing::debug!(
+                eight_bit = scan.needs_8bitmime(),
+                utf8_headers = scan.needs_smtputf8(),
+                "message scanned"
+            );
+            self.send_streaming(envelope, options, body, Some(scan))
+                .await
+        }
+        .instrument(span)
+        .await;
         self.calls.end();
         result
     }
@@ -758,15 +824,17 @@ impl Session {
         envelope: Envelope,
         options: MailOptions,
         mut body: R,
+        scan: Option<ContentScan>,
     ) -> Result<SendReport, Error>
     where
         R: AsyncRead + Unpin,
     {
         self.check_usable_and_take_arrived().await?;
-        let id = self
-            .driver
-            .machine()
-            .send_mail(Instant::now(), envelope, options)?;
+        let client = self.driver.machine();
+        let id = match scan {
+            Some(scan) => client.send_mail_scanned(Instant::now(), envelope, options, scan)?,
+            None => client.send_mail(Instant::now(), envelope, options)?,
+        };
         tracing::Span::current().record("transaction", tracing::field::display(id));
         let mut collector = Collector::new(id);
         let mut buf = vec![0_u8; BODY_READ_CHUNK].into_boxed_slice();

@@ -85,6 +85,7 @@ const SCENARIOS: &[&str] = &[
     "caller_injection_orcpt",
     "caller_injection_auth_credentials",
     "cancelled_send_mid_data",
+    "scanned_file_declares_what_its_content_needs",
 ];
 
 #[test]
@@ -1447,4 +1448,50 @@ async fn cancelled_send_mid_data() {
     session.quit().await.unwrap();
     let t = hostile.finish().await;
     assert!(!t.any_contains(b"NOOP"), "{:?}", t.lines);
+}
+
+#[tokio::test]
+async fn scanned_file_declares_what_its_content_needs() {
+    // Issue 16, item 7: the MAIL FROM parameters as a server sees them.
+    let mut script = ready(&["PIPELINING", "8BITMIME", "SMTPUTF8"]);
+    for _ in 0..3 {
+        script.extend([
+            Step::expect("MAIL FROM"),
+            Step::expect("RCPT TO"),
+            Step::expect("DATA"),
+            Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+            Step::ExpectDataEnd,
+            Step::send("250 queued\r\n"),
+        ]);
+    }
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let files: [&[u8]; 3] = [
+        b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nhi\r\n",
+        b"Subject: hi\r\n\r\ncaf\xc3\xa9\r\n",
+        b"Subject: hi\r\n\r\nplain\r\n",
+    ];
+    for file in files {
+        let report = session
+            .send_rewindable(envelope(&["a"]), MailOptions::default(), Cursor::new(file))
+            .await
+            .unwrap();
+        assert!(report.is_sent(), "{report:?}");
+    }
+    drop(session);
+    let t = hostile.finish().await;
+    let mail: Vec<&str> = t
+        .lines
+        .iter()
+        .filter(|line| line.starts_with("MAIL FROM"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        mail,
+        [
+            "MAIL FROM:<victim@client.example> BODY=8BITMIME SMTPUTF8",
+            "MAIL FROM:<victim@client.example> BODY=8BITMIME",
+            "MAIL FROM:<victim@client.example>",
+        ]
+    );
 }

@@ -379,7 +379,7 @@ async fn legacy_minimal_ehlo_falls_back_to_lockstep_data() {
     assert!(
         matches!(
             error,
-            Error::Misuse(Misuse::ExtensionNotOffered(Extension::EightBitMime))
+            Error::Misuse(Misuse::ContentNeedsExtension(Extension::EightBitMime))
         ),
         "{error:?}"
     );
@@ -774,4 +774,112 @@ fn the_default_greeting_wait_suits_a_person_waiting() {
         smtp_submit::Timeouts::default().greeting,
         Duration::from_secs(30)
     );
+}
+
+// ---- 8-bit content declared (issue 16, item 7) ----
+
+fn liam() -> smtp_submit::Address {
+    smtp_submit::Address::new(tg::LIAM.address).unwrap()
+}
+
+/// Every message file in `maildir` that holds `token`, whole (Postfix's headers included).
+fn whole_copies(maildir: &std::path::Path, token: &str) -> Vec<Vec<u8>> {
+    let mut copies = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            if find(&bytes, token.as_bytes()).is_some() {
+                copies.push(bytes);
+            }
+        }
+    }
+    copies
+}
+
+async fn scratch_file(name: &str, content: &[u8]) -> tokio::fs::File {
+    let path = std::env::temp_dir().join(format!("smtp-submit-{}-{name}", std::process::id()));
+    tokio::fs::write(&path, content).await.unwrap();
+    tokio::fs::File::open(&path).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_scanned_8bit_file_with_utf8_headers_is_declared_and_delivered() {
+    tg::reset_mailboxes(&[tg::LIAM]);
+    let mut session = connect(POSTFIX_PLAIN, STARTTLS, config()).await;
+    session
+        .authenticate(
+            &Credentials::password(tg::LIAM.name, tg::LIAM.password),
+            AuthMethod::Auto,
+        )
+        .await
+        .unwrap();
+    let token = new_token("eightbit");
+    let sent = message(&token, tg::LIAM.address, "Grüße", "café ✓\r\n".as_bytes());
+    let file = scratch_file("eightbit.eml", &sent).await;
+    let report = session
+        .send_rewindable(
+            Envelope::new(Some(liam())).with_recipient(liam()),
+            MailOptions::default(),
+            file,
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    let maildir = user_maildir(&tg::LIAM);
+    find_delivered(&maildir, &token, Duration::from_secs(20));
+    let copies = whole_copies(&maildir, &token);
+    assert_eq!(copies.len(), 1);
+    let text = String::from_utf8_lossy(&copies[0]);
+    // Postfix records an SMTPUTF8 transaction as "with UTF8SMTPSA" in its Received header.
+    assert!(text.contains("with UTF8SMTPSA"), "{text}");
+    assert!(find(&copies[0], &normalized(&sent)).is_some(), "{text}");
+}
+
+#[tokio::test]
+async fn a_server_without_8bitmime_or_smtputf8_refuses_with_a_clear_error() {
+    let mut session = connect_as_grace(POSTFIX_LEGACY, STARTTLS, config()).await;
+    let cases: [(&[u8], Extension, &str); 2] = [
+        (
+            b"Subject: hi\r\n\r\ncaf\xc3\xa9\r\n",
+            Extension::EightBitMime,
+            "8BITMIME",
+        ),
+        (
+            b"Subject: caf\xc3\xa9\r\n\r\nhi\r\n",
+            Extension::SmtpUtf8,
+            "SMTPUTF8",
+        ),
+    ];
+    for (content, extension, words) in cases {
+        let file = scratch_file("legacy.eml", content).await;
+        let error = session
+            .send_rewindable(to_grace(), MailOptions::default(), file)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Misuse(Misuse::ContentNeedsExtension(e)) if e == extension),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains(words) && text.contains("nothing was sent"),
+            "{text}"
+        );
+        // Whole bodies are held to the same rule.
+        let error = session
+            .send_bytes(to_grace(), MailOptions::default(), content)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Misuse(Misuse::ContentNeedsExtension(e)) if e == extension),
+            "{error:?}"
+        );
+    }
+    // The session is untouched: a 7-bit message still goes.
+    assert_eq!(session.noop().await.unwrap().code(), 250);
+    session.quit().await.unwrap();
 }

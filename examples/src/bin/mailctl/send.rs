@@ -20,7 +20,8 @@ pub(crate) struct Args {
     /// A recipient; repeat for more.
     #[arg(long, value_name = "ADDR", required = true)]
     to: Vec<String>,
-    /// The message file (RFC 5322, sent as it is, streamed), or `-` for stdin.
+    /// The message file (RFC 5322, sent as it is, streamed; scanned first so 8-bit content is
+    /// declared), or `-` for stdin (streamed unscanned: 8BITMIME is declared when offered).
     #[arg(value_name = "FILE", conflicts_with_all = ["subject", "body"])]
     file: Option<PathBuf>,
     /// Compose a simple message with this subject (and a Date, a Message-ID).
@@ -60,7 +61,11 @@ pub(crate) async fn run(args: Args) -> Outcome {
             let file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| Failure::local(format!("cannot open {}: {e}", path.display())))?;
-            session.send(envelope, MailOptions::default(), file).await?
+            // Scanned first, so 8-bit content and UTF-8 headers are declared (or refused with
+            // a clear error when the server lacks the extension), then streamed.
+            session
+                .send_rewindable(envelope, MailOptions::default(), file)
+                .await?
         }
         _ => {
             session
