@@ -571,6 +571,20 @@ impl Client {
         if envelope.recipients().is_empty() {
             return Err(Misuse::NoRecipients);
         }
+        // RFC 9422 LIMITS: stay within what the server announced instead of collecting 452s.
+        if let Some(max) = caps.rcpt_max()
+            && envelope.recipients().len() > max
+        {
+            return Err(Misuse::TooManyRecipients {
+                count: envelope.recipients().len(),
+                max,
+            });
+        }
+        if let Some(max) = caps.mail_max()
+            && self.next_transaction >= max as u64
+        {
+            return Err(Misuse::TransactionLimit { max });
+        }
         let (body, scanned) = match content {
             Content::Whole(body) => {
                 let mut scan = ContentScan::new();

@@ -200,6 +200,22 @@ pub enum Misuse {
     /// nothing is delivered; the transaction cannot go on: close the connection.
     #[error("{}", describe_undeclared(*.0))]
     UndeclaredContent(Undeclared),
+    /// The envelope has more recipients than the server's `LIMITS RCPTMAX` (RFC 9422) allows
+    /// in one transaction: split it (the tokio adapter does so by itself).
+    #[error("{count} recipients exceed the server's limit of {max} per transaction (RCPTMAX)")]
+    TooManyRecipients {
+        /// Recipients in the envelope.
+        count: usize,
+        /// The server's `RCPTMAX`.
+        max: usize,
+    },
+    /// The session has had as many transactions as the server's `LIMITS MAILMAX` (RFC 9422)
+    /// allows: connect again for more.
+    #[error("the server allows {max} transactions per session (MAILMAX); connect again")]
+    TransactionLimit {
+        /// The server's `MAILMAX`.
+        max: usize,
+    },
     /// The declared size exceeds the server's SIZE limit.
     #[error("message of {size} bytes exceeds the server's limit of {limit} bytes")]
     MessageTooLarge {

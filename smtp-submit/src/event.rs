@@ -92,13 +92,21 @@ pub enum RecipientOutcome {
     /// pipelined behind it, usually `503 sender not yet given`. It says nothing about the
     /// recipient.
     SenderRefused(Reply),
+    /// Never sent to the server (only in the tokio adapter's reports): the session could not
+    /// take another transaction (RFC 9422 `MAILMAX` reached, or the session ended). Try again
+    /// on a new connection.
+    NotAttempted,
 }
 
 impl RecipientOutcome {
-    /// The server's reply to this `RCPT TO`.
-    pub const fn reply(&self) -> &Reply {
+    /// The server's reply to this `RCPT TO` (or, for [`RecipientOutcome::SenderRefused`]
+    /// without PIPELINING, the refusal of `MAIL FROM`); none when it was not attempted.
+    pub const fn reply(&self) -> Option<&Reply> {
         match self {
-            Self::Accepted(reply) | Self::Rejected(reply) | Self::SenderRefused(reply) => reply,
+            Self::Accepted(reply) | Self::Rejected(reply) | Self::SenderRefused(reply) => {
+                Some(reply)
+            }
+            Self::NotAttempted => None,
         }
     }
 

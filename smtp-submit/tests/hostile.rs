@@ -86,6 +86,9 @@ const SCENARIOS: &[&str] = &[
     "caller_injection_auth_credentials",
     "cancelled_send_mid_data",
     "scanned_file_declares_what_its_content_needs",
+    "limits_rcptmax_splits_up_front",
+    "too_many_recipients_452_continues_in_another_transaction",
+    "limits_mailmax_stops_with_every_recipient_named",
 ];
 
 #[test]
@@ -1494,4 +1497,166 @@ async fn scanned_file_declares_what_its_content_needs() {
             "MAIL FROM:<victim@client.example>",
         ]
     );
+}
+
+/// The server side of one pipelined transaction (no CHUNKING): MAIL, `rcpt` RCPT replies,
+/// DATA, body, final reply.
+fn transaction(rcpt_replies: &[&str]) -> Vec<Step> {
+    let mut steps = vec![Step::expect("MAIL FROM")];
+    steps.extend(rcpt_replies.iter().map(|_| Step::expect("RCPT TO")));
+    steps.push(Step::expect("DATA"));
+    let mut replies = String::from("250 2.1.0 ok\r\n");
+    for reply in rcpt_replies {
+        replies.push_str(reply);
+        replies.push_str("\r\n");
+    }
+    let any_accepted = rcpt_replies.iter().any(|r| r.starts_with('2'));
+    if any_accepted {
+        replies.push_str("354 go\r\n");
+        steps.push(Step::send(replies));
+        steps.push(Step::ExpectDataEnd);
+        steps.push(Step::send("250 2.0.0 queued\r\n"));
+    } else {
+        replies.push_str("554 5.5.1 no valid recipients\r\n");
+        steps.push(Step::send(replies));
+    }
+    steps
+}
+
+fn rcpt_lines(t: &Transcript) -> Vec<Vec<String>> {
+    let mut transactions: Vec<Vec<String>> = Vec::new();
+    for line in &t.lines {
+        if line.starts_with("MAIL FROM") {
+            transactions.push(Vec::new());
+        } else if let Some(rest) = line.strip_prefix("RCPT TO:<") {
+            let local = rest.split('@').next().unwrap().to_owned();
+            transactions.last_mut().unwrap().push(local);
+        }
+    }
+    transactions
+}
+
+#[tokio::test]
+async fn limits_rcptmax_splits_up_front() {
+    // RFC 9422: LIMITS RCPTMAX=2 and five recipients make three transactions, no 452 needed.
+    let mut script = ready(&["PIPELINING", "LIMITS RCPTMAX=2 MAILMAX=10"]);
+    script.extend(transaction(&["250 ok", "250 ok"]));
+    script.extend(transaction(&["250 ok", "250 ok"]));
+    script.extend(transaction(&["250 ok"]));
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    assert_eq!(session.capabilities().rcpt_max(), Some(2));
+    let report = session
+        .send_bytes(
+            envelope(&["r0", "r1", "r2", "r3", "r4"]),
+            MailOptions::default(),
+            &body(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    assert_eq!(report.transactions.len(), 3);
+    let indexes: Vec<usize> = report.recipients.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4]);
+    assert!(report.recipients.iter().all(|r| report.delivered(r)));
+    // A stream cannot be split: more than RCPTMAX is refused before anything is sent.
+    let error = session
+        .send(
+            envelope(&["r0", "r1", "r2"]),
+            MailOptions::default(),
+            Cursor::new(body()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Misuse(Misuse::TooManyRecipients { count: 3, max: 2 })
+        ),
+        "{error:?}"
+    );
+    drop(session);
+    let t = hostile.finish().await;
+    assert_eq!(
+        rcpt_lines(&t),
+        [vec!["r0", "r1"], vec!["r2", "r3"], vec!["r4"]]
+    );
+}
+
+#[tokio::test]
+async fn too_many_recipients_452_continues_in_another_transaction() {
+    // RFC 5321 section 4.5.3.1.10: Postfix past smtpd_recipient_limit. r2 and r3 get 452 and
+    // go in a second transaction; r4 (550) is refused for good and not retried.
+    let mut script = ready(&["PIPELINING", "ENHANCEDSTATUSCODES"]);
+    let too_many = "452 4.5.3 Error: too many recipients";
+    script.extend(transaction(&[
+        "250 2.1.5 ok",
+        "250 2.1.5 ok",
+        too_many,
+        too_many,
+        "550 5.1.1 no such user",
+    ]));
+    script.extend(transaction(&["250 2.1.5 ok", "250 2.1.5 ok"]));
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let report = session
+        .send_rewindable(
+            envelope(&["r0", "r1", "r2", "r3", "r4"]),
+            MailOptions::default(),
+            Cursor::new(body()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.transactions.len(), 2, "{report:?}");
+    let outcome: Vec<(usize, bool, u16)> = report
+        .recipients
+        .iter()
+        .map(|r| (r.index, report.delivered(r), r.reply().unwrap().code()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            (0, true, 250),
+            (1, true, 250),
+            (2, true, 250),
+            (3, true, 250),
+            (4, false, 550)
+        ]
+    );
+    assert_ne!(
+        report.recipients[0].transaction,
+        report.recipients[2].transaction
+    );
+    drop(session);
+    let t = hostile.finish().await;
+    assert_eq!(
+        rcpt_lines(&t),
+        [vec!["r0", "r1", "r2", "r3", "r4"], vec!["r2", "r3"]]
+    );
+    // The body went out twice, once per transaction.
+    assert_eq!(t.lines.iter().filter(|l| l.starts_with("DATA")).count(), 2);
+}
+
+#[tokio::test]
+async fn limits_mailmax_stops_with_every_recipient_named() {
+    // MAILMAX=1 with RCPTMAX=1: the second recipient cannot be sent in this session; it is
+    // reported as not attempted, the first as delivered.
+    let mut script = ready(&["PIPELINING", "LIMITS MAILMAX=1 RCPTMAX=1"]);
+    script.extend(transaction(&["250 ok"]));
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let report = session
+        .send_bytes(envelope(&["r0", "r1"]), MailOptions::default(), &body())
+        .await
+        .unwrap();
+    assert!(!report.is_sent());
+    assert!(report.delivered(&report.recipients[0]));
+    assert_eq!(
+        report.recipients[1].outcome,
+        smtp_submit::RecipientOutcome::NotAttempted
+    );
+    let why = report.stopped.as_deref().unwrap();
+    assert!(why.contains("MAILMAX"), "{why}");
+    drop(session);
+    hostile.finish().await;
 }

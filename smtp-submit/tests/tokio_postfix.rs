@@ -883,3 +883,60 @@ async fn a_server_without_8bitmime_or_smtputf8_refuses_with_a_clear_error() {
     assert_eq!(session.noop().await.unwrap().code(), 250);
     session.quit().await.unwrap();
 }
+
+// ---- recipients past the server's limit (issue 16, item 8) ----
+
+#[tokio::test]
+async fn twelve_hundred_recipients_through_postfix_each_get_one_copy() {
+    // Postfix's smtpd_recipient_limit (default 1000; the test ground keeps it) answers the
+    // 1001st RCPT and later with "452 4.5.3 Error: too many recipients". The rest must go in
+    // a second transaction of the same session. liam is last, so his copy proves it.
+    tg::reset_mailboxes(&[tg::LIAM]);
+    let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    session
+        .authenticate(
+            &Credentials::password(tg::LIAM.name, tg::LIAM.password),
+            AuthMethod::Auto,
+        )
+        .await
+        .unwrap();
+    let mut envelope = Envelope::new(Some(liam()));
+    for i in 0..1199 {
+        envelope.add_recipient(sink(&format!("many{i}")));
+    }
+    envelope.add_recipient(liam());
+    let token = new_token("twelve-hundred");
+    let sent = message(
+        &token,
+        tg::LIAM.address,
+        "1200 recipients",
+        b"one copy each\r\n",
+    );
+    let report = session
+        .send_bytes(envelope, MailOptions::default(), &sent)
+        .await
+        .unwrap();
+    session.quit().await.unwrap();
+    assert!(report.is_sent(), "{:?}", report.outcome);
+    assert_eq!(report.transactions.len(), 2, "{:?}", report.transactions);
+    assert_eq!(report.recipients.len(), 1200);
+    let indexes: Vec<usize> = report.recipients.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, (0..1200).collect::<Vec<_>>());
+    assert!(
+        report.recipients.iter().all(|r| report.delivered(r)),
+        "{:?}",
+        report.rejected().next()
+    );
+    let first = report.transactions[0].0;
+    let in_first = report
+        .recipients
+        .iter()
+        .filter(|r| r.transaction == first)
+        .count();
+    assert_eq!(in_first, 1000);
+    let maildir = user_maildir(&tg::LIAM);
+    find_delivered(&maildir, &token, Duration::from_secs(20));
+    // Give a duplicate (there must be none) time to arrive before counting.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(whole_copies(&maildir, &token).len(), 1);
+}

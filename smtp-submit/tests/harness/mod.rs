@@ -103,6 +103,7 @@ pub(crate) fn render_event(event: &Event) -> String {
                 RecipientOutcome::SenderRefused(reply) => {
                     format!("sender-refused {}", render_reply(reply))
                 }
+                RecipientOutcome::NotAttempted => "not-attempted".to_owned(),
                 other => format!("{other:?}"),
             };
             format!("Recipient {transaction} {index} {address:?} {outcome}")

@@ -74,13 +74,18 @@ pub(crate) async fn run(args: Args) -> Outcome {
         }
     };
     for recipient in &report.recipients {
-        match &recipient.outcome {
-            RecipientOutcome::Accepted(_) => println!("accepted {}", recipient.address),
+        match (&recipient.outcome, recipient.reply()) {
+            (RecipientOutcome::Accepted(_), _) if report.delivered(recipient) => {
+                println!("accepted {}", recipient.address);
+            }
+            // Accepted, but its transaction failed: the cause is printed below.
+            (RecipientOutcome::Accepted(_), _) => println!("not sent {}", recipient.address),
             // Pipelined behind a refused MAIL FROM: the reply is no verdict on the recipient.
-            RecipientOutcome::SenderRefused(_) => {
+            (RecipientOutcome::SenderRefused(_), _) => {
                 println!("not sent {}: the sender was refused", recipient.address);
             }
-            _ => println!("refused  {}: {}", recipient.address, recipient.reply()),
+            (_, Some(reply)) => println!("refused  {}: {reply}", recipient.address),
+            (_, None) => println!("not sent {}: not attempted", recipient.address),
         }
     }
     let _ = session.quit().await;
@@ -90,6 +95,15 @@ pub(crate) async fn run(args: Args) -> Outcome {
             FailureKind::Refused,
             format!("message not sent: {failure}"),
         ));
+    }
+    if let Some(why) = &report.stopped {
+        let skipped = report.not_attempted().count();
+        if skipped > 0 {
+            return Err(Failure::new(
+                FailureKind::Refused,
+                format!("{skipped} recipients not attempted: {why}"),
+            ));
+        }
     }
     let refused = report.rejected().count();
     if refused > 0 {
