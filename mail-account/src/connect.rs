@@ -319,9 +319,11 @@ pub fn smtp_failure_kind(error: &smtp::Error) -> FailureKind {
         smtp::Error::Timeout(_) => FailureKind::Timeout,
         smtp::Error::Auth { .. } => FailureKind::Auth,
         smtp::Error::StartTlsNotOffered => FailureKind::Tls,
-        smtp::Error::Refused { .. } => FailureKind::Refused,
-        // The message needs an extension this server lacks: it cannot take the message.
-        smtp::Error::Misuse(smtp_submit::Misuse::ContentNeedsExtension(_)) => FailureKind::Refused,
+        // A message needing an extension this server lacks: the server cannot take it.
+        smtp::Error::Refused { .. }
+        | smtp::Error::Misuse(smtp_submit::Misuse::ContentNeedsExtension(_)) => {
+            FailureKind::Refused
+        }
         smtp::Error::Misuse(_) => FailureKind::Config,
         smtp::Error::Body(_) => FailureKind::LocalIo,
         _ => FailureKind::Protocol,
