@@ -188,7 +188,7 @@ fn greeting_excerpt(first: &[u8]) -> String {
 }
 
 /// TCP under TLS that remembers the first bytes the server sent, so a handshake that fails on
-/// a plaintext greeting can say so. After [`SNIFF_LEN`] bytes it is a plain pass-through.
+/// a plaintext greeting can say so. After the first 80 bytes it is a plain pass-through.
 #[derive(Debug)]
 pub struct SniffedTcp {
     tcp: TcpStream,
