@@ -133,15 +133,18 @@ pub enum TransportError {
     },
 }
 
-/// Ports that expect TLS from the first byte (RFC 8314): submissions, POP3S, IMAPS.
-const IMPLICIT_TLS_PORTS: [u16; 3] = [465, 995, 993];
+/// True for the well-known ports that expect TLS from the first byte (RFC 8314): 465 (SMTP
+/// submission), 995 (POP3), 993 (IMAP).
+pub const fn is_implicit_tls_port(port: u16) -> bool {
+    matches!(port, 465 | 995 | 993)
+}
 
 fn describe_no_greeting(host: &str, port: u16, after: Duration, implicit_tls: bool) -> String {
     let waited = format!("no greeting from {host}:{port} within {after:?}");
     if implicit_tls {
         return format!("{waited} (after the TLS handshake): the server is overloaded or stalled");
     }
-    let why = if IMPLICIT_TLS_PORTS.contains(&port) {
+    let why = if is_implicit_tls_port(port) {
         format!("port {port} is an implicit-TLS port")
     } else {
         "this port probably expects implicit TLS (like 465 for SMTP submission and 995 for \
