@@ -117,7 +117,8 @@ pub struct ServerSettings {
     /// adapter cannot bind one, so [`smtp_connect`] refuses settings that set it.
     pub local_addr: Option<IpAddr>,
     /// Limit for the server's greeting (`None`: the protocol crate's default, 60 s for POP3
-    /// and 5 minutes for SMTP).
+    /// and 30 s for SMTP). A port that expects implicit TLS says nothing to a plaintext
+    /// client: the timeout error then names that likely cause.
     pub greeting_timeout: Option<Duration>,
     /// Limit for the greeting and for every later reply and piece of data (`None`: the
     /// protocol crates' per-phase defaults, up to 10 minutes for SMTP's end of data). Set it
@@ -217,7 +218,8 @@ impl ServerSettings {
 pub enum FailureKind {
     /// The TCP connection failed (host unknown, refused, unreachable).
     Network,
-    /// TLS failed: certificate not trusted, not valid for the name, expired, or no STARTTLS.
+    /// TLS failed: certificate not trusted, not valid for the name, expired, no STARTTLS, or
+    /// implicit TLS against a port that greets in plaintext.
     Tls,
     /// The server rejected the credentials or the mechanism.
     Auth,
@@ -286,9 +288,10 @@ impl From<CredentialError> for ConnectError {
 fn transport_kind(error: &TransportError) -> FailureKind {
     match error {
         TransportError::Tls { .. }
+        | TransportError::PlaintextGreeting { .. }
         | TransportError::CaFile { .. }
         | TransportError::InvalidServerName(_) => FailureKind::Tls,
-        TransportError::Timeout { .. } => FailureKind::Timeout,
+        TransportError::Timeout { .. } | TransportError::NoGreeting { .. } => FailureKind::Timeout,
         _ => FailureKind::Network,
     }
 }
@@ -316,7 +319,11 @@ pub fn smtp_failure_kind(error: &smtp::Error) -> FailureKind {
         smtp::Error::Timeout(_) => FailureKind::Timeout,
         smtp::Error::Auth { .. } => FailureKind::Auth,
         smtp::Error::StartTlsNotOffered => FailureKind::Tls,
-        smtp::Error::Refused { .. } => FailureKind::Refused,
+        // A message needing an extension this server lacks: the server cannot take it.
+        smtp::Error::Refused { .. }
+        | smtp::Error::Misuse(smtp_submit::Misuse::ContentNeedsExtension(_)) => {
+            FailureKind::Refused
+        }
         smtp::Error::Misuse(_) => FailureKind::Config,
         smtp::Error::Body(_) => FailureKind::LocalIo,
         _ => FailureKind::Protocol,

@@ -505,7 +505,17 @@ fn classify_smtp(
 
 fn classify_transport(error: &TransportError, host: &str, port: u16) -> VerifyFailure {
     match error {
-        TransportError::Timeout {
+        // Silence in plaintext on a port that expects implicit TLS: the TLS mode is wrong, and
+        // the error's text says so. Elsewhere a silent server is a swallowed port.
+        TransportError::NoGreeting {
+            implicit_tls: false,
+            port: silent,
+            ..
+        } if mail_common::transport::is_implicit_tls_port(*silent) => {
+            VerifyFailure::Other(error.to_string())
+        }
+        TransportError::NoGreeting { .. }
+        | TransportError::Timeout {
             phase: SetupPhase::Connect,
             ..
         } => VerifyFailure::PortBlocked {

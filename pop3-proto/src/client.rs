@@ -516,9 +516,10 @@ impl Client {
         let status = parse::status_line(line);
         if let Ok(Status::Continuation(_)) = status {
             // A SASL challenge: it may be derived from the password, so it stays out of logs.
-            tracing::trace!(target: "pop3_proto", "S: + [redacted]");
+            tracing::debug!(target: "pop3_proto", "S: + [redacted]");
         } else {
-            tracing::trace!(target: "pop3_proto", "S: {}", parse::excerpt(line));
+            // DEBUG, with the client's lines: `-vv` shows a failing exchange whole.
+            tracing::debug!(target: "pop3_proto", "S: {}", parse::excerpt(line));
         }
         let status = status.map_err(malformed)?;
         if self.session == Session::Greeting {

@@ -16,7 +16,7 @@ use mail_common::sasl::{Credentials, Mechanism};
 use mail_testground::{ALICE, DOVECOT_POP3, DOVECOT_POP3S, ERIN, HOST, TLS_NAME, User};
 use pop3_proto::{
     AuthMethod, Command, Config, FailureClass, Login, Misuse, ResponseCode, Security,
-    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TrustRoots},
+    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TransportError, TrustRoots},
 };
 
 // ---- test ground ----
@@ -814,4 +814,117 @@ async fn retr_reader_is_an_async_read_of_the_message() {
     drop(reader);
     assert_eq!(session.stat().await.unwrap().count, 100);
     session.quit().await.unwrap();
+}
+
+// ---- cancel safety (issue 16, item 3) ----
+
+/// A writer that never takes a byte: a `retr_to` into it waits until it is dropped.
+struct StuckWriter;
+
+impl tokio::io::AsyncWrite for StuckWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Pending
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_retr_is_finished_by_the_next_call() {
+    let mut session = logged_in(ALICE).await;
+    let expected = alice_expected();
+    // The writer never accepts a byte, so the call is always dropped in the middle of RETR 1.
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        session.retr_to(1, &mut StuckWriter),
+    )
+    .await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    // The rest of message 1 is read and discarded; the next commands get their own replies.
+    session.noop().await.unwrap();
+    let got = session.retr(1).await.unwrap();
+    assert_same_message(1, &got, &expected[0]);
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_login_leaves_a_session_that_says_so() {
+    let mut session = connect(Security::Implicit).await;
+    // A zero timeout polls the login once (it sends and waits for the server), then drops it.
+    let dropped =
+        tokio::time::timeout(std::time::Duration::ZERO, session.login(credentials(ALICE))).await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    for _ in 0..2 {
+        let error = session.stat().await.unwrap_err();
+        let Error::Cancelled(cancelled) = &error else {
+            panic!("expected Error::Cancelled, got {error:?}");
+        };
+        assert_eq!(cancelled.operation, "login");
+        assert!(error.is_fatal());
+        assert!(error.to_string().contains("connect again"), "{error}");
+    }
+    let error = session.login(credentials(ALICE)).await.unwrap_err();
+    assert!(matches!(error, Error::Cancelled(_)), "{error:?}");
+}
+
+// ---- the wrong TLS mode for the port (issue 16, item 2) ----
+
+#[tokio::test]
+async fn implicit_tls_against_the_stls_port_says_stls_is_wanted() {
+    let options = options(Security::Implicit).with_port(DOVECOT_POP3.port);
+    let error = Session::connect(options, Config::default())
+        .await
+        .unwrap_err();
+    let Error::Transport(TransportError::PlaintextGreeting { port, greeting, .. }) = &error else {
+        panic!("expected PlaintextGreeting, got {error:?}");
+    };
+    assert_eq!(*port, DOVECOT_POP3.port);
+    assert!(greeting.starts_with("+OK"), "{greeting:?}");
+    let text = error.to_string();
+    for words in ["127.0.0.1:11110", "STLS", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
+    // Dovecot on 11995 waits for a ClientHello and says nothing. A short greeting wait keeps
+    // the test fast; the assertion is on the error, not on the time taken.
+    let wait = std::time::Duration::from_secs(2);
+    let options = options(Security::Stls).with_port(DOVECOT_POP3S.port);
+    let config =
+        Config::default().with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
+    let error = Session::connect(options, config).await.unwrap_err();
+    let Error::Transport(TransportError::NoGreeting {
+        host,
+        port,
+        after,
+        implicit_tls: false,
+    }) = &error
+    else {
+        panic!("expected NoGreeting, got {error:?}");
+    };
+    assert_eq!(
+        (host.as_str(), *port, *after),
+        (HOST, DOVECOT_POP3S.port, wait)
+    );
+    assert!(error.is_fatal());
+    let text = error.to_string();
+    for words in ["127.0.0.1:11995", "implicit TLS", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
 }

@@ -87,11 +87,16 @@ impl Limits {
     }
 }
 
-/// How long to wait for each reply; the defaults are the minimums of RFC 5321 section 4.5.3.2.
+/// How long to wait for each reply. The defaults are the minimums of RFC 5321 section
+/// 4.5.3.2, except for the greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timeouts {
-    /// The 220 greeting. Default 5 minutes.
+    /// The 220 greeting. Default 30 s, not RFC 5321's 5 minutes: those are written for relays,
+    /// which retry later anyway. A submission client has a person waiting, and the common
+    /// cause of a silent server is the wrong TLS mode (STARTTLS against port 465, which waits
+    /// for a TLS handshake), which no wait cures; a real submission server greets within
+    /// seconds, and 30 s leaves room for a slow reverse-DNS lookup on its side.
     pub greeting: Duration,
     /// EHLO, HELO, STARTTLS, AUTH, RSET and QUIT replies. Default 5 minutes.
     pub command: Duration,
@@ -111,7 +116,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         const MINUTE: u64 = 60;
         Self {
-            greeting: Duration::from_secs(5 * MINUTE),
+            greeting: Duration::from_secs(30),
             command: Duration::from_secs(5 * MINUTE),
             mail: Duration::from_secs(5 * MINUTE),
             rcpt: Duration::from_secs(5 * MINUTE),

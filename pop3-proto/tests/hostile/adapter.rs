@@ -721,9 +721,21 @@ async fn status_line_of_another_protocol() {
 async fn stall_greeting() {
     let hostile = Hostile::start(vec![Step::StartTls, Step::Stall]).await;
     let error = hostile.connect(Security::Implicit).await.unwrap_err();
+    // The greeting wait names the server; over implicit TLS the mode is not the suspect.
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Greeting)),
+        matches!(
+            error,
+            Error::Transport(TransportError::NoGreeting {
+                implicit_tls: true,
+                ..
+            })
+        ),
         "{error:?}"
+    );
+    assert!(error.is_fatal());
+    assert!(
+        error.to_string().contains("after the TLS handshake"),
+        "{error}"
     );
     hostile.finish().await;
 }

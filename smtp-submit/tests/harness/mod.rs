@@ -100,6 +100,10 @@ pub(crate) fn render_event(event: &Event) -> String {
             let outcome = match outcome {
                 RecipientOutcome::Accepted(reply) => format!("accepted {}", render_reply(reply)),
                 RecipientOutcome::Rejected(reply) => format!("rejected {}", render_reply(reply)),
+                RecipientOutcome::SenderRefused(reply) => {
+                    format!("sender-refused {}", render_reply(reply))
+                }
+                RecipientOutcome::NotAttempted => "not-attempted".to_owned(),
                 other => format!("{other:?}"),
             };
             format!("Recipient {transaction} {index} {address:?} {outcome}")

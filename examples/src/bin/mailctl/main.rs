@@ -197,6 +197,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
+            // Boxed: discovery with its connection checks is a large future (clippy large_futures).
             Command::Discover(args) => Box::pin(discover::run(args)).await,
             Command::Fetch(args) => fetch::run(args).await,
             Command::List(args) => list::run(args).await,
