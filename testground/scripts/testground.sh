@@ -2,6 +2,9 @@
 # testground.sh: real mail servers on loopback for the integration tests.
 #
 #   Dovecot 2.3 POP3   11110 (plain + STLS), 11995 (POP3S)
+#   Dovecot submission 14587 (STARTTLS required), 14465 (implicit TLS); relays via Postfix 10024
+#   mailutils pop3d    13110 (plain + STLS), 13995 (POP3S); IPv4 only, login <user>@testground.example,
+#                      its own copies of the MU_USERS mailboxes under $TESTGROUND_DIR/mailutils/mail
 #   Postfix 3.7 SMTP   10025 (plain, STARTTLS optional, AUTH in clear), 10026 (legacy EHLO),
 #                      10587 (STARTTLS required), 10465 (implicit TLS)
 #   aiosmtpd (venv)    12025 (plain, STARTTLS optional), 12587 (STARTTLS required), 12465 (implicit TLS)
@@ -25,16 +28,20 @@ PFETC="$TG/postfix/etc"
 PFSPOOL="$TG/postfix/spool"
 AIO="$TG/aiosmtpd"
 MAILROOT="$TG/mail"
+MU="$TG/mailutils"
+# mailutils pop3d runs its sessions as root and rewrites the files of the mailboxes it serves, so
+# it gets its own copies: alice read-only, noah for destructive tests.
+MU_USERS=(alice noah)
 USERS=(alice bob carol dave erin frank grace heidi ivan judy kate liam mia noah olivia)
 AIOSMTPD_VERSION="${TESTGROUND_AIOSMTPD_VERSION:-1.4.6}"
-SERVER_PKGS=(dovecot-core dovecot-pop3d postfix)
+SERVER_PKGS=(dovecot-core dovecot-pop3d dovecot-submissiond postfix mailutils-pop3d)
 PEER_PKGS=(mpop msmtp fetchmail swaks libnet-ssleay-perl libdigest-hmac-perl libauthen-sasl-perl)
 # Debian's python3 (python3-venv provides ensurepip for it); any python3 as fallback.
 SYSPY=/usr/bin/python3
 [[ -x $SYSPY ]] || SYSPY="$(command -v python3)"
 
 # port -> "server: description" (order = status output order)
-PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465)
+PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465 13110 13995 14587 14465)
 declare -A PORT_INFO=(
   [11110]="dovecot  POP3 plain + STLS"
   [11995]="dovecot  POP3S implicit TLS"
@@ -45,11 +52,16 @@ declare -A PORT_INFO=(
   [12025]="aiosmtpd SMTP plain, STARTTLS optional, AUTH in clear"
   [12587]="aiosmtpd submission, STARTTLS required"
   [12465]="aiosmtpd submissions, implicit TLS"
+  [13110]="mailutils POP3 plain + STLS (IPv4 only)"
+  [13995]="mailutils POP3S implicit TLS (IPv4 only)"
+  [14587]="dovecot  submission, STARTTLS required"
+  [14465]="dovecot  submissions, implicit TLS"
 )
 declare -A PORT_LOG=(
   [11110]=dovecot.log [11995]=dovecot.log
   [10025]=postfix.log [10026]=postfix.log [10587]=postfix.log [10465]=postfix.log
   [12025]=aiosmtpd.log [12587]=aiosmtpd.log [12465]=aiosmtpd.log
+  [13110]=mailutils.log [13995]=mailutils.log [14587]=dovecot.log [14465]=dovecot.log
 )
 
 say() { printf 'testground: %s\n' "$*"; }
@@ -170,6 +182,7 @@ postfix_cmd() {
 dovecot_pid() { pid_from "$DOVE/run/master.pid" dovecot; }
 postfix_pid() { pid_from "$PFSPOOL/pid/master.pid" master; }
 aiosmtpd_pid() { pid_from "$RUN/aiosmtpd.pid" aiosmtpd_server.py; }
+mailutils_pid() { pid_from "$MU/pop3d.pid" pop3d; }
 
 # ---------------------------------------------------------------- install
 
@@ -262,6 +275,33 @@ mail_current() {
   for u in "${USERS[@]}"; do [[ -d $MAILROOT/$u/Maildir/cur ]] || return 1; done
 }
 
+# mailutils' copies, checked on their own so that adding them never resets Dovecot's mailboxes.
+mu_current() {
+  local stamp u
+  stamp="$(sha256sum "$HERE/gen_maildir.py" | cut -c1-16)"
+  [[ -f $MU/mail/.generated && "$(cat "$MU/mail/.generated")" == "$stamp" ]] || return 1
+  for u in "${MU_USERS[@]}"; do [[ -d $MU/mail/$u/INBOX/cur ]] || return 1; done
+}
+
+# mu_reset USER...: regenerate mailutils' copies of those users' mailboxes (the same messages
+# as Dovecot's) as $MU/mail/<user>/INBOX; users without a mailutils copy are skipped.
+mu_reset() {
+  local u want=()
+  for u in "$@"; do
+    [[ " ${MU_USERS[*]} " == *" $u "* ]] && want+=("$u")
+  done
+  ((${#want[@]})) || return 0
+  mkdir -p "$MU/mail"
+  "$SYSPY" "$HERE/gen_maildir.py" "$MU/mail" "${want[@]}" >/dev/null
+  for u in "${want[@]}"; do
+    rm -f "$MU/mail/$u/Maildir/dovecot-uidlist"
+    mv "$MU/mail/$u/Maildir" "$MU/mail/$u/INBOX"
+  done
+  if ((${#want[@]} == ${#MU_USERS[@]})); then
+    sha256sum "$HERE/gen_maildir.py" | cut -c1-16 >"$MU/mail/.generated"
+  fi
+}
+
 cmd_reset_mail() {
   id vmail >/dev/null 2>&1 || die "user vmail missing: run setup first"
   mkdir -p "$MAILROOT"
@@ -269,9 +309,11 @@ cmd_reset_mail() {
   if (($#)); then
     # Only the named users; the stamp and aiosmtpd's Maildir are left alone.
     "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$MAILROOT" "$@"
+    mu_reset "$@"
     return
   fi
   "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$MAILROOT" "${USERS[@]}"
+  mu_reset "${MU_USERS[@]}"
   sha256sum "$HERE/gen_maildir.py" | cut -c1-16 >"$MAILROOT/.generated"
   # aiosmtpd's catch-all Maildir is emptied too.
   rm -rf "$AIO/Maildir"
@@ -279,11 +321,12 @@ cmd_reset_mail() {
 }
 
 cmd_setup() {
-  if ! command -v dovecot >/dev/null || ! command -v postfix >/dev/null; then
+  if ! command -v dovecot >/dev/null || ! command -v postfix >/dev/null || ! command -v pop3d >/dev/null ||
+    [[ ! -x /usr/lib/dovecot/submission ]]; then
     die "servers not installed: run install first"
   fi
   CHANGED=()
-  mkdir -p "$TG" "$LOGS" "$RUN" "$DOVE" "$PFETC" "$PFSPOOL" "$TG/postfix/data" "$AIO"
+  mkdir -p "$TG" "$LOGS" "$RUN" "$DOVE" "$PFETC" "$PFSPOOL" "$TG/postfix/data" "$AIO" "$MU/domains"
   # Postfix's data dir (master.lock, TLS cache) must belong to its mail_owner.
   chown postfix:postfix "$TG/postfix/data"
   chmod 755 "$TG" "$DOVE"
@@ -295,6 +338,7 @@ cmd_setup() {
 
   # Dovecot: config + users (passwd-file, {PLAIN} so CRAM-MD5/SCRAM/APOP work).
   render dovecot.conf "$DOVE/dovecot.conf"
+  render dovecot-submission.conf "$DOVE/submission.conf.ext"
   {
     echo "# user:password:uid:gid:gecos:home:shell:extra (uid/gid/home come from userdb default_fields)"
     for u in "${USERS[@]}"; do echo "$u:{PLAIN}$u-pass::::::"; done
@@ -314,12 +358,24 @@ cmd_setup() {
   # `postfix check` creates the queue subdirectories with the right owners.
   postfix_cmd check || die "postfix check failed (config $PFETC, log $LOGS/postfix.log)"
 
+  # mailutils pop3d: config + virtdomain passwd file (login <user>@testground.example). A fixed
+  # salt per user keeps the file identical between runs (a new salt would read as a change).
+  render mailutils-pop3d.conf "$MU/pop3d.conf"
+  {
+    for u in "${MU_USERS[@]}"; do
+      echo "$u:$(openssl passwd -6 -salt "testground$u" "$u-pass"):$(id -u vmail):$(id -g vmail)::$MU/mail/$u:/usr/sbin/nologin"
+    done
+  } >"$MU/domains/testground.example.tmp"
+  put_file "$MU/domains/testground.example.tmp" "$MU/domains/testground.example"
+  chmod 600 "$MU/domains/testground.example"
+
   if mail_current; then
     say "mailboxes in $MAILROOT are current, kept (reset-mail regenerates them)"
   else
     cmd_reset_mail
   fi
-  if ((${#CHANGED[@]})) && { dovecot_pid >/dev/null || postfix_pid >/dev/null; }; then
+  mu_current || mu_reset "${MU_USERS[@]}"
+  if ((${#CHANGED[@]})) && { dovecot_pid >/dev/null || postfix_pid >/dev/null || mailutils_pid >/dev/null; }; then
     say "changed while running (restart to apply): ${CHANGED[*]}"
   fi
   touch "$TG/.setup-done"
@@ -378,14 +434,28 @@ start_aiosmtpd() {
   say "aiosmtpd started (pid $(cat "$RUN/aiosmtpd.pid" 2>/dev/null || echo '?'))"
 }
 
+start_mailutils() {
+  if mailutils_pid >/dev/null; then say "mailutils pop3d already running (pid $(mailutils_pid))"; return; fi
+  rm -f "$MU/pop3d.pid"
+  # foreground mode, so the PID file names the daemon itself; setsid as for aiosmtpd.
+  setsid pop3d --config-file="$MU/pop3d.conf" </dev/null >>"$LOGS/mailutils.log" 2>&1 &
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $MU/pop3d.pid ]] && break
+    sleep 0.1
+  done
+  say "mailutils pop3d started (pid $(cat "$MU/pop3d.pid" 2>/dev/null || echo '?'))"
+}
+
 cmd_start() {
-  if [[ ! -f $TG/.setup-done || ! -f $DOVE/dovecot.conf || ! -f $PFETC/main.cf ]]; then
+  if [[ ! -f $TG/.setup-done || ! -f $DOVE/dovecot.conf || ! -f $PFETC/main.cf || ! -f $MU/pop3d.conf ]]; then
     cmd_setup
   fi
   mkdir -p "$LOGS" "$RUN"
   start_dovecot
   start_postfix
   start_aiosmtpd
+  start_mailutils
   wait_ports 20 "${PORTS[@]}" || die "servers did not come up (run: $0 stop; see logs in $LOGS)"
   say "all ${#PORTS[@]} ports listening"
 }
@@ -411,6 +481,12 @@ cmd_stop() {
     stopped=1
   fi
   rm -f "$RUN/aiosmtpd.pid"
+  if pid="$(mailutils_pid)"; then
+    kill_pid "$pid" "mailutils pop3d"
+    say "stopped mailutils pop3d (pid $pid)"
+    stopped=1
+  fi
+  rm -f "$MU/pop3d.pid"
   if pid="$(postfix_pid)"; then
     postfix_cmd stop || kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" 15 || kill_pid "$pid" "postfix master"
@@ -484,15 +560,17 @@ cmd_env() {
 cmd_help() {
   cat <<EOF
 usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
-  install        apt-get install Dovecot, Postfix, openssl, python3-venv; venv with aiosmtpd
+  install        apt-get install Dovecot (POP3, submission), Postfix, mailutils pop3d, openssl,
+                 python3-venv; venv with aiosmtpd
   install-peers  apt-get install mpop msmtp fetchmail swaks (+ perl TLS/SASL modules)
   setup          vmail user, CA + localhost certificate, configs, mailboxes (kept if current)
-  start          start Dovecot, Postfix, aiosmtpd; wait until all ports listen
+  start          start Dovecot, Postfix, aiosmtpd, mailutils pop3d; wait until all ports listen
   stop           stop everything start/delay started
   status         list the ports; exit 0 only if all listen
   reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
                  (alice, erin, frank, kate, mia, noah 100; carol, heidi 2000;
-                 bob, dave, grace, ivan, judy, liam, olivia 0)
+                 bob, dave, grace, ivan, judy, liam, olivia 0); alice and noah also
+                 in mailutils' own copy
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify

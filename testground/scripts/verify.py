@@ -93,6 +93,8 @@ def main():
         (10025, "smtp-starttls", "127.0.0.1"), (10026, "smtp-starttls", "127.0.0.1"),
         (12465, "implicit", "127.0.0.1"), (12587, "smtp-starttls", "127.0.0.1"),
         (12025, "smtp-starttls", "127.0.0.1"),
+        (13995, "implicit", "127.0.0.1"), (13110, "pop3-stls", "127.0.0.1"),
+        (14465, "implicit", "127.0.0.1"), (14465, "implicit", "::1"), (14587, "smtp-starttls", "127.0.0.1"),
     ]
     for port, mode, host in tls_ports:
         @check(f"tls {mode:13} [{host}]:{port} verifies as localhost")
@@ -132,6 +134,20 @@ def main():
             p.quit()
         if count != manifest["carol"]["count"]:
             raise AssertionError(f"STAT {count}")
+        return f"{count} {octets}"
+
+    @check("pop3s 13995 (mailutils) alice@testground.example USER/PASS: same mailbox as Dovecot's")
+    def _():
+        exp = manifest["alice"]
+        p = poplib.POP3_SSL("127.0.0.1", 13995, context=ctx, timeout=TIMEOUT)
+        try:
+            p.user("alice@testground.example")
+            p.pass_("alice-pass")
+            count, octets = p.stat()
+        finally:
+            p.quit()
+        if (count, octets) != (exp["count"], exp["octets"]):
+            raise AssertionError(f"STAT {count} {octets}, manifest says {exp['count']} {exp['octets']}")
         return f"{count} {octets}"
 
     # 3. The strict identity: a client bound to 127.0.0.2 gets no USER before STLS.
@@ -211,6 +227,15 @@ def main():
                 return f"{code} {text.decode()[:60]}"
             raise
         raise AssertionError("RCPT to example.com was accepted")
+
+    @check("smtp 14587 STARTTLS + AUTH PLAIN (dovecot submission) -> bob's Maildir")
+    def _():
+        t0 = time.monotonic()
+        tag = submit(14587, "bob", "bob@testground.example", "PLAIN")
+        path = wait_for(os.path.join(tg, "mail", "bob", "Maildir", "*", "*"), tag)
+        took = (time.monotonic() - t0) * 1000
+        os.unlink(path)
+        return f"delivered in {took:.0f} ms"
 
     @check("smtp 12587 STARTTLS + AUTH PLAIN (aiosmtpd) -> aiosmtpd Maildir")
     def _():
