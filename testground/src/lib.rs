@@ -1,8 +1,8 @@
 //! The one place tests get the test ground from: endpoints, the CA file, users and passwords.
 //!
 //! The test ground is a set of real mail servers on loopback (Dovecot POP3, GNU mailutils pop3d,
-//! Postfix submission with SASL through Dovecot, Dovecot's own submission service, and
-//! aiosmtpd), installed, configured, started and stopped by
+//! Courier POP3, Postfix submission with SASL through Dovecot, Dovecot's own submission service,
+//! and aiosmtpd), installed, configured, started and stopped by
 //! `testground/scripts/testground.sh`. Tests call [`require_running`] (or [`require`]) first:
 //! when a server is down the test fails with a message naming the command that starts it.
 //! Nothing is ever skipped silently.
@@ -178,8 +178,27 @@ pub const DOVECOT_SUBMISSIONS: Endpoint = Endpoint {
     tls: PortTls::Implicit,
 };
 
+/// Courier POP3 (IPv4 only), plain with STLS: a third POP3 implementation, unpacked from its
+/// Debian packages and run in a private mount namespace. It announces `UTF8 USER` (RFC 6856) and,
+/// unless the client sent `UTF8`, replaces each message with raw UTF-8 headers by a "Cannot
+/// display Unicode content" notice. Logins are spelled [`courier_login`]; it serves its own
+/// copy of [`ALICE`]'s mailbox ([`COURIER_USERS`]).
+pub const COURIER_POP3: Endpoint = Endpoint {
+    name: "Courier POP3 (STLS)",
+    protocol: Protocol::Pop3,
+    port: 15110,
+    tls: PortTls::Upgrade,
+};
+/// Courier POP3S, implicit TLS (IPv4 only).
+pub const COURIER_POP3S: Endpoint = Endpoint {
+    name: "Courier POP3S",
+    protocol: Protocol::Pop3,
+    port: 15995,
+    tls: PortTls::Implicit,
+};
+
 /// Every endpoint of the test ground.
-pub const ALL_ENDPOINTS: [Endpoint; 13] = [
+pub const ALL_ENDPOINTS: [Endpoint; 15] = [
     DOVECOT_POP3,
     DOVECOT_POP3S,
     POSTFIX_SUBMISSION,
@@ -193,11 +212,16 @@ pub const ALL_ENDPOINTS: [Endpoint; 13] = [
     MAILUTILS_POP3S,
     DOVECOT_SUBMISSION,
     DOVECOT_SUBMISSIONS,
+    COURIER_POP3,
+    COURIER_POP3S,
 ];
 
 /// The users GNU mailutils pop3d serves, each from its own copy of the mailbox (the same
 /// messages as Dovecot's): [`ALICE`] read-only, [`NOAH`] for destructive tests.
 pub const MAILUTILS_USERS: [User; 2] = [ALICE, NOAH];
+
+/// The users Courier POP3 serves, from its own copy of the mailbox: [`ALICE`], read-only.
+pub const COURIER_USERS: [User; 1] = [ALICE];
 
 /// A test user. Every server knows the same users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +395,11 @@ pub fn mailutils_login(user: &User) -> String {
 /// `reset-mail` regenerates together with Dovecot's).
 pub fn mailutils_maildir(user: &User) -> PathBuf {
     dir().join("mailutils/mail").join(user.name).join("INBOX")
+}
+
+/// The login name Courier wants: `<user>@testground.example` (its userdb).
+pub fn courier_login(user: &User) -> String {
+    format!("{}@{DOMAIN}", user.name)
 }
 
 /// A TLS connector that trusts only the test ground's CA.
