@@ -404,8 +404,8 @@ pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, Conn
         .map_err(|error| pop3_error(server, error))
 }
 
-/// The second half of [`pop3_login`]: logs in with the method of `server.login` and returns
-/// the method used.
+/// The second half of [`pop3_login`]: enables UTF-8 mode (RFC 6856) when the server announces
+/// `UTF8`, then logs in with the method of `server.login` and returns the method used.
 ///
 /// # Errors
 ///
@@ -432,6 +432,22 @@ pub async fn pop3_authenticate(
             return Err(ConnectError::Config("POP3 always needs a login".into()));
         }
     };
+    // RFC 6856: a server that announces UTF8 may rewrite mail with raw UTF-8 headers for
+    // clients that did not enable it (Courier replaces each such message with a "Cannot
+    // display Unicode content" notice). Everything here stores the bytes as they come, so
+    // UTF-8 mode costs nothing. It must be sent before the login; a refusal is not fatal.
+    if session
+        .capabilities()
+        .is_some_and(|caps| caps.utf8.is_some())
+    {
+        match session.utf8().await {
+            Ok(_) => tracing::debug!("POP3 UTF8 mode enabled"),
+            Err(error) if !error.is_fatal() => {
+                tracing::warn!("the server announced UTF8 but refused it: {error}");
+            }
+            Err(error) => return Err(pop3_error(server, error)),
+        }
+    }
     session
         .login_with(login)
         .await

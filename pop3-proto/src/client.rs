@@ -254,7 +254,13 @@ impl Client {
         }
         self.check_queue_room()?;
         let caps = self.caps.clone().unwrap_or_default();
-        auth::prepare(login, &caps, self.apop_timestamp.as_deref())
+        auth::prepare(
+            login,
+            &caps,
+            self.apop_timestamp.as_deref(),
+            self.tls,
+            self.config.nonce_source,
+        )
     }
 
     /// Queues a command. It is sent at once, or when the pipelining window (or, without

@@ -416,13 +416,6 @@ const fn event_id(event: &Event) -> Option<CommandId> {
     }
 }
 
-/// Fresh bytes for SCRAM's client nonce (the core reads no random source itself).
-fn fresh_nonce() -> Result<[u8; 24], Error> {
-    let mut nonce = [0; 24];
-    getrandom::fill(&mut nonce).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    Ok(nonce)
-}
-
 /// A POP3 session over TCP (and TLS), driven by tokio.
 ///
 /// Created by [`Session::connect`], which returns once the session is ready for a login: the
@@ -710,8 +703,8 @@ impl Session {
         self.login_with(Login::auto(credentials)).await
     }
 
-    /// Logs in as `login` says (e.g. [`Login::using`] a particular method). A SCRAM nonce is
-    /// generated when the login carries none.
+    /// Logs in as `login` says (e.g. [`Login::using`] a particular method). A SCRAM nonce comes
+    /// from [`crate::Config::nonce_source`] when the login carries none.
     ///
     /// Cancel safety: not cancel-safe. Dropped part way, the exchange is left open: the
     /// connection is closed and every later call returns [`Error::Cancelled`].
@@ -730,11 +723,6 @@ impl Session {
             return Err(Error::Cancelled(cancelled));
         }
         let result = async {
-            let login = if login.nonce.is_none() {
-                login.with_nonce(fresh_nonce()?)
-            } else {
-                login
-            };
             self.take_arrived().await?;
             let id = self
                 .driver

@@ -253,6 +253,57 @@ async fn login_sasl_scram_sha_256() {
     login_over_pop3s(AuthMethod::Sasl(Mechanism::ScramSha256)).await;
 }
 
+/// Issue 16, item 4: the core takes SCRAM's nonce from `Config::nonce_source` when the login
+/// carries none (the adapter adds nothing), instead of failing with "SCRAM needs a nonce from
+/// the caller"; a configured source is really used, and without one SCRAM is refused up front.
+#[tokio::test]
+async fn scram_without_a_nonce_from_the_caller_uses_the_configured_source() {
+    use mail_common::sasl::NonceSource;
+    let counting = NonceSource::new(|buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        Ok(())
+    });
+    for source in [NonceSource::default(), counting] {
+        for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha1] {
+            let config = Config::default().with_nonce_source(source);
+            let mut session = Session::connect(options(Security::Implicit), config)
+                .await
+                .unwrap();
+            let method = session
+                .login_with(Login::using(
+                    AuthMethod::Sasl(mechanism),
+                    credentials(ALICE),
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{source:?} {mechanism:?}: {e}"));
+            assert_eq!(method, AuthMethod::Sasl(mechanism));
+            assert_eq!(session.stat().await.unwrap().count, 100);
+            session.quit().await.unwrap();
+        }
+    }
+    let config = Config::default().with_nonce_source(NonceSource::none());
+    let mut session = Session::connect(options(Security::Implicit), config)
+        .await
+        .unwrap();
+    let error = session.login(credentials(ALICE)).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Misuse(Misuse::Sasl(
+                mail_common::sasl::SaslError::NonceUnavailable(_)
+            ))
+        ),
+        "{error:?}"
+    );
+    // Nothing was sent: the session is still usable, and a nonce from the caller works.
+    let login = Login::auto(credentials(ALICE)).with_nonce(*b"caller's own random bytes");
+    let method = session.login_with(login).await.unwrap();
+    assert_eq!(method, AuthMethod::Sasl(Mechanism::ScramSha256));
+    session.quit().await.unwrap();
+}
+
 #[tokio::test]
 async fn automatic_login_picks_the_strongest_mechanism() {
     let mut session = connect(Security::Implicit).await;

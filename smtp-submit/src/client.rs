@@ -302,8 +302,8 @@ impl Client {
         Ok(())
     }
 
-    /// Starts AUTH. `nonce` is fresh randomness (at least 18 bytes) used by SCRAM; the client
-    /// reads no random source itself. Refused before anything is sent when there is no TLS (and
+    /// Starts AUTH. `nonce` is fresh randomness (at least 18 bytes) used by SCRAM; when it is
+    /// empty, SCRAM takes one from [`Config::nonce_source`](crate::Config::nonce_source). Refused before anything is sent when there is no TLS (and
     /// no cleartext opt-in), when the mechanism is not offered, or while busy. The outcome is
     /// [`Event::Authenticated`] or [`Event::AuthFailed`].
     pub fn authenticate(
@@ -340,8 +340,13 @@ impl Client {
                 mechanism
             }
         };
+        let nonce = self
+            .config
+            .nonce_source
+            .nonce_for(mechanism, nonce)
+            .map_err(Misuse::Sasl)?;
         let (exchange, line) =
-            AuthExchange::start(mechanism, credentials, nonce).map_err(Misuse::Sasl)?;
+            AuthExchange::start(mechanism, credentials, &nonce).map_err(Misuse::Sasl)?;
         tracing::debug!("C: AUTH {} [redacted]", mechanism.name());
         self.push_wire(now, line.expose());
         self.expect(now, Pending::Auth);

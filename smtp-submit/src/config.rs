@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::body::LineEndingPolicy;
 use crate::envelope::ClientName;
+use mail_common::sasl::NonceSource;
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,6 +191,9 @@ pub struct Config {
     pub pipelining: bool,
     /// Use CHUNKING (`BDAT`) when offered. Default true.
     pub chunking: bool,
+    /// Where a SCRAM client nonce comes from when [`Client::authenticate`](crate::Client::authenticate)
+    /// is given none (an empty slice). Default: the operating system's random source.
+    pub nonce_source: NonceSource,
     cleartext_credentials: bool,
 }
 
@@ -205,6 +209,7 @@ impl Config {
             line_endings: LineEndingPolicy::default(),
             pipelining: true,
             chunking: true,
+            nonce_source: NonceSource::system(),
             cleartext_credentials: false,
         }
     }
@@ -241,6 +246,13 @@ impl Config {
     #[must_use]
     pub const fn with_chunking(mut self, enabled: bool) -> Self {
         self.chunking = enabled;
+        self
+    }
+
+    /// Sets [`Config::nonce_source`].
+    #[must_use]
+    pub const fn with_nonce_source(mut self, source: NonceSource) -> Self {
+        self.nonce_source = source;
         self
     }
 

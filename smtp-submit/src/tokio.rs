@@ -823,13 +823,11 @@ impl Session {
         self.begin("AUTH").await?;
         let result = async {
             self.check_usable_and_take_arrived().await?;
-            let mut nonce = [0_u8; 24];
-            getrandom::fill(&mut nonce)
-                .map_err(|e| Error::Io(io::Error::other(format!("no randomness: {e}"))))?;
+            // An empty nonce: the core takes SCRAM's from `Config::nonce_source`.
             let mechanism =
                 self.driver
                     .machine()
-                    .authenticate(Instant::now(), credentials, method, &nonce)?;
+                    .authenticate(Instant::now(), credentials, method, &[])?;
             tracing::debug!(mechanism = mechanism.name(), "AUTH started");
             let outcome = self
                 .wait(|event| match event {

@@ -12,7 +12,8 @@
 //! # Using a [`SaslClient`]
 //!
 //! 1. [`choose`] the mechanism (or take the one the user configured) and create the client with
-//!    [`SaslClient::new`], passing fresh random bytes as the nonce.
+//!    [`SaslClient::new`], passing fresh random bytes as the nonce (a [`NonceSource`] supplies
+//!    them when the caller has none).
 //! 2. [`SaslClient::initial_response`] gives the client's first message for PLAIN, SCRAM, XOAUTH2
 //!    and OAUTHBEARER. Send it with the `AUTH` command (a zero-length response goes on the wire
 //!    as `=`). If it does not fit on the command line, send `AUTH <mechanism>` alone and answer
@@ -80,10 +81,12 @@ use md5::Md5;
 
 use crate::Secret;
 
+mod nonce;
 mod scram;
 #[cfg(test)]
 mod tests;
 
+pub use nonce::{FillRandom, NONCE_LEN, NonceSource};
 use scram::{ExpectedSignature, ScramClient, ScramHash};
 
 /// A SASL mechanism this crate can run as a client.
@@ -281,6 +284,10 @@ pub enum SaslError {
     /// SCRAM needs a client nonce, and the caller passed no bytes.
     #[error("SCRAM needs a non-empty client nonce")]
     EmptyNonce,
+    /// SCRAM needs a client nonce, the caller passed none, and the configured
+    /// [`NonceSource`] could not produce one (the text says why).
+    #[error("no SCRAM client nonce: the random source failed: {0}")]
+    NonceUnavailable(String),
     /// The exchange already failed (or the server's reply was inconsistent with it); a spent
     /// client answers every further call with this.
     #[error("the SASL exchange was abandoned after an earlier error")]
