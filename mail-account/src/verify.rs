@@ -484,7 +484,8 @@ fn classify_smtp(
         }) if server.security == Security::ImplicitTls => blocked(),
         Error::Auth { failure, .. } => match failure {
             smtp_submit::AuthFailure::Refused(reply)
-            | smtp_submit::AuthFailure::Cancelled { reply, .. } => classify_smtp_reply(reply),
+            | smtp_submit::AuthFailure::Cancelled { reply, .. }
+            | smtp_submit::AuthFailure::TokenRefused { reply, .. } => classify_smtp_reply(reply),
             _ => VerifyFailure::Other(error.to_string()),
         },
         Error::Misuse(smtp_submit::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,

@@ -80,10 +80,12 @@ use md5::Md5;
 
 use crate::Secret;
 
+mod oauth;
 mod scram;
 #[cfg(test)]
 mod tests;
 
+pub use oauth::OAuthErrorChallenge;
 use scram::{ExpectedSignature, ScramClient, ScramHash};
 
 /// A SASL mechanism this crate can run as a client.
@@ -300,7 +302,7 @@ pub struct SaslClient {
     mechanism: Mechanism,
     state: State,
     /// The decoded JSON error an OAuth server sent as a challenge.
-    server_error_json: Option<String>,
+    server_error: Option<OAuthErrorChallenge>,
 }
 
 /// Where an exchange stands. Everything that holds a password, a token, or a value derived from
@@ -443,7 +445,7 @@ impl SaslClient {
         Ok(Self {
             mechanism,
             state,
-            server_error_json: None,
+            server_error: None,
         })
     }
 
@@ -521,7 +523,7 @@ impl SaslClient {
             State::OAuthSent => {
                 // The challenge is the server's JSON error; the server fails the exchange after
                 // the client's dummy response.
-                self.server_error_json = Some(String::from_utf8_lossy(challenge).into_owned());
+                self.server_error = Some(OAuthErrorChallenge::parse(challenge));
                 let response = if self.mechanism == Mechanism::OAuthBearer {
                     vec![0x01]
                 } else {
@@ -616,6 +618,13 @@ impl SaslClient {
     /// For the OAuth mechanisms: the JSON error document the server sent as a challenge, if any.
     /// Invalid UTF-8 in it is replaced by U+FFFD.
     pub fn server_error_json(&self) -> Option<&str> {
-        self.server_error_json.as_deref()
+        self.server_error.as_ref().map(|error| error.raw.as_str())
+    }
+
+    /// For the OAuth mechanisms: the server's JSON error challenge, decoded (status, scope), if
+    /// the server sent one. The server fails the exchange after the client's answer to it, so a
+    /// caller reports the refusal together with this.
+    pub fn server_error(&self) -> Option<&OAuthErrorChallenge> {
+        self.server_error.as_ref()
     }
 }

@@ -2,7 +2,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
 
-use super::{Credentials, Mechanism, SaslClient, SaslError, choose};
+use super::{Credentials, Mechanism, OAuthErrorChallenge, SaslClient, SaslError, choose};
 
 const PASSWORD: &str = "S3cr3t-pa55w0rd";
 const TOKEN: &str = "ya29.T0k3n-value";
@@ -753,4 +753,40 @@ proptest! {
             let _ = client.server_error_json();
         }
     }
+}
+
+#[test]
+fn oauth_error_challenge_is_decoded_as_data() {
+    let mut client = token_client(Mechanism::XOAuth2);
+    client.initial_response().unwrap();
+    client
+        .step(br#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#)
+        .unwrap();
+    let error = client.server_error().unwrap();
+    assert_eq!(error.status.as_deref(), Some("401"));
+    assert_eq!(error.schemes.as_deref(), Some("bearer"));
+    assert_eq!(error.scope.as_deref(), Some("https://mail.google.com/"));
+    assert!(error.is_invalid_token());
+    assert!(!error.is_insufficient_scope());
+    assert_eq!(
+        error.to_string(),
+        "status 401, required scope https://mail.google.com/"
+    );
+
+    // RFC 7628 section 3.2.2 example shape, with a numeric status from a sloppy server.
+    let error = OAuthErrorChallenge::parse(
+        br#"{"status":403,"scope":"example_scope","openid-configuration":"https://as.example/.well-known/openid-configuration"}"#,
+    );
+    assert_eq!(error.status.as_deref(), Some("403"));
+    assert!(error.is_insufficient_scope());
+    assert_eq!(
+        error.openid_configuration.as_deref(),
+        Some("https://as.example/.well-known/openid-configuration")
+    );
+
+    // Not JSON: only the raw text, shown escaped.
+    let error = OAuthErrorChallenge::parse(b"bad\xff\ntoken");
+    assert_eq!(error.status, None);
+    assert_eq!(error.raw, "bad\u{fffd}\ntoken");
+    assert_eq!(error.to_string(), "bad\u{fffd}\\ntoken");
 }
