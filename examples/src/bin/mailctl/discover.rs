@@ -50,7 +50,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         })?;
         let mut options = VerifyOptions::default();
         options.trust_roots = args.ca_file.map(TrustRoots::WebPkiAndCaFile);
-        verify_logins(&report, &LoginSecret::password(password), &options).await?;
+        Box::pin(verify_logins(
+            &report,
+            &LoginSecret::password(password),
+            &options,
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -67,7 +72,8 @@ pub(crate) async fn discover(
     } else {
         let discoverer = Discoverer::with_system_defaults(options.clone())
             .map_err(|e| Failure::settings(e.to_string()))?;
-        discoverer.discover(address, &manual).await
+        // Boxed: the discovery future is large (DNS, HTTP and probe state).
+        Box::pin(discoverer.discover(address, &manual)).await
     };
     result.map_err(|e| Failure::settings(e.to_string()))
 }
@@ -143,6 +149,7 @@ pub(crate) fn print_text(report: &DiscoveryReport) {
     }
     print_server("incoming", report.incoming.as_ref());
     print_server("outgoing", report.outgoing.as_ref());
+    crate::login::print_oauth2_text(report);
     for warning in &report.warnings {
         println!("warning:  {}", warning.message);
     }
@@ -199,6 +206,7 @@ pub(crate) fn to_json(report: &DiscoveryReport) -> Value {
         "provider": report.provider.as_ref().map(|p| json!({ "id": p.id, "name": p.name, "source": p.source.to_string() })),
         "incoming": server_json(report.incoming.as_ref()),
         "outgoing": server_json(report.outgoing.as_ref()),
+        "oauth2": crate::login::oauth2_json(report),
         "warnings": report.warnings.iter().map(|w| json!({ "kind": format!("{:?}", w.kind), "message": w.message })).collect::<Vec<_>>(),
         "hints": report.hints.iter().map(|h| json!({ "kind": format!("{:?}", h.kind), "text": h.text, "url": h.url })).collect::<Vec<_>>(),
         "rejected": report.rejected.iter().map(|r| json!({ "host": r.entry.host, "port": r.entry.port, "source": r.source.to_string(), "reason": r.reason })).collect::<Vec<_>>(),

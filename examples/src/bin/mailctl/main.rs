@@ -7,6 +7,7 @@
 mod demo;
 mod discover;
 mod fetch;
+mod login;
 mod send;
 mod server;
 mod verify;
