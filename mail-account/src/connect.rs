@@ -198,7 +198,8 @@ impl ServerSettings {
             .map_err(|e| ConnectError::Config(format!("username: {e}")))?;
         let mut settings = Self::new(host, port, security, username);
         settings.login = match auth {
-            AuthMethod::OAuth2 => LoginMethod::Sasl(Mechanism::OAuthBearer),
+            // With a token, Auto picks OAUTHBEARER or XOAUTH2, whichever the server offers
+            // (Outlook.com offers XOAUTH2 only).
             AuthMethod::None => LoginMethod::None,
             _ => LoginMethod::Auto,
         };

@@ -31,6 +31,7 @@ pub mod dns;
 pub mod domain;
 pub mod fetch;
 pub mod http;
+pub mod oauth;
 pub mod probe;
 pub mod providers;
 pub mod roundtrip;

@@ -1,0 +1,151 @@
+//! The token file: the refresh token and the cached access token with its expiry, readable by
+//! the owner only, replaced atomically (temporary file, fsync, rename, fsync of the folder) so
+//! a crash leaves either the old or the new tokens, never a torn file.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use mail_common::Secret;
+use serde::{Deserialize, Serialize};
+
+use super::OAuthError;
+
+/// The tokens of one account. `Debug` shows no token.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTokens {
+    /// The refresh token, if the server issued one.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub refresh_token: Option<Secret<String>>,
+    /// The last access token.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub access_token: Option<Secret<String>>,
+    /// When the access token expires, in seconds since the Unix epoch (`None`: unknown, so it
+    /// is refreshed before each use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl std::fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+mod opt_secret {
+    use mail_common::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option)] // the signature serde's `with` requires
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Secret<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(secret) => serializer.serialize_some(secret.expose()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Secret<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(|v| v.map(Secret::new))
+    }
+}
+
+/// Where an account's tokens live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFile {
+    path: PathBuf,
+}
+
+impl TokenFile {
+    /// The token file at `path` (created on first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, action: &str, reason: impl std::fmt::Display) -> OAuthError {
+        OAuthError::TokenFile {
+            path: self.path.clone(),
+            reason: format!("{action}: {reason}"),
+        }
+    }
+
+    /// Reads the tokens. A missing file gives [`OAuthError::NotSignedIn`]. The content is never
+    /// quoted in errors.
+    pub fn load(&self) -> Result<StoredTokens, OAuthError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OAuthError::NotSignedIn);
+            }
+            Err(e) => return Err(self.error("cannot read", e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            // serde_json's message names a line and column, never the content.
+            self.error("not a token file", e)
+        })
+    }
+
+    /// Replaces the tokens atomically: a temporary file created with mode 0600 in the same
+    /// folder, written and fsynced, renamed over the old file, then the folder fsynced.
+    pub fn save(&self, tokens: &StoredTokens) -> Result<(), OAuthError> {
+        let json = serde_json::to_vec_pretty(tokens).map_err(|e| self.error("cannot encode", e))?;
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir).map_err(|e| self.error("cannot create its folder", e))?;
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(|| "tokens".into(), |n| n.to_string_lossy().into_owned());
+        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let written = (|| {
+            let mut file = options.open(&temp)?;
+            // An older temporary file may have had wider permissions.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                file.set_permissions(fs::Permissions::from_mode(0o600))?;
+            }
+            file.write_all(&json)?;
+            file.sync_all()?;
+            fs::rename(&temp, &self.path)?;
+            // The rename is durable only once the folder is.
+            if let Ok(folder) = fs::File::open(&dir) {
+                let _ = folder.sync_all();
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(self.error("cannot write", e));
+        }
+        Ok(())
+    }
+}
