@@ -116,3 +116,226 @@ fn offline_discover_shows_ispdb_oauth2_blocks_and_nothing_for_password_providers
     assert!(!text.contains("oauth2:"), "{text}");
     assert_eq!(json["oauth2"], serde_json::Value::Null);
 }
+
+// ---- mailctl login against a real authorization server on loopback (oauth-mock) ----
+
+const CLIENT: &str = "mailctl-test";
+const SECRET: &str = "mailctl-test-secret";
+
+struct Mock {
+    runtime: tokio::runtime::Runtime,
+    server: std::sync::Arc<oauth_mock::MockServer>,
+}
+
+impl Mock {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime.block_on(async {
+            oauth_mock::MockServer::builder()
+                .with_client(
+                    CLIENT,
+                    SECRET,
+                    ["http://127.0.0.1:1/unused"],
+                    ["openid", "email"],
+                )
+                .spawn_on_free_port()
+                .await
+                .unwrap()
+        });
+        Self {
+            runtime,
+            server: std::sync::Arc::new(server),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url())
+    }
+
+    fn approve(&self, user_code: &str) {
+        self.runtime
+            .block_on(self.server.approve_device_code(user_code))
+            .unwrap();
+    }
+
+    fn revoke(&self, token: &str) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = self.url("/revoke");
+        let status = self.runtime.block_on(async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .post(url)
+                .basic_auth(CLIENT, Some(SECRET))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert!(status.is_success(), "{status}");
+    }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mailctl-oauth2-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tokens(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn expire(path: &std::path::Path) {
+    let mut value = tokens(path);
+    value["expires_at"] = serde_json::json!(1);
+    std::fs::write(path, serde_json::to_vec(&value).unwrap()).unwrap();
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn login_with_the_device_grant_writes_an_oauth2_account_then_refresh_rotates_and_revocation_exits_4()
+ {
+    use std::io::BufRead as _;
+    let mock = Mock::start();
+    let dir = scratch("device");
+    let account = dir.join("olivia.toml");
+    let token_file = dir.join("olivia.toml.tokens.json");
+    let mut child = mailctl()
+        .args([
+            "login",
+            "olivia@testground.example",
+            "--offline",
+            "--grant",
+            "device",
+        ])
+        .arg("--account")
+        .arg(&account)
+        .args(["--token-url", &mock.url("/token")])
+        .args(["--device-url", &mock.url("/device_authorization")])
+        .args(["--scope", "openid", "--scope", "email"])
+        .args([
+            "--client-id",
+            CLIENT,
+            "--client-secret-env",
+            "TEST_CLIENT_SECRET",
+        ])
+        .args(["--timeout", "120"])
+        .env("TEST_CLIENT_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut prompt = String::new();
+    stderr.read_line(&mut prompt).unwrap();
+    let code = prompt
+        .split("enter the code ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no code in {prompt:?}"))
+        .to_owned();
+    assert!(prompt.contains(&mock.url("/device")), "{prompt}");
+    // The person approves on another device: the server's test hook.
+    mock.approve(&code);
+    let output = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(output.status.success(), "{prompt}{rest}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(stdout.contains("credential oauth2"), "{stdout}");
+
+    let text = std::fs::read_to_string(&account).unwrap();
+    assert!(text.contains("[credential.oauth2]"), "{text}");
+    assert!(
+        text.contains("auth = \"o-auth2\"") || text.contains("oauth2"),
+        "{text}"
+    );
+    let first = tokens(&token_file);
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let access = first["access_token"].as_str().unwrap().to_owned();
+    for shown in [&stdout, &prompt, &rest, &text] {
+        assert!(!shown.contains(&refresh) && !shown.contains(&access));
+    }
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&account), 0o600);
+        assert_eq!(mode(&token_file), 0o600);
+    }
+
+    // Expired access token: the next use refreshes, and the rotated refresh token is in the
+    // file. (The shared test ground's Dovecot does not validate tokens, so the login itself
+    // is not asserted here; TRACE output must not show a token either way.)
+    expire(&token_file);
+    let output = mailctl()
+        .args(["-vvv", "verify", "--account"])
+        .arg(&account)
+        .args(["--wait", "5"])
+        .output()
+        .unwrap();
+    let second = tokens(&token_file);
+    let rotated = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, refresh, "refresh token rotated and persisted");
+    assert!(second["expires_at"].as_u64().unwrap() > 1);
+    let trace = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        trace.contains("refreshing the OAuth2 access token"),
+        "{trace}"
+    );
+    let new_access = second["access_token"].as_str().unwrap();
+    for token in [&refresh, &rotated, &access, &new_access.to_owned()] {
+        assert!(
+            !trace.contains(token.as_str()),
+            "a token in the TRACE output"
+        );
+    }
+
+    // Revoked grant: invalid_grant is an authentication failure (exit 4) with advice.
+    mock.revoke(&rotated);
+    expire(&token_file);
+    let output = mailctl()
+        .args(["verify", "--account"])
+        .arg(&account)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("invalid_grant") && stderr.contains("mailctl login"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn login_without_a_client_id_is_a_settings_error() {
+    let dir = scratch("no-client");
+    let output = mailctl()
+        .args(["login", "someone@hotmail.com", "--offline", "--account"])
+        .arg(dir.join("a.toml"))
+        .env_remove("MAIL_OAUTH2_CLIENT_ID")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("--client-id") && stderr.contains("README"),
+        "{stderr}"
+    );
+    assert!(!dir.join("a.toml").exists());
+}

@@ -51,6 +51,8 @@ struct Cli {
 enum Command {
     /// Find the POP3 and SMTP settings of an address, with the source of each.
     Discover(discover::Args),
+    /// Sign in with OAuth2 (Outlook.com, Gmail, ...) and write an account file that uses it.
+    Login(login::Args),
     /// Fetch mail over POP3 into a Maildir, crash-safely.
     Fetch(fetch::Args),
     /// Send an RFC 5322 message (a file, stdin, or composed from --subject/--body).
@@ -159,6 +161,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Discover(args) => discover::run(args).await,
+            Command::Login(args) => Box::pin(login::run(args)).await,
             Command::Fetch(args) => fetch::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
