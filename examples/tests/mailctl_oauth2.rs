@@ -339,3 +339,218 @@ fn login_without_a_client_id_is_a_settings_error() {
     );
     assert!(!dir.join("a.toml").exists());
 }
+
+// ---- end to end through the test ground: Dovecot's oauth2 passdb validates the tokens ----
+
+/// The fixed loopback port Dovecot's oauth2 passdb calls (testground/conf/
+/// dovecot-oauth2-passdb.conf.ext); only this test binary uses it, from one test.
+const DOVECOT_OAUTH_PORT: u16 = 18080;
+/// The one user oauth-mock 1.1 issues tokens for; the test ground maps it to olivia.
+const MOCK_USER: &str = "mock.user@example.com";
+
+impl Mock {
+    /// Forwards 127.0.0.1:`port` to the mock (whose own port is random), so Dovecot can use a
+    /// fixed URL. Plain TCP relaying: the mock answers every request itself.
+    fn forward(&self, port: u16) {
+        let target = self
+            .server
+            .base_url()
+            .trim_start_matches("http://")
+            .to_owned();
+        let listener = self
+            .runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .unwrap_or_else(|e| panic!("port {port} for the Dovecot oauth2 passdb: {e}"));
+        self.runtime.spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+    }
+}
+
+fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}: {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn device_login(mock: &Mock, account: &std::path::Path, extra: &[&str]) -> String {
+    use std::io::BufRead as _;
+    let mut child = mailctl()
+        .args([
+            "login",
+            "olivia@testground.example",
+            "--offline",
+            "--grant",
+            "device",
+        ])
+        .arg("--account")
+        .arg(account)
+        .args(["--token-url", &mock.url("/token")])
+        .args(["--device-url", &mock.url("/device_authorization")])
+        .args(["--scope", "openid", "--scope", "email"])
+        .args([
+            "--client-id",
+            CLIENT,
+            "--client-secret-env",
+            "TEST_CLIENT_SECRET",
+        ])
+        .args(extra)
+        .env("TEST_CLIENT_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut prompt = String::new();
+    stderr.read_line(&mut prompt).unwrap();
+    let code = prompt
+        .split("enter the code ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no code in {prompt:?}"))
+        .to_owned();
+    mock.approve(&code);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{prompt}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn device_login_then_fetch_and_send_with_the_token_through_dovecot_and_postfix() {
+    let mock = Mock::start();
+    mock.forward(DOVECOT_OAUTH_PORT);
+    mail_testground::reset_mailboxes(&[mail_testground::OLIVIA]);
+    let dir = scratch("e2e");
+    let account = dir.join("olivia.toml");
+    let token_file = dir.join("olivia.toml.tokens.json");
+    device_login(
+        &mock,
+        &account,
+        &["--ca-file", mail_testground::ca_file().to_str().unwrap()],
+    );
+    // The test ground's token owner is the mock's one user: the login name must be its address
+    // (Dovecot compares it with the token's email, then opens olivia's mailbox).
+    let text = std::fs::read_to_string(&account).unwrap();
+    assert_eq!(text.matches("auth = \"oauth2\"").count(), 2, "{text}");
+    std::fs::write(
+        &account,
+        text.replace(
+            "username = \"{local}\"",
+            &format!("username = \"{MOCK_USER}\""),
+        ),
+    )
+    .unwrap();
+
+    // Send over SMTP (Postfix submissions, SASL through Dovecot) with the token.
+    let subject = format!("oauth2 e2e {}", std::process::id());
+    run_ok(
+        mailctl()
+            .args(["send", "--account"])
+            .arg(&account)
+            .args(["--from", "olivia@testground.example"])
+            .args(["--to", "olivia@testground.example"])
+            .args(["--subject", &subject, "--body", "sent with an OAuth2 token"]),
+    );
+    // Fetch over POP3 (Dovecot) with the token, until the message is delivered.
+    let maildir = dir.join("Maildir");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        run_ok(
+            mailctl()
+                .args(["fetch", "--account"])
+                .arg(&account)
+                .arg("--maildir")
+                .arg(&maildir),
+        );
+        let found = ["new", "cur"].iter().any(|sub| {
+            std::fs::read_dir(maildir.join(sub)).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|m| m.contains(&subject)))
+            })
+        });
+        if found {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "message never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // Expired access token: refreshed transparently, rotated refresh token persisted, and the
+    // fetch works with the new token.
+    let before = tokens(&token_file)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expire(&token_file);
+    let output = run_ok(
+        mailctl()
+            .args(["-vvv", "fetch", "--account"])
+            .arg(&account)
+            .arg("--maildir")
+            .arg(&maildir),
+    );
+    let after = tokens(&token_file);
+    let rotated = after["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, before);
+    let trace = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        trace.contains("refreshing the OAuth2 access token"),
+        "{trace}"
+    );
+    for token in [
+        &before,
+        &rotated,
+        &after["access_token"].as_str().unwrap().to_owned(),
+    ] {
+        assert!(
+            !trace.contains(token.as_str()),
+            "a token in the TRACE output"
+        );
+    }
+
+    // A 4 KiB token through Postfix's submission port: two-step AUTH (AUTH alone, then the
+    // response after the empty 334). Postfix's 2048-byte line limit would truncate it inline
+    // ("Invalid base64 data in initial response"); two-step, it reaches Dovecot, which asks the
+    // authorization server and refuses the unknown token.
+    let mut long = tokens(&token_file);
+    long["access_token"] = serde_json::json!(format!("ya29.{}", "T".repeat(4091)));
+    long["expires_at"] = serde_json::json!(4_000_000_000_u64);
+    std::fs::write(&token_file, serde_json::to_vec(&long).unwrap()).unwrap();
+    let output = mailctl()
+        .args(["send", "--account"])
+        .arg(&account)
+        .args(["--from", "olivia@testground.example"])
+        .args(["--to", "olivia@testground.example"])
+        .args(["--subject", "never sent", "--body", "x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("Invalid base64"), "{stderr}");
+    assert!(stderr.contains("AUTH OAUTHBEARER failed"), "{stderr}");
+    assert!(
+        !stderr.contains("TTTTTTTT"),
+        "the token in an error message"
+    );
+}
