@@ -128,7 +128,10 @@ pub(crate) fn prepare(
             }
         }
         AuthMethod::Sasl(mechanism) => {
-            let needs_nonce = matches!(mechanism, Mechanism::ScramSha1 | Mechanism::ScramSha256);
+            let needs_nonce = matches!(
+                mechanism,
+                Mechanism::ScramSha1 | Mechanism::ScramSha256 | Mechanism::Ntlm
+            );
             let nonce = login.nonce.as_ref().map(|n| n.expose().as_slice());
             if needs_nonce && nonce.is_none_or(<[u8]>::is_empty) {
                 return Err(Misuse::MissingNonce);

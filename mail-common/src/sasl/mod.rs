@@ -80,6 +80,7 @@ use md5::Md5;
 
 use crate::Secret;
 
+mod ntlm;
 mod oauth;
 mod scram;
 #[cfg(test)]
@@ -106,11 +107,16 @@ pub enum Mechanism {
     XOAuth2,
     /// RFC 7628 OAuth 2.0 bearer tokens.
     OAuthBearer,
+    /// NTLM (NTLMv2 responses): Windows Live Mail's "Secure Password Authentication". The
+    /// password is not sent, but the server stores a password equivalent and a recorded exchange
+    /// can be attacked offline: weaker than SCRAM, so [`choose`] never picks it; use it only
+    /// when asked for.
+    Ntlm,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first within each credential kind.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::ScramSha256,
         Self::ScramSha1,
         Self::CramMd5,
@@ -118,6 +124,7 @@ impl Mechanism {
         Self::Login,
         Self::OAuthBearer,
         Self::XOAuth2,
+        Self::Ntlm,
     ];
 
     /// The registered name, as sent in `AUTH <name>`.
@@ -130,6 +137,7 @@ impl Mechanism {
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::XOAuth2 => "XOAUTH2",
             Self::OAuthBearer => "OAUTHBEARER",
+            Self::Ntlm => "NTLM",
         }
     }
 
@@ -208,7 +216,8 @@ impl Credentials {
 /// Picks the strongest mechanism that the server offers and the credentials suit.
 ///
 /// Order for passwords: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN; for tokens:
-/// OAUTHBEARER, XOAUTH2. Offered names are matched ignoring ASCII case; unknown ones are skipped.
+/// OAUTHBEARER, XOAUTH2. NTLM is never chosen (only by request). Offered names are matched
+/// ignoring ASCII case; unknown ones are skipped.
 /// Whether a password-exposing mechanism may run without TLS is the caller's decision.
 pub fn choose<'a>(
     offered: impl IntoIterator<Item = &'a str>,
@@ -220,6 +229,7 @@ pub fn choose<'a>(
         .collect();
     Mechanism::ALL
         .into_iter()
+        .filter(|m| *m != Mechanism::Ntlm)
         .find(|m| credentials.suits(*m) && offered.contains(m))
 }
 
@@ -269,7 +279,7 @@ pub enum SaslError {
     #[error("server reported success before the SASL exchange was complete")]
     Incomplete,
     /// SCRAM needs a client nonce, and the caller passed no bytes.
-    #[error("SCRAM needs a non-empty client nonce")]
+    #[error("the mechanism needs a client nonce: SCRAM a non-empty one, NTLM at least 8 bytes")]
     EmptyNonce,
     /// The exchange already failed (or the server's reply was inconsistent with it); a spent
     /// client answers every further call with this.
@@ -320,6 +330,18 @@ enum State {
     },
     /// LOGIN: the user name went out; waiting for the password prompt.
     LoginPassword { password: Secret<String> },
+    /// NTLM: waiting for the server's empty challenge (the negotiate message goes out then).
+    NtlmStart {
+        username: String,
+        password: Secret<String>,
+        client_challenge: [u8; 8],
+    },
+    /// NTLM: the negotiate message went out; waiting for the server's challenge message.
+    NtlmNegotiated {
+        username: String,
+        password: Secret<String>,
+        client_challenge: [u8; 8],
+    },
     /// CRAM-MD5: waiting for the challenge.
     CramMd5 {
         username: String,
@@ -372,6 +394,18 @@ impl SaslClient {
                 State::LoginUsername {
                     username: username.clone(),
                     password: password.clone(),
+                }
+            }
+            (Mechanism::Ntlm, Credentials::Password { username, password }) => {
+                // The NTLMv2 client challenge: 8 random bytes from the caller.
+                let client_challenge = nonce
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .ok_or(SaslError::EmptyNonce)?;
+                State::NtlmStart {
+                    username: username.clone(),
+                    password: password.clone(),
+                    client_challenge,
                 }
             }
             (Mechanism::CramMd5, Credentials::Password { username, password }) => State::CramMd5 {
@@ -538,6 +572,33 @@ impl SaslClient {
             State::LoginPassword { password } => {
                 (State::Done, Secret::new(password.into_inner().into_bytes()))
             }
+            State::NtlmStart {
+                username,
+                password,
+                client_challenge,
+            } => {
+                if !challenge.is_empty() {
+                    return Err(SaslError::MalformedChallenge(
+                        "expected an empty challenge before the NTLM negotiate message",
+                    ));
+                }
+                (
+                    State::NtlmNegotiated {
+                        username,
+                        password,
+                        client_challenge,
+                    },
+                    Secret::new(ntlm::negotiate()),
+                )
+            }
+            State::NtlmNegotiated {
+                username,
+                password,
+                client_challenge,
+            } => (
+                State::Done,
+                ntlm::authenticate(challenge, &username, &password, client_challenge)?,
+            ),
             State::CramMd5 { username, password } => {
                 if challenge.is_empty() {
                     return Err(SaslError::MalformedChallenge("empty CRAM-MD5 challenge"));
@@ -597,6 +658,8 @@ impl SaslClient {
             State::FirstUnsent { .. }
             | State::LoginUsername { .. }
             | State::LoginPassword { .. }
+            | State::NtlmStart { .. }
+            | State::NtlmNegotiated { .. }
             | State::CramMd5 { .. } => return Err(SaslError::Incomplete),
             State::OAuthSent | State::Done => State::Done,
             State::Failed => return Err(SaslError::Aborted),
