@@ -529,6 +529,42 @@ fn device_login_then_fetch_and_send_with_the_token_through_dovecot_and_postfix()
         );
     }
 
+    // A valid token for another login name: Dovecot answers with its JSON error challenge, the
+    // client answers it, and mailctl turns the refusal into advice (exit 4), over POP3 and SMTP.
+    let mismatched = dir.join("mismatched.toml");
+    std::fs::write(
+        &mismatched,
+        std::fs::read_to_string(&account).unwrap().replace(
+            &format!("username = \"{MOCK_USER}\""),
+            "username = \"olivia\"",
+        ),
+    )
+    .unwrap();
+    let fetch = mailctl()
+        .args(["fetch", "--account"])
+        .arg(&mismatched)
+        .arg("--maildir")
+        .arg(&maildir)
+        .output()
+        .unwrap();
+    let send = mailctl()
+        .args(["send", "--account"])
+        .arg(&mismatched)
+        .args(["--from", "olivia@testground.example"])
+        .args(["--to", "olivia@testground.example"])
+        .args(["--subject", "never sent", "--body", "x"])
+        .output()
+        .unwrap();
+    for output in [fetch, send] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains("the server refused the OAuth2 token: check that POP/SMTP access is")
+                && stderr.contains("mailctl login"),
+            "{stderr}"
+        );
+    }
+
     // A 4 KiB token through Postfix's submission port: two-step AUTH (AUTH alone, then the
     // response after the empty 334). Postfix's 2048-byte line limit would truncate it inline
     // ("Invalid base64 data in initial response"); two-step, it reaches Dovecot, which asks the

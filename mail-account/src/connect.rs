@@ -278,6 +278,21 @@ pub enum ConnectError {
     Config(String),
 }
 
+impl ConnectError {
+    /// When the server refused an OAuth 2.0 token: its decoded JSON error challenge (status,
+    /// required scope). [`crate::oauth::refusal_advice`] turns it into advice.
+    pub fn oauth_refusal(&self) -> Option<&mail_common::sasl::OAuthErrorChallenge> {
+        match self {
+            Self::Pop3 { error, .. } => match error.as_ref() {
+                pop3::Error::LoginFailed(failure) => failure.oauth_error.as_deref(),
+                _ => None,
+            },
+            Self::Smtp { error, .. } => crate::oauth::smtp_oauth_refusal(error),
+            Self::Config(_) => None,
+        }
+    }
+}
+
 impl From<CredentialError> for ConnectError {
     fn from(error: CredentialError) -> Self {
         Self::Config(error.to_string())

@@ -548,3 +548,36 @@ impl OAuthClient {
         Ok(tokens)
     }
 }
+
+/// When an SMTP session error is the server refusing an OAuth 2.0 token: its decoded JSON
+/// error challenge.
+pub fn smtp_oauth_refusal(
+    error: &smtp_submit::tokio::Error,
+) -> Option<&mail_common::sasl::OAuthErrorChallenge> {
+    match error {
+        smtp_submit::tokio::Error::Auth {
+            failure: smtp_submit::AuthFailure::TokenRefused { error, .. },
+            ..
+        } => Some(error),
+        _ => None,
+    }
+}
+
+/// Advice a person can act on when a mail server refused an OAuth 2.0 token, from the server's
+/// JSON error challenge.
+pub fn refusal_advice(error: &mail_common::sasl::OAuthErrorChallenge) -> String {
+    if error.is_insufficient_scope() {
+        format!(
+            "the token lacks the scope this server needs ({}): sign in again so that it is requested",
+            error.scope.as_deref().unwrap_or("not named")
+        )
+    } else {
+        let scope = error
+            .scope
+            .as_deref()
+            .map_or_else(String::new, |s| format!(" (scope {s})"));
+        format!(
+            "the server refused the OAuth2 token{scope}: check that POP/SMTP access is enabled in the account's settings at the provider, then sign in again"
+        )
+    }
+}

@@ -329,3 +329,18 @@ pub(crate) async fn run(args: Args) -> crate::Outcome {
     );
     Ok(())
 }
+
+/// A mail server refused the OAuth 2.0 token: the failure with advice from its JSON challenge.
+pub(crate) fn refused_token(
+    kind: FailureKind,
+    message: &str,
+    refusal: &mail_common::sasl::OAuthErrorChallenge,
+) -> Failure {
+    Failure::new(
+        kind,
+        format!(
+            "{message}; {} (mailctl login ADDRESS --account FILE)",
+            mail_account::oauth::refusal_advice(refusal)
+        ),
+    )
+}

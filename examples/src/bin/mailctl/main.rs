@@ -105,12 +105,19 @@ impl Failure {
 
 impl From<mail_account::connect::ConnectError> for Failure {
     fn from(error: mail_account::connect::ConnectError) -> Self {
-        Self::new(error.kind(), error.to_string())
+        match error.oauth_refusal() {
+            Some(refusal) => login::refused_token(error.kind(), &error.to_string(), refusal),
+            None => Self::new(error.kind(), error.to_string()),
+        }
     }
 }
 
 impl From<smtp_submit::tokio::Error> for Failure {
     fn from(error: smtp_submit::tokio::Error) -> Self {
+        if let Some(refusal) = mail_account::oauth::smtp_oauth_refusal(&error) {
+            let kind = mail_account::connect::smtp_failure_kind(&error);
+            return login::refused_token(kind, &error.to_string(), refusal);
+        }
         Self::new(
             mail_account::connect::smtp_failure_kind(&error),
             error.to_string(),
