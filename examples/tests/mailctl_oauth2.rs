@@ -590,3 +590,134 @@ fn device_login_then_fetch_and_send_with_the_token_through_dovecot_and_postfix()
         "the token in an error message"
     );
 }
+
+/// `mailctl login --grant browser`: the printed address, opened by the test as a browser
+/// would; `forge_state` swaps the `state` of the redirect back to mailctl.
+fn browser_login(forge_state: bool) -> (Output, std::path::PathBuf) {
+    use std::io::BufRead as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime.block_on(async {
+        oauth_mock::MockServer::builder()
+            .with_client(CLIENT, SECRET, [redirect.as_str()], ["openid", "email"])
+            .spawn_on_free_port()
+            .await
+            .unwrap()
+    });
+    let dir = scratch(if forge_state {
+        "browser-forged"
+    } else {
+        "browser"
+    });
+    let account = dir.join("a.toml");
+    let mut child = mailctl()
+        .args([
+            "login",
+            "olivia@testground.example",
+            "--offline",
+            "--grant",
+            "browser",
+        ])
+        .arg("--account")
+        .arg(&account)
+        .args(["--token-url", &format!("{}/token", server.base_url())])
+        .args([
+            "--authorization-url",
+            &format!("{}/authorize", server.base_url()),
+        ])
+        .args(["--scope", "openid", "--scope", "email", "--no-browser"])
+        .args([
+            "--redirect-port",
+            &port.to_string(),
+            "--redirect-path",
+            "/callback",
+        ])
+        .args([
+            "--client-id",
+            CLIENT,
+            "--client-secret-env",
+            "TEST_CLIENT_SECRET",
+        ])
+        .args(["--timeout", "60"])
+        .env("TEST_CLIENT_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    while !url.starts_with("http") {
+        url.clear();
+        assert!(
+            stderr.read_line(&mut url).unwrap() > 0,
+            "no address printed"
+        );
+    }
+    let url = url.trim().to_owned();
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    runtime.block_on(async move {
+        let browser = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let answer = browser.get(&url).send().await.unwrap();
+        let mut location =
+            reqwest::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+        if forge_state {
+            let pairs: Vec<(String, String)> = location
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "state" {
+                        "forged".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            location.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let _ = browser.get(location).send().await;
+    });
+    let mut output = child.wait_with_output().unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stderr, &mut rest).unwrap();
+    output.stderr = rest;
+    drop(server);
+    (output, account)
+}
+
+#[test]
+fn login_with_the_browser_grant_pkce_and_loopback_redirect_and_a_forged_state_refused() {
+    let (output, account) = browser_login(false);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&account)
+            .unwrap()
+            .contains("[credential.oauth2]")
+    );
+
+    let (output, account) = browser_login(true);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("state does not match"), "{stderr}");
+    assert!(!account.exists());
+}
