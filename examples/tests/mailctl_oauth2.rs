@@ -456,13 +456,26 @@ fn device_login_then_fetch_and_send_with_the_token_through_dovecot_and_postfix()
 
     // Send over SMTP (Postfix submissions, SASL through Dovecot) with the token.
     let subject = format!("oauth2 e2e {}", std::process::id());
-    run_ok(
+    let sent = run_ok(
         mailctl()
-            .args(["send", "--account"])
+            .args(["-vvv", "send", "--account"])
             .arg(&account)
             .args(["--from", "olivia@testground.example"])
             .args(["--to", "olivia@testground.example"])
             .args(["--subject", &subject, "--body", "sent with an OAuth2 token"]),
+    );
+    let access = tokens(&token_file)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trace = String::from_utf8_lossy(&sent.stderr);
+    assert!(
+        trace.contains("AUTH OAUTHBEARER") || trace.contains("OAUTHBEARER"),
+        "{trace}"
+    );
+    assert!(
+        !trace.contains(&access),
+        "the access token in the TRACE output of send"
     );
     // Fetch over POP3 (Dovecot) with the token, until the message is delivered.
     let maildir = dir.join("Maildir");
