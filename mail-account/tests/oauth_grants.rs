@@ -283,3 +283,32 @@ fn a_missing_client_id_is_a_settings_error_that_says_what_to_do() {
     let error = OAuthClient::new(http, identity, &TrustRoots::WebPki).unwrap_err();
     assert!(error.is_settings(), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_client_is_reported_with_advice() {
+    let server = server("http://127.0.0.1:1/unused").await;
+    let dir = scratch("unknown-client");
+    let file = TokenFile::new(dir.join("tokens.json"));
+    let base = server.base_url();
+    let credential = OAuth2Credential {
+        client_id: Some("not-registered".into()),
+        client_secret: None,
+        token_url: format!("{base}/token"),
+        authorization_url: None,
+        device_authorization_url: Some(format!("{base}/device_authorization")),
+        scopes: vec!["openid".into()],
+        token_file: file.path().to_owned(),
+    };
+    let identity = ClientIdentity::resolve(None, None, Some(&credential)).unwrap();
+    let oauth = OAuthClient::new(credential, identity, &TrustRoots::WebPki).unwrap();
+    let error = oauth
+        .device_grant(&file, |_| panic!("no prompt"), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, OAuthError::Refused { code, .. } if code == "invalid_client"),
+        "{error:?}"
+    );
+    assert!(error.advice().unwrap().contains("client id"), "{error:?}");
+    assert!(!file.path().exists());
+}

@@ -166,6 +166,33 @@ impl OAuthError {
         matches!(self, Self::GrantInvalid { .. } | Self::NotSignedIn)
     }
 
+    /// What a person can do about it, for the common provider error codes (the RFC 6749 codes,
+    /// which Microsoft's AADSTS and Google's errors come as).
+    pub fn advice(&self) -> Option<&'static str> {
+        match self {
+            Self::GrantInvalid { .. } | Self::NotSignedIn => Some("sign in again"),
+            Self::Refused { code, .. } => match code.as_str() {
+                "invalid_client" => Some(
+                    "check the client id and secret of your application registration (a \
+                     Microsoft public client must not send a secret)",
+                ),
+                "unauthorized_client" => Some(
+                    "the application registration does not allow this grant: for the device \
+                     code enable 'Allow public client flows' (Microsoft), or use --grant browser",
+                ),
+                "invalid_scope" => Some(
+                    "the application registration lacks permission for these scopes (add the \
+                     POP and SMTP permissions, or use the provider's documented scopes)",
+                ),
+                "invalid_request" => Some("check the endpoints and the redirect URI"),
+                _ => None,
+            },
+            Self::AccessDenied => Some("the sign-in was refused at the provider's page"),
+            Self::StateMismatch => Some("start the sign-in again and finish it in one browser tab"),
+            _ => None,
+        }
+    }
+
     /// True for settings problems (no client id, unusable endpoint).
     pub const fn is_settings(&self) -> bool {
         matches!(self, Self::MissingClientId | Self::Settings(_))

@@ -89,6 +89,9 @@ pub(crate) fn oauth_failure(error: OAuthError) -> Failure {
     let mut message = error.to_string();
     if error.needs_new_sign_in() {
         message.push_str(": run `mailctl login ADDRESS --account FILE` again");
+    } else if let Some(advice) = error.advice() {
+        message.push_str(": ");
+        message.push_str(advice);
     }
     Failure::new(kind, message)
 }
