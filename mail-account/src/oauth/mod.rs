@@ -10,6 +10,46 @@
 //! ships no client id. [`ClientIdentity::resolve`] takes it from a flag, the account file or the
 //! environment ([`CLIENT_ID_ENV`], [`CLIENT_SECRET_ENV`]), and a missing id is
 //! [`OAuthError::MissingClientId`], a settings error that says how to get one.
+//!
+//! # Example
+//!
+//! Sign in once with the device grant (Outlook.com's preferred one), then get a current access
+//! token whenever a connection needs one:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mail_account::oauth::{ClientIdentity, OAuth2Credential, OAuthClient, TokenFile};
+//! use mail_account::providers::{self, oauth2::for_provider};
+//! use mail_account::settings::Protocol;
+//! use mail_common::transport::TrustRoots;
+//!
+//! # async fn sign_in() -> Result<(), Box<dyn std::error::Error>> {
+//! let provider = for_provider(providers::lookup("hotmail.com").unwrap()).unwrap();
+//! let credential = OAuth2Credential {
+//!     client_id: Some("your-application-id".into()),
+//!     client_secret: None,
+//!     token_url: provider.token_url.into(),
+//!     authorization_url: Some(provider.authorization_url.into()),
+//!     device_authorization_url: provider.device_authorization_url.map(Into::into),
+//!     scopes: provider.scopes_for_all(Protocol::Pop3).into_iter().map(Into::into).collect(),
+//!     token_file: "taro.tokens.json".into(),
+//! };
+//! let identity = ClientIdentity::resolve(None, None, Some(&credential))?;
+//! let file = TokenFile::new(&credential.token_file);
+//! let client = OAuthClient::new(credential, identity, &TrustRoots::WebPki)?;
+//! client
+//!     .device_grant(
+//!         &file,
+//!         |prompt| println!("Open {} and enter {}", prompt.verification_uri, prompt.user_code),
+//!         Duration::from_secs(300),
+//!     )
+//!     .await?;
+//! // Later, for each connection: cached, or refreshed (the rotated refresh token saved first).
+//! let token = client.access_token(&file).await?;
+//! # let _ = token;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
