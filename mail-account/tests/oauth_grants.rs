@@ -312,3 +312,24 @@ async fn an_unknown_client_is_reported_with_advice() {
     assert!(error.advice().unwrap().contains("client id"), "{error:?}");
     assert!(!file.path().exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_users_of_an_expired_token_refresh_once() {
+    let server = server("http://127.0.0.1:1/unused").await;
+    let dir = scratch("concurrent");
+    let file = TokenFile::new(dir.join("tokens.json"));
+    device_sign_in(&server, &file).await;
+    let mut expired = file.load().unwrap();
+    expired.expires_at = Some(1);
+    file.save(&expired).unwrap();
+    // Two users at once (a fetch and a send): with rotation, a second refresh with the same
+    // refresh token would be invalid_grant. Under the lock, one refreshes, the other reuses it.
+    let (fetch, send) = (client(&server, file.path()), client(&server, file.path()));
+    let (a, b) = tokio::join!(fetch.access_token(&file), send.access_token(&file));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.expose(), b.expose());
+    assert_ne!(
+        file.load().unwrap().refresh_token.unwrap().expose(),
+        expired.refresh_token.unwrap().expose()
+    );
+}

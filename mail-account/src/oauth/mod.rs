@@ -68,7 +68,7 @@ use serde::{Deserialize, Serialize};
 mod loopback;
 mod store;
 
-pub use store::{StoredTokens, TokenFile};
+pub use store::{StoredTokens, TokenFile, TokenLock};
 
 /// The environment variable read for the client id when neither a flag nor the account file
 /// gives one.
@@ -579,12 +579,26 @@ impl OAuthClient {
     /// A current access token: the cached one while it is valid for more than
     /// [`REFRESH_MARGIN`], else a refreshed one. A rotated refresh token is saved to `file`
     /// before the new access token is returned, so a crash never loses the only valid one.
+    ///
+    /// The refresh runs under the token file's lock, and the file is read again once the lock
+    /// is held: of several processes that find the token expired, one refreshes and the others
+    /// use its result.
     pub async fn access_token(&self, file: &TokenFile) -> Result<Secret<String>, OAuthError> {
+        let valid = |stored: &StoredTokens| match (&stored.access_token, stored.expires_at) {
+            (Some(token), Some(expires_at))
+                if expires_at > now_secs().saturating_add(REFRESH_MARGIN.as_secs()) =>
+            {
+                Some(token.clone())
+            }
+            _ => None,
+        };
+        if let Some(token) = valid(&file.load()?) {
+            return Ok(token);
+        }
+        let _lock = file.lock().await?;
         let stored = file.load()?;
-        if let (Some(token), Some(expires_at)) = (&stored.access_token, stored.expires_at)
-            && expires_at > now_secs().saturating_add(REFRESH_MARGIN.as_secs())
-        {
-            return Ok(token.clone());
+        if let Some(token) = valid(&stored) {
+            return Ok(token);
         }
         let tokens = self.refresh(file, &stored).await?;
         tokens.access_token.ok_or(OAuthError::NotSignedIn)

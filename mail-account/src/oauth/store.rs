@@ -64,6 +64,12 @@ mod opt_secret {
     }
 }
 
+/// An exclusive lock on a token file (see [`TokenFile::lock`]); released on drop.
+#[derive(Debug)]
+pub struct TokenLock {
+    _file: fs::File,
+}
+
 /// Where an account's tokens live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFile {
@@ -86,6 +92,36 @@ impl TokenFile {
             path: self.path.clone(),
             reason: format!("{action}: {reason}"),
         }
+    }
+
+    /// Takes an exclusive lock on `<token file>.lock` (waiting for it), held until the guard is
+    /// dropped: two processes refreshing at once would both spend the same refresh token, and
+    /// with rotation the second would get `invalid_grant`. On non-Unix systems this is a no-op.
+    pub async fn lock(&self) -> Result<TokenLock, OAuthError> {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| self.error("cannot create its folder", e))?;
+        }
+        let mut options = fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(&path)
+            .map_err(|e| self.error("cannot open its lock file", e))?;
+        #[cfg(unix)]
+        let file = tokio::task::spawn_blocking(move || {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
+        })
+        .await
+        .map_err(|e| self.error("cannot lock", e))?
+        .map_err(|e| self.error("cannot lock", e))?;
+        Ok(TokenLock { _file: file })
     }
 
     /// Reads the tokens. A missing file gives [`OAuthError::NotSignedIn`]. The content is never
