@@ -50,6 +50,8 @@ fn offline_discover_shows_microsoft_oauth2_for_hotmail_and_outlook_jp() {
             "{text}"
         );
         assert!(text.contains("oauth2:   grant device-code"), "{text}");
+        // The hint points at the way to get a token.
+        assert!(text.contains("mailctl login ADDRESS"), "{text}");
         let oauth = &json["oauth2"];
         assert_eq!(
             oauth["token_url"],
