@@ -109,6 +109,7 @@ pub struct OAuth2Credential {
     pub token_file: PathBuf,
 }
 
+/// Serde for optional secrets: the value itself in the file (which is mode 0600), never in `Debug`.
 mod opt_secret_string {
     use mail_common::Secret;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -15,10 +15,18 @@ use super::OAuthError;
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredTokens {
     /// The refresh token, if the server issued one.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::opt_secret_string"
+    )]
     pub refresh_token: Option<Secret<String>>,
     /// The last access token.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::opt_secret_string"
+    )]
     pub access_token: Option<Secret<String>>,
     /// When the access token expires, in seconds since the Unix epoch (`None`: unknown, so it
     /// is refreshed before each use).
@@ -39,28 +47,6 @@ impl std::fmt::Debug for StoredTokens {
             )
             .field("expires_at", &self.expires_at)
             .finish()
-    }
-}
-
-mod opt_secret {
-    use mail_common::Secret;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[allow(clippy::ref_option)] // the signature serde's `with` requires
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Secret<String>>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(secret) => serializer.serialize_some(secret.expose()),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Secret<String>>, D::Error> {
-        Option::<String>::deserialize(deserializer).map(|v| v.map(Secret::new))
     }
 }
 
