@@ -199,7 +199,8 @@ impl ServerSettings {
             .map_err(|e| ConnectError::Config(format!("username: {e}")))?;
         let mut settings = Self::new(host, port, security, username);
         settings.login = match auth {
-            AuthMethod::OAuth2 => LoginMethod::Sasl(Mechanism::OAuthBearer),
+            // With a token, Auto picks OAUTHBEARER or XOAUTH2, whichever the server offers
+            // (Outlook.com offers XOAUTH2 only).
             AuthMethod::None => LoginMethod::None,
             _ => LoginMethod::Auto,
         };
@@ -277,6 +278,21 @@ pub enum ConnectError {
     /// The settings or the credential are unusable.
     #[error("{0}")]
     Config(String),
+}
+
+impl ConnectError {
+    /// When the server refused an OAuth 2.0 token: its decoded JSON error challenge (status,
+    /// required scope). [`crate::oauth::refusal_advice`] turns it into advice.
+    pub fn oauth_refusal(&self) -> Option<&mail_common::sasl::OAuthErrorChallenge> {
+        match self {
+            Self::Pop3 { error, .. } => match error.as_ref() {
+                pop3::Error::LoginFailed(failure) => failure.oauth_error.as_deref(),
+                _ => None,
+            },
+            Self::Smtp { error, .. } => crate::oauth::smtp_oauth_refusal(error),
+            Self::Config(_) => None,
+        }
+    }
 }
 
 impl From<CredentialError> for ConnectError {

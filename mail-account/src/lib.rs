@@ -35,6 +35,7 @@ pub mod domain;
 pub mod fetch;
 pub mod headers;
 pub mod http;
+pub mod oauth;
 pub mod preview;
 pub mod probe;
 pub mod providers;

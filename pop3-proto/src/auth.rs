@@ -312,7 +312,7 @@ impl Exchange {
                 Ok(Progress::Succeeded)
             }
             (Step::Sasl { client, .. }, Status::Err(text)) => {
-                let oauth_error = client.server_error_json().map(str::to_owned);
+                let oauth_error = client.server_error().cloned().map(Box::new);
                 Ok(Progress::Failed(self.failure(text, None, oauth_error)))
             }
             (
@@ -389,7 +389,7 @@ impl Exchange {
         &self,
         text: &[u8],
         aborted: Option<AuthAbort>,
-        oauth_error: Option<String>,
+        oauth_error: Option<Box<sasl::OAuthErrorChallenge>>,
     ) -> LoginFailure {
         LoginFailure {
             method: self.method,

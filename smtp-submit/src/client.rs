@@ -1214,7 +1214,10 @@ impl Client {
             }),
             (_, None) => self.events.push_back(Event::AuthFailed {
                 mechanism,
-                failure: AuthFailure::Refused(reply),
+                failure: match exchange.oauth_error() {
+                    Some(error) => AuthFailure::TokenRefused { error, reply },
+                    None => AuthFailure::Refused(reply),
+                },
             }),
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use mail_common::sasl::{Mechanism, SaslError};
+use mail_common::sasl::{Mechanism, OAuthErrorChallenge, SaslError};
 
 use crate::capabilities::Capabilities;
 use crate::envelope::Address;
@@ -199,6 +199,15 @@ pub enum AuthFailure {
     /// The server reported success without proving it knows the password (SCRAM server
     /// signature missing or wrong). The client ends the session: this is not the real server.
     ServerNotVerified(SaslError),
+    /// XOAUTH2/OAUTHBEARER: the server refused the token. It first sent its JSON error as a
+    /// challenge (answered as the mechanism requires: an empty line, or `%x01`), decoded here,
+    /// then the refusal `reply` (typically `535 5.7.8`).
+    TokenRefused {
+        /// The server's error challenge: status and the scope the token needs.
+        error: Box<OAuthErrorChallenge>,
+        /// The final refusal.
+        reply: Reply,
+    },
 }
 
 /// Why the session ended before it could be used.

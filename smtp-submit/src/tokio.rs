@@ -303,6 +303,9 @@ fn describe_auth_failure(failure: &AuthFailure) -> String {
     match failure {
         AuthFailure::Refused(reply) => reply.to_string(),
         AuthFailure::Cancelled { error, reply } => format!("cancelled ({error}); server: {reply}"),
+        AuthFailure::TokenRefused { error, reply } => {
+            format!("token refused ({error}); server: {reply}")
+        }
         AuthFailure::ServerNotVerified(error) => {
             format!("the server did not prove it knows the password ({error})")
         }
@@ -315,7 +318,10 @@ impl Error {
         match self {
             Self::Refused { reply, .. }
             | Self::Auth {
-                failure: AuthFailure::Refused(reply) | AuthFailure::Cancelled { reply, .. },
+                failure:
+                    AuthFailure::Refused(reply)
+                    | AuthFailure::Cancelled { reply, .. }
+                    | AuthFailure::TokenRefused { reply, .. },
                 ..
             } => Some(reply),
             _ => None,

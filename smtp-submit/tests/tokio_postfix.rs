@@ -45,7 +45,9 @@ async fn starttls_every_offered_mechanism() {
     }
     let mut tried = 0;
     for name in &offered {
-        let Some(mechanism) = Mechanism::from_name(name) else {
+        // The token mechanisms (XOAUTH2, OAUTHBEARER, offered through Dovecot's oauth2 passdb)
+        // need a token, not grace's password: the sign-in tests cover them.
+        let Some(mechanism) = Mechanism::from_name(name).filter(|m| !m.uses_token()) else {
             continue;
         };
         let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;

@@ -413,6 +413,8 @@ cmd_setup() {
   # Dovecot: config + users (passwd-file, {PLAIN} so CRAM-MD5/SCRAM/APOP work).
   render dovecot.conf "$DOVE/dovecot.conf"
   render dovecot-submission.conf "$DOVE/submission.conf.ext"
+  render dovecot-oauth2.conf.ext "$DOVE/oauth2.conf.ext"
+  render dovecot-oauth2-passdb.conf.ext "$DOVE/oauth2-passdb.conf.ext"
   {
     echo "# user:password:uid:gid:gecos:home:shell:extra (uid/gid/home come from userdb default_fields)"
     for u in "${USERS[@]}"; do echo "$u:{PLAIN}$u-pass::::::"; done

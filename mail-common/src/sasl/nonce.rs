@@ -61,7 +61,10 @@ impl NonceSource {
     /// The nonce for starting `mechanism`: `given` when it is not empty or the mechanism needs
     /// no nonce, otherwise [`NONCE_LEN`] fresh bytes from the source.
     pub fn nonce_for(self, mechanism: Mechanism, given: &[u8]) -> Result<Cow<'_, [u8]>, SaslError> {
-        let needs_nonce = matches!(mechanism, Mechanism::ScramSha1 | Mechanism::ScramSha256);
+        let needs_nonce = matches!(
+            mechanism,
+            Mechanism::ScramSha1 | Mechanism::ScramSha256 | Mechanism::Ntlm
+        );
         if !given.is_empty() || !needs_nonce {
             return Ok(Cow::Borrowed(given));
         }

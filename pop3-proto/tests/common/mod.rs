@@ -374,8 +374,8 @@ impl Runner {
                 if let Some(abort) = &failure.aborted {
                     let _ = write!(out, " aborted={abort:?}");
                 }
-                if let Some(json) = &failure.oauth_error {
-                    let _ = write!(out, " oauth={json}");
+                if let Some(error) = &failure.oauth_error {
+                    let _ = write!(out, " oauth=[{error}] raw={}", error.raw);
                 }
                 out
             }

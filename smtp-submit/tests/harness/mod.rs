@@ -87,6 +87,9 @@ pub(crate) fn render_event(event: &Event) -> String {
                     format!("cancelled {error:?} {}", render_reply(reply))
                 }
                 AuthFailure::ServerNotVerified(error) => format!("unverified {error:?}"),
+                AuthFailure::TokenRefused { error, reply } => {
+                    format!("token-refused [{error}] {}", render_reply(reply))
+                }
                 other => format!("{other:?}"),
             };
             format!("AuthFailed {} {detail}", mechanism.name())
