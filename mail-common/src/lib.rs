@@ -2,6 +2,8 @@
 //!
 //! - [`secret`]: [`Secret`], a wrapper whose `Debug` never shows the value (passwords, tokens).
 //! - [`line`]: [`LineReader`], bounded CRLF line framing over a receive buffer (memchr-based).
+//! - [`scan`]: word-at-a-time byte search and copy for the dot-stuffing codecs, where lines
+//!   are too short for `memchr`'s per-call set-up to pay off.
 //! - [`arg`]: [`check_arg`], the "no CR, LF or NUL in a command argument" rule, applied before
 //!   anything is sent.
 //! - [`class`]: [`FailureClass`], the transient/permanent classification of a server refusal.
@@ -20,6 +22,7 @@ pub mod class;
 pub mod line;
 pub mod machine;
 pub mod sasl;
+pub mod scan;
 pub mod secret;
 #[cfg(feature = "tokio")]
 pub mod transport;
