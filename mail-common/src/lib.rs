@@ -11,6 +11,8 @@
 //!   outgoing buffer with partial-write accounting.
 //! - [`sasl`]: client-side SASL mechanisms (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2,
 //!   OAUTHBEARER) as sans-IO step machines; the protocols wrap them in AUTH commands.
+//! - `happy_eyeballs` (feature `tokio`): RFC 8305 connection racing over a host's IPv6 and IPv4
+//!   addresses, so a black-holed address costs one short delay, not the connect deadline.
 //! - `transport` (feature `tokio`): TCP + rustls connection set-up, STARTTLS/STLS upgrade and the
 //!   trust-root choice, shared by both tokio adapters.
 //!
@@ -19,6 +21,8 @@
 
 pub mod arg;
 pub mod class;
+#[cfg(feature = "tokio")]
+pub mod happy_eyeballs;
 pub mod line;
 pub mod machine;
 pub mod sasl;
