@@ -86,49 +86,48 @@ pub const fn count_flags(mask: u64) -> usize {
     ((mask >> 7).wrapping_mul(LOW_BITS) >> 56) as usize
 }
 
-/// `word >> bits`, and 0 for shifts of 64 bits or more.
+/// The bytes of `word` from byte `index` on, moved down to byte 0. An `index` of 8 (a missing
+/// flag) gives scratch (the whole word), which the callers store past the bytes that count:
+/// cheaper than a branch or a conditional move to make it zero.
 #[inline]
-const fn shift_down(word: u64, bits: usize) -> u64 {
-    if bits < 64 { word >> bits } else { 0 }
+const fn from_byte(word: u64, index: usize) -> u64 {
+    word.wrapping_shr(8 * index as u32)
 }
 
-/// Writes `word` to `out[at..]` without the bytes flagged in `mask` (high bit of each byte, as
-/// [`equal_bytes`] makes them) and returns how many bytes that is (8 minus the flagged ones).
+/// Writes `word` to the front of `out` without the bytes flagged in `mask` (high bit of each
+/// byte, as [`equal_bytes`] makes them) and returns how many bytes that is (8 minus the flagged
+/// ones). The rest of `out` is scratch.
 ///
 /// The word is stored whole, then the part after each flagged byte is stored again one byte
-/// further left; up to two flags take no branch. Bytes of `out` up to `at + 16` may be
-/// overwritten with scratch.
-///
-/// # Panics
-/// If `out` is shorter than `at + 16`.
+/// further left; up to two flags take no branch.
 ///
 /// ```
 /// use mail_common::scan::{equal_bytes, squeeze_out};
 /// let word = u64::from_le_bytes(*b"\n..\n..xy");
 /// let mut out = [0; 16];
 /// let stuffing = equal_bytes(word, b'.') & !equal_bytes(word << 8, b'.');
-/// let kept = squeeze_out(&mut out, 0, word, stuffing);
+/// let kept = squeeze_out(&mut out, word, stuffing);
 /// assert_eq!(&out[..kept], b"\n.\n.xy");
 /// ```
 #[inline]
-pub fn squeeze_out(out: &mut [u8], at: usize, word: u64, mask: u64) -> usize {
+pub fn squeeze_out(out: &mut [u8; 2 * WORD], word: u64, mask: u64) -> usize {
     let flagged = count_flags(mask);
-    store(out, at, word);
+    store(out, 0, word);
     if flagged <= 2 {
         // A missing flag counts as byte 8: its store lands past the kept bytes.
         let first = (mask.trailing_zeros() / 8) as usize;
         let second = ((mask & mask.wrapping_sub(1)).trailing_zeros() / 8) as usize;
-        store(out, at + first, shift_down(word, 8 * first + 8));
+        store(out, first, from_byte(word, first) >> 8);
         store(
             out,
-            at + second + usize::from(flagged == 0) - 1,
-            shift_down(word, 8 * second + 8),
+            second + usize::from(flagged == 0) - 1,
+            from_byte(word, second) >> 8,
         );
     } else {
         let mut rest = mask;
         let mut removed = 0;
         while let Some(byte) = first_set_byte(rest) {
-            store(out, at + byte - removed, shift_down(word, 8 * byte + 8));
+            store(out, byte - removed, from_byte(word, byte) >> 8);
             removed += 1;
             rest &= rest - 1;
         }
@@ -136,39 +135,35 @@ pub fn squeeze_out(out: &mut [u8], at: usize, word: u64, mask: u64) -> usize {
     WORD - flagged
 }
 
-/// Writes `word` to `out[at..]` with `byte` inserted before each byte flagged in `mask` and
-/// returns how many bytes that is (8 plus the flagged ones). Bytes of `out` up to `at + 24` may
-/// be overwritten with scratch.
-///
-/// # Panics
-/// If `out` is shorter than `at + 24`.
+/// Writes `word` to the front of `out` with `byte` inserted before each byte flagged in `mask`
+/// and returns how many bytes that is (8 plus the flagged ones). The rest of `out` is scratch.
 ///
 /// ```
 /// use mail_common::scan::{equal_bytes, insert_before};
 /// let word = u64::from_le_bytes(*b".a\r\n.b\r\n");
 /// let mut out = [0; 24];
 /// let line_starts = equal_bytes(word, b'.');
-/// let len = insert_before(&mut out, 0, word, line_starts, b'.');
+/// let len = insert_before(&mut out, word, line_starts, b'.');
 /// assert_eq!(&out[..len], b"..a\r\n..b\r\n");
 /// ```
 #[inline]
-pub fn insert_before(out: &mut [u8], at: usize, word: u64, mask: u64, byte: u8) -> usize {
+pub fn insert_before(out: &mut [u8; 3 * WORD], word: u64, mask: u64, byte: u8) -> usize {
     let flagged = count_flags(mask);
-    store(out, at, word);
+    store(out, 0, word);
     if flagged <= 2 {
         // A missing flag counts as byte 8: its writes land past the bytes that count.
         let first = (mask.trailing_zeros() / 8) as usize;
         let second = ((mask & mask.wrapping_sub(1)).trailing_zeros() / 8) as usize;
-        store(out, at + first + 1, shift_down(word, 8 * first));
-        out[at + first] = byte;
-        store(out, at + second + 2, shift_down(word, 8 * second));
-        out[at + second + 1] = byte;
+        store(out, first + 1, from_byte(word, first));
+        out[first] = byte;
+        store(out, second + 2, from_byte(word, second));
+        out[second + 1] = byte;
     } else {
         let mut rest = mask;
         let mut added = 0;
         while let Some(index) = first_set_byte(rest) {
-            store(out, at + index + added + 1, shift_down(word, 8 * index));
-            out[at + index + added] = byte;
+            store(out, index + added + 1, from_byte(word, index));
+            out[index + added] = byte;
             added += 1;
             rest &= rest - 1;
         }
@@ -215,7 +210,7 @@ mod tests {
             let value = u64::from_le_bytes(word);
             let kept: Vec<u8> = (0..8).filter(|i| flags >> i & 1 == 0).map(|i| word[i]).collect();
             let mut out = [0xee; 24];
-            let len = squeeze_out(&mut out, 0, value, mask);
+            let len = squeeze_out((&mut out[..16]).try_into().unwrap(), value, mask);
             prop_assert_eq!(&out[..len], &kept[..]);
             let mut inserted = Vec::new();
             for (i, &b) in word.iter().enumerate() {
@@ -224,7 +219,7 @@ mod tests {
                 }
                 inserted.push(b);
             }
-            let len = insert_before(&mut out, 0, value, mask, b'.');
+            let len = insert_before(&mut out, value, mask, b'.');
             prop_assert_eq!(&out[..len], &inserted[..]);
         }
     }

@@ -284,15 +284,14 @@ struct Words {
 
 /// Unstuffs `buf[from..]` into `out[written..]` eight bytes at a time, at fixed steps whatever
 /// the line lengths, so the work per word does not wait on where the previous line ended.
-/// Each word is stored whole, then each stuffing dot in it is squeezed out by storing the rest
-/// of the word one byte further left.
+/// Each word is stored whole, then each stuffing dot in it is squeezed out.
 ///
-/// A line start at `from` itself counts as already classified. Stops before the word holding a
-/// line start with `.` CR (the terminator, or a line that needs more input to classify: the
-/// caller's per-line path handles it), once `written` reaches `full`, when fewer than nine
-/// bytes are left, and at the start of a run of [`PACK_BELOW`] bytes without a line start with
-/// a dot (rewinding to where that run began). `out` needs `full` + 16 bytes; the caller makes
-/// sure the output fits under the size limit.
+/// A line start at `from` itself counts as already classified. Stops before a word holding a
+/// line start with a dot that is not stuffing (the terminator, a line that needs more input to
+/// classify, or a dot kept as content: the caller's per-line path handles those), once
+/// `written` reaches `full`, when fewer than nine bytes are left, and at the start of a run of
+/// [`PACK_BELOW`] bytes without a line start with a dot (rewinding to where that run began).
+/// `out` needs `full` + 16 bytes; the caller makes sure the output fits under the size limit.
 fn unstuff_words(
     buf: &[u8],
     from: usize,
@@ -303,36 +302,45 @@ fn unstuff_words(
     let mut i = from;
     // Byte 0's "after an LF" flag, carried from the previous word.
     let mut after_lf = 0;
-    // Where the current run of content began, in the input and in the output.
-    let mut run = (from, written);
+    let mut quiet = 0;
+    // The last word with stuffing: where it began in the input and the output, and its flags.
+    let mut last_stuffed = (from, written, 0_u64);
     while i + WORD < buf.len() && written < full {
-        if i - run.0 >= PACK_BELOW {
-            return Words {
-                to: run.0,
-                written: run.1,
-                long_run: true,
-            };
-        }
-        let word = scan::load(buf, i);
+        let window: &[u8; WORD + 1] = buf[i..=i + WORD].try_into().expect("nine bytes");
+        let (word, after) = window.split_first_chunk::<WORD>().expect("eight bytes");
+        let word = u64::from_le_bytes(*word);
         let lf = scan::equal_bytes(word, b'\n');
         let dot = scan::equal_bytes(word, b'.');
         let line_dot = ((lf << 8) | after_lf) & dot;
-        let after = buf[i + WORD];
-        let cr_next = scan::next_byte_flags(scan::equal_bytes(word, b'\r'), after == b'\r');
-        if line_dot & cr_next != 0 {
+        if line_dot & !scan::next_byte_flags(dot, after[0] == b'.') != 0 {
             break;
         }
-        let stuffing = line_dot & scan::next_byte_flags(dot, after == b'.');
-        scan::store(out, written, word);
-        let removed = WORD - scan::squeeze_out(out, written, word, stuffing);
-        if line_dot != 0 {
-            // The last line start with a dot in this word begins the current run: after the
-            // dot if it was stuffing, at the dot if it is content.
-            let last = 7 - (line_dot.leading_zeros() / 8) as usize;
-            let stuffed = usize::from(stuffing >> (8 * last) & 0x80 != 0);
-            run = (i + last + stuffed, written + last + stuffed - removed);
+        let room: &mut [u8; 2 * WORD] = (&mut out[written..written + 2 * WORD])
+            .try_into()
+            .expect("sixteen bytes");
+        let kept = scan::squeeze_out(room, word, line_dot);
+        if line_dot == 0 {
+            quiet += WORD;
+            if quiet >= PACK_BELOW {
+                // The run began after the last stuffing dot of the last word that had one.
+                let (at, out_at, flags) = last_stuffed;
+                let (to, written) = if flags == 0 {
+                    (at, out_at)
+                } else {
+                    let byte = 7 - (flags.leading_zeros() / 8) as usize;
+                    (at + byte + 1, out_at + byte + 1 - scan::count_flags(flags))
+                };
+                return Words {
+                    to,
+                    written,
+                    long_run: true,
+                };
+            }
+        } else {
+            quiet = 0;
+            last_stuffed = (i, written, line_dot);
         }
-        written += WORD - removed;
+        written += kept;
         after_lf = lf >> 56;
         i += WORD;
     }

@@ -270,10 +270,12 @@ fn stuff_words(input: &[u8], from: usize, out: &mut Vec<u8>, stuff: bool) -> (us
             if i + WORD >= input.len() || since_line_end >= SHORT_LINE {
                 break true;
             }
-            let word = scan::load(input, i);
+            let window: &[u8; WORD + 1] = input[i..=i + WORD].try_into().expect("nine bytes");
+            let (word, after) = window.split_first_chunk::<WORD>().expect("eight bytes");
+            let word = u64::from_le_bytes(*word);
             let cr = scan::equal_bytes(word, b'\r');
             let lf = scan::equal_bytes(word, b'\n');
-            let lf_next = scan::next_byte_flags(lf, input[i + WORD] == b'\n');
+            let lf_next = scan::next_byte_flags(lf, after[0] == b'\n');
             let bare = (lf & !((cr << 8) | after_cr)) | (cr & !lf_next);
             if bare != 0 {
                 break true;
@@ -283,7 +285,10 @@ fn stuff_words(input: &[u8], from: usize, out: &mut Vec<u8>, stuff: bool) -> (us
             } else {
                 0
             };
-            at += scan::insert_before(out, at, word, stuffing, b'.');
+            let room: &mut [u8; 3 * WORD] = (&mut out[at..at + 3 * WORD])
+                .try_into()
+                .expect("twenty-four bytes");
+            at += scan::insert_before(room, word, stuffing, b'.');
             since_line_end = if lf == 0 { since_line_end + WORD } else { 0 };
             after_cr = cr >> 56;
             after_lf = lf >> 56;
