@@ -289,11 +289,11 @@ struct Words {
 /// the line lengths, so the work per word does not wait on where the previous line ended.
 /// Each word is stored whole, then each stuffing dot in it is squeezed out.
 ///
-/// A line start at `from` itself counts as already classified. Stops before a word holding a
-/// line start with a dot that is not stuffing (the terminator, a line that needs more input to
-/// classify, or a dot kept as content: the caller's per-line path handles those), once
-/// `written` reaches `full`, when fewer than nine bytes are left, and at the start of a run of
-/// [`PACK_BELOW`] bytes without a line start with a dot (rewinding to where that run began).
+/// A line start at `from` itself counts as already classified; a dot kept as content is copied.
+/// Stops before a word holding a line start with `.` CR (the terminator, or a line that needs
+/// more input to classify: the caller's per-line path handles those), once `written` reaches
+/// `full`, when fewer than nine bytes are left, and at the start of a run of [`PACK_BELOW`]
+/// bytes without a stuffing dot (rewinding to where that run began).
 /// `out` needs `full` + 16 bytes; the caller makes sure the output fits under the size limit.
 fn unstuff_words(
     buf: &[u8],
@@ -321,14 +321,22 @@ fn unstuff_words(
         let lf = scan::equal_bytes(word, b'\n');
         let dot = scan::equal_bytes(word, b'.');
         let line_dot = ((lf << 8) | after_lf) & dot;
-        if line_dot & !scan::next_byte_flags(dot, after[0] == b'.') != 0 {
-            break;
+        let stuffing = line_dot & scan::next_byte_flags(dot, after[0] == b'.');
+        let other = line_dot & !stuffing;
+        if other != 0 {
+            // Rare in a stuffed body: a dot kept as content is copied like any byte here, but
+            // `.` CR (the terminator, or a line start to classify with more input) is for the
+            // per-line path.
+            let cr = scan::equal_bytes(word, b'\r');
+            if other & scan::next_byte_flags(cr, after[0] == b'\r') != 0 {
+                break;
+            }
         }
         let room: &mut [u8; 2 * WORD] = (&mut out[written..written + 2 * WORD])
             .try_into()
             .expect("sixteen bytes");
-        let kept = scan::squeeze_out(room, word, line_dot);
-        if line_dot == 0 {
+        let kept = scan::squeeze_out(room, word, stuffing);
+        if stuffing == 0 {
             quiet += WORD;
             if quiet >= PACK_BELOW {
                 // The run began after the last stuffing dot of the last word that had one.
@@ -347,7 +355,7 @@ fn unstuff_words(
             }
         } else {
             quiet = 0;
-            last_stuffed = (i, written, line_dot);
+            last_stuffed = (i, written, stuffing);
         }
         written += kept;
         after_lf = lf >> 56;
