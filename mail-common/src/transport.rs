@@ -3,7 +3,8 @@
 //! - [`TrustRoots`] and [`tls_connector`]: the rustls client set-up (web PKI roots by default, or
 //!   a caller's CA file or root store).
 //! - [`connect`]: TCP with `TCP_NODELAY` (a pipelined flight must leave in one segment, not wait
-//!   for a delayed ACK), then implicit TLS if asked, each step under a deadline.
+//!   for a delayed ACK), then implicit TLS if asked, each step under a deadline. The TCP step
+//!   races the host's addresses with Happy Eyeballs ([`crate::happy_eyeballs`]).
 //! - [`Driver`]: runs any sans-IO [`Machine`] over a [`MailStream`], reading and writing at the
 //!   same time, and performs the STARTTLS/STLS upgrade in place.
 //!
@@ -14,7 +15,7 @@
 
 use std::{
     fmt, io,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::{Path, PathBuf},
     pin::Pin,
     sync::Arc,
@@ -26,7 +27,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
 };
 pub use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -480,12 +481,7 @@ pub async fn connect_from(
     timeouts: SetupTimeouts,
 ) -> Result<MailStream, TransportError> {
     let name = server_name(tls_name)?;
-    let dial = async {
-        match local {
-            None => TcpStream::connect((host, port)).await,
-            Some(local) => connect_bound(host, port, local).await,
-        }
-    };
+    let dial = crate::happy_eyeballs::connect(host, port, local, timeouts.connection_attempt_delay);
     let tcp = match tokio::time::timeout(timeouts.connect, dial).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => {
@@ -528,32 +524,6 @@ pub async fn connect_from(
     }
 }
 
-/// Connects from `local` to the first address of `host` in the same family that accepts.
-async fn connect_bound(host: &str, port: u16, local: IpAddr) -> io::Result<TcpStream> {
-    let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        if addr.is_ipv4() != local.is_ipv4() {
-            continue;
-        }
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.bind(SocketAddr::new(local, 0))?;
-        match socket.connect(addr).await {
-            Ok(tcp) => return Ok(tcp),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            format!("{host} has no address in the family of {local}"),
-        )
-    }))
-}
-
 /// Deadlines for connection set-up. The protocol phases after it have their deadlines in the
 /// sans-IO cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -563,6 +533,12 @@ pub struct SetupTimeouts {
     pub connect: Duration,
     /// TLS handshake. Default 30 s.
     pub tls_handshake: Duration,
+    /// Happy Eyeballs (RFC 8305) connection attempt delay: when a host has several addresses,
+    /// the next one is tried this long after the previous attempt started if that has not
+    /// completed (or at once if it failed), the first to connect wins. Default 250 ms, as the
+    /// RFC recommends; it bounds what an address that drops packets (a broken IPv6 path) costs.
+    /// `connect` stays the deadline for all attempts together. See [`crate::happy_eyeballs`].
+    pub connection_attempt_delay: Duration,
 }
 
 impl Default for SetupTimeouts {
@@ -570,17 +546,26 @@ impl Default for SetupTimeouts {
         Self {
             connect: Duration::from_secs(30),
             tls_handshake: Duration::from_secs(30),
+            connection_attempt_delay: crate::happy_eyeballs::DEFAULT_ATTEMPT_DELAY,
         }
     }
 }
 
 impl SetupTimeouts {
-    /// Sets both deadlines to `limit`.
+    /// Sets both deadlines to `limit` (the connection attempt delay keeps its default).
     pub const fn uniform(limit: Duration) -> Self {
         Self {
             connect: limit,
             tls_handshake: limit,
+            connection_attempt_delay: crate::happy_eyeballs::DEFAULT_ATTEMPT_DELAY,
         }
+    }
+
+    /// Sets [`SetupTimeouts::connection_attempt_delay`].
+    #[must_use]
+    pub const fn with_connection_attempt_delay(mut self, delay: Duration) -> Self {
+        self.connection_attempt_delay = delay;
+        self
     }
 }
 
