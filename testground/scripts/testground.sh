@@ -43,7 +43,8 @@ COURIER_PKGS=(courier-pop courier-base courier-authlib courier-authdaemon courie
   libcourier-unicode4 libgamin0 libpcre3)
 USERS=(alice bob carol dave erin frank grace heidi ivan judy kate liam mia noah olivia)
 AIOSMTPD_VERSION="${TESTGROUND_AIOSMTPD_VERSION:-1.4.6}"
-SERVER_PKGS=(dovecot-core dovecot-pop3d dovecot-submissiond postfix mailutils-pop3d)
+# iproute2 + nftables: the Happy Eyeballs test black-holes IPv6 inside a network namespace.
+SERVER_PKGS=(dovecot-core dovecot-pop3d dovecot-submissiond postfix mailutils-pop3d iproute2 nftables)
 PEER_PKGS=(mpop msmtp fetchmail swaks libnet-ssleay-perl libdigest-hmac-perl libauthen-sasl-perl)
 # Debian's python3 (python3-venv provides ensurepip for it); any python3 as fallback.
 SYSPY=/usr/bin/python3
