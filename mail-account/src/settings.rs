@@ -367,6 +367,9 @@ pub enum Retention {
     DeleteAfterDownload,
     /// Delete messages from the server this many days after download.
     DeleteAfterDays(u32),
+    /// Leave each message on the server until it is deleted (or flagged trashed) in the
+    /// local Maildir ("until I delete them").
+    UntilDeletedLocally,
 }
 
 /// TLS options of an account.

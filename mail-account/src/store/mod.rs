@@ -358,6 +358,9 @@ pub struct Store {
     /// system since the store was opened is reported by the next `syncfs` on it.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     sync_handle: File,
+    /// The Maildir was created by [`Store::open`] although the journal already knew
+    /// messages: they were delivered somewhere else, so their absence here says nothing.
+    maildir_foreign: bool,
     #[cfg(test)]
     crash_at: Option<CrashPoint>,
 }
@@ -376,12 +379,14 @@ impl Store {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let sync_handle =
             File::open(maildir.tmp_dir()).map_err(io_err("open directory", maildir.tmp_dir()))?;
+        let maildir_foreign = maildir.was_created() && !loaded.entries.is_empty();
         let mut store = Self {
             maildir,
             journal: loaded.journal,
             entries: loaded.entries,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             sync_handle,
+            maildir_foreign,
             #[cfg(test)]
             crash_at: None,
         };
@@ -692,10 +697,49 @@ impl Store {
     /// The UIDLs that `policy` says to delete on the server at `now` (passed in: no clock is
     /// read here). Only delivered messages are offered. Send `DELE` for those the server
     /// still lists, then `QUIT`, then call [`mark_deleted`](Self::mark_deleted).
+    ///
+    /// [`RetentionPolicy::UntilDeletedLocally`] looks at the Maildir: a delivered message is
+    /// offered when no file of its name (the journal knows which file each UIDL became) is
+    /// left in `new/` or `cur/`, nor in a Maildir++ subfolder (`.Archive/cur`: moving a
+    /// message into another folder keeps it), or when every copy carries the trashed flag
+    /// `T`. Nothing is offered when [`Store::open`] had to create the Maildir while the
+    /// journal already knew messages (a journal given with a Maildir it never delivered
+    /// into must not delete the whole mailbox), or when the Maildir cannot be read.
     pub fn to_delete(&self, policy: RetentionPolicy, now: SystemTime) -> Vec<String> {
+        if policy == RetentionPolicy::UntilDeletedLocally {
+            return self.deleted_locally();
+        }
         due_for_deletion(self.entries.values(), policy, now)
             .into_iter()
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The delivered messages whose local copy is gone or trashed (see
+    /// [`to_delete`](Self::to_delete)).
+    fn deleted_locally(&self) -> Vec<String> {
+        if self.maildir_foreign {
+            tracing::warn!(
+                maildir = %self.maildir.root().display(),
+                "the Maildir was created now but the journal knew messages: none of them \
+                 counts as deleted here"
+            );
+            return Vec::new();
+        }
+        let copies = match self.maildir.local_copies() {
+            Ok(copies) => copies,
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell which messages were deleted here");
+                return Vec::new();
+            }
+        };
+        self.entries
+            .values()
+            .filter(|e| {
+                e.state == EntryState::Delivered
+                    && copies.get(&e.name) != Some(&maildir::LocalCopy::Kept)
+            })
+            .map(|e| e.uidl.clone())
             .collect()
     }
 

@@ -52,6 +52,11 @@ pub(crate) struct Args {
     /// Delete messages on the server N days after they were downloaded.
     #[arg(long, value_name = "N", group = "retention")]
     delete_after_days: Option<u32>,
+    /// Leave each message on the server until it is deleted here: once its file is gone
+    /// from the Maildir (and its subfolders), or carries the trashed flag (T), the next
+    /// fetch deletes it on the server.
+    #[arg(long, group = "retention")]
+    until_deleted_here: bool,
     /// The state journal (default: a file in the Maildir named after the login and the
     /// server's host name, or the account; see "Fetch state" below).
     #[arg(long, value_name = "FILE")]
@@ -70,6 +75,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         .secret
         .ok_or_else(|| Failure::settings("POP3 needs a password"))?;
     let retention = match (args.delete, args.delete_after_days, &account) {
+        _ if args.until_deleted_here => RetentionPolicy::UntilDeletedLocally,
         (true, _, _) => RetentionPolicy::DeleteAfterDownload,
         (false, Some(days), _) => RetentionPolicy::DeleteAfterDays(days),
         // No flag: the account's retention, else keep (the safe default).
@@ -77,6 +83,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
             Retention::KeepOnServer => RetentionPolicy::KeepForever,
             Retention::DeleteAfterDownload => RetentionPolicy::DeleteAfterDownload,
             Retention::DeleteAfterDays(days) => RetentionPolicy::DeleteAfterDays(days),
+            Retention::UntilDeletedLocally => RetentionPolicy::UntilDeletedLocally,
         },
         (false, None, _) => RetentionPolicy::KeepForever,
     };
