@@ -16,7 +16,9 @@
 //! - [`compose`]: a simple text message with the headers a mail client adds.
 //! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
 //!   failures sorted into kinds a person can act on.
-//! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
+//! - [`deliver`]: the commit protocol of a delivery target (stage, make durable, acknowledge)
+//!   as a trait, implemented by the Maildir [`store::Store`].
+//! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`deliver::Delivery`]).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
 //! - [`verify`]: login verification (log in to both servers, send nothing) with failures
 //!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
@@ -26,6 +28,7 @@
 pub mod autoconfig;
 pub mod compose;
 pub mod connect;
+pub mod deliver;
 pub mod discover;
 pub mod dns;
 pub mod domain;
