@@ -135,8 +135,10 @@
 //!   the message is fetched again: a deleted message comes back, none is lost.
 //! - A POP3 server that reuses a UIDL for a different message while the journal still knows
 //!   the old one hides the new message; RFC 1939 forbids that reuse.
-//! - The store does blocking file I/O (and `fsync`s, a few milliseconds each on a disk): an
-//!   async engine should call it from a blocking-friendly context.
+//! - The store does blocking file I/O (and `fsync`s, a few milliseconds each on a disk, or
+//!   seconds while another program flushes a lot): the fetch engine calls its slow steps
+//!   through [`Delivery`](crate::deliver::Delivery) on tokio's blocking pool
+//!   ([`crate::deliver`] explains which).
 //! - `syncfs` flushes every dirty file of the file system, not only ours: while another
 //!   program writes a lot to the same file system, a batch commit waits for that too (it
 //!   stays correct). On Linux before 5.8 `syncfs` did not report write-back errors; there an
@@ -542,6 +544,23 @@ impl Store {
         server_size: u64,
         first_seen: SystemTime,
     ) -> Result<Incoming<'_>> {
+        let staging = self.stage(uidl, server_size, first_seen)?;
+        Ok(Incoming {
+            store: self,
+            staging,
+        })
+    }
+
+    /// Starts storing the message `uidl`, like [`begin_at`](Self::begin_at), but returns a
+    /// writer that does not borrow the store, so that an async engine can hold it across
+    /// `.await`s while other work uses the store. [`Staging::finish`] it and pass the result
+    /// to [`commit_batch`](Self::commit_batch).
+    pub fn stage(
+        &mut self,
+        uidl: &str,
+        server_size: u64,
+        first_seen: SystemTime,
+    ) -> Result<Staging> {
         if uidl.is_empty() || uidl.len() > MAX_UIDL_LEN {
             return Err(StoreError::InvalidUidl(uidl.to_owned()));
         }
@@ -564,8 +583,7 @@ impl Store {
                 Err(e) => return Err(io_err("create", &path)(e)),
             }
         };
-        Ok(Incoming {
-            store: self,
+        Ok(Staging {
             uidl: uidl.to_owned(),
             server_size,
             first_seen: first_seen
@@ -826,6 +844,73 @@ impl Drop for Store {
 #[derive(Debug)]
 pub struct Incoming<'s> {
     store: &'s mut Store,
+    staging: Staging,
+}
+
+impl Incoming<'_> {
+    /// The UIDL being stored.
+    pub fn uidl(&self) -> &str {
+        self.staging.uidl()
+    }
+
+    /// The Maildir file name it will have.
+    pub fn name(&self) -> &str {
+        self.staging.name()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.staging.bytes_written()
+    }
+
+    /// Makes the message durable, records it in the journal and moves it into `new/`: a
+    /// [`finish`](Self::finish) and a [`Store::commit_batch`] of this one message. Returns its
+    /// path in `new/`.
+    ///
+    /// On an error the message may or may not be stored: [`Store::is_known`] tells; a
+    /// message left half-way is settled by the next [`Store::open`].
+    pub fn commit(self) -> Result<PathBuf> {
+        let finished = self.staging.finish()?;
+        let mut paths = self.store.commit_batch(vec![finished])?;
+        Ok(paths.pop().expect("one path per message"))
+    }
+
+    /// Completes the message in `tmp/` (its size and CRC-32 recorded) without making it
+    /// durable or journaling it, and releases the store, so that the next message can be
+    /// begun. Pass the result to [`Store::commit_batch`] with others: one `fsync` each of the
+    /// data, the journal and `new/` for the whole batch instead of three per message.
+    ///
+    /// Until it is committed the message is not stored: [`Store::is_known`] does not know it,
+    /// and after a crash its file is removed and the message is fetched again.
+    pub fn finish(self) -> Result<Finished> {
+        self.staging.finish()
+    }
+
+    /// Gives up on this message and removes its tmp file (the same as dropping it).
+    pub fn abort(self) {}
+
+    /// Unit tests only: stops here as if the process were killed (the tmp file stays).
+    #[cfg(test)]
+    pub(crate) fn crash(mut self) {
+        self.staging.remove_on_drop = false;
+    }
+}
+
+impl Write for Incoming<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.staging.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.staging.flush()
+    }
+}
+
+/// A message being written into `tmp/` that does not borrow its [`Store`] ([`Store::stage`]):
+/// what an async engine holds across `.await`s. Write its bytes with [`std::io::Write`], then
+/// [`finish`](Self::finish) it. Dropped before that, it removes its tmp file.
+#[derive(Debug)]
+pub struct Staging {
     uidl: String,
     server_size: u64,
     first_seen: u64,
@@ -837,7 +922,7 @@ pub struct Incoming<'s> {
     remove_on_drop: bool,
 }
 
-impl Incoming<'_> {
+impl Staging {
     /// The UIDL being stored.
     pub fn uidl(&self) -> &str {
         &self.uidl
@@ -853,32 +938,10 @@ impl Incoming<'_> {
         self.bytes
     }
 
-    /// Makes the message durable, records it in the journal and moves it into `new/`: a
-    /// [`finish`](Self::finish) and a [`Store::commit_batch`] of this one message. Returns its
-    /// path in `new/`.
-    ///
-    /// On an error the message may or may not be stored: [`Store::is_known`] tells; a
-    /// message left half-way is settled by the next [`Store::open`].
-    pub fn commit(mut self) -> Result<PathBuf> {
-        let finished = self.finish_inner()?;
-        let mut paths = self.store.commit_batch(vec![finished])?;
-        Ok(paths.pop().expect("one path per message"))
-    }
-
-    /// Completes the message in `tmp/` (its size and CRC-32 recorded) without making it
-    /// durable or journaling it, and releases the store, so that the next message can be
-    /// begun. Pass the result to [`Store::commit_batch`] with others: one `fsync` each of the
-    /// data, the journal and `new/` for the whole batch instead of three per message.
-    ///
-    /// Until it is committed the message is not stored: [`Store::is_known`] does not know it,
-    /// and after a crash its file is removed and the message is fetched again.
+    /// Flushes and closes the file (no sync): the message is complete in `tmp/`, waiting for
+    /// [`Store::commit_batch`]. From here on the [`Finished`] owns the file.
     pub fn finish(mut self) -> Result<Finished> {
-        self.finish_inner()
-    }
-
-    /// Flushes and closes the file; from here on the [`Finished`] owns it.
-    fn finish_inner(&mut self) -> Result<Finished> {
-        let writer = self.file.take().expect("the file is there until commit");
+        let writer = self.file.take().expect("the file is there until finish");
         let file = writer
             .into_inner()
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
@@ -886,32 +949,23 @@ impl Incoming<'_> {
         self.remove_on_drop = false;
         Ok(Finished {
             entry: Entry {
-                uidl: self.uidl.clone(),
-                name: self.name.clone(),
+                uidl: std::mem::take(&mut self.uidl),
+                name: std::mem::take(&mut self.name),
                 state: EntryState::Stored,
                 bytes: self.bytes,
                 crc32: self.crc.finish(),
                 server_size: self.server_size,
                 first_seen: self.first_seen,
             },
-            path: self.path.clone(),
+            path: std::mem::take(&mut self.path),
             remove_on_drop: true,
         })
     }
-
-    /// Gives up on this message and removes its tmp file (the same as dropping it).
-    pub fn abort(self) {}
-
-    /// Unit tests only: stops here as if the process were killed (the tmp file stays).
-    #[cfg(test)]
-    pub(crate) fn crash(mut self) {
-        self.remove_on_drop = false;
-    }
 }
 
-impl Write for Incoming<'_> {
+impl Write for Staging {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().expect("the file is there until commit");
+        let file = self.file.as_mut().expect("the file is there until finish");
         let n = file.write(buf)?;
         self.crc.update(&buf[..n]);
         self.bytes += n as u64;
@@ -921,12 +975,12 @@ impl Write for Incoming<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.file
             .as_mut()
-            .expect("the file is there until commit")
+            .expect("the file is there until finish")
             .flush()
     }
 }
 
-impl Drop for Incoming<'_> {
+impl Drop for Staging {
     fn drop(&mut self) {
         if self.remove_on_drop {
             drop(self.file.take());

@@ -88,7 +88,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         (false, None, _) => RetentionPolicy::KeepForever,
     };
     let started = Instant::now();
-    let (mut store, recovered) = match (&args.state, &account) {
+    let (store, recovered) = match (&args.state, &account) {
         (Some(state), _) => {
             Store::open(&args.maildir, state).map_err(|e| Failure::local(e.to_string()))?
         }
@@ -103,6 +103,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         )?,
     };
     report_recovery(&recovered);
+    let store = mail_account::deliver::shared(store);
     let session = pop3_login(&settings, &secret).await?;
     let mut options = FetchOptions::new(retention);
     if let Some(max) = args.max_messages {
@@ -120,7 +121,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         bar
     });
     let mut stored = 0usize;
-    let result = fetch(session, &mut store, &options, SystemTime::now(), |event| {
+    let result = fetch(session, &store, &options, SystemTime::now(), |event| {
         let Some(bar) = &bar else { return };
         match event {
             FetchEvent::Listed {
