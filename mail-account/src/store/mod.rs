@@ -166,7 +166,12 @@
 mod crc;
 mod error;
 mod journal;
+mod ledger;
 mod maildir;
+#[cfg(unix)]
+pub mod mbox;
+#[cfg(unix)]
+pub mod mda;
 mod retention;
 mod state;
 #[cfg(test)]
@@ -180,6 +185,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::{Result, StoreError};
 pub use maildir::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+#[cfg(unix)]
+pub use mbox::{Mbox, MboxReport};
+#[cfg(unix)]
+pub use mda::Mda;
 pub use retention::{RetentionPolicy, due_for_deletion};
 pub use state::{MailboxIdentity, STATE_FILE_PREFIX, StateReport};
 
