@@ -337,3 +337,351 @@ fn until_deleted_here_killed_at_many_points() {
     assert_eq!(returned, 0, "no message deleted here came back");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Submission (10587, STARTTLS) as mia.
+fn smtp_flags(command: &mut Command) {
+    command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "10587",
+            "--tls",
+            "starttls",
+        ])
+        .args(["--user", MIA.name, "--password-env", "TG_PASSWORD"])
+        .arg("--ca-file")
+        .arg(mail_testground::ca_file())
+        .env("TG_PASSWORD", MIA.password);
+}
+
+/// The Message-ID of the message with `From ` lines in its body.
+const FROM_LINES_ID: &str = "<mia.from-lines@testground.example>";
+
+/// Sends mia a message whose body has lines an mbox must quote, and waits until the server
+/// holds it (101 messages).
+fn send_from_lines_message(dir: &Path) {
+    let file = dir.join("from-lines.eml");
+    std::fs::write(
+        &file,
+        format!(
+            "From: Mia <mia@testground.example>\r\nTo: mia@testground.example\r\n\
+             Subject: From lines\r\nMessage-ID: {FROM_LINES_ID}\r\n\r\n\
+             From the start of a line\r\n>From once quoted\r\n>>From twice\r\nFrom\r\n\
+             Fromage\r\n"
+        ),
+    )
+    .unwrap();
+    let mut command = mailctl();
+    command.arg("send");
+    smtp_flags(&mut command);
+    command
+        .args(["--from", MIA.address, "--to", MIA.address])
+        .arg(&file);
+    let output = run(&mut command);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let until = Instant::now() + Duration::from_secs(30);
+    while !server_ids().contains(FROM_LINES_ID) {
+        assert!(Instant::now() < until, "the message did not arrive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server's messages by Message-ID, as POP3 delivers them with LF line ends (Postfix
+/// adds a Delivered-To and Return-Path to the one sent over SMTP).
+fn server_messages() -> BTreeMap<String, Vec<u8>> {
+    let mut messages = BTreeMap::new();
+    for (path, id) in maildir_files(&mail_testground::maildir(&MIA)) {
+        messages.insert(
+            id,
+            std::fs::read(path)
+                .unwrap()
+                .into_iter()
+                .filter(|&b| b != b'\r')
+                .collect(),
+        );
+    }
+    messages
+}
+
+/// Undoes the mboxrd format: the messages' bytes, in order.
+fn read_mboxrd(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap();
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            messages.push(Vec::new());
+            continue;
+        }
+        let current = messages.last_mut().expect("a From line first");
+        let quoted = line.iter().position(|&b| b != b'>').unwrap_or(0);
+        if quoted > 0 && line[quoted..].starts_with(b"From ") {
+            current.extend_from_slice(&line[1..]);
+        } else {
+            current.extend_from_slice(line);
+        }
+    }
+    for m in &mut messages {
+        assert_eq!(m.pop(), Some(b'\n'), "the blank line after each message");
+    }
+    messages
+}
+
+/// Message-IDs of the mbox as Python's `mailbox` module reads it, and the body of the message
+/// with `From ` lines.
+fn python_mailbox(path: &Path) -> (Vec<String>, String) {
+    let script = r#"
+import json, mailbox, sys
+box = mailbox.mbox(sys.argv[1], create=False)
+ids, body = [], ""
+for message in box:
+    ids.append(message["Message-ID"])
+    if message["Message-ID"] == sys.argv[2]:
+        body = message.get_payload()
+print(json.dumps({"ids": ids, "body": body}))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(FROM_LINES_ID)
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let out = text(&output.stdout);
+    // A small JSON object: two keys, parsed by hand to keep the test's dependencies small.
+    let ids_part = out
+        .split("\"ids\": [")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    let ids = ids_part
+        .split(", ")
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_matches('"').to_owned())
+        .collect();
+    let body = out
+        .split("\"body\": \"")
+        .nth(1)
+        .unwrap()
+        .rsplit_once("\"}")
+        .unwrap()
+        .0;
+    (ids, body.replace("\\n", "\n"))
+}
+
+/// Issue 18: fetch into an mbox; Python's `mailbox` reads every message back, `From ` lines
+/// in bodies are quoted the mboxrd way, and undoing the quoting gives the server's bytes.
+#[test]
+fn mbox_delivery_is_read_back_by_python_mailbox() {
+    let _mia = lock_mia();
+    let dir = scratch("mbox");
+    send_from_lines_message(&dir);
+    let mbox = dir.join("mail").join("inbox");
+    std::fs::create_dir_all(mbox.parent().unwrap()).unwrap();
+    let output = fetch(&[os("--mbox"), mbox.as_os_str(), os("--keep")]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fetched_count(&output), 101);
+
+    let (ids, body) = python_mailbox(&mbox);
+    assert_eq!(ids.len(), 101);
+    let ids: BTreeSet<String> = ids.into_iter().collect();
+    assert_eq!(ids, server_ids());
+    assert_eq!(
+        body, ">From the start of a line\n>>From once quoted\n>>>From twice\nFrom\nFromage\n",
+        "mboxrd quoting as Python sees it"
+    );
+    // Byte for byte, once unquoted.
+    let server = server_messages();
+    let ours = read_mboxrd(&mbox);
+    assert_eq!(ours.len(), 101);
+    for message in &ours {
+        assert_eq!(&server[&message_id(message)], message);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&mbox).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(
+        !mbox.with_file_name("inbox.lock").exists(),
+        "dot lock released"
+    );
+    // Again: nothing new, the mbox untouched.
+    let before = std::fs::read(&mbox).unwrap();
+    let output = fetch(&[os("--mbox"), mbox.as_os_str(), os("--keep")]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fetched_count(&output), 0);
+    assert_eq!(std::fs::read(&mbox).unwrap(), before);
+    // "Until deleted here" cannot see an mbox: refused before connecting.
+    let output = fetch(&[os("--mbox"), mbox.as_os_str(), os("--until-deleted-here")]);
+    assert_eq!(output.status.code(), Some(10), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("needs a Maildir"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An MDA script that records what it got: one file per message, and its arguments.
+fn mda_script(dir: &Path) -> (String, PathBuf) {
+    let got = dir.join("got");
+    std::fs::create_dir_all(&got).unwrap();
+    let script = dir.join("mda.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# usage: mda.sh DIR SENDER RECIPIENT\n\
+         file=$(mktemp \"$1/msg.XXXXXXXX\") || exit 75\n\
+         cat > \"$file\" || exit 75\n\
+         echo \"$2 $3\" >> \"$1.log\"\n",
+    )
+    .unwrap();
+    let command = format!("sh '{}' '{}' '%F' %T", script.display(), got.display());
+    (command, got)
+}
+
+/// Message-IDs of the files an MDA script recorded, with how often each came.
+fn recorded(got: &Path) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for entry in std::fs::read_dir(got).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        *ids.entry(message_id(&bytes)).or_default() += 1;
+    }
+    ids
+}
+
+/// Issue 18: an MDA gets every message on its standard input, byte for byte, with %F and %T;
+/// only exit status 0 counts: a failing MDA stops the fetch, nothing is deleted, and the
+/// next run hands over only what was not delivered.
+#[test]
+fn mda_script_records_what_it_got_and_only_exit_0_counts() {
+    let _mia = lock_mia();
+    let dir = scratch("mda");
+    let state = dir.join("mda.state");
+    let (command, got) = mda_script(&dir);
+    // Refuses message 7, after 6 were delivered.
+    let picky = format!(
+        "t=$(mktemp) && cat > \"$t\" && if grep -q '^Message-ID: <mia.7@' \"$t\"; then \
+         rm -f \"$t\"; exit 75; else {command} < \"$t\"; s=$?; rm -f \"$t\"; exit $s; fi"
+    );
+    let output = fetch(&[
+        os("--mda"),
+        os(&picky),
+        os("--state"),
+        state.as_os_str(),
+        os("--delete"),
+    ]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("exit status: 75"), "{stderr}");
+    assert_eq!(output.status.code(), Some(7), "{stderr}");
+    assert_eq!(
+        recorded(&got).len(),
+        6,
+        "messages 1 to 6 before the refusal"
+    );
+    assert_eq!(server_ids(), all_ids(), "a failed fetch deletes nothing");
+
+    let output = fetch(&[
+        os("--mda"),
+        os(&command),
+        os("--state"),
+        state.as_os_str(),
+        os("--delete"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fetched_count(&output), 94, "only what was not delivered");
+    let ids = recorded(&got);
+    assert_eq!(ids.keys().cloned().collect::<BTreeSet<_>>(), all_ids());
+    assert!(ids.values().all(|&n| n == 1), "none twice");
+    assert!(server_ids().is_empty(), "all deleted once delivered");
+    // Byte for byte (LF line ends), and the placeholders.
+    let generated: BTreeMap<String, Vec<u8>> = {
+        let mut expected = BTreeMap::new();
+        for entry in std::fs::read_dir(&got).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            expected.insert(message_id(&bytes), bytes);
+        }
+        expected
+    };
+    let sample = &generated["<mia.11@testground.example>"];
+    assert!(sample.starts_with(b"Return-Path: <sender@testground.example>\n"));
+    assert!(!sample.contains(&b'\r'));
+    let log = std::fs::read_to_string(dir.join("got.log")).unwrap();
+    assert_eq!(log.lines().count(), 100);
+    assert!(
+        log.lines().all(|l| l == "sender@testground.example mia"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 18: the account names its delivery target; `mailctl fetch -a FILE` needs no
+/// `--maildir`; a flag still wins.
+#[test]
+fn the_account_names_its_delivery_target() {
+    let _mia = lock_mia();
+    let dir = scratch("account-delivery");
+    let mbox = dir.join("inbox");
+    let account = dir.join("mia.toml");
+    std::fs::write(
+        &account,
+        format!(
+            r#"address = "mia@testground.example"
+retention = "until-deleted-locally"
+
+[incoming]
+host = "127.0.0.1"
+port = 11995
+security = "implicit-tls"
+username = "{{local}}"
+auth = "automatic"
+
+[outgoing]
+host = "127.0.0.1"
+port = 10465
+security = "implicit-tls"
+username = "{{local}}"
+auth = "automatic"
+
+[credential]
+env = "TG_PASSWORD"
+
+[delivery]
+mbox = "{mbox}"
+
+[tls]
+extra_ca_file = "{ca}"
+"#,
+            mbox = mbox.display(),
+            ca = mail_testground::ca_file().display()
+        ),
+    )
+    .unwrap();
+    let fetch_account = |extra: &[&std::ffi::OsStr]| {
+        run(mailctl()
+            .arg("fetch")
+            .arg("-a")
+            .arg(&account)
+            .args(extra)
+            .env("TG_PASSWORD", MIA.password))
+    };
+    // The account's retention needs a Maildir: refused with the mbox of the account.
+    let output = fetch_account(&[]);
+    assert_eq!(output.status.code(), Some(10), "{}", text(&output.stderr));
+    let output = fetch_account(&[os("--keep")]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fetched_count(&output), 100);
+    assert_eq!(read_mboxrd(&mbox).len(), 100);
+    // A Maildir given on the command line wins over the account's mbox, and "until
+    // deleted here" from the account applies to it.
+    let maildir = dir.join("Maildir");
+    let output = fetch_account(&[os("--maildir"), maildir.as_os_str()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fetched_count(&output), 100);
+    let (first, _) = maildir_files(&maildir).into_iter().next().unwrap();
+    std::fs::remove_file(first).unwrap();
+    let output = fetch_account(&[os("--maildir"), maildir.as_os_str()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(server_ids().len(), 99);
+    let _ = std::fs::remove_dir_all(dir);
+}
