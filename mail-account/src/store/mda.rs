@@ -20,8 +20,10 @@
 //! # The one duplicate a crash can cause
 //!
 //! An external command cannot take part in the journal's commit. If mailctl is killed (or
-//! the machine stops) after the command delivered a message and before its journal record is
-//! durable, the next run does not know the message and hands it over again. So a crash can
+//! the machine stops) while the command runs (it runs on to the end by itself, reading the
+//! message from the spool file it was given) or after it exited and before the message's
+//! journal record is durable, the next run does not know the message and hands it over
+//! again. So a crash can
 //! deliver **at most one message twice** (the one in flight), and never loses one: nothing is
 //! deleted on the server before its record is durable. An MDA that files by Message-ID (or
 //! procmail with a `formail -D` duplicate cache) absorbs even that one.

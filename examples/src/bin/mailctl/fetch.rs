@@ -44,9 +44,9 @@ Delivery targets:
                     only exit status 0 counts as delivered, and it is recorded before any
                     message is deleted on the server. The state journal is in
                     $XDG_STATE_HOME/mailctl/ (~/.local/state/mailctl/). An MDA cannot take
-                    part in mailctl's commit: if mailctl is killed after the MDA exited and
-                    before its record is written, that one message is handed over again
-                    on the next run (nothing is ever lost).
+                    part in mailctl's commit: if mailctl is killed while the MDA runs or
+                    after it exited, before the record is written, that one message is
+                    handed over again on the next run (nothing is ever lost).
   Without a flag the account's [delivery] is used (maildir = \"~/Maildir\", mbox = ...,
   or mda = \"procmail -d %T\").";
 
