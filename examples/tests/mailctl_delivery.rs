@@ -814,7 +814,7 @@ fn mda_fetch_killed_at_many_points_loses_nothing_repeats_at_most_one_per_kill() 
     let _mia = lock_mia();
     let dir = scratch("mda-kill");
     let window = full_run_time(&dir);
-    let mut seed = 0x0DDB_A11_u64;
+    let mut seed = 0x00DD_BA11_u64;
     let (mut total_runs, mut total_kills, mut total_repeats, mut rounds) = (0, 0, 0, 0);
     while total_kills < 20 {
         rounds += 1;

@@ -500,7 +500,7 @@ fn asctime(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days.cast_signed() + 719_468;
+    let z = i64::try_from(days).unwrap_or(i64::MAX - 719_468) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -777,7 +777,7 @@ mod tests {
         mbox.ledger.put_all(&entries).unwrap();
         mbox.ledger.sync().unwrap();
         let cut = usize::try_from(entries[0].bytes + entries[1].bytes / 2).unwrap();
-        let mut torn = before.clone();
+        let mut torn = before;
         torn.extend_from_slice(&bytes[..cut]);
         std::fs::write(&path, &torn).unwrap();
         std::fs::write(dir.0.join("inbox.lock"), b"999999999\n").unwrap(); // left by the "kill"
@@ -806,7 +806,7 @@ mod tests {
         let journal = dir.0.join(".state");
         let (mut mbox, _) = Mbox::open(&path, &journal).unwrap();
         let staged = staged(&mut mbox, "u1", &message(1));
-        let mut entry = staged.entry.clone();
+        let mut entry = staged.entry;
         entry.name = "0".to_owned();
         mbox.ledger.put_all(&[entry]).unwrap();
         mbox.ledger.sync().unwrap();

@@ -135,7 +135,7 @@ impl Mda {
             })));
         }
         entry.state = EntryState::Delivered;
-        entry.name = "mda".to_owned();
+        "mda".clone_into(&mut entry.name);
         let uidl = entry.uidl.clone();
         self.ledger.put(entry)?;
         self.ledger.sync()?;
@@ -155,12 +155,11 @@ fn expand(command: &str, sender: &str, recipient: &str) -> String {
         match chars.next() {
             Some('F') => out.push_str(&shell_safe(sender)),
             Some('T') => out.push_str(&shell_safe(recipient)),
-            Some('%') => out.push('%'),
+            Some('%') | None => out.push('%'),
             Some(other) => {
                 out.push('%');
                 out.push(other);
             }
-            None => out.push('%'),
         }
     }
     out
