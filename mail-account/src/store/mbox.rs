@@ -1,5 +1,5 @@
 //! Delivery into an mbox file (the mboxrd variant), crash-safely, as one
-//! [`Delivery`](crate::deliver::Delivery).
+//! [`Delivery`].
 //!
 //! Each message is appended as a `From MAILER-DAEMON <date>` line (the date it was first
 //! seen, in UTC, in `asctime` form, as mpop and fetchmail write it), the message with LF line

@@ -1,5 +1,5 @@
 //! Delivery through an MDA command (`procmail -d %T`, `maildrop`, `dovecot-lda`, a script),
-//! as one [`Delivery`](crate::deliver::Delivery).
+//! as one [`Delivery`].
 //!
 //! Each message is handed to a fresh run of the command on its standard input (LF line ends;
 //! the command's standard output goes to our standard error). The command runs under

@@ -1,6 +1,12 @@
 //! Crash-safe local storage for a POP3 fetch: Maildir delivery, a state journal, reconciliation
 //! after a crash, and retention.
 //!
+//! Besides the Maildir [`Store`], two more targets implement the same
+//! [`Delivery`](crate::deliver::Delivery) protocol with the same journal format: an mbox file
+//! ([`Mbox`], module [`mbox`]: journal first, then the append, a torn append cut off on open)
+//! and an MDA command ([`Mda`], module [`mda`]: recorded on exit status 0; a crash can hand the
+//! message in flight over twice, never lose it).
+//!
 //! The fetch engine drives a [`Store`]; it never touches the Maildir or the journal itself.
 //! One [`Store`] serves one mailbox (one journal), but several accounts may deliver into the
 //! same Maildir, and other programs (an MDA, the mail reader) may use it at the same time.
@@ -146,6 +152,10 @@
 //!   size and CRC-32 against its `S` record, but reads it through the page cache).
 //!
 //! [`Store`]: crate::store::Store
+//! [`Mbox`]: crate::store::Mbox
+//! [`mbox`]: crate::store::mbox
+//! [`Mda`]: crate::store::Mda
+//! [`mda`]: crate::store::mda
 //! [`Store::open_mailbox`]: crate::store::Store::open_mailbox
 //! [`MailboxIdentity`]: crate::store::MailboxIdentity
 //! [`PRIVATE_DIR_MODE`]: crate::store::PRIVATE_DIR_MODE
