@@ -19,6 +19,8 @@
 //! - [`deliver`]: the commit protocol of a delivery target (stage, make durable, acknowledge)
 //!   as a trait, implemented by the Maildir [`store::Store`].
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`deliver::Delivery`]).
+//! - [`poller`]: many accounts checked on their own schedules in one runtime, with limits per
+//!   host, jitter, backoff, `LOGIN-DELAY`/`[IN-USE]` honoured and permanent failures parked.
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
 //! - [`verify`]: login verification (log in to both servers, send nothing) with failures
 //!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
@@ -34,6 +36,7 @@ pub mod dns;
 pub mod domain;
 pub mod fetch;
 pub mod http;
+pub mod poller;
 pub mod probe;
 pub mod providers;
 pub mod roundtrip;
