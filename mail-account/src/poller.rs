@@ -56,7 +56,8 @@
 //!         println!("{event:?}");
 //!     }
 //! });
-//! tokio::signal::ctrl_c().await?;
+//! // ... until the program is asked to stop (a signal, a command):
+//! tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
 //! poller.shutdown().await;
 //! # Ok(()) }
 //! ```
