@@ -1,5 +1,6 @@
-//! A simple text message: the headers a mail client adds (Date, Message-ID, From with a
-//! display name, MIME for UTF-8), for test messages and quick notes. Not a MIME library.
+//! A simple text message with optional attachments: the headers a mail client adds (Date,
+//! Message-ID, From with a display name), built by [`mail_builder`] (RFC 2047 encoded words
+//! for non-ASCII headers, MIME multipart for attachments, RFC 2231 for non-ASCII file names).
 //!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
@@ -11,15 +12,20 @@
 //!     .with_message_id("<test.1@example.org>");
 //! let text = String::from_utf8(message.to_bytes()).unwrap();
 //! assert!(text.starts_with("Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"));
-//! assert!(text.contains("From: Alice Example <alice@example.org>\r\n"));
-//! assert!(text.contains("Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n"));
+//! assert!(text.contains("From: \"Alice Example\" <alice@example.org>\r\n"));
+//! assert!(text.contains("Subject: =?utf-8?B?R3LDvMOfZQ==?=\r\n"));
+//! assert!(text.contains("Message-ID: <test.1@example.org>\r\n"));
 //! assert!(text.ends_with("\r\n\r\nHallo!\r\n"));
 //! ```
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::Header as _;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::text::Text;
 
 /// A plain-text message with the usual headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +38,7 @@ pub struct SimpleMessage {
     date: SystemTime,
     message_id: Option<String>,
     extra_headers: Vec<(String, String)>,
+    attachments: Vec<Attachment>,
 }
 
 impl SimpleMessage {
@@ -55,6 +62,7 @@ impl SimpleMessage {
             date: SystemTime::now(),
             message_id: None,
             extra_headers: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -97,75 +105,110 @@ impl SimpleMessage {
         self.message_id.as_deref().unwrap_or_default()
     }
 
-    /// The message as sent: CRLF line ends, UTF-8 headers encoded (RFC 2047), body 8-bit
-    /// when it is not ASCII.
+    /// A file attached to the message (a MIME part with `content_type`, base64 when binary,
+    /// its file name RFC 2231-encoded when it is not ASCII).
+    #[must_use]
+    pub fn with_attachment(
+        mut self,
+        file_name: impl Into<String>,
+        content_type: impl Into<String>,
+        content: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.attachments.push(Attachment {
+            file_name: strip_line_breaks(&file_name.into()),
+            content_type: strip_line_breaks(&content_type.into()),
+            content: content.into(),
+        });
+        self
+    }
+
+    /// The message as sent: CRLF line ends, non-ASCII headers encoded (RFC 2047), the body as
+    /// text/plain, or multipart/mixed with the attachments.
     pub fn to_bytes(mut self) -> Vec<u8> {
         let id = self.message_id().to_owned();
-        let mut out = String::new();
-        let mut header = |name: &str, value: &str| {
-            out.push_str(name);
-            out.push_str(": ");
-            out.push_str(value);
-            out.push_str("\r\n");
-        };
-        header("Date", &rfc5322_date(self.date));
-        let from = match &self.display_name {
-            Some(name) => format!("{} <{}>", encode_phrase(name), self.from),
-            None => self.from.clone(),
-        };
-        header("From", &strip_line_breaks(&from));
-        header("To", &strip_line_breaks(&self.to.join(", ")));
-        header("Subject", &encode_word(&strip_line_breaks(&self.subject)));
-        header("Message-ID", &strip_line_breaks(&id));
-        header("MIME-Version", "1.0");
-        let ascii = self.body.is_ascii();
-        header(
-            "Content-Type",
-            if ascii {
-                "text/plain; charset=us-ascii"
-            } else {
-                "text/plain; charset=utf-8"
-            },
+        let id = strip_line_breaks(id.trim().trim_start_matches('<').trim_end_matches('>'));
+        let secs = self
+            .date
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let to = Address::new_list(
+            self.to
+                .iter()
+                .map(|to| Address::new_address(None::<&str>, strip_line_breaks(to)))
+                .collect(),
         );
-        header(
-            "Content-Transfer-Encoding",
-            if ascii { "7bit" } else { "8bit" },
-        );
-        for (name, value) in &self.extra_headers {
-            header(name, value);
+        let mut body: String = self.body.lines().flat_map(|l| [l, "\r\n"]).collect();
+        if body.is_empty() {
+            body.push_str("\r\n");
         }
-        out.push_str("\r\n");
-        for line in self.body.lines() {
-            out.push_str(line);
-            out.push_str("\r\n");
+        let mut builder = MessageBuilder::new()
+            .date(Date::new(secs))
+            .from(mailbox(self.display_name.as_deref(), &self.from))
+            .to(to)
+            .subject(strip_line_breaks(&self.subject))
+            .message_id(MessageId::new(id))
+            .text_body(body);
+        for (name, value) in self.extra_headers {
+            builder = builder.header(name, Text::new(value));
         }
-        out.into_bytes()
+        for attachment in self.attachments {
+            builder = builder.attachment(
+                attachment.content_type,
+                attachment.file_name,
+                attachment.content,
+            );
+        }
+        // Writing into a Vec cannot fail.
+        builder.write_to_vec().unwrap_or_default()
     }
+}
+
+/// A file attached to a [`SimpleMessage`].
+#[derive(Clone, PartialEq, Eq)]
+struct Attachment {
+    file_name: String,
+    content_type: String,
+    content: Vec<u8>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("file_name", &self.file_name)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.content.len())
+            .finish()
+    }
+}
+
+fn mailbox<'a>(display_name: Option<&str>, address: &str) -> Address<'a> {
+    Address::new_address(
+        display_name
+            .filter(|name| !name.is_empty())
+            .map(strip_line_breaks),
+        strip_line_breaks(address),
+    )
+}
+
+/// A From/To header value as [`mail_builder`] writes it: `<address>`, or `"name" <address>`
+/// with the name RFC 2047-encoded when it is not ASCII; line breaks removed.
+///
+/// ```
+/// use mail_account::compose::mailbox_header;
+/// assert_eq!(mailbox_header(None, "a@example.org"), "<a@example.org>");
+/// assert_eq!(mailbox_header(Some("Doe, J"), "a@example.org"), "\"Doe, J\" <a@example.org>");
+/// assert_eq!(mailbox_header(Some("山田"), "a@example.jp"), "=?utf-8?B?5bGx55Sw?= <a@example.jp>");
+/// ```
+pub fn mailbox_header(display_name: Option<&str>, address: &str) -> String {
+    let mut out = Vec::new();
+    // The value starts after "From: ", which is where folding counts from.
+    mailbox(display_name, address).write_header(&mut out, "From: ".len());
+    let text = String::from_utf8_lossy(&out);
+    text.strip_suffix("\r\n").unwrap_or(&text).to_owned()
 }
 
 fn strip_line_breaks(text: &str) -> String {
     text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect()
-}
-
-/// RFC 2047 B-encoding for non-ASCII header text; ASCII passes as is.
-fn encode_word(text: &str) -> String {
-    if text.is_ascii() {
-        text.to_owned()
-    } else {
-        format!("=?UTF-8?B?{}?=", STANDARD.encode(text))
-    }
-}
-
-/// A display name: encoded when not ASCII, quoted when it holds specials.
-fn encode_phrase(name: &str) -> String {
-    if !name.is_ascii() {
-        return encode_word(name);
-    }
-    if name.chars().any(|c| "()<>[]:;@\\,.\"".contains(c)) {
-        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        name.to_owned()
-    }
 }
 
 /// A fresh Message-ID under the domain of `from`.
@@ -234,7 +277,9 @@ fn civil_from_days(days: u64) -> (u64, u8, u8) {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use super::{SimpleMessage, encode_phrase, rfc5322_date};
+    use mail_parser::{MessageParser, MimeHeaders as _};
+
+    use super::{SimpleMessage, mailbox_header, rfc5322_date};
 
     #[test]
     fn dates_are_rfc5322() {
@@ -247,9 +292,75 @@ mod tests {
 
     #[test]
     fn display_names_are_quoted_or_encoded() {
-        assert_eq!(encode_phrase("Alice"), "Alice");
-        assert_eq!(encode_phrase("Doe, John"), "\"Doe, John\"");
-        assert_eq!(encode_phrase("山田"), "=?UTF-8?B?5bGx55Sw?=");
+        assert_eq!(
+            mailbox_header(Some("Alice"), "a@example.org"),
+            "\"Alice\" <a@example.org>"
+        );
+        assert_eq!(
+            mailbox_header(Some("Doe, John"), "a@example.org"),
+            "\"Doe, John\" <a@example.org>"
+        );
+        assert!(mailbox_header(Some("山田"), "a@example.jp").starts_with("=?"));
+    }
+
+    /// Every RFC 2047 encoded word in `text`.
+    fn encoded_words(text: &str) -> Vec<&str> {
+        let mut words = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("=?") {
+            let after = &rest[start + 2..];
+            // charset ? encoding ? text ?=
+            let Some(end) = after
+                .match_indices("?=")
+                .map(|(i, _)| i)
+                .find(|&i| after[..i].matches('?').count() >= 2)
+            else {
+                break;
+            };
+            words.push(&rest[start..start + 2 + end + 2]);
+            rest = &after[end + 2..];
+        }
+        words
+    }
+
+    #[test]
+    fn long_names_become_several_encoded_words_of_at_most_75_characters() {
+        let name = "山田 太郎 (株式会社サンプル・システムズ 東日本営業本部 第一営業部)";
+        let bytes = SimpleMessage::new("taro@example.jp", ["b@example.org"], "s", "b")
+            .with_display_name(name)
+            .to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let header = &text[..text.find("\r\n\r\n").unwrap()];
+        let words = encoded_words(header);
+        assert!(words.len() > 1, "{header}");
+        assert!(words.iter().all(|w| w.len() <= 75), "{words:?}");
+        assert!(header.lines().all(|l| l.len() <= 78), "{header}");
+        let parsed = MessageParser::new().parse(&bytes).unwrap();
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some(name));
+        assert_eq!(from.address(), Some("taro@example.jp"));
+    }
+
+    #[test]
+    fn attachments_are_mime_parts_with_rfc2231_names() {
+        let pdf = b"%PDF-1.4\n\x00\xff binary".to_vec();
+        let bytes = SimpleMessage::new("a@example.org", ["b@example.org"], "添付", "本文です\n")
+            .with_attachment("見積書.pdf", "application/pdf", pdf.clone())
+            .with_attachment("notes.txt", "text/plain", "plain notes\n")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("multipart/mixed"), "{text}");
+        assert!(text.contains("filename*="), "RFC 2231: {text}");
+        let parsed = MessageParser::new().parse(&bytes).unwrap();
+        assert_eq!(parsed.subject(), Some("添付"));
+        assert_eq!(parsed.body_text(0).as_deref(), Some("本文です\r\n"));
+        assert_eq!(parsed.attachment_count(), 2);
+        let first = parsed.attachment(0).unwrap();
+        assert_eq!(first.attachment_name(), Some("見積書.pdf"));
+        assert_eq!(first.content_type().unwrap().ctype(), "application");
+        assert_eq!(first.content_type().unwrap().subtype(), Some("pdf"));
+        assert_eq!(first.contents(), pdf.as_slice());
+        assert_eq!(parsed.attachment(1).unwrap().contents(), b"plain notes\n");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS.
 //! - [`domain`]: addresses, UTS-46 and PSL helpers.
 //! - [`compose`]: a simple text message with the headers a mail client adds.
+//! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.
 //! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
 //!   failures sorted into kinds a person can act on.
 //! - [`deliver`]: the commit protocol of a delivery target (stage, make durable, acknowledge)
@@ -21,6 +22,8 @@
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`deliver::Delivery`]).
 //! - [`poller`]: many accounts checked on their own schedules in one runtime, with limits per
 //!   host, jitter, backoff, `LOGIN-DELAY`/`[IN-USE]` honoured and permanent failures parked.
+//! - [`preview`]: what is on a POP3 server (`LIST`, `UIDL`, `TOP n 0`), with header fields
+//!   decoded (RFC 2047, Japanese legacy charsets, broken real-world encodings).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
 //! - [`verify`]: login verification (log in to both servers, send nothing) with failures
 //!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
@@ -35,8 +38,10 @@ pub mod discover;
 pub mod dns;
 pub mod domain;
 pub mod fetch;
+pub mod headers;
 pub mod http;
 pub mod poller;
+pub mod preview;
 pub mod probe;
 pub mod providers;
 pub mod roundtrip;

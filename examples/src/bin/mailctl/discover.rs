@@ -28,9 +28,12 @@ pub(crate) struct Args {
     /// Environment variable holding the password, for --verify.
     #[arg(long, value_name = "VAR")]
     password_env: Option<String>,
-    /// Extra CA certificates (PEM) to trust for --verify, besides the web PKI roots.
+    /// Extra CA certificates (PEM) to trust for --verify (and to save with --save), besides
+    /// the web PKI roots.
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    save: crate::accounts::SaveArgs,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -50,10 +53,15 @@ pub(crate) async fn run(args: Args) -> Outcome {
             ))
         })?;
         let mut options = VerifyOptions::default();
-        options.trust_roots = args.ca_file.map(TrustRoots::WebPkiAndCaFile);
+        options.trust_roots = args.ca_file.clone().map(TrustRoots::WebPkiAndCaFile);
         verify_logins(&report, &LoginSecret::password(password), &options).await?;
     }
-    Ok(())
+    crate::accounts::save_discovered(
+        &args.save,
+        &report,
+        args.password_env.as_deref(),
+        args.ca_file.as_deref(),
+    )
 }
 
 /// Runs discovery (offline: the bundled database only).

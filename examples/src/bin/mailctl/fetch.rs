@@ -11,7 +11,7 @@ use mail_account::store::{MailboxIdentity, ReconcileReport, RetentionPolicy, Sta
 
 use mail_account::settings::Retention;
 
-use crate::server::{Role, ServerArgs, read_account};
+use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
 use mail_account::connect::FailureKind;
 
@@ -64,7 +64,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> Outcome {
     let resolved = args.server.resolve(Role::Incoming)?;
     // The account the settings came from: its identity names the fetch state.
-    let account = args.server.account.as_ref().map(read_account).transpose()?;
+    let account = resolved.account;
     let settings = resolved.settings;
     let secret = resolved
         .secret

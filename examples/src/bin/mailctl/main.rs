@@ -9,10 +9,14 @@
 #[macro_use]
 mod output;
 
+mod accounts;
+mod completions;
 mod demo;
 mod discover;
 mod fetch;
+mod list;
 mod send;
+mod sendmail;
 mod server;
 mod verify;
 
@@ -61,12 +65,25 @@ enum Command {
     Discover(discover::Args),
     /// Fetch mail over POP3 into a Maildir, crash-safely.
     Fetch(fetch::Args),
+    /// Show what is on the POP3 server (number, size, date, sender, subject) without
+    /// downloading bodies (TOP n 0).
+    List(list::Args),
     /// Send an RFC 5322 message (a file, stdin, or composed from --subject/--body).
     Send(send::Args),
     /// Prove an account works: send a test message to itself and fetch it back.
     Verify(verify::Args),
     /// Offline demo: start loopback POP3 and SMTP servers, then discover, send and fetch.
     Demo(demo::Args),
+    /// List the named accounts of the configuration file (the default marked with *).
+    Accounts(accounts::Args),
+    /// sendmail-compatible submission of the message on stdin through an account (-t -i -f
+    /// -F -a), for git send-email, cron, mutt and scripts; also when run as `sendmail`.
+    Sendmail(Box<sendmail::Args>),
+    /// Print a shell completion script (bash: `source <(mailctl completions bash)`).
+    Completions(completions::Args),
+    /// Write the man pages generated from these flags into a directory.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 /// A failure: its kind picks the exit status, its message is the one stderr line.
@@ -148,8 +165,61 @@ impl From<mail_account::fetch::FetchError> for Failure {
 pub(crate) type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let level = match cli.verbose {
+    // Under the name `sendmail` (a symlink or a copy): sendmail's flags, sysexits statuses.
+    if sendmail::invoked_as_sendmail() {
+        let cli = match sendmail::SendmailCli::try_parse() {
+            Ok(cli) => cli,
+            Err(error) => return sendmail::usage_error(&error),
+        };
+        init_tracing(cli.verbose);
+        return match runtime() {
+            Ok(runtime) => runtime.block_on(sendmail::run(cli.args)),
+            Err(code) => code,
+        };
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `mailctl sendmail` with bad flags is a usage error as sendmail reports it (64).
+        Err(error) if std::env::args().nth(1).as_deref() == Some("sendmail") => {
+            return sendmail::usage_error(&error);
+        }
+        Err(error) => error.exit(),
+    };
+    init_tracing(cli.verbose);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let command = match cli.command {
+        // sysexits statuses of its own, and no "mailctl: kind error" line.
+        Command::Sendmail(args) => return runtime.block_on(sendmail::run(*args)),
+        command => command,
+    };
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Discover(args) => Box::pin(discover::run(args)).await,
+            Command::Fetch(args) => fetch::run(args).await,
+            Command::List(args) => list::run(args).await,
+            Command::Send(args) => send::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Accounts(args) => accounts::run(&args),
+            Command::Completions(args) => completions::run(&args),
+            Command::Man(args) => completions::man(&args),
+            Command::Sendmail(_) => Ok(()), // ran above
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("mailctl: {}: {}", failure.label(), failure.message);
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -164,31 +234,15 @@ fn main() -> ExitCode {
         // with `eprintln!`, which panics on a closed pipe.
         .log_internal_errors(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("mailctl: cannot start the runtime: {e}");
-            return ExitCode::from(7);
-        }
-    };
-    let outcome = runtime.block_on(async {
-        match cli.command {
-            Command::Discover(args) => Box::pin(discover::run(args)).await,
-            Command::Fetch(args) => fetch::run(args).await,
-            Command::Send(args) => send::run(args).await,
-            Command::Verify(args) => verify::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
-        }
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("mailctl: {}: {}", failure.label(), failure.message);
-            ExitCode::from(failure.exit_code())
-        }
-    }
+            ExitCode::from(7)
+        })
 }

@@ -14,9 +14,9 @@ use crate::{Failure, Outcome};
 pub(crate) struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// Envelope sender (and From of a composed message).
+    /// Envelope sender (and From of a composed message); default: the account's address.
     #[arg(long, value_name = "ADDR")]
-    from: String,
+    from: Option<String>,
     /// A recipient; repeat for more.
     #[arg(long, value_name = "ADDR", required = true)]
     to: Vec<String>,
@@ -29,7 +29,12 @@ pub(crate) struct Args {
     /// The text of the composed message.
     #[arg(long, value_name = "TEXT", requires = "subject")]
     body: Option<String>,
-    /// Display name for the From header of a composed message.
+    /// Attach a file to the composed message (repeat for more): its content type from its
+    /// extension, its name RFC 2231-encoded when it is not ASCII.
+    #[arg(long, value_name = "FILE", requires = "subject")]
+    attach: Vec<PathBuf>,
+    /// Display name for the From header of a composed message (default: the account's
+    /// display_name); RFC 2047-encoded when it is not ASCII.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 }
@@ -38,19 +43,49 @@ fn address(text: &str) -> Result<Address, Failure> {
     Address::new(text).map_err(|e| Failure::settings(format!("address {text:?}: {e}")))
 }
 
+/// A file to attach: its name, its content type (from the extension) and its bytes.
+async fn attachment(path: &std::path::Path) -> Result<(String, String, Vec<u8>), Failure> {
+    let content = tokio::fs::read(path)
+        .await
+        .map_err(|e| Failure::local(format!("cannot read {}: {e}", path.display())))?;
+    let name = path.file_name().map_or_else(
+        || "attachment".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let content_type = mime_guess::from_path(path)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_owned();
+    Ok((name, content_type, content))
+}
+
 pub(crate) async fn run(args: Args) -> Outcome {
     let resolved = args.server.resolve(Role::Outgoing)?;
     let settings = resolved.settings;
-    let mut envelope = Envelope::new(Some(address(&args.from)?));
+    let account = resolved.account;
+    let from = args
+        .from
+        .clone()
+        .or_else(|| account.as_ref().map(|a| a.address.clone()))
+        .ok_or_else(|| Failure::settings("--from (or an account) is required"))?;
+    let display_name = args
+        .name
+        .clone()
+        .or_else(|| account.and_then(|a| a.display_name));
+    let mut envelope = Envelope::new(Some(address(&from)?));
     for to in &args.to {
         envelope.add_recipient(address(to)?);
     }
     let mut session = smtp_login(&settings, resolved.secret.as_ref()).await?;
     let report = match (&args.subject, &args.body, &args.file) {
         (Some(subject), Some(body), _) => {
-            let mut message = SimpleMessage::new(&args.from, args.to.clone(), subject, body);
-            if let Some(name) = &args.name {
+            let mut message = SimpleMessage::new(&from, args.to.clone(), subject, body);
+            if let Some(name) = &display_name {
                 message = message.with_display_name(name);
+            }
+            for path in &args.attach {
+                let (name, content_type, content) = attachment(path).await?;
+                message = message.with_attachment(name, content_type, content);
             }
             session
                 .send_bytes(envelope, MailOptions::default(), &message.to_bytes())

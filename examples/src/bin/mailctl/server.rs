@@ -34,9 +34,20 @@ pub(crate) enum Role {
 /// Server flags.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ServerArgs {
-    /// Account settings (TOML, as written by mail-account) instead of --host/--port/...
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["host", "port", "tls", "user"])]
-    pub(crate) account: Option<PathBuf>,
+    /// The account: a name in the configuration file, or an account file (a path with a `/`
+    /// or ending in .toml), instead of --host/--port/... Without it and without --host, the
+    /// configuration file's default account.
+    #[arg(
+        short = 'a',
+        long,
+        value_name = "NAME|FILE",
+        conflicts_with_all = ["host", "port", "tls", "user"]
+    )]
+    pub(crate) account: Option<String>,
+    /// The configuration file with the named accounts (default: $MAILCTL_CONFIG, else
+    /// $XDG_CONFIG_HOME/mailctl/accounts.toml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Server host name or IP address.
     #[arg(long, value_name = "HOST")]
     pub(crate) host: Option<String>,
@@ -75,13 +86,8 @@ pub(crate) struct ServerArgs {
 pub(crate) struct Resolved {
     pub(crate) settings: ServerSettings,
     pub(crate) secret: Option<LoginSecret>,
-}
-
-/// Reads an account file.
-pub(crate) fn read_account(path: &PathBuf) -> Result<Account, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::local(format!("cannot read account file {}: {e}", path.display())))?;
-    Account::from_toml(&text).map_err(|e| Failure::settings(format!("{}: {e}", path.display())))
+    /// The account the settings came from (named, default, or an account file).
+    pub(crate) account: Option<Account>,
 }
 
 /// The secret of an account's credential (or of `--password-env`, which wins).
@@ -117,19 +123,27 @@ impl ServerArgs {
     pub(crate) fn resolve(&self, role: Role) -> Result<Resolved, Failure> {
         let login = LoginMethod::parse(&self.auth)
             .ok_or_else(|| Failure::settings(format!("unknown --auth {:?}", self.auth)))?;
-        let (mut settings, secret) = if let Some(path) = &self.account {
-            let account = read_account(path)?;
+        // Server flags without --host are a mistake to report, not a reason to use the
+        // default account silently.
+        let server_flags = self.host.is_some() || self.port.is_some() || self.user.is_some();
+        let account = if server_flags {
+            None
+        } else {
+            crate::accounts::find_account(self.account.as_deref(), self.config.as_deref())?
+        };
+        let (mut settings, secret) = if let Some(account) = &account {
             let settings = match role {
-                Role::Incoming => ServerSettings::incoming(&account)?,
-                Role::Outgoing => ServerSettings::outgoing(&account)?,
+                Role::Incoming => ServerSettings::incoming(account)?,
+                Role::Outgoing => ServerSettings::outgoing(account)?,
             };
-            let secret = account_secret(&account, self.password_env.as_deref())?;
+            let secret = account_secret(account, self.password_env.as_deref())?;
             (settings, secret)
         } else {
-            let host = self
-                .host
-                .clone()
-                .ok_or_else(|| Failure::settings("--host (or --account) is required"))?;
+            let host = self.host.clone().ok_or_else(|| {
+                Failure::settings(
+                    "--host, -a NAME, or a default account in the configuration file is required",
+                )
+            })?;
             // A login name is needed only to log in: `--auth none` (an SMTP relay that
             // trusts the client's network) has none.
             let user = match (&self.user, login) {
@@ -160,7 +174,7 @@ impl ServerArgs {
             settings.login = login;
             (settings, secret)
         };
-        if self.account.is_some() && self.auth != "auto" {
+        if account.is_some() && self.auth != "auto" {
             settings.login = login;
         }
         if let Some(ca) = &self.ca_file {
@@ -185,6 +199,10 @@ impl ServerArgs {
                  or add --allow-plaintext if you accept that anyone on the path can read it",
             ));
         }
-        Ok(Resolved { settings, secret })
+        Ok(Resolved {
+            settings,
+            secret,
+            account,
+        })
     }
 }

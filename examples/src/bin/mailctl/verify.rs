@@ -7,15 +7,20 @@ use mail_account::connect::ServerSettings;
 use mail_account::roundtrip::{RoundtripOptions, send_and_fetch_back};
 use mail_common::transport::TrustRoots;
 
-use crate::server::{account_secret, read_account};
+use crate::server::account_secret;
 use crate::{Failure, Outcome};
 
 /// Flags of `mailctl verify`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The account settings (TOML).
+    /// The account: a name in the configuration file or an account file (default: the
+    /// configuration file's default account).
+    #[arg(short = 'a', long, value_name = "NAME|FILE")]
+    account: Option<String>,
+    /// The configuration file with the named accounts (default: $MAILCTL_CONFIG, else
+    /// $XDG_CONFIG_HOME/mailctl/accounts.toml).
     #[arg(long, value_name = "FILE")]
-    account: PathBuf,
+    config: Option<PathBuf>,
     /// Environment variable holding the password (overrides the account's credential).
     #[arg(long, value_name = "VAR")]
     password_env: Option<String>,
@@ -31,7 +36,12 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
-    let account = read_account(&args.account)?;
+    let account = crate::accounts::find_account(args.account.as_deref(), args.config.as_deref())?
+        .ok_or_else(|| {
+        Failure::settings(
+            "-a NAME|FILE, or a default account in the configuration file, is required",
+        )
+    })?;
     let secret = account_secret(&account, args.password_env.as_deref())?.ok_or_else(|| {
         Failure::settings(
             "no password: give --password-env VAR or a credential in the account file",
