@@ -3,7 +3,7 @@
 //! Maildir.
 //!
 //! [`Delivery`] is implemented by the Maildir [`Store`] (see [`crate::store`] for how it makes
-//! each step durable); the example `examples/src/bin/sqlite_delivery.rs` delivers into SQLite,
+//! each step durable); the example `examples/examples/sqlite_delivery.rs` (feature `sqlite`) delivers into SQLite,
 //! one transaction per batch.
 //!
 //! # The protocol

@@ -194,6 +194,10 @@ pub struct FetchReport {
     pub duplicates_discarded: usize,
     /// Warnings (also reported as [`FetchEvent::Warning`]).
     pub warnings: Vec<String>,
+    /// The run was asked to stop ([`fetch_until`]) and stopped after a complete message:
+    /// what arrived is delivered, nothing was deleted on the server, and the rest waits for
+    /// the next run.
+    pub stopped: bool,
 }
 
 impl FetchReport {
@@ -233,11 +237,41 @@ pub enum FetchError {
 /// See [`FetchError`]. After an error the session is dropped without `QUIT`, so the server
 /// deletes nothing.
 pub async fn fetch<D: Delivery>(
+    session: Session,
+    store: &SharedDelivery<D>,
+    options: &FetchOptions,
+    now: SystemTime,
+    on_event: impl FnMut(&FetchEvent),
+) -> Result<FetchReport, FetchError> {
+    fetch_inner(session, store, options, now, on_event, None).await
+}
+
+/// [`fetch`], stopping cleanly once `stop` holds `true`: after the message being received
+/// (it and the batch before it are committed), without `DELE` and without `QUIT`, so the
+/// server deletes nothing; [`FetchReport::stopped`] tells. The way a service shuts down
+/// between messages rather than in the middle of one.
+///
+/// # Errors
+///
+/// As [`fetch`].
+pub async fn fetch_until<D: Delivery>(
+    session: Session,
+    store: &SharedDelivery<D>,
+    options: &FetchOptions,
+    now: SystemTime,
+    on_event: impl FnMut(&FetchEvent),
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<FetchReport, FetchError> {
+    fetch_inner(session, store, options, now, on_event, Some(stop)).await
+}
+
+async fn fetch_inner<D: Delivery>(
     mut session: Session,
     store: &SharedDelivery<D>,
     options: &FetchOptions,
     now: SystemTime,
     mut on_event: impl FnMut(&FetchEvent),
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<FetchReport, FetchError> {
     if !session.is_logged_in() {
         return Err(FetchError::NotLoggedIn);
@@ -333,7 +367,7 @@ pub async fn fetch<D: Delivery>(
         deferred,
     });
 
-    retrieve_into_store(
+    let stopped = retrieve_into_store(
         &mut session,
         store,
         options,
@@ -342,8 +376,16 @@ pub async fn fetch<D: Delivery>(
         &to_fetch,
         &mut report,
         &mut on_event,
+        stop,
     )
     .await?;
+    if stopped {
+        // Dropped without QUIT (responses may still be in flight): nothing is deleted.
+        drop(session);
+        run_blocking(store, Delivery::sync).await?;
+        report.stopped = true;
+        return Ok(report);
+    }
 
     // Retention: only delivered messages are ever offered for deletion.
     let doomed_keys = deliver::lock(store)?.to_delete(options.retention, now);
@@ -446,14 +488,18 @@ async fn retrieve_into_store<D: Delivery>(
     to_fetch: &[u32],
     report: &mut FetchReport,
     on_event: &mut impl FnMut(&FetchEvent),
-) -> Result<(), FetchError> {
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<bool, FetchError> {
     let mut batch = Batch::new();
     let received = receive(
-        session, store, options, key_of, sizes, to_fetch, &mut batch, report, on_event,
+        session, store, options, key_of, sizes, to_fetch, &mut batch, report, on_event, stop,
     )
     .await;
     match received {
-        Ok(()) => Ok(batch.commit(store, report, on_event).await?),
+        Ok(stopped) => {
+            batch.commit(store, report, on_event).await?;
+            Ok(stopped)
+        }
         // The messages of the batch arrived complete before the session failed: keep them.
         Err(FetchError::Pop3(e)) => {
             if let Err(store_error) = batch.commit(store, report, on_event).await {
@@ -468,7 +514,8 @@ async fn retrieve_into_store<D: Delivery>(
 }
 
 /// Streams the messages into the delivery's staging area, committing `batch` whenever it is
-/// full. What is left in `batch` at the end is the caller's to commit.
+/// full. What is left in `batch` at the end is the caller's to commit. Returns whether it
+/// stopped early because `stop` was set.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
 async fn receive<D: Delivery>(
     session: &mut Session,
@@ -480,7 +527,12 @@ async fn receive<D: Delivery>(
     batch: &mut Batch<D>,
     report: &mut FetchReport,
     on_event: &mut impl FnMut(&FetchEvent),
-) -> Result<(), FetchError> {
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<bool, FetchError> {
+    let stop_asked = || stop.is_some_and(|stop| *stop.borrow());
+    if stop_asked() {
+        return Ok(true);
+    }
     let mut retrieval = session.retrieve(to_fetch.iter().copied());
     while let Some(event) = retrieval.next().await? {
         let msg = match event {
@@ -524,6 +576,9 @@ async fn receive<D: Delivery>(
                     if batch.is_full() {
                         batch.commit(store, report, on_event).await?;
                     }
+                    if stop_asked() {
+                        return Ok(true);
+                    }
                     break;
                 }
                 // The adapter reports a message's Start, Chunks and End in a row; anything
@@ -533,11 +588,11 @@ async fn receive<D: Delivery>(
                     tracing::warn!(?other, "message {msg} ended early");
                     break;
                 }
-                None => return Ok(()),
+                None => return Ok(false),
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// [`Write`] into a delivery's staged message.

@@ -20,6 +20,8 @@
 //! - [`deliver`]: the commit protocol of a delivery target (stage, make durable, acknowledge)
 //!   as a trait, implemented by the Maildir [`store::Store`].
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`deliver::Delivery`]).
+//! - [`poller`]: many accounts checked on their own schedules in one runtime, with limits per
+//!   host, jitter, backoff, `LOGIN-DELAY`/`[IN-USE]` honoured and permanent failures parked.
 //! - [`preview`]: what is on a POP3 server (`LIST`, `UIDL`, `TOP n 0`), with header fields
 //!   decoded (RFC 2047, Japanese legacy charsets, broken real-world encodings).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
@@ -38,6 +40,7 @@ pub mod domain;
 pub mod fetch;
 pub mod headers;
 pub mod http;
+pub mod poller;
 pub mod preview;
 pub mod probe;
 pub mod providers;
