@@ -742,6 +742,13 @@ impl Store {
     /// `T`. Nothing is offered when [`Store::open`] had to create the Maildir while the
     /// journal already knew messages (a journal given with a Maildir it never delivered
     /// into must not delete the whole mailbox), or when the Maildir cannot be read.
+    ///
+    /// A message moved into a trash folder (`.Trash/cur`) is kept on the server until the
+    /// trash is emptied (Windows Live Mail's "remove from server when deleted from Deleted
+    /// Items"). A reader that gives a moved or copied message a new file name (rather than
+    /// renaming it with its base name kept, as Maildir readers do for flags) makes it look
+    /// deleted: its server copy is then deleted while the local copy lives on; no mail is
+    /// lost.
     pub fn to_delete(&self, policy: RetentionPolicy, now: SystemTime) -> Vec<String> {
         if policy == RetentionPolicy::UntilDeletedLocally {
             return self.deleted_locally();
