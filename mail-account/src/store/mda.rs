@@ -309,4 +309,59 @@ mod tests {
             "x ___rm_-rf______id__ %Q %"
         );
     }
+
+    fn staged(mda: &mut Mda, uidl: &str, body: &[u8]) -> MdaStaged {
+        let mut staging = mda
+            .stage(uidl, body.len() as u64, SystemTime::now())
+            .unwrap();
+        Mda::write_chunk(&mut staging, body).unwrap();
+        mda.finish(staging).unwrap()
+    }
+
+    /// Only exit status 0 delivers; the record of each delivered message is durable before
+    /// the next is handed over, so a failure keeps the ones before it known after a reopen.
+    #[test]
+    fn exit_0_delivers_and_is_journaled_a_failure_stops_the_batch() {
+        let dir = std::env::temp_dir().join(format!("mda-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let journal = dir.join("state");
+        // Refuses the message whose first line says "refuse".
+        let command = format!(
+            "t=$(cat); case \"$t\" in refuse*) exit 75;; esac; printf '%s|%F|%T\\n' \"$t\" >> '{}'",
+            out.display()
+        );
+        let mut mda = Mda::open(&command, "mia", &journal).unwrap();
+        let batch = vec![
+            staged(&mut mda, "u1", b"Return-Path: <a@b.example>\n\none"),
+            staged(&mut mda, "u2", b"two"),
+            staged(&mut mda, "u3", b"refuse me"),
+            staged(&mut mda, "u4", b"four"),
+        ];
+        let err = mda.commit(batch).unwrap_err();
+        let StoreError::Target(inner) = &err else {
+            panic!("{err}")
+        };
+        let failed = inner.downcast_ref::<MdaFailed>().expect("an MdaFailed");
+        assert_eq!(failed.uidl, "u3");
+        assert_eq!(failed.status.code(), Some(75));
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "Return-Path: <a@b.example>\n\none|a@b.example|mia\ntwo|MAILER-DAEMON|mia\n"
+        );
+        drop(mda);
+        let mut mda = Mda::open(&command, "mia", &journal).unwrap();
+        assert!(mda.is_known("u1") && mda.is_known("u2"));
+        assert!(!mda.is_known("u3") && !mda.is_known("u4"));
+        let batch = vec![staged(&mut mda, "u4", b"four")];
+        let delivered = mda.commit(batch).unwrap();
+        assert_eq!(delivered[0].uidl, "u4");
+        assert_eq!(
+            mda.to_delete(RetentionPolicy::DeleteAfterDownload, SystemTime::now())
+                .len(),
+            3
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
