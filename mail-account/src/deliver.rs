@@ -38,12 +38,13 @@
 //!
 //! The methods block (disk syncs, database commits). The fetch engine calls the ones that
 //! wait for the disk ([`commit`](Delivery::commit), [`forget_missing`](Delivery::forget_missing),
-//! [`mark_deleted`](Delivery::mark_deleted), [`sync`](Delivery::sync)) and
-//! [`stage`](Delivery::stage) (which creates a file) on tokio's blocking pool, never on an
+//! [`mark_deleted`](Delivery::mark_deleted), [`sync`](Delivery::sync)),
+//! [`stage`](Delivery::stage) (which creates a file) and [`to_delete`](Delivery::to_delete)
+//! (the Maildir's "until deleted here" reads directories) on tokio's blocking pool, never on an
 //! async worker thread, so one account's slow sync does not stall other sessions' network
 //! I/O. It therefore shares the delivery as `Arc<Mutex<D>>`: a fetch that is cancelled while
 //! a commit runs leaves the commit to finish on its thread, and the delivery stays usable.
-//! The cheap calls ([`is_known`](Delivery::is_known), [`to_delete`](Delivery::to_delete),
+//! The cheap calls ([`is_known`](Delivery::is_known),
 //! writing chunks into the staging writer, [`finish`](Delivery::finish)) run in place.
 //!
 //! # One account, one poller (the sharding rule)

@@ -388,7 +388,9 @@ async fn fetch_inner<D: Delivery>(
     }
 
     // Retention: only delivered messages are ever offered for deletion.
-    let doomed_keys = deliver::lock(store)?.to_delete(options.retention, now);
+    // On the blocking pool: "until deleted here" reads the Maildir's directories.
+    let retention = options.retention;
+    let doomed_keys = run_blocking(store, move |d| Ok(d.to_delete(retention, now))).await?;
     let by_key: HashMap<&str, u32> = keys.iter().map(|(n, k)| (k.as_str(), *n)).collect();
     let doomed: Vec<(u32, String)> = doomed_keys
         .into_iter()
