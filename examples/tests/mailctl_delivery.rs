@@ -630,8 +630,8 @@ fn mda_script_records_what_it_got_and_only_exit_0_counts() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Issue 18: the account names its delivery target; `mailctl fetch -a FILE` needs no
-/// `--maildir`; a flag still wins.
+/// Issue 18: the account names its delivery target; `mailctl fetch -a FILE` and
+/// `mailctl fetch -a NAME` (accounts file) need no `--maildir`; a flag still wins.
 #[test]
 fn the_account_names_its_delivery_target() {
     let _mia = lock_mia();
@@ -698,6 +698,37 @@ extra_ca_file = "{ca}"
     let output = fetch_account(&[os("--maildir"), maildir.as_os_str()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(server_ids().len(), 99);
+
+    // A named account in the accounts file, with a Maildir as its delivery: `fetch -a mia`.
+    let named_maildir = dir.join("Named");
+    let account_toml = std::fs::read_to_string(&account)
+        .unwrap()
+        .replace("retention = \"until-deleted-locally\"\n", "")
+        .replace(
+            &format!("[delivery]\nmbox = \"{}\"", mbox.display()),
+            &format!("[delivery]\nmaildir = \"{}\"", named_maildir.display()),
+        );
+    let mut accounts = String::from("default = \"mia\"\n\n[accounts.mia]\n");
+    let mut table = String::from("accounts.mia");
+    for line in account_toml.lines() {
+        // Sub-tables of the account become [accounts.mia.NAME].
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = format!("accounts.mia.{name}");
+            accounts.push_str(&format!("[{table}]\n"));
+        } else {
+            accounts.push_str(line);
+            accounts.push('\n');
+        }
+    }
+    let config = dir.join("accounts.toml");
+    std::fs::write(&config, accounts).unwrap();
+    let output = run(mailctl()
+        .args(["fetch", "-a", "mia", "--config"])
+        .arg(&config)
+        .env("TG_PASSWORD", MIA.password));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fetched_count(&output), 99);
+    assert_eq!(maildir_files(&named_maildir).len(), 99);
     let _ = std::fs::remove_dir_all(dir);
 }
 
