@@ -709,12 +709,12 @@ extra_ca_file = "{ca}"
             &format!("[delivery]\nmaildir = \"{}\"", named_maildir.display()),
         );
     let mut accounts = String::from("default = \"mia\"\n\n[accounts.mia]\n");
-    let mut table = String::from("accounts.mia");
     for line in account_toml.lines() {
         // Sub-tables of the account become [accounts.mia.NAME].
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = format!("accounts.mia.{name}");
-            accounts.push_str(&format!("[{table}]\n"));
+            accounts.push_str("[accounts.mia.");
+            accounts.push_str(name);
+            accounts.push_str("]\n");
         } else {
             accounts.push_str(line);
             accounts.push('\n');
