@@ -259,97 +259,89 @@ fn until_deleted_here_carries_local_deletions_to_the_server() {
 fn until_deleted_here_killed_at_many_points() {
     let _mia = lock_mia();
     let dir = scratch("until-deleted-kill");
-    let maildir = dir.join("Maildir");
-    let flags = [
-        os("--maildir"),
-        maildir.as_os_str(),
-        os("--until-deleted-here"),
-    ];
-    let output = fetch(&flags);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(fetched_count(&output), 100);
-    // Delete every other message here (the odd ones), trash every tenth even one.
-    let mut deleted = BTreeSet::new();
-    for (path, id) in maildir_files(&maildir) {
-        let seq: u32 = id
-            .trim_start_matches("<mia.")
+    let seq = |id: &str| -> u32 {
+        id.trim_start_matches("<mia.")
             .split('@')
             .next()
             .unwrap()
             .parse()
-            .unwrap();
-        if seq % 2 == 1 {
-            std::fs::remove_file(&path).unwrap();
-            deleted.insert(id);
-        } else if seq % 10 == 0 {
-            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            std::fs::rename(&path, maildir.join("cur").join(format!("{name}:2,ST"))).unwrap();
-            deleted.insert(id);
-        }
-    }
-    let kept: BTreeSet<String> = all_ids().difference(&deleted).cloned().collect();
-    // Kill points up to the length of a run with nothing to fetch (login, listing, and
-    // then the DELEs and QUIT of the real runs), so they land all over the deleting runs.
-    let started = Instant::now();
-    assert!(
-        fetch(&[os("--maildir"), maildir.as_os_str(), os("--keep")])
-            .status
-            .success()
-    );
-    let window = u64::try_from(started.elapsed().as_millis())
-        .unwrap_or(1000)
-        .max(10);
+            .unwrap()
+    };
     let mut seed = 0x5EED_1234_u64;
-    let mut kills = 0;
-    let mut runs = 0;
-    while kills < 20 {
-        runs += 1;
-        assert!(runs < 200, "only {kills} kills in {runs} runs");
-        let delay = Duration::from_millis(1 + next(&mut seed) % window);
-        if run_or_kill(&mut fetch_command(&flags), delay).is_none() {
-            kills += 1;
+    let (mut total_runs, mut total_kills, mut rounds) = (0, 0, 0);
+    while total_kills < 20 {
+        rounds += 1;
+        assert!(rounds <= 10, "only {total_kills} kills in {rounds} rounds");
+        mail_testground::reset_mailboxes(&[MIA]);
+        let maildir = dir.join(format!("Maildir-{rounds}"));
+        let flags = [
+            os("--maildir"),
+            maildir.as_os_str(),
+            os("--until-deleted-here"),
+        ];
+        let output = fetch(&flags);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert_eq!(fetched_count(&output), 100);
+        // Delete every other message here (the odd ones), trash every tenth even one.
+        let mut deleted = BTreeSet::new();
+        for (path, id) in maildir_files(&maildir) {
+            if seq(&id) % 2 == 1 {
+                std::fs::remove_file(&path).unwrap();
+                deleted.insert(id);
+            } else if seq(&id) % 10 == 0 {
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                std::fs::rename(&path, maildir.join("cur").join(format!("{name}:2,ST"))).unwrap();
+                deleted.insert(id);
+            }
+        }
+        let kept: BTreeSet<String> = all_ids().difference(&deleted).cloned().collect();
+        // Kill points from a quarter up to n quarters of a run with nothing to do (login,
+        // listing; the deleting runs add DELE and QUIT), n the run's number in the round.
+        let started = Instant::now();
+        let keep = [os("--maildir"), maildir.as_os_str(), os("--keep")];
+        assert!(fetch(&keep).status.success());
+        let window = u64::try_from(started.elapsed().as_millis())
+            .unwrap_or(1000)
+            .max(10);
+        let mut runs = 0u32;
+        loop {
+            runs += 1;
+            assert!(runs < 100, "no completion after {runs} runs");
+            let delay =
+                Duration::from_millis(1 + next(&mut seed) % (window * u64::from(runs) / 4 + 1));
+            match run_or_kill(&mut fetch_command(&flags), delay) {
+                None => total_kills += 1,
+                Some(true) if server_ids() == kept => break,
+                Some(_) => {}
+            }
+        }
+        total_runs += runs;
+        let output = fetch(&flags);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert_eq!(fetched_count(&output), 0, "{}", text(&output.stderr));
+        assert!(!text(&output.stderr).contains("deleted on the server"));
+        assert_eq!(
+            server_ids(),
+            kept,
+            "exactly the kept messages stay on the server"
+        );
+        let ids = maildir_ids(&maildir);
+        for id in &kept {
+            assert_eq!(ids.get(id), Some(&1), "{id} once in the Maildir");
+        }
+        // Of the messages deleted here, only the trashed ones (every tenth) are still in the
+        // Maildir, once each, left to the mail reader; the removed ones never came back.
+        let still_here: Vec<&String> = deleted.iter().filter(|id| ids.contains_key(*id)).collect();
+        assert_eq!(still_here.len(), 10, "{still_here:?}");
+        for id in still_here {
+            assert_eq!(ids[id], 1, "{id}");
+            assert_eq!(seq(id) % 10, 0, "{id} is a trashed one");
         }
     }
-    let output = fetch(&flags);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(fetched_count(&output), 0, "{}", text(&output.stderr));
-    let ids = maildir_ids(&maildir);
     eprintln!(
-        "until-deleted kill test: {runs} runs, {kills} SIGKILLs, {} on the server, {} files here",
-        server_ids().len(),
-        ids.values().sum::<usize>()
+        "until-deleted kill test: {rounds} rounds, {total_runs} runs, {total_kills} SIGKILLs: \
+         each round exactly the kept 50 on the server, nothing fetched again"
     );
-    assert_eq!(
-        server_ids(),
-        kept,
-        "exactly the kept messages stay on the server"
-    );
-    for id in &kept {
-        assert_eq!(ids.get(id), Some(&1), "{id} once in the Maildir");
-    }
-    for id in deleted.iter().filter(|id| ids.contains_key(*id)) {
-        // Only the trashed ones are still here (left to the mail reader), once.
-        assert_eq!(ids[id], 1, "{id}");
-        assert!(
-            id.trim_start_matches("<mia.")
-                .starts_with(|c: char| c.is_ascii_digit())
-        );
-    }
-    let returned = ids
-        .keys()
-        .filter(|id| deleted.contains(*id))
-        .filter(|id| {
-            let seq: u32 = id
-                .trim_start_matches("<mia.")
-                .split('@')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            seq % 2 == 1
-        })
-        .count();
-    assert_eq!(returned, 0, "no message deleted here came back");
     let _ = std::fs::remove_dir_all(dir);
 }
 
