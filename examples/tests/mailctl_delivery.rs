@@ -734,6 +734,7 @@ fn killed_until_done(
     window: Duration,
     seed: &mut u64,
     log: &Path,
+    mut after_run: impl FnMut(u32),
 ) -> (u32, u32) {
     let window = u64::try_from(window.as_millis()).unwrap_or(1000).max(10);
     let mut runs = 0;
@@ -749,6 +750,7 @@ fn killed_until_done(
             Some(true) if server_ids().is_empty() => break,
             Some(_) => {}
         }
+        after_run(kills);
     }
     let output = fetch(args);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -790,6 +792,7 @@ fn mbox_fetch_killed_at_many_points_loses_and_duplicates_nothing() {
             window,
             &mut seed,
             &dir.join("stderr.log"),
+            |_| {},
         );
         total_runs += runs;
         total_kills += kills;
@@ -858,6 +861,15 @@ fn mda_fetch_killed_at_many_points_loses_nothing_repeats_at_most_one_per_kill() 
             window,
             &mut seed,
             &dir.join("stderr.log"),
+            // After every run: the repeats so far never outnumber the kills so far (a kill
+            // repeats at most the one message in flight, on the run after it).
+            |kills| {
+                let repeats: usize = recorded(&got).values().map(|n| n - 1).sum();
+                assert!(
+                    repeats <= kills as usize,
+                    "{repeats} repeats after {kills} kills"
+                );
+            },
         );
         // A killed mailctl's MDA child may still be writing: wait until every recorded
         // file is complete (the script appends its log line last).
