@@ -408,6 +408,7 @@ impl DiscoveryReport {
             },
             credential: self.credential.clone(),
             retention: self.retention.value,
+            delivery: None,
             tls: self.tls.clone(),
         })
     }

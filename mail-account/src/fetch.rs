@@ -1,5 +1,6 @@
-//! The POP3 fetch engine: a logged-in [`pop3_proto::tokio::Session`] into a [`Store`]
-//! (a Maildir plus its journal), crash-safe, with "leave a copy on the server" by UIDL.
+//! The POP3 fetch engine: a logged-in [`pop3_proto::tokio::Session`] into a [`Delivery`]
+//! (the Maildir [`Store`] with its journal, or a service's own target), crash-safe, with
+//! "leave a copy on the server" by UIDL.
 //!
 //! One run:
 //!
@@ -9,7 +10,9 @@
 //!    messages are committed in batches (up to [`BATCH_MESSAGES`] messages or
 //!    [`BATCH_BYTES`] bytes, and whatever is left at the end): made durable, journaled and
 //!    moved to `new/` together, with three `fsync`s per batch rather than per message
-//!    ([`crate::store`] explains the protocol).
+//!    ([`crate::deliver`] gives the protocol, [`crate::store`] the Maildir's steps). Every
+//!    step that waits for the disk runs on tokio's blocking pool, never on the async worker
+//!    threads, so a slow sync stalls only this account.
 //! 3. The retention policy names the delivered messages to delete; they are marked with a
 //!    pipelined `DELE`, and `QUIT` commits. The journal records the deletion only after the
 //!    server confirmed `QUIT`.
@@ -24,6 +27,7 @@
 //!
 //! ```no_run
 //! use std::time::SystemTime;
+//! use mail_account::deliver;
 //! use mail_account::fetch::{FetchOptions, fetch};
 //! use mail_account::store::{RetentionPolicy, Store};
 //! use pop3_proto::tokio::{ConnectOptions, Session};
@@ -31,12 +35,13 @@
 //! use mail_common::sasl::Credentials;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let (mut store, _recovered) = Store::open("Maildir", "Maildir/.pop3-journal")?;
+//! let (store, _recovered) = Store::open("Maildir", "Maildir/.pop3-journal")?;
+//! let store = deliver::shared(store);
 //! let options = ConnectOptions::implicit_tls("pop.example.org");
 //! let mut session = Session::connect(options, Config::default()).await?;
 //! session.login(Credentials::password("alice", "secret")).await?;
 //! let fetch_options = FetchOptions::new(RetentionPolicy::KeepForever);
-//! let report = fetch(session, &mut store, &fetch_options, SystemTime::now(), |event| {
+//! let report = fetch(session, &store, &fetch_options, SystemTime::now(), |event| {
 //!     eprintln!("{event:?}");
 //! })
 //! .await?;
@@ -53,11 +58,14 @@ use pop3_proto::tokio::{Error as Pop3Error, RetrievalEvent, Session};
 use pop3_proto::{Command, Response};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Finished, RetentionPolicy, Store, StoreError};
+use crate::deliver::{self, Delivery, SharedDelivery, run_blocking};
+#[cfg(doc)]
+use crate::store::Store;
+use crate::store::{RetentionPolicy, StoreError};
 
 /// A batch of received messages is committed once it holds this many messages...
 pub const BATCH_MESSAGES: usize = 64;
-/// ... or this many bytes (as written), whichever comes first.
+/// ... or this many bytes (as received), whichever comes first.
 pub const BATCH_BYTES: u64 = 4 << 20;
 
 /// How a fetch runs.
@@ -139,13 +147,14 @@ pub enum FetchEvent {
         /// Octets received in this piece.
         octets: u64,
     },
-    /// A message is durable in the Maildir.
+    /// A message is durable in the Maildir (or the delivery target) and acknowledged.
     Stored {
         /// Its UIDL (or the header-hash key on a server without UIDL).
         uidl: String,
         /// Octets as received.
         octets: u64,
-        /// The message's file in `new/`.
+        /// The message's file in `new/` (for another [`Delivery`], its
+        /// [`location`](deliver::Delivered::location)).
         path: PathBuf,
     },
     /// A message the server listed was refused (for example deleted by another client
@@ -185,6 +194,10 @@ pub struct FetchReport {
     pub duplicates_discarded: usize,
     /// Warnings (also reported as [`FetchEvent::Warning`]).
     pub warnings: Vec<String>,
+    /// The run was asked to stop ([`fetch_until`]) and stopped after a complete message:
+    /// what arrived is delivered, nothing was deleted on the server, and the rest waits for
+    /// the next run.
+    pub stopped: bool,
 }
 
 impl FetchReport {
@@ -223,12 +236,42 @@ pub enum FetchError {
 ///
 /// See [`FetchError`]. After an error the session is dropped without `QUIT`, so the server
 /// deletes nothing.
-pub async fn fetch(
+pub async fn fetch<D: Delivery>(
+    session: Session,
+    store: &SharedDelivery<D>,
+    options: &FetchOptions,
+    now: SystemTime,
+    on_event: impl FnMut(&FetchEvent),
+) -> Result<FetchReport, FetchError> {
+    fetch_inner(session, store, options, now, on_event, None).await
+}
+
+/// [`fetch`], stopping cleanly once `stop` holds `true`: after the message being received
+/// (it and the batch before it are committed), without `DELE` and without `QUIT`, so the
+/// server deletes nothing; [`FetchReport::stopped`] tells. The way a service shuts down
+/// between messages rather than in the middle of one.
+///
+/// # Errors
+///
+/// As [`fetch`].
+pub async fn fetch_until<D: Delivery>(
+    session: Session,
+    store: &SharedDelivery<D>,
+    options: &FetchOptions,
+    now: SystemTime,
+    on_event: impl FnMut(&FetchEvent),
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<FetchReport, FetchError> {
+    fetch_inner(session, store, options, now, on_event, Some(stop)).await
+}
+
+async fn fetch_inner<D: Delivery>(
     mut session: Session,
-    store: &mut Store,
+    store: &SharedDelivery<D>,
     options: &FetchOptions,
     now: SystemTime,
     mut on_event: impl FnMut(&FetchEvent),
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<FetchReport, FetchError> {
     if !session.is_logged_in() {
         return Err(FetchError::NotLoggedIn);
@@ -271,7 +314,8 @@ pub async fn fetch(
     };
     let key_of: HashMap<u32, &str> = keys.iter().map(|(n, k)| (*n, k.as_str())).collect();
     let server_keys: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
-    let forgotten = store.forget_missing(&server_keys)?;
+    let owned_keys: Vec<String> = server_keys.iter().map(|&k| k.to_owned()).collect();
+    let forgotten = run_blocking(store, move |d| d.forget_missing(&owned_keys)).await?;
     if !forgotten.is_empty() {
         tracing::debug!(
             count = forgotten.len(),
@@ -284,8 +328,15 @@ pub async fn fetch(
     let mut planned_bytes = 0u64;
     let mut deferred = 0usize;
     let mut planned = HashSet::new();
+    let known: HashSet<&str> = {
+        let delivery = deliver::lock(store)?;
+        (keys.iter())
+            .map(|(_, key)| key.as_str())
+            .filter(|key| delivery.is_known(key))
+            .collect()
+    };
     for (msg, key) in &keys {
-        if store.is_known(key) {
+        if known.contains(key.as_str()) {
             continue;
         }
         if !planned.insert(key.as_str()) {
@@ -316,7 +367,7 @@ pub async fn fetch(
         deferred,
     });
 
-    retrieve_into_store(
+    let stopped = retrieve_into_store(
         &mut session,
         store,
         options,
@@ -325,11 +376,21 @@ pub async fn fetch(
         &to_fetch,
         &mut report,
         &mut on_event,
+        stop,
     )
     .await?;
+    if stopped {
+        // Dropped without QUIT (responses may still be in flight): nothing is deleted.
+        drop(session);
+        run_blocking(store, Delivery::sync).await?;
+        report.stopped = true;
+        return Ok(report);
+    }
 
     // Retention: only delivered messages are ever offered for deletion.
-    let doomed_keys = store.to_delete(options.retention, now);
+    // On the blocking pool: "until deleted here" reads the Maildir's directories.
+    let retention = options.retention;
+    let doomed_keys = run_blocking(store, move |d| Ok(d.to_delete(retention, now))).await?;
     let by_key: HashMap<&str, u32> = keys.iter().map(|(n, k)| (k.as_str(), *n)).collect();
     let doomed: Vec<(u32, String)> = doomed_keys
         .into_iter()
@@ -361,99 +422,119 @@ pub async fn fetch(
     }
     session.quit().await?;
     if !marked.is_empty() {
-        report.deleted = store.mark_deleted(&marked)?;
+        report.deleted = run_blocking(store, move |d| d.mark_deleted(&marked)).await?;
     }
-    store.sync()?;
+    run_blocking(store, Delivery::sync).await?;
     Ok(report)
 }
 
 /// Received messages waiting for their commit.
-#[derive(Debug, Default)]
-struct Batch {
-    finished: Vec<Finished>,
+struct Batch<D: Delivery> {
+    staged: Vec<D::Staged>,
     /// Octets as received, per message.
     octets: Vec<u64>,
-    /// Bytes written, all messages.
+    /// Octets as received, all messages.
     bytes: u64,
 }
 
-impl Batch {
-    fn is_full(&self) -> bool {
-        self.finished.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
+impl<D: Delivery> Batch<D> {
+    const fn new() -> Self {
+        Self {
+            staged: Vec::new(),
+            octets: Vec::new(),
+            bytes: 0,
+        }
     }
 
-    /// Commits the batch (one data sync, one journal fsync, one `new/` fsync) and reports
-    /// each message as stored.
-    fn commit(
+    fn is_full(&self) -> bool {
+        self.staged.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES
+    }
+
+    /// Commits the batch on the blocking pool (for the Maildir: one data sync, one journal
+    /// fsync, one `new/` fsync) and reports each message as stored.
+    async fn commit(
         &mut self,
-        store: &mut Store,
+        store: &SharedDelivery<D>,
         report: &mut FetchReport,
         on_event: &mut impl FnMut(&FetchEvent),
     ) -> Result<(), StoreError> {
-        if self.finished.is_empty() {
+        if self.staged.is_empty() {
             return Ok(());
         }
-        let finished = std::mem::take(&mut self.finished);
+        let staged = std::mem::take(&mut self.staged);
         let octets = std::mem::take(&mut self.octets);
         self.bytes = 0;
-        let uidls: Vec<String> = finished.iter().map(|f| f.uidl().to_owned()).collect();
-        let paths = store.commit_batch(finished)?;
-        tracing::debug!(count = paths.len(), "batch committed");
-        for ((uidl, octets), path) in uidls.into_iter().zip(octets).zip(paths) {
+        let delivered = run_blocking(store, move |d| d.commit(staged)).await?;
+        tracing::debug!(count = delivered.len(), "batch committed");
+        for (delivered, octets) in delivered.into_iter().zip(octets) {
             report.fetched += 1;
             report.bytes += octets;
-            tracing::debug!(%uidl, octets, "stored");
-            on_event(&FetchEvent::Stored { uidl, octets, path });
+            tracing::debug!(uidl = %delivered.uidl, octets, "stored");
+            on_event(&FetchEvent::Stored {
+                uidl: delivered.uidl,
+                octets,
+                path: delivered.location,
+            });
         }
         Ok(())
     }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
-async fn retrieve_into_store(
+async fn retrieve_into_store<D: Delivery>(
     session: &mut Session,
-    store: &mut Store,
+    store: &SharedDelivery<D>,
     options: &FetchOptions,
     key_of: &HashMap<u32, &str>,
     sizes: &HashMap<u32, u64>,
     to_fetch: &[u32],
     report: &mut FetchReport,
     on_event: &mut impl FnMut(&FetchEvent),
-) -> Result<(), FetchError> {
-    let mut batch = Batch::default();
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<bool, FetchError> {
+    let mut batch = Batch::new();
     let received = receive(
-        session, store, options, key_of, sizes, to_fetch, &mut batch, report, on_event,
+        session, store, options, key_of, sizes, to_fetch, &mut batch, report, on_event, stop,
     )
     .await;
     match received {
-        Ok(()) => Ok(batch.commit(store, report, on_event)?),
+        Ok(stopped) => {
+            batch.commit(store, report, on_event).await?;
+            Ok(stopped)
+        }
         // The messages of the batch arrived complete before the session failed: keep them.
         Err(FetchError::Pop3(e)) => {
-            if let Err(store_error) = batch.commit(store, report, on_event) {
+            if let Err(store_error) = batch.commit(store, report, on_event).await {
                 tracing::warn!(%store_error, "committing the last batch after a POP3 error");
             }
             Err(FetchError::Pop3(e))
         }
-        // A local failure: the uncommitted messages' tmp files are removed (dropped with
-        // `batch`), and they stay on the server.
+        // A local failure: the uncommitted messages are given up (dropped with `batch`),
+        // and they stay on the server.
         Err(other) => Err(other),
     }
 }
 
-/// Streams the messages into `tmp/`, committing `batch` whenever it is full. What is left in
-/// `batch` at the end is the caller's to commit.
+/// Streams the messages into the delivery's staging area, committing `batch` whenever it is
+/// full. What is left in `batch` at the end is the caller's to commit. Returns whether it
+/// stopped early because `stop` was set.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
-async fn receive(
+async fn receive<D: Delivery>(
     session: &mut Session,
-    store: &mut Store,
+    store: &SharedDelivery<D>,
     options: &FetchOptions,
     key_of: &HashMap<u32, &str>,
     sizes: &HashMap<u32, u64>,
     to_fetch: &[u32],
-    batch: &mut Batch,
+    batch: &mut Batch<D>,
     report: &mut FetchReport,
     on_event: &mut impl FnMut(&FetchEvent),
-) -> Result<(), FetchError> {
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<bool, FetchError> {
+    let stop_asked = || stop.is_some_and(|stop| *stop.borrow());
+    if stop_asked() {
+        return Ok(true);
+    }
     let mut retrieval = session.retrieve(to_fetch.iter().copied());
     while let Some(event) = retrieval.next().await? {
         let msg = match event {
@@ -468,45 +549,66 @@ async fn receive(
                 continue;
             }
         };
-        let key = key_of.get(&msg).copied().unwrap_or_default();
+        let key = key_of.get(&msg).copied().unwrap_or_default().to_owned();
         let size = sizes.get(&msg).copied().unwrap_or(0);
         // A store error ends the fetch: the session is dropped without QUIT, nothing deleted.
-        let mut incoming = store.begin(key, size)?;
+        // Staging creates a file: on the blocking pool, like every metadata change.
+        let mut staging =
+            run_blocking(store, move |d| d.stage(&key, size, SystemTime::now())).await?;
         let mut converter = LineEndingWriter::new(options.line_endings);
         loop {
             match retrieval.next().await? {
                 Some(RetrievalEvent::Chunk { data, .. }) => {
                     converter
-                        .write(&mut incoming, &data)
+                        .write(&mut ChunkWriter::<D>(&mut staging), &data)
                         .map_err(FetchError::Write)?;
                     on_event(&FetchEvent::Received {
                         octets: data.len() as u64,
                     });
                 }
                 Some(RetrievalEvent::End { octets, .. }) => {
-                    converter.finish(&mut incoming).map_err(FetchError::Write)?;
-                    let finished = incoming.finish()?;
-                    tracing::trace!(msg, uidl = finished.uidl(), octets, "received");
-                    batch.bytes += finished.bytes();
-                    batch.finished.push(finished);
+                    converter
+                        .finish(&mut ChunkWriter::<D>(&mut staging))
+                        .map_err(FetchError::Write)?;
+                    let staged = deliver::lock(store)?.finish(staging)?;
+                    tracing::trace!(msg, octets, "received");
+                    batch.bytes += octets;
+                    batch.staged.push(staged);
                     batch.octets.push(octets);
                     if batch.is_full() {
-                        batch.commit(store, report, on_event)?;
+                        batch.commit(store, report, on_event).await?;
+                    }
+                    if stop_asked() {
+                        return Ok(true);
                     }
                     break;
                 }
                 // The adapter reports a message's Start, Chunks and End in a row; anything
-                // else (or the end) here means the message did not complete: the tmp file is
-                // removed when `incoming` drops, and the message stays on the server.
+                // else (or the end) here means the message did not complete: the staged
+                // message is given up when `staging` drops, and it stays on the server.
                 Some(other) => {
                     tracing::warn!(?other, "message {msg} ended early");
                     break;
                 }
-                None => return Ok(()),
+                None => return Ok(false),
             }
         }
     }
-    Ok(())
+    Ok(false)
+}
+
+/// [`Write`] into a delivery's staged message.
+struct ChunkWriter<'a, D: Delivery>(&'a mut D::Staging);
+
+impl<D: Delivery> Write for ChunkWriter<'_, D> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        D::write_chunk(self.0, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Keys for a server without UIDL: `TOP n 0` (the header) hashed, with the size. Received

@@ -17,7 +17,11 @@
 //! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.
 //! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
 //!   failures sorted into kinds a person can act on.
-//! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`store::Store`]).
+//! - [`deliver`]: the commit protocol of a delivery target (stage, make durable, acknowledge)
+//!   as a trait, implemented by the Maildir [`store::Store`].
+//! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`deliver::Delivery`]).
+//! - [`poller`]: many accounts checked on their own schedules in one runtime, with limits per
+//!   host, jitter, backoff, `LOGIN-DELAY`/`[IN-USE]` honoured and permanent failures parked.
 //! - [`preview`]: what is on a POP3 server (`LIST`, `UIDL`, `TOP n 0`), with header fields
 //!   decoded (RFC 2047, Japanese legacy charsets, broken real-world encodings).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
@@ -29,6 +33,7 @@
 pub mod autoconfig;
 pub mod compose;
 pub mod connect;
+pub mod deliver;
 pub mod discover;
 pub mod dns;
 pub mod domain;
@@ -36,6 +41,7 @@ pub mod fetch;
 pub mod headers;
 pub mod http;
 pub mod oauth;
+pub mod poller;
 pub mod preview;
 pub mod probe;
 pub mod providers;

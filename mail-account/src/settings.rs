@@ -368,6 +368,29 @@ pub enum Retention {
     DeleteAfterDownload,
     /// Delete messages from the server this many days after download.
     DeleteAfterDays(u32),
+    /// Leave each message on the server until it is deleted (or flagged trashed) in the
+    /// local Maildir ("until I delete them").
+    UntilDeletedLocally,
+}
+
+/// Where fetched mail goes (`mailctl fetch` without `--maildir`, `--mbox` or `--mda`). In
+/// TOML a table with one key:
+///
+/// ```toml
+/// [delivery]
+/// maildir = "~/Maildir"          # or: mbox = "~/mail/inbox", or: mda = "procmail -d %T"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum DeliveryTarget {
+    /// A Maildir (created if missing). A leading `~/` is the home directory.
+    Maildir(PathBuf),
+    /// An mbox file (mboxrd; created if missing). A leading `~/` is the home directory.
+    Mbox(PathBuf),
+    /// An MDA command run under `sh -c` for each message (`%F` the envelope sender, `%T` the
+    /// login); see [`crate::store::mda`].
+    Mda(String),
 }
 
 /// TLS options of an account.
@@ -408,6 +431,9 @@ pub struct Account {
     /// POP3 retention.
     #[serde(default)]
     pub retention: Retention,
+    /// Where fetched mail is delivered, when the command line does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryTarget>,
     /// TLS options.
     #[serde(default)]
     pub tls: TlsOptions,

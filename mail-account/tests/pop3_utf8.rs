@@ -74,10 +74,11 @@ async fn courier_serves_the_original_messages_after_utf8() {
         .unwrap();
     assert!(session.client().is_utf8());
     let dir = scratch("courier");
-    let (mut store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let store = mail_account::deliver::shared(store);
     let report = fetch(
         session,
-        &mut store,
+        &store,
         &FetchOptions::new(RetentionPolicy::KeepForever),
         SystemTime::now(),
         |_| {},
@@ -123,10 +124,11 @@ async fn fetch_from(server: &HostileServer, pki: &Pki, tag: &str) -> Vec<Vec<u8>
         .await
         .unwrap_or_else(|e| panic!("login: {e}"));
     let dir = scratch(tag);
-    let (mut store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let store = mail_account::deliver::shared(store);
     let report = fetch(
         session,
-        &mut store,
+        &store,
         &FetchOptions::new(RetentionPolicy::KeepForever),
         SystemTime::now(),
         |_| {},

@@ -114,3 +114,44 @@ fn inconsistent_values_are_refused() {
         .to_string();
     assert!(err.contains("address"), "{err}");
 }
+
+/// Issue 18: the account names where fetched mail goes, and the "until deleted here"
+/// retention; both round-trip, and a target with two kinds or an unknown one is refused.
+#[test]
+fn delivery_target_and_until_deleted_retention() {
+    use mail_account::settings::DeliveryTarget;
+    let with = |extra: &str| format!("{FULL}\n{extra}");
+    for (toml, want) in [
+        (
+            "[delivery]\nmaildir = \"~/Maildir\"\n",
+            DeliveryTarget::Maildir("~/Maildir".into()),
+        ),
+        (
+            "[delivery]\nmbox = \"/var/mail/taro\"\n",
+            DeliveryTarget::Mbox("/var/mail/taro".into()),
+        ),
+        (
+            "[delivery]\nmda = \"procmail -d %T\"\n",
+            DeliveryTarget::Mda("procmail -d %T".into()),
+        ),
+    ] {
+        let a = Account::from_toml(&with(toml)).unwrap();
+        assert_eq!(a.delivery.as_ref(), Some(&want));
+        assert_eq!(Account::from_toml(&a.to_toml().unwrap()).unwrap(), a);
+    }
+    assert_eq!(Account::from_toml(FULL).unwrap().delivery, None);
+    for bad in [
+        "[delivery]\nmaildir = \"a\"\nmbox = \"b\"\n",
+        "[delivery]\nimap = \"x\"\n",
+    ] {
+        assert!(Account::from_toml(&with(bad)).is_err(), "{bad}");
+    }
+    let text = FULL.replace(
+        "retention = { delete-after-days = 14 }",
+        "retention = \"until-deleted-locally\"",
+    );
+    assert_eq!(
+        Account::from_toml(&text).unwrap().retention,
+        Retention::UntilDeletedLocally
+    );
+}

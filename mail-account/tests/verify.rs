@@ -151,6 +151,7 @@ fn ivan_account() -> Account {
         },
         credential: None,
         retention: Retention::KeepOnServer,
+        delivery: None,
         tls: TlsOptions {
             extra_ca_file: Some(mail_testground::ca_file()),
         },

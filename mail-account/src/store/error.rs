@@ -45,6 +45,14 @@ pub enum StoreError {
     /// store (which reconciles) to go on.
     #[error("the store is unusable after an earlier failed journal write; reopen it")]
     Poisoned,
+    /// A [`Delivery`](crate::deliver::Delivery) other than the Maildir failed (its database
+    /// or queue refused a write, a connection was lost, ...).
+    #[error("delivery target: {0}")]
+    Target(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The async runtime shut down before the store's blocking work could run; nothing of
+    /// that step happened.
+    #[error("the runtime shut down before the store's work ran")]
+    RuntimeShutDown,
     /// Test builds only: a crash injected by the unit tests.
     #[cfg(test)]
     #[error("simulated crash")]

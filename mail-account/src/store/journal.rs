@@ -105,12 +105,26 @@ fn lock(path: &Path) -> Result<File> {
     if !existed {
         make_private(&file, &lock_path)?;
     }
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(e) => Err(io_err("lock", &lock_path)(e.into())),
+    // A lock just released can still be held for an instant by a child process another
+    // thread is spawning (between its fork and its exec it shares every open file of this
+    // process, the lock file's too): wait that out briefly before reporting another fetch.
+    let started = std::time::Instant::now();
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(e)
+                if e == rustix::io::Errno::WOULDBLOCK
+                    && started.elapsed() < std::time::Duration::from_millis(250) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(StoreError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_err("lock", &lock_path)(e.into())),
+        }
     }
 }
 

@@ -98,6 +98,9 @@ pub(super) struct Maildir {
     tag: String,
     /// The sanitised host name (last part of the unique name).
     host: String,
+    /// The Maildir (or one of `tmp/`, `new/`, `cur/`) did not exist and was created by
+    /// [`Maildir::open`].
+    created: bool,
 }
 
 impl Maildir {
@@ -139,7 +142,13 @@ impl Maildir {
             cur,
             tag,
             host: hostname(),
+            created,
         })
+    }
+
+    /// Whether [`Maildir::open`] created the Maildir (or part of its layout).
+    pub(super) fn was_created(&self) -> bool {
+        self.created
     }
 
     /// The Maildir's root.
@@ -212,6 +221,64 @@ impl Maildir {
             }
         }
         Ok(names)
+    }
+}
+
+/// What the Maildir holds of one delivered message (by its base name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LocalCopy {
+    /// At least one copy without the trashed flag.
+    Kept,
+    /// Every copy carries the trashed flag `T` (`:2,` followed by flags holding `T`).
+    Trashed,
+}
+
+impl Maildir {
+    /// Every message file of the Maildir and of its Maildir++ subfolders (`.Name/new`,
+    /// `.Name/cur`: a message the person moved into another folder is still kept), by base
+    /// name (before `:`), with whether every copy is trashed.
+    pub(super) fn local_copies(&self) -> Result<std::collections::HashMap<String, LocalCopy>> {
+        let mut dirs = vec![self.new.clone(), self.cur.clone()];
+        for entry in fs::read_dir(&self.root).map_err(io_err("read directory", &self.root))? {
+            let entry = entry.map_err(io_err("read directory", &self.root))?;
+            let name = entry.file_name();
+            let is_folder = name
+                .to_str()
+                .is_some_and(|n| n.starts_with('.') && n.len() > 1)
+                && name != ".."
+                && entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_folder {
+                let folder = entry.path();
+                for sub in ["new", "cur"] {
+                    if folder.join(sub).is_dir() {
+                        dirs.push(folder.join(sub));
+                    }
+                }
+            }
+        }
+        let mut copies = std::collections::HashMap::new();
+        for dir in dirs {
+            for name in list(&dir)? {
+                let (base, info) = name.split_once(':').unwrap_or((name.as_str(), ""));
+                let trashed = info
+                    .strip_prefix("2,")
+                    .is_some_and(|flags| flags.contains('T'));
+                let copy = if trashed {
+                    LocalCopy::Trashed
+                } else {
+                    LocalCopy::Kept
+                };
+                copies
+                    .entry(base.to_owned())
+                    .and_modify(|c| {
+                        if copy == LocalCopy::Kept {
+                            *c = LocalCopy::Kept;
+                        }
+                    })
+                    .or_insert(copy);
+            }
+        }
+        Ok(copies)
     }
 }
 

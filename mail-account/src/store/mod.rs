@@ -1,6 +1,12 @@
 //! Crash-safe local storage for a POP3 fetch: Maildir delivery, a state journal, reconciliation
 //! after a crash, and retention.
 //!
+//! Besides the Maildir [`Store`], two more targets implement the same
+//! [`Delivery`](crate::deliver::Delivery) protocol with the same journal format: an mbox file
+//! ([`Mbox`], module [`mbox`]: journal first, then the append, a torn append cut off on open)
+//! and an MDA command ([`Mda`], module [`mda`]: recorded on exit status 0; a crash can hand the
+//! message in flight over twice, never lose it).
+//!
 //! The fetch engine drives a [`Store`]; it never touches the Maildir or the journal itself.
 //! One [`Store`] serves one mailbox (one journal), but several accounts may deliver into the
 //! same Maildir, and other programs (an MDA, the mail reader) may use it at the same time.
@@ -135,8 +141,10 @@
 //!   the message is fetched again: a deleted message comes back, none is lost.
 //! - A POP3 server that reuses a UIDL for a different message while the journal still knows
 //!   the old one hides the new message; RFC 1939 forbids that reuse.
-//! - The store does blocking file I/O (and `fsync`s, a few milliseconds each on a disk): an
-//!   async engine should call it from a blocking-friendly context.
+//! - The store does blocking file I/O (and `fsync`s, a few milliseconds each on a disk, or
+//!   seconds while another program flushes a lot): the fetch engine calls its slow steps
+//!   through [`Delivery`](crate::deliver::Delivery) on tokio's blocking pool
+//!   ([`crate::deliver`] explains which).
 //! - `syncfs` flushes every dirty file of the file system, not only ours: while another
 //!   program writes a lot to the same file system, a batch commit waits for that too (it
 //!   stays correct). On Linux before 5.8 `syncfs` did not report write-back errors; there an
@@ -144,6 +152,10 @@
 //!   size and CRC-32 against its `S` record, but reads it through the page cache).
 //!
 //! [`Store`]: crate::store::Store
+//! [`Mbox`]: crate::store::Mbox
+//! [`mbox`]: crate::store::mbox
+//! [`Mda`]: crate::store::Mda
+//! [`mda`]: crate::store::mda
 //! [`Store::open_mailbox`]: crate::store::Store::open_mailbox
 //! [`MailboxIdentity`]: crate::store::MailboxIdentity
 //! [`PRIVATE_DIR_MODE`]: crate::store::PRIVATE_DIR_MODE
@@ -164,7 +176,12 @@
 mod crc;
 mod error;
 mod journal;
+mod ledger;
 mod maildir;
+#[cfg(unix)]
+pub mod mbox;
+#[cfg(unix)]
+pub mod mda;
 mod retention;
 mod state;
 #[cfg(test)]
@@ -178,6 +195,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::{Result, StoreError};
 pub use maildir::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+#[cfg(unix)]
+pub use mbox::{Mbox, MboxReport};
+#[cfg(unix)]
+pub use mda::Mda;
 pub use retention::{RetentionPolicy, due_for_deletion};
 pub use state::{MailboxIdentity, STATE_FILE_PREFIX, StateReport};
 
@@ -358,6 +379,9 @@ pub struct Store {
     /// system since the store was opened is reported by the next `syncfs` on it.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     sync_handle: File,
+    /// The Maildir was created by [`Store::open`] although the journal already knew
+    /// messages: they were delivered somewhere else, so their absence here says nothing.
+    maildir_foreign: bool,
     #[cfg(test)]
     crash_at: Option<CrashPoint>,
 }
@@ -376,12 +400,14 @@ impl Store {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let sync_handle =
             File::open(maildir.tmp_dir()).map_err(io_err("open directory", maildir.tmp_dir()))?;
+        let maildir_foreign = maildir.was_created() && !loaded.entries.is_empty();
         let mut store = Self {
             maildir,
             journal: loaded.journal,
             entries: loaded.entries,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             sync_handle,
+            maildir_foreign,
             #[cfg(test)]
             crash_at: None,
         };
@@ -537,6 +563,23 @@ impl Store {
         server_size: u64,
         first_seen: SystemTime,
     ) -> Result<Incoming<'_>> {
+        let staging = self.stage(uidl, server_size, first_seen)?;
+        Ok(Incoming {
+            store: self,
+            staging,
+        })
+    }
+
+    /// Starts storing the message `uidl`, like [`begin_at`](Self::begin_at), but returns a
+    /// writer that does not borrow the store, so that an async engine can hold it across
+    /// `.await`s while other work uses the store. [`Staging::finish`] it and pass the result
+    /// to [`commit_batch`](Self::commit_batch).
+    pub fn stage(
+        &mut self,
+        uidl: &str,
+        server_size: u64,
+        first_seen: SystemTime,
+    ) -> Result<Staging> {
         if uidl.is_empty() || uidl.len() > MAX_UIDL_LEN {
             return Err(StoreError::InvalidUidl(uidl.to_owned()));
         }
@@ -559,8 +602,7 @@ impl Store {
                 Err(e) => return Err(io_err("create", &path)(e)),
             }
         };
-        Ok(Incoming {
-            store: self,
+        Ok(Staging {
             uidl: uidl.to_owned(),
             server_size,
             first_seen: first_seen
@@ -692,10 +734,56 @@ impl Store {
     /// The UIDLs that `policy` says to delete on the server at `now` (passed in: no clock is
     /// read here). Only delivered messages are offered. Send `DELE` for those the server
     /// still lists, then `QUIT`, then call [`mark_deleted`](Self::mark_deleted).
+    ///
+    /// [`RetentionPolicy::UntilDeletedLocally`] looks at the Maildir: a delivered message is
+    /// offered when no file of its name (the journal knows which file each UIDL became) is
+    /// left in `new/` or `cur/`, nor in a Maildir++ subfolder (`.Archive/cur`: moving a
+    /// message into another folder keeps it), or when every copy carries the trashed flag
+    /// `T`. Nothing is offered when [`Store::open`] had to create the Maildir while the
+    /// journal already knew messages (a journal given with a Maildir it never delivered
+    /// into must not delete the whole mailbox), or when the Maildir cannot be read.
+    ///
+    /// A message moved into a trash folder (`.Trash/cur`) is kept on the server until the
+    /// trash is emptied (Windows Live Mail's "remove from server when deleted from Deleted
+    /// Items"). A reader that gives a moved or copied message a new file name (rather than
+    /// renaming it with its base name kept, as Maildir readers do for flags) makes it look
+    /// deleted: its server copy is then deleted while the local copy lives on; no mail is
+    /// lost.
     pub fn to_delete(&self, policy: RetentionPolicy, now: SystemTime) -> Vec<String> {
+        if policy == RetentionPolicy::UntilDeletedLocally {
+            return self.deleted_locally();
+        }
         due_for_deletion(self.entries.values(), policy, now)
             .into_iter()
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The delivered messages whose local copy is gone or trashed (see
+    /// [`to_delete`](Self::to_delete)).
+    fn deleted_locally(&self) -> Vec<String> {
+        if self.maildir_foreign {
+            tracing::warn!(
+                maildir = %self.maildir.root().display(),
+                "the Maildir was created now but the journal knew messages: none of them \
+                 counts as deleted here"
+            );
+            return Vec::new();
+        }
+        let copies = match self.maildir.local_copies() {
+            Ok(copies) => copies,
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell which messages were deleted here");
+                return Vec::new();
+            }
+        };
+        self.entries
+            .values()
+            .filter(|e| {
+                e.state == EntryState::Delivered
+                    && copies.get(&e.name) != Some(&maildir::LocalCopy::Kept)
+            })
+            .map(|e| e.uidl.clone())
             .collect()
     }
 
@@ -782,6 +870,73 @@ impl Drop for Store {
 #[derive(Debug)]
 pub struct Incoming<'s> {
     store: &'s mut Store,
+    staging: Staging,
+}
+
+impl Incoming<'_> {
+    /// The UIDL being stored.
+    pub fn uidl(&self) -> &str {
+        self.staging.uidl()
+    }
+
+    /// The Maildir file name it will have.
+    pub fn name(&self) -> &str {
+        self.staging.name()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.staging.bytes_written()
+    }
+
+    /// Makes the message durable, records it in the journal and moves it into `new/`: a
+    /// [`finish`](Self::finish) and a [`Store::commit_batch`] of this one message. Returns its
+    /// path in `new/`.
+    ///
+    /// On an error the message may or may not be stored: [`Store::is_known`] tells; a
+    /// message left half-way is settled by the next [`Store::open`].
+    pub fn commit(self) -> Result<PathBuf> {
+        let finished = self.staging.finish()?;
+        let mut paths = self.store.commit_batch(vec![finished])?;
+        Ok(paths.pop().expect("one path per message"))
+    }
+
+    /// Completes the message in `tmp/` (its size and CRC-32 recorded) without making it
+    /// durable or journaling it, and releases the store, so that the next message can be
+    /// begun. Pass the result to [`Store::commit_batch`] with others: one `fsync` each of the
+    /// data, the journal and `new/` for the whole batch instead of three per message.
+    ///
+    /// Until it is committed the message is not stored: [`Store::is_known`] does not know it,
+    /// and after a crash its file is removed and the message is fetched again.
+    pub fn finish(self) -> Result<Finished> {
+        self.staging.finish()
+    }
+
+    /// Gives up on this message and removes its tmp file (the same as dropping it).
+    pub fn abort(self) {}
+
+    /// Unit tests only: stops here as if the process were killed (the tmp file stays).
+    #[cfg(test)]
+    pub(crate) fn crash(mut self) {
+        self.staging.remove_on_drop = false;
+    }
+}
+
+impl Write for Incoming<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.staging.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.staging.flush()
+    }
+}
+
+/// A message being written into `tmp/` that does not borrow its [`Store`] ([`Store::stage`]):
+/// what an async engine holds across `.await`s. Write its bytes with [`std::io::Write`], then
+/// [`finish`](Self::finish) it. Dropped before that, it removes its tmp file.
+#[derive(Debug)]
+pub struct Staging {
     uidl: String,
     server_size: u64,
     first_seen: u64,
@@ -793,7 +948,7 @@ pub struct Incoming<'s> {
     remove_on_drop: bool,
 }
 
-impl Incoming<'_> {
+impl Staging {
     /// The UIDL being stored.
     pub fn uidl(&self) -> &str {
         &self.uidl
@@ -809,32 +964,10 @@ impl Incoming<'_> {
         self.bytes
     }
 
-    /// Makes the message durable, records it in the journal and moves it into `new/`: a
-    /// [`finish`](Self::finish) and a [`Store::commit_batch`] of this one message. Returns its
-    /// path in `new/`.
-    ///
-    /// On an error the message may or may not be stored: [`Store::is_known`] tells; a
-    /// message left half-way is settled by the next [`Store::open`].
-    pub fn commit(mut self) -> Result<PathBuf> {
-        let finished = self.finish_inner()?;
-        let mut paths = self.store.commit_batch(vec![finished])?;
-        Ok(paths.pop().expect("one path per message"))
-    }
-
-    /// Completes the message in `tmp/` (its size and CRC-32 recorded) without making it
-    /// durable or journaling it, and releases the store, so that the next message can be
-    /// begun. Pass the result to [`Store::commit_batch`] with others: one `fsync` each of the
-    /// data, the journal and `new/` for the whole batch instead of three per message.
-    ///
-    /// Until it is committed the message is not stored: [`Store::is_known`] does not know it,
-    /// and after a crash its file is removed and the message is fetched again.
+    /// Flushes and closes the file (no sync): the message is complete in `tmp/`, waiting for
+    /// [`Store::commit_batch`]. From here on the [`Finished`] owns the file.
     pub fn finish(mut self) -> Result<Finished> {
-        self.finish_inner()
-    }
-
-    /// Flushes and closes the file; from here on the [`Finished`] owns it.
-    fn finish_inner(&mut self) -> Result<Finished> {
-        let writer = self.file.take().expect("the file is there until commit");
+        let writer = self.file.take().expect("the file is there until finish");
         let file = writer
             .into_inner()
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
@@ -842,32 +975,23 @@ impl Incoming<'_> {
         self.remove_on_drop = false;
         Ok(Finished {
             entry: Entry {
-                uidl: self.uidl.clone(),
-                name: self.name.clone(),
+                uidl: std::mem::take(&mut self.uidl),
+                name: std::mem::take(&mut self.name),
                 state: EntryState::Stored,
                 bytes: self.bytes,
                 crc32: self.crc.finish(),
                 server_size: self.server_size,
                 first_seen: self.first_seen,
             },
-            path: self.path.clone(),
+            path: std::mem::take(&mut self.path),
             remove_on_drop: true,
         })
     }
-
-    /// Gives up on this message and removes its tmp file (the same as dropping it).
-    pub fn abort(self) {}
-
-    /// Unit tests only: stops here as if the process were killed (the tmp file stays).
-    #[cfg(test)]
-    pub(crate) fn crash(mut self) {
-        self.remove_on_drop = false;
-    }
 }
 
-impl Write for Incoming<'_> {
+impl Write for Staging {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().expect("the file is there until commit");
+        let file = self.file.as_mut().expect("the file is there until finish");
         let n = file.write(buf)?;
         self.crc.update(&buf[..n]);
         self.bytes += n as u64;
@@ -877,12 +1001,12 @@ impl Write for Incoming<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.file
             .as_mut()
-            .expect("the file is there until commit")
+            .expect("the file is there until finish")
             .flush()
     }
 }
 
-impl Drop for Incoming<'_> {
+impl Drop for Staging {
     fn drop(&mut self) {
         if self.remove_on_drop {
             drop(self.file.take());

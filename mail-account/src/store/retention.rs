@@ -15,14 +15,22 @@ pub enum RetentionPolicy {
     /// Delete a delivered message once this many days have passed since it was first seen
     /// (downloaded); `DeleteAfterDays(0)` is [`DeleteAfterDownload`](Self::DeleteAfterDownload).
     DeleteAfterDays(u32),
+    /// "Leave on the server until I delete it here" (Thunderbird's "until I delete them",
+    /// Windows Live Mail's "remove from server when deleted from Deleted Items"): a delivered
+    /// message is deleted on the server once its local copy is gone from the Maildir, or
+    /// every copy carries the Maildir trashed flag (`T`). Only a Maildir store can tell; see
+    /// [`Store::to_delete`](super::Store::to_delete).
+    UntilDeletedLocally,
 }
 
 impl RetentionPolicy {
     /// Whether a delivered message first seen at `first_seen` is due for deletion at `now`.
     /// A `first_seen` in the future (the clock went back) counts as age zero.
+    /// [`UntilDeletedLocally`](Self::UntilDeletedLocally) is never due by age: it depends on
+    /// the local copy, which only the store sees.
     pub fn is_due(self, first_seen: SystemTime, now: SystemTime) -> bool {
         match self {
-            Self::KeepForever => false,
+            Self::KeepForever | Self::UntilDeletedLocally => false,
             Self::DeleteAfterDownload => true,
             Self::DeleteAfterDays(days) => {
                 let age = now.duration_since(first_seen).unwrap_or(Duration::ZERO);
@@ -75,6 +83,7 @@ mod tests {
         ];
         let now = UNIX_EPOCH + Duration::from_secs(20 * day);
         assert!(due_for_deletion(&entries, RetentionPolicy::KeepForever, now).is_empty());
+        assert!(due_for_deletion(&entries, RetentionPolicy::UntilDeletedLocally, now).is_empty());
         assert_eq!(
             due_for_deletion(&entries, RetentionPolicy::DeleteAfterDownload, now),
             ["old", "new"]

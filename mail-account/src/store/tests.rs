@@ -830,3 +830,68 @@ fn reconcile_report_reads_as_one_line_with_counts() {
     );
     assert_eq!(ReconcileReport::default().to_string(), "nothing to repair");
 }
+
+/// Issue 18, "until I delete it here": a message whose file is gone, or whose every copy is
+/// flagged trashed, is offered; one moved into `cur/` (read, flagged), or into a Maildir++
+/// subfolder, is kept.
+#[test]
+fn until_deleted_locally_follows_the_maildir() {
+    let dir = TestDir::new("until-deleted");
+    let (mut store, _) = dir.open();
+    let mut files = BTreeMap::new();
+    for i in 0..6 {
+        let uidl = format!("u{i}");
+        let mut incoming = store.begin(&uidl, 20).unwrap();
+        incoming.write_all(&message(&uidl, 20)).unwrap();
+        files.insert(uidl, incoming.commit().unwrap());
+    }
+    let now = SystemTime::now();
+    let policy = RetentionPolicy::UntilDeletedLocally;
+    assert!(store.to_delete(policy, now).is_empty());
+    let md = dir.maildir();
+    let name = |uidl: &str| {
+        files[uidl]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // u0: deleted; u1: read and trashed in cur/; u2: read (seen) in cur/; u3: moved to a
+    // subfolder; u4: trashed in cur/ but kept in a subfolder; u5 untouched.
+    fs::remove_file(&files["u0"]).unwrap();
+    fs::rename(
+        &files["u1"],
+        md.join("cur").join(format!("{}:2,ST", name("u1"))),
+    )
+    .unwrap();
+    fs::rename(
+        &files["u2"],
+        md.join("cur").join(format!("{}:2,S", name("u2"))),
+    )
+    .unwrap();
+    fs::create_dir_all(md.join(".Archive/cur")).unwrap();
+    fs::rename(
+        &files["u3"],
+        md.join(".Archive/cur").join(format!("{}:2,S", name("u3"))),
+    )
+    .unwrap();
+    fs::copy(&files["u4"], md.join(".Archive/cur").join(name("u4"))).unwrap();
+    fs::rename(
+        &files["u4"],
+        md.join("cur").join(format!("{}:2,T", name("u4"))),
+    )
+    .unwrap();
+    let mut doomed = store.to_delete(policy, now);
+    doomed.sort();
+    assert_eq!(doomed, ["u0", "u1"]);
+    // Once the server deleted them they are not offered again.
+    assert_eq!(store.mark_deleted(&doomed).unwrap(), 2);
+    assert!(store.to_delete(policy, now).is_empty());
+    drop(store);
+    // A journal opened with a Maildir it never delivered into (created now) deletes nothing.
+    let (other, report) = Store::open(dir.0.join("Elsewhere"), dir.journal()).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(other.entries().len(), 6);
+    assert!(other.to_delete(policy, now).is_empty());
+}

@@ -16,6 +16,8 @@
 //! # host, port, security, username, auth as in an account file
 //! [accounts.work.credential]
 //! command = ["pass", "mail/work"]
+//! [accounts.work.delivery]           # where `mailctl fetch -a work` delivers
+//! maildir = "~/Mail/work"            # or: mbox = "~/mail/work", or: mda = "procmail -d %T"
 //! ```
 //!
 //! A file that holds a password itself must be readable by its owner only (as msmtp demands);

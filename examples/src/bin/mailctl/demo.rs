@@ -127,12 +127,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         std::env::temp_dir().join(format!("mailctl-demo-{}", std::process::id()))
     });
     let journal = maildir.join(".mailctl-state-demo");
-    let (mut store, _) =
-        Store::open(&maildir, &journal).map_err(|e| Failure::local(e.to_string()))?;
+    let (store, _) = Store::open(&maildir, &journal).map_err(|e| Failure::local(e.to_string()))?;
+    let store = mail_account::deliver::shared(store);
     let session = pop3_login(&pop3, &secret).await?;
     let fetched = fetch(
         session,
-        &mut store,
+        &store,
         &FetchOptions::new(RetentionPolicy::DeleteAfterDownload),
         SystemTime::now(),
         |event| {

@@ -34,7 +34,7 @@ Exit status:
   4   authentication refused
   5   protocol error (the server broke the protocol, or a limit was exceeded)
   6   timeout
-  7   local I/O (Maildir, state journal, message file)
+  7   local I/O (Maildir, mbox, an MDA that failed, state journal, message file)
   8   network (connection refused, host unknown)
   9   the server refused a command, a message or a recipient (also: a fetch that left a
       message on the server because the server refused to hand it out)

@@ -1,0 +1,181 @@
+//! The poller against servers: how a check's failures are sorted into the schedule's rules
+//! by scripted servers for what no test-ground server does on demand (`[IN-USE]`,
+//! `[LOGIN-DELAY]`), and by the test ground's Dovecot for real logins (a wrong password
+//! parks the account; the right one fetches). The schedule's timing itself is tested with
+//! tokio's paused clock in the crate's unit tests (`poller::tests`).
+//!
+//! Test-ground user: `olivia` (shared with the sign-in tests, which use token logins): this
+//! suite only reads her mailbox (keep on server), into its own scratch Maildir.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mail_account::connect::{LoginSecret, ServerSettings};
+use mail_account::deliver;
+use mail_account::fetch::FetchOptions;
+use mail_account::poller::{
+    CheckOutcome, PollEvent, PolledAccount, Poller, PollerConfig, Retry, pop3_check,
+};
+use mail_account::settings::Security;
+use mail_account::store::{RetentionPolicy, Store};
+use mail_common::transport::TrustRoots;
+use mail_testground::hostile::{HostileServer, Pki, Step};
+use mail_testground::{DOVECOT_POP3S, OLIVIA};
+use tokio::sync::{mpsc, watch};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("mail-account-poller-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One check of a scripted server that refuses the login with `refusal`, announcing
+/// `LOGIN-DELAY 900` in its capabilities.
+async fn check_refused_login(refusal: &str) -> CheckOutcome {
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("+OK scripted\r\n"),
+            Step::expect("CAPA"),
+            Step::send("+OK\r\nUSER\r\nUIDL\r\nRESP-CODES\r\nLOGIN-DELAY 900\r\n.\r\n"),
+            Step::expect("USER"),
+            Step::send("+OK\r\n"),
+            Step::expect("PASS"),
+            Step::send(format!("{refusal}\r\n")),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let dir = scratch("refused");
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let mut settings =
+        ServerSettings::new("localhost", server.port(), Security::ImplicitTls, "someone");
+    settings.trust_roots = TrustRoots::CaFile(pki.ca_file());
+    let check = pop3_check(
+        settings,
+        LoginSecret::password("secret"),
+        deliver::shared(store),
+        FetchOptions::new(RetentionPolicy::DeleteAfterDownload),
+    );
+    let (_stop_tx, stop) = watch::channel(false);
+    let outcome = check(stop).await;
+    let transcript = server.finish().await;
+    assert!(
+        !transcript.plaintext_contains(b"DELE"),
+        "nothing deleted: {transcript:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+#[tokio::test]
+async fn an_in_use_refusal_is_retried_with_backoff() {
+    let outcome = check_refused_login("-ERR [IN-USE] mailbox locked by another session").await;
+    let CheckOutcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.retry, Retry::InUse, "{failure:?}");
+}
+
+#[tokio::test]
+async fn a_login_delay_refusal_waits_for_the_announced_delay() {
+    let outcome = check_refused_login("-ERR [LOGIN-DELAY] too soon, wait 15 minutes").await;
+    let CheckOutcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        failure.retry,
+        Retry::LoginDelay(Some(Duration::from_secs(900))),
+        "{failure:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_temporary_system_refusal_backs_off_and_a_refusal_without_code_parks() {
+    let outcome = check_refused_login("-ERR [SYS/TEMP] try again later").await;
+    assert!(
+        matches!(&outcome, CheckOutcome::Failed(f) if f.retry == Retry::Backoff),
+        "{outcome:?}"
+    );
+    let outcome = check_refused_login("-ERR invalid login").await;
+    assert!(
+        matches!(&outcome, CheckOutcome::Failed(f) if f.retry == Retry::Park),
+        "{outcome:?}"
+    );
+}
+
+fn dovecot_account(dir: &std::path::Path, password: &str) -> PolledAccount {
+    let mut settings = ServerSettings::new(
+        mail_testground::TLS_NAME,
+        DOVECOT_POP3S.port,
+        Security::ImplicitTls,
+        OLIVIA.name,
+    );
+    settings.trust_roots = TrustRoots::CaFile(mail_testground::ca_file());
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let check = pop3_check(
+        settings.clone(),
+        LoginSecret::password(password),
+        deliver::shared(store),
+        // Olivia's mailbox is shared with another suite: only ever read it.
+        FetchOptions::new(RetentionPolicy::KeepForever),
+    );
+    PolledAccount::new("olivia", &settings.host, Duration::from_secs(3600), check)
+}
+
+#[tokio::test]
+async fn dovecot_a_wrong_password_parks_the_account_and_the_right_one_fetches() {
+    mail_testground::require(&[DOVECOT_POP3S]);
+    let wrong = scratch("wrong");
+    let right = scratch("right");
+    let mut wrong_account = dovecot_account(&wrong, "not-olivias-password");
+    wrong_account.name = "wrong".into();
+    let accounts = vec![wrong_account, dovecot_account(&right, OLIVIA.password)];
+    let (tx, mut rx) = mpsc::channel(64);
+    let config =
+        PollerConfig::default().with_backoff(Duration::from_secs(1), Duration::from_secs(1));
+    let poller = Poller::start(accounts, config, tx);
+    let (mut parked, mut fetched) = (None, None);
+    while parked.is_none() || fetched.is_none() {
+        match rx.recv().await.expect("the poller runs") {
+            PollEvent::Parked { account, reason } => {
+                assert_eq!(account, "wrong");
+                parked = Some(reason);
+            }
+            PollEvent::Fetched {
+                account, next_in, ..
+            } => {
+                assert_eq!(account, "olivia");
+                assert!(next_in >= Duration::from_secs(3000), "{next_in:?}");
+                fetched = Some(());
+            }
+            PollEvent::Failed {
+                account, failure, ..
+            } => {
+                panic!("{account}: a failure that is not permanent: {failure:?}")
+            }
+            _ => {}
+        }
+    }
+    let reason = parked.unwrap();
+    assert!(
+        reason.contains("[AUTH]") || reason.to_lowercase().contains("auth"),
+        "the reason names the refusal: {reason}"
+    );
+    poller.shutdown().await;
+    let mut stopped = Vec::new();
+    while let Some(event) = rx.recv().await {
+        match event {
+            PollEvent::Stopped { account } => stopped.push(account),
+            PollEvent::Checking { account } => panic!("{account} checked again"),
+            _ => {}
+        }
+    }
+    assert_eq!(stopped, ["olivia"], "the parked account's task had ended");
+    let _ = std::fs::remove_dir_all(&wrong);
+    let _ = std::fs::remove_dir_all(&right);
+}
