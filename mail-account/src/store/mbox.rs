@@ -371,26 +371,40 @@ impl Drop for MboxLock {
     }
 }
 
-/// Creates `<mbox>.lock` (`O_EXCL`) holding our process id, breaking a stale one. `None` when
-/// the directory does not let us create it.
+/// Creates `<mbox>.lock` holding our process id, breaking a stale one. `None` when the
+/// directory does not let us create it.
+///
+/// The id is written to a file of our own first, which is then hard-linked to the lock's name:
+/// a lock file therefore always names its owner, even when the owner is killed while taking
+/// it (an empty lock file could not be told stale until [`STALE_DOT_LOCK`] had passed).
 fn take_dot_lock(mbox: &Path, started: Instant) -> Result<Option<PathBuf>> {
     let mut name = mbox.as_os_str().to_owned();
     name.push(".lock");
     let dot = PathBuf::from(name);
-    loop {
-        match OpenOptions::new().write(true).create_new(true).open(&dot) {
-            Ok(mut file) => {
-                let written = writeln!(file, "{}", std::process::id());
-                if let Err(e) = written {
-                    let _ = std::fs::remove_file(&dot);
-                    return Err(io_err("write", &dot)(e));
-                }
-                return Ok(Some(dot));
+    let mut own = dot.as_os_str().to_owned();
+    own.push(format!(".{}", std::process::id()));
+    let own = PathBuf::from(own);
+    match OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&own)
+    {
+        Ok(mut file) => {
+            if let Err(e) = writeln!(file, "{}", std::process::id()) {
+                let _ = std::fs::remove_file(&own);
+                return Err(io_err("write", &own)(e));
             }
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                tracing::debug!(lock = %dot.display(), "no dot lock (permission denied); fcntl lock only");
-                return Ok(None);
-            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::debug!(lock = %dot.display(), "no dot lock (permission denied); fcntl lock only");
+            return Ok(None);
+        }
+        Err(e) => return Err(io_err("create", &own)(e)),
+    }
+    let taken = loop {
+        match std::fs::hard_link(&own, &dot) {
+            Ok(()) => break Ok(Some(dot)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 if dot_lock_is_stale(&dot) {
                     tracing::info!(lock = %dot.display(), "breaking a stale dot lock");
@@ -398,15 +412,17 @@ fn take_dot_lock(mbox: &Path, started: Instant) -> Result<Option<PathBuf>> {
                     continue;
                 }
                 if started.elapsed() >= LOCK_WAIT {
-                    return Err(StoreError::Locked {
+                    break Err(StoreError::Locked {
                         path: mbox.to_path_buf(),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => return Err(io_err("create", &dot)(e)),
+            Err(e) => break Err(io_err("link", &dot)(e)),
         }
-    }
+    };
+    let _ = std::fs::remove_file(&own);
+    taken
 }
 
 /// A dot lock whose process is gone, or that is older than [`STALE_DOT_LOCK`].
