@@ -525,6 +525,85 @@ impl Poller {
     }
 }
 
+/// Checks every account once, concurrently within `config`'s limits (a one-shot run over
+/// many accounts, no retries), reporting [`PollEvent::Checking`] and the outcome of each on
+/// `events` (`next_in` is zero: nothing is scheduled). Returns each account's name and
+/// outcome, in the order given. Stops early (each check after its current message) once
+/// `stop` holds `true`.
+pub async fn check_once(
+    accounts: Vec<PolledAccount>,
+    config: &PollerConfig,
+    events: mpsc::Sender<PollEvent>,
+    stop: watch::Receiver<bool>,
+) -> Vec<(String, CheckOutcome)> {
+    let shared = Arc::new(Shared {
+        all: Semaphore::new(config.max_concurrent.max(1)),
+        per_host: accounts
+            .iter()
+            .map(|a| (a.host.clone(), Semaphore::new(config.max_per_host.max(1))))
+            .collect(),
+        config: config.clone(),
+        events,
+    });
+    let mut tasks = JoinSet::new();
+    for (index, account) in accounts.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let host = shared
+                .per_host
+                .get(&account.host)
+                .expect("a semaphore per host");
+            let outcome = {
+                let _host = host.acquire().await;
+                let _all = shared.all.acquire().await;
+                emit(
+                    &shared,
+                    PollEvent::Checking {
+                        account: account.name.clone(),
+                    },
+                )
+                .await;
+                (account.check)(stop).await
+            };
+            let event = match &outcome {
+                CheckOutcome::Fetched { report, .. } => PollEvent::Fetched {
+                    account: account.name.clone(),
+                    report: report.clone(),
+                    next_in: Duration::ZERO,
+                },
+                CheckOutcome::Failed(failure) if failure.retry == Retry::Park => {
+                    PollEvent::Parked {
+                        account: account.name.clone(),
+                        reason: failure.reason.clone(),
+                    }
+                }
+                CheckOutcome::Failed(failure) => PollEvent::Failed {
+                    account: account.name.clone(),
+                    failure: failure.clone(),
+                    attempt: 1,
+                    next_in: Duration::ZERO,
+                },
+            };
+            emit(&shared, event).await;
+            (index, account.name, outcome)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    results.sort_by_key(|(index, _, _)| *index);
+    results
+        .into_iter()
+        .map(|(_, name, outcome)| (name, outcome))
+        .collect()
+}
+
 async fn emit(shared: &Shared, event: PollEvent) {
     let _ = shared.events.send(event).await;
 }

@@ -59,9 +59,25 @@ pub(crate) struct Args {
     /// Fetch at most N messages in this run.
     #[arg(long, value_name = "N")]
     max_messages: Option<usize>,
+    /// Fetch every account of the configuration file once, in parallel (each with its own
+    /// fetch state and retention), into --maildir.
+    #[arg(long, conflicts_with_all = ["account", "host", "user", "state", "max_messages", "keep", "delete", "delete_after_days"])]
+    all: bool,
+    /// With --all: checks at once against one server host.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "all")]
+    max_per_host: usize,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
+    if args.all {
+        return crate::watch::fetch_all(
+            &[],
+            args.server.config.as_deref(),
+            &args.maildir,
+            args.max_per_host,
+        )
+        .await;
+    }
     let resolved = args.server.resolve(Role::Incoming)?;
     // The account the settings came from: its identity names the fetch state.
     let account = resolved.account;

@@ -19,6 +19,7 @@ mod send;
 mod sendmail;
 mod server;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -63,8 +64,11 @@ enum Command {
     /// Find the POP3 and SMTP settings of an address, with the source of each (and the IMAP
     /// settings, as data for other mail clients: mailctl does not use IMAP).
     Discover(discover::Args),
-    /// Fetch mail over POP3 into a Maildir, crash-safely.
+    /// Fetch mail over POP3 into a Maildir, crash-safely (--all: every account at once).
     Fetch(fetch::Args),
+    /// Check every account (or -a NAME...) again and again, delivering into one Maildir,
+    /// until SIGTERM or SIGINT.
+    Watch(watch::Args),
     /// Show what is on the POP3 server (number, size, date, sender, subject) without
     /// downloading bodies (TOP n 0).
     List(list::Args),
@@ -199,6 +203,7 @@ fn main() -> ExitCode {
         match command {
             Command::Discover(args) => Box::pin(discover::run(args)).await,
             Command::Fetch(args) => fetch::run(args).await,
+            Command::Watch(args) => watch::run(args).await,
             Command::List(args) => list::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
