@@ -17,6 +17,9 @@
 //!
 //! Prints a `RESULT` line and a Markdown table row.
 
+// KiB and session counts of a few thousand, far below f64's 2^52: the casts are exact.
+#![allow(clippy::cast_precision_loss)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -104,7 +107,7 @@ async fn relay(target: u16, delay: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| die(NAME, &e.to_string()));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let port = listener.local_addr().map_or(0, |a| a.port());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             tokio::spawn(async move {
