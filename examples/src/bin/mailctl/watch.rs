@@ -7,6 +7,7 @@
 //! of the same account fails with "in use" instead of fetching the same mail twice.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -157,12 +158,50 @@ fn human(wait: Duration) -> String {
     }
 }
 
-/// Prints each event as it comes (one status line per account and check).
-fn spawn_printer(mut events: mpsc::Receiver<PollEvent>) -> tokio::task::JoinHandle<()> {
+/// Shows each event as it comes: on a terminal, one status line per account, rewritten in
+/// place; otherwise one line per account and check (for a log or the journal).
+fn spawn_printer(
+    names: &[String],
+    mut events: mpsc::Receiver<PollEvent>,
+) -> tokio::task::JoinHandle<()> {
+    let lines = std::io::stdout().is_terminal().then(|| {
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        names
+            .iter()
+            .map(|name| {
+                let line =
+                    multi.add(indicatif::ProgressBar::new_spinner().with_style(style.clone()));
+                line.set_message(format!("{name}: waiting"));
+                (name.clone(), line)
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    });
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let Some(line) = describe(&event) {
-                println!("{line}");
+            let text = match &event {
+                PollEvent::Checking { account } => Some(format!("{account}: checking...")),
+                other => describe(other),
+            };
+            let Some(text) = text else { continue };
+            let (PollEvent::Checking { account }
+            | PollEvent::Fetched { account, .. }
+            | PollEvent::Failed { account, .. }
+            | PollEvent::Parked { account, .. }
+            | PollEvent::Stopped { account }) = &event
+            else {
+                continue;
+            };
+            match lines.as_ref().and_then(|lines| lines.get(account)) {
+                Some(line) => line.set_message(text),
+                None if !matches!(event, PollEvent::Checking { .. }) => println!("{text}"),
+                None => {}
+            }
+        }
+        if let Some(lines) = lines {
+            for line in lines.values() {
+                line.finish();
             }
         }
     })
@@ -207,7 +246,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         .with_max_concurrent(args.max_concurrent)
         .with_max_per_host(args.max_per_host);
     let (tx, rx) = mpsc::channel(256);
-    let printer = spawn_printer(rx);
+    let printer = spawn_printer(&names, rx);
     let mut poller = Poller::start(prepared.into_iter().map(|p| p.polled).collect(), config, tx);
     let all_parked = tokio::select! {
         () = termination() => false,
@@ -233,8 +272,9 @@ pub(crate) async fn fetch_all(
 ) -> Outcome {
     let accounts = crate::accounts::named_accounts(names, config)?;
     let prepared = prepare(accounts, maildir, Duration::ZERO).await?;
+    let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
     let (tx, rx) = mpsc::channel(256);
-    let printer = spawn_printer(rx);
+    let printer = spawn_printer(&names, rx);
     let (stop_tx, stop) = watch::channel(false);
     let polled = prepared.into_iter().map(|p| p.polled).collect();
     let config = PollerConfig::default().with_max_per_host(max_per_host);
