@@ -262,3 +262,50 @@ async fn a_fetch_asked_to_stop_ends_after_the_current_message_and_deletes_nothin
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// After a successful check the server's announced `LOGIN-DELAY` reaches the schedule (which
+/// then never checks sooner; the rule itself is tested on the paused clock).
+#[tokio::test]
+async fn a_successful_check_reports_the_servers_login_delay() {
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("+OK scripted\r\n"),
+            Step::expect("CAPA"),
+            Step::send("+OK\r\nUSER\r\nUIDL\r\nRESP-CODES\r\nLOGIN-DELAY 900\r\n.\r\n"),
+            Step::expect("USER"),
+            Step::send("+OK\r\n"),
+            Step::expect("PASS"),
+            Step::send("+OK logged in\r\n"),
+            Step::expect("LIST"),
+            Step::send("+OK 0 messages\r\n.\r\n"),
+            Step::expect("UIDL"),
+            Step::send("+OK\r\n.\r\n"),
+            Step::expect("QUIT"),
+            Step::send("+OK bye\r\n"),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let dir = scratch("delay-ok");
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let mut settings =
+        ServerSettings::new("localhost", server.port(), Security::ImplicitTls, "someone");
+    settings.trust_roots = TrustRoots::CaFile(pki.ca_file());
+    let check = pop3_check(
+        settings,
+        LoginSecret::password("secret"),
+        deliver::shared(store),
+        FetchOptions::new(RetentionPolicy::KeepForever),
+    );
+    let (_stop_tx, stop) = watch::channel(false);
+    let outcome = check(stop).await;
+    let _ = server.finish().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let CheckOutcome::Fetched { login_delay, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(login_delay, Some(Duration::from_secs(900)));
+}
