@@ -577,3 +577,47 @@ fn the_offline_demo_runs_discover_verify_send_and_fetch() {
     assert_eq!(maildir_ids(&dir.join("Maildir")).len(), 3);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `mailctl send FILE` through a Postfix port as `liam`, to the discarding sink domain.
+fn send_file(port: &str, file: &Path) -> Output {
+    let user = mail_testground::LIAM;
+    let mut command = mailctl();
+    command
+        .args([
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--tls",
+            "starttls",
+        ])
+        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
+        .arg("--ca-file")
+        .arg(mail_testground::ca_file())
+        .env("TG_PASSWORD", user.password)
+        .args(["--from", user.address, "--to"])
+        .arg(format!("eightbit@{}", mail_testground::SINK_DOMAIN))
+        .arg(file);
+    run(&mut command)
+}
+
+#[test]
+fn send_declares_8bit_content_or_says_why_it_cannot() {
+    // Issue 16, item 7: a file with a UTF-8 header and an 8-bit body.
+    let dir = scratch("eightbit");
+    let file = dir.join("message.eml");
+    std::fs::write(&file, "Subject: caf\u{e9}\r\n\r\nna\u{ef}ve\r\n").unwrap();
+    // 10026 offers neither 8BITMIME nor SMTPUTF8: refused before anything is sent.
+    let output = send_file("10026", &file);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(9), "{stderr}");
+    assert!(
+        stderr.contains("SMTPUTF8") && stderr.contains("nothing was sent"),
+        "{stderr}"
+    );
+    // 10025 offers both: declared and accepted.
+    let output = send_file("10025", &file);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("accepted eightbit@"));
+}

@@ -298,3 +298,110 @@ async fn smtp_354_after_every_recipient_failed_sends_no_body() {
         text(&output.stdout)
     );
 }
+
+/// `mailctl send` arguments for a scripted SMTP server (implicit TLS, AUTH PLAIN).
+fn send_args(pki: &Pki, port: u16, extra: &[&str]) -> Vec<String> {
+    [
+        "send",
+        "--host",
+        "127.0.0.1",
+        "--tls-name",
+        "localhost",
+        "--port",
+        &port.to_string(),
+        "--tls",
+        "implicit",
+        "--user",
+        "victim",
+        "--password-env",
+        "HOSTILE_PASSWORD",
+        "--timeout",
+        "3",
+        "--from",
+        "a@example.org",
+        "--to",
+        "b@example.org",
+        "--subject",
+        "s",
+        "--body",
+        "hostile-body-text",
+    ]
+    .iter()
+    .chain(extra)
+    .map(ToString::to_string)
+    .chain(["--ca-file".to_owned(), pki.ca_file().display().to_string()])
+    .collect()
+}
+
+/// Exim 4.96 refusing MAIL FROM: the RCPT pipelined behind it gets 503.
+fn refused_sender_script() -> Vec<Step> {
+    vec![
+        Step::StartTls,
+        Step::send("220 exim.example ESMTP Exim 4.96\r\n"),
+        Step::expect("EHLO"),
+        Step::send("250-exim.example\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"),
+        Step::expect("AUTH PLAIN"),
+        Step::send("235 Authentication succeeded\r\n"),
+        Step::expect("MAIL FROM"),
+        Step::expect("RCPT TO"),
+        Step::expect("DATA"),
+        Step::send(
+            "550 authentication required\r\n503 sender not yet given\r\n\
+             503-All RCPT commands were rejected with this error:\r\n\
+             503-503 sender not yet given\r\n503 Valid RCPT command must precede DATA\r\n",
+        ),
+        Step::expect("QUIT"),
+        Step::send("221 bye\r\n"),
+    ]
+}
+
+#[tokio::test]
+async fn smtp_refused_sender_is_the_cause_with_the_servers_words() {
+    // Issue 16, item 5: the 550 to MAIL FROM is the cause, not the 503s that follow it.
+    let pki = Pki::generate();
+    let server = HostileServer::start(refused_sender_script(), pki.leaf_for("localhost")).await;
+    let output = mailctl(send_args(&pki, server.port(), &[])).await;
+    let transcript = server.finish().await;
+    assert_failed(
+        &output,
+        9,
+        "sender refused (MAIL FROM): 550 authentication required",
+        &transcript,
+    );
+    let stdout = text(&output.stdout);
+    assert!(!stdout.contains("refused  b@example.org"), "{stdout}");
+    assert!(
+        stdout.contains("not sent b@example.org: the sender was refused"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn smtp_verbose_log_shows_the_servers_replies_and_no_secret() {
+    // Issue 16, item 5: at -vv the server's side of a failing exchange is visible too.
+    let pki = Pki::generate();
+    let server = HostileServer::start(refused_sender_script(), pki.leaf_for("localhost")).await;
+    let output = mailctl(send_args(&pki, server.port(), &["-vv"])).await;
+    server.finish().await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(9), "{stderr}");
+    for line in [
+        "S: 220 exim.example ESMTP Exim 4.96",
+        "S: 235 Authentication succeeded",
+        "S: 550 authentication required",
+        "S: 503 sender not yet given",
+        "C: MAIL FROM:<a@example.org>",
+    ] {
+        assert!(
+            stderr.contains(line),
+            "{line:?} not in the -vv log:\n{stderr}"
+        );
+    }
+    // The password, and the AUTH PLAIN line that carries it (base64 of "\0victim\0password").
+    for secret in ["s3cret-password", "AHZpY3RpbQBzM2NyZXQtcGFzc3dvcmQ="] {
+        assert!(
+            !stderr.contains(secret),
+            "{secret} in the -vv log:\n{stderr}"
+        );
+    }
+}

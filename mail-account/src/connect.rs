@@ -117,7 +117,8 @@ pub struct ServerSettings {
     /// adapter cannot bind one, so [`smtp_connect`] refuses settings that set it.
     pub local_addr: Option<IpAddr>,
     /// Limit for the server's greeting (`None`: the protocol crate's default, 60 s for POP3
-    /// and 5 minutes for SMTP).
+    /// and 30 s for SMTP). A port that expects implicit TLS says nothing to a plaintext
+    /// client: the timeout error then names that likely cause.
     pub greeting_timeout: Option<Duration>,
     /// Limit for the greeting and for every later reply and piece of data (`None`: the
     /// protocol crates' per-phase defaults, up to 10 minutes for SMTP's end of data). Set it
@@ -198,7 +199,8 @@ impl ServerSettings {
             .map_err(|e| ConnectError::Config(format!("username: {e}")))?;
         let mut settings = Self::new(host, port, security, username);
         settings.login = match auth {
-            AuthMethod::OAuth2 => LoginMethod::Sasl(Mechanism::OAuthBearer),
+            // With a token, Auto picks OAUTHBEARER or XOAUTH2, whichever the server offers
+            // (Outlook.com offers XOAUTH2 only).
             AuthMethod::None => LoginMethod::None,
             _ => LoginMethod::Auto,
         };
@@ -217,7 +219,8 @@ impl ServerSettings {
 pub enum FailureKind {
     /// The TCP connection failed (host unknown, refused, unreachable).
     Network,
-    /// TLS failed: certificate not trusted, not valid for the name, expired, or no STARTTLS.
+    /// TLS failed: certificate not trusted, not valid for the name, expired, no STARTTLS, or
+    /// implicit TLS against a port that greets in plaintext.
     Tls,
     /// The server rejected the credentials or the mechanism.
     Auth,
@@ -277,6 +280,21 @@ pub enum ConnectError {
     Config(String),
 }
 
+impl ConnectError {
+    /// When the server refused an OAuth 2.0 token: its decoded JSON error challenge (status,
+    /// required scope). [`crate::oauth::refusal_advice`] turns it into advice.
+    pub fn oauth_refusal(&self) -> Option<&mail_common::sasl::OAuthErrorChallenge> {
+        match self {
+            Self::Pop3 { error, .. } => match error.as_ref() {
+                pop3::Error::LoginFailed(failure) => failure.oauth_error.as_deref(),
+                _ => None,
+            },
+            Self::Smtp { error, .. } => crate::oauth::smtp_oauth_refusal(error),
+            Self::Config(_) => None,
+        }
+    }
+}
+
 impl From<CredentialError> for ConnectError {
     fn from(error: CredentialError) -> Self {
         Self::Config(error.to_string())
@@ -286,9 +304,10 @@ impl From<CredentialError> for ConnectError {
 fn transport_kind(error: &TransportError) -> FailureKind {
     match error {
         TransportError::Tls { .. }
+        | TransportError::PlaintextGreeting { .. }
         | TransportError::CaFile { .. }
         | TransportError::InvalidServerName(_) => FailureKind::Tls,
-        TransportError::Timeout { .. } => FailureKind::Timeout,
+        TransportError::Timeout { .. } | TransportError::NoGreeting { .. } => FailureKind::Timeout,
         _ => FailureKind::Network,
     }
 }
@@ -316,7 +335,11 @@ pub fn smtp_failure_kind(error: &smtp::Error) -> FailureKind {
         smtp::Error::Timeout(_) => FailureKind::Timeout,
         smtp::Error::Auth { .. } => FailureKind::Auth,
         smtp::Error::StartTlsNotOffered => FailureKind::Tls,
-        smtp::Error::Refused { .. } => FailureKind::Refused,
+        // A message needing an extension this server lacks: the server cannot take it.
+        smtp::Error::Refused { .. }
+        | smtp::Error::Misuse(smtp_submit::Misuse::ContentNeedsExtension(_)) => {
+            FailureKind::Refused
+        }
         smtp::Error::Misuse(_) => FailureKind::Config,
         smtp::Error::Body(_) => FailureKind::LocalIo,
         _ => FailureKind::Protocol,
@@ -397,8 +420,8 @@ pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, Conn
         .map_err(|error| pop3_error(server, error))
 }
 
-/// The second half of [`pop3_login`]: logs in with the method of `server.login` and returns
-/// the method used.
+/// The second half of [`pop3_login`]: enables UTF-8 mode (RFC 6856) when the server announces
+/// `UTF8`, then logs in with the method of `server.login` and returns the method used.
 ///
 /// # Errors
 ///
@@ -425,6 +448,22 @@ pub async fn pop3_authenticate(
             return Err(ConnectError::Config("POP3 always needs a login".into()));
         }
     };
+    // RFC 6856: a server that announces UTF8 may rewrite mail with raw UTF-8 headers for
+    // clients that did not enable it (Courier replaces each such message with a "Cannot
+    // display Unicode content" notice). Everything here stores the bytes as they come, so
+    // UTF-8 mode costs nothing. It must be sent before the login; a refusal is not fatal.
+    if session
+        .capabilities()
+        .is_some_and(|caps| caps.utf8.is_some())
+    {
+        match session.utf8().await {
+            Ok(_) => tracing::debug!("POP3 UTF8 mode enabled"),
+            Err(error) if !error.is_fatal() => {
+                tracing::warn!("the server announced UTF8 but refused it: {error}");
+            }
+            Err(error) => return Err(pop3_error(server, error)),
+        }
+    }
     session
         .login_with(login)
         .await

@@ -335,6 +335,9 @@ pub struct DiscoveryReport {
     pub tls: TlsOptions,
     /// The provider, if identified.
     pub provider: Option<ProviderInfo>,
+    /// The provider's OAuth 2.0 authorization server (endpoints, scopes per protocol, preferred
+    /// grant), when the bundled data knows it; see [`providers::oauth2`].
+    pub oauth2: Option<Sourced<&'static providers::oauth2::OAuth2Provider>>,
     /// Advice for the person (app password, enable POP, OAuth2 only, ...).
     pub hints: Vec<Hint>,
     /// Warnings.
@@ -1373,6 +1376,35 @@ fn imap_report(c: &mut Collector, incoming: Option<&Found>) -> Option<ImapReport
     })
 }
 
+/// The OAuth 2.0 data for the identified provider, sourced like the provider: a bundled entry
+/// (found directly or through the MX) gives its curated or ISPDB `<oAuth2>` data.
+fn oauth2_of(info: &ProviderInfo) -> Option<Sourced<&'static providers::oauth2::OAuth2Provider>> {
+    fn bundled(source: &Source) -> Option<Source> {
+        match source {
+            Source::BundledDb { provider, .. } => {
+                let entry = providers::oauth2::for_provider_id(provider)?;
+                Some(Source::BundledDb {
+                    provider: provider.clone(),
+                    origin: entry.origin,
+                })
+            }
+            Source::Mx {
+                exchange,
+                domain,
+                via,
+            } => Some(Source::Mx {
+                exchange: exchange.clone(),
+                domain: domain.clone(),
+                via: Box::new(bundled(via)?),
+            }),
+            _ => None,
+        }
+    }
+    let source = bundled(&info.source)?;
+    let entry = providers::oauth2::for_provider_id(&info.id)?;
+    Some(Sourced::new(entry, source))
+}
+
 fn finish(mut c: Collector, manual: &ManualSettings) -> DiscoveryReport {
     let found_in = c.incoming.take();
     let found_out = c.outgoing.take();
@@ -1401,6 +1433,7 @@ fn finish(mut c: Collector, manual: &ManualSettings) -> DiscoveryReport {
         retention,
         credential: manual.credential.clone(),
         tls: manual.tls.clone().unwrap_or_default(),
+        oauth2: c.provider.as_ref().and_then(oauth2_of),
         provider: c.provider,
         hints: c.hints,
         warnings: c.warnings,

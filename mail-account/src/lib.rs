@@ -40,6 +40,7 @@ pub mod domain;
 pub mod fetch;
 pub mod headers;
 pub mod http;
+pub mod oauth;
 pub mod poller;
 pub mod preview;
 pub mod probe;

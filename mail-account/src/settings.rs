@@ -257,10 +257,10 @@ pub enum Credential {
     Env(String),
     /// A command (program and arguments, no shell) whose first output line is the password.
     Command(Vec<String>),
-    /// The name of an OAuth2 token provider the application registers at run time (a callback;
-    /// see [`OAuth2TokenProvider`]).
+    /// OAuth 2.0: the client id, endpoints, scopes and token file (`[credential.oauth2]`;
+    /// written by `mailctl login`, used through [`crate::oauth::OAuthClient`]).
     #[serde(rename = "oauth2")]
-    OAuth2(String),
+    OAuth2(crate::oauth::OAuth2Credential),
 }
 
 impl fmt::Debug for Credential {
@@ -269,7 +269,7 @@ impl fmt::Debug for Credential {
             Self::Password(p) => f.debug_tuple("Password").field(p).finish(),
             Self::Env(v) => f.debug_tuple("Env").field(v).finish(),
             Self::Command(c) => f.debug_tuple("Command").field(c).finish(),
-            Self::OAuth2(n) => f.debug_tuple("OAuth2").field(n).finish(),
+            Self::OAuth2(c) => f.debug_tuple("OAuth2").field(c).finish(),
         }
     }
 }
@@ -289,8 +289,9 @@ pub enum CredentialError {
         /// What went wrong.
         reason: String,
     },
-    /// The credential is an OAuth2 token provider; ask it through [`OAuth2TokenProvider`].
-    #[error("credential {0:?} is an OAuth2 token provider, not a password")]
+    /// The credential is OAuth2 (token endpoint named); get a token through
+    /// [`crate::oauth::OAuthClient`] (or an [`OAuth2TokenProvider`]).
+    #[error("credential for token endpoint {0} is OAuth2, not a password")]
     NeedsTokenProvider(String),
 }
 
@@ -323,7 +324,7 @@ impl Credential {
                     .map_err(|_| fail("output is not UTF-8".into()))?;
                 Ok(Secret::new(text.lines().next().unwrap_or("").to_owned()))
             }
-            Self::OAuth2(name) => Err(CredentialError::NeedsTokenProvider(name.clone())),
+            Self::OAuth2(c) => Err(CredentialError::NeedsTokenProvider(c.token_url.clone())),
         }
     }
 }

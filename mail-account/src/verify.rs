@@ -160,8 +160,8 @@ impl VerifyFailure {
             Self::PopDisabled { .. } => "Switch POP access on in the provider's web mail \
                 settings, then try again."
                 .into(),
-            Self::OAuth2Required => "This provider accepts only OAuth2 sign-in; configure an \
-                OAuth2 token provider for the account."
+            Self::OAuth2Required => "This provider accepts only OAuth2 sign-in: sign in with \
+                OAuth2 (mailctl login ADDRESS) so that the account's credential is oauth2."
                 .into(),
             Self::CertificateInvalid { host, .. } => format!(
                 "The server's certificate does not prove it is {host}. Check the host name; \
@@ -484,7 +484,8 @@ fn classify_smtp(
         }) if server.security == Security::ImplicitTls => blocked(),
         Error::Auth { failure, .. } => match failure {
             smtp_submit::AuthFailure::Refused(reply)
-            | smtp_submit::AuthFailure::Cancelled { reply, .. } => classify_smtp_reply(reply),
+            | smtp_submit::AuthFailure::Cancelled { reply, .. }
+            | smtp_submit::AuthFailure::TokenRefused { reply, .. } => classify_smtp_reply(reply),
             _ => VerifyFailure::Other(error.to_string()),
         },
         Error::Misuse(smtp_submit::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
@@ -505,7 +506,17 @@ fn classify_smtp(
 
 fn classify_transport(error: &TransportError, host: &str, port: u16) -> VerifyFailure {
     match error {
-        TransportError::Timeout {
+        // Silence in plaintext on a port that expects implicit TLS: the TLS mode is wrong, and
+        // the error's text says so. Elsewhere a silent server is a swallowed port.
+        TransportError::NoGreeting {
+            implicit_tls: false,
+            port: silent,
+            ..
+        } if mail_common::transport::is_implicit_tls_port(*silent) => {
+            VerifyFailure::Other(error.to_string())
+        }
+        TransportError::NoGreeting { .. }
+        | TransportError::Timeout {
             phase: SetupPhase::Connect,
             ..
         } => VerifyFailure::PortBlocked {

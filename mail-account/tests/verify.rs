@@ -483,3 +483,24 @@ async fn smtp_cannot_bind_a_local_address() {
         .expect_err("not supported");
     assert!(matches!(failure, VerifyFailure::Other(_)), "{failure:?}");
 }
+
+#[tokio::test]
+async fn implicit_tls_against_a_starttls_port_says_which_mode_the_port_wants() {
+    // Issue 16, item 2: Postfix 10587 and Dovecot 11110 greet in plaintext.
+    for (port, smtp) in [(POSTFIX_SUBMISSION.port, true), (DOVECOT_POP3.port, false)] {
+        let settings = server(port, Security::ImplicitTls);
+        let result = if smtp {
+            verify_smtp(&settings, &good()).await
+        } else {
+            verify_pop3(&settings, &good()).await
+        };
+        let failure = result.expect_err("wrong TLS mode");
+        let VerifyFailure::Other(text) = &failure else {
+            panic!("{failure:?}");
+        };
+        assert!(
+            text.contains("plaintext greeting") && text.contains("STARTTLS"),
+            "{text}"
+        );
+    }
+}

@@ -27,6 +27,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             eprintln!("gen-provider-db: wrote {}", path.display());
+            // The OAuth 2.0 table goes next to the server table.
+            let oauth_path = path.with_file_name("ispdb_oauth2_generated.rs");
+            let written = mail_account::providers::oauth2::render_ispdb_oauth2_table(&dir)
+                .and_then(|oauth| std::fs::write(&oauth_path, oauth));
+            if let Err(e) = written {
+                eprintln!(
+                    "gen-provider-db: cannot write {}: {e}",
+                    oauth_path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            eprintln!("gen-provider-db: wrote {}", oauth_path.display());
         }
         None => print!("{table}"),
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`secret`]: [`Secret`], a wrapper whose `Debug` never shows the value (passwords, tokens).
 //! - [`line`]: [`LineReader`], bounded CRLF line framing over a receive buffer (memchr-based).
+//! - [`scan`]: word-at-a-time byte search and copy for the dot-stuffing codecs, where lines
+//!   are too short for `memchr`'s per-call set-up to pay off.
 //! - [`arg`]: [`check_arg`], the "no CR, LF or NUL in a command argument" rule, applied before
 //!   anything is sent.
 //! - [`class`]: [`FailureClass`], the transient/permanent classification of a server refusal.
@@ -9,6 +11,8 @@
 //!   outgoing buffer with partial-write accounting.
 //! - [`sasl`]: client-side SASL mechanisms (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2,
 //!   OAUTHBEARER) as sans-IO step machines; the protocols wrap them in AUTH commands.
+//! - `happy_eyeballs` (feature `tokio`): RFC 8305 connection racing over a host's IPv6 and IPv4
+//!   addresses, so a black-holed address costs one short delay, not the connect deadline.
 //! - `transport` (feature `tokio`): TCP + rustls connection set-up, STARTTLS/STLS upgrade and the
 //!   trust-root choice, shared by both tokio adapters.
 //!
@@ -17,9 +21,12 @@
 
 pub mod arg;
 pub mod class;
+#[cfg(feature = "tokio")]
+pub mod happy_eyeballs;
 pub mod line;
 pub mod machine;
 pub mod sasl;
+pub mod scan;
 pub mod secret;
 #[cfg(feature = "tokio")]
 pub mod transport;

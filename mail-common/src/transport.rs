@@ -3,7 +3,8 @@
 //! - [`TrustRoots`] and [`tls_connector`]: the rustls client set-up (web PKI roots by default, or
 //!   a caller's CA file or root store).
 //! - [`connect`]: TCP with `TCP_NODELAY` (a pipelined flight must leave in one segment, not wait
-//!   for a delayed ACK), then implicit TLS if asked, each step under a deadline.
+//!   for a delayed ACK), then implicit TLS if asked, each step under a deadline. The TCP step
+//!   races the host's addresses with Happy Eyeballs ([`crate::happy_eyeballs`]).
 //! - [`Driver`]: runs any sans-IO [`Machine`] over a [`MailStream`], reading and writing at the
 //!   same time, and performs the STARTTLS/STLS upgrade in place.
 //!
@@ -14,7 +15,7 @@
 
 use std::{
     fmt, io,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::{Path, PathBuf},
     pin::Pin,
     sync::Arc,
@@ -26,7 +27,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
 };
 pub use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -92,6 +93,36 @@ pub enum TransportError {
         /// The limit that passed.
         after: Duration,
     },
+    /// Implicit TLS was asked for, but the server spoke first, in plaintext: the port expects
+    /// a plaintext greeting followed by STARTTLS (SMTP) or STLS (POP3), not TLS from the first
+    /// byte.
+    #[error(
+        "{host}:{port} sent a plaintext greeting ({greeting:?}) where a TLS handshake was \
+         expected: this port wants STARTTLS (STLS for POP3), not implicit TLS; connect with \
+         STARTTLS/STLS, or use the implicit-TLS port (465 for SMTP submission, 995 for POP3)"
+    )]
+    PlaintextGreeting {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The start of what the server sent (printable ASCII, at most one line).
+        greeting: String,
+    },
+    /// No greeting arrived in time. Without TLS first, the likeliest cause is a port that
+    /// expects TLS from the first byte (465, 995): it waits for the client's handshake and
+    /// says nothing.
+    #[error("{}", describe_no_greeting(host, *port, *after, *implicit_tls))]
+    NoGreeting {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+        /// How long the client waited.
+        after: Duration,
+        /// Whether the connection used implicit TLS (the handshake had succeeded).
+        implicit_tls: bool,
+    },
     /// The TLS handshake failed (unknown CA, wrong host name, expired certificate, or the peer
     /// speaking something other than TLS).
     #[error("TLS handshake with {server_name} failed: {source}")]
@@ -101,6 +132,124 @@ pub enum TransportError {
         /// The reason, as rustls reports it.
         source: io::Error,
     },
+}
+
+/// True for the well-known ports that expect TLS from the first byte (RFC 8314): 465 (SMTP
+/// submission), 995 (POP3), 993 (IMAP).
+pub const fn is_implicit_tls_port(port: u16) -> bool {
+    matches!(port, 465 | 995 | 993)
+}
+
+fn describe_no_greeting(host: &str, port: u16, after: Duration, implicit_tls: bool) -> String {
+    let waited = format!("no greeting from {host}:{port} within {after:?}");
+    if implicit_tls {
+        return format!("{waited} (after the TLS handshake): the server is overloaded or stalled");
+    }
+    let why = if is_implicit_tls_port(port) {
+        format!("port {port} is an implicit-TLS port")
+    } else {
+        "this port probably expects implicit TLS (like 465 for SMTP submission and 995 for \
+         POP3)"
+            .to_owned()
+    };
+    format!(
+        "{waited}: {why}, where the server waits silently for a TLS handshake; connect with \
+         implicit TLS instead of STARTTLS/STLS or plaintext"
+    )
+}
+
+/// Whether the first bytes from a server that should have started a TLS handshake look like a
+/// plaintext greeting (`220 ...` for SMTP, `+OK` for POP3, `* OK` for IMAP) rather than a TLS
+/// record (whose first byte is a content type, 0x14 to 0x18).
+fn looks_like_plaintext_greeting(first: &[u8]) -> bool {
+    match first {
+        [b'+' | b'-', b'O' | b'E', ..] | [b'*', b' ', ..] => true,
+        [a, b, c, d, ..] => {
+            a.is_ascii_digit()
+                && b.is_ascii_digit()
+                && c.is_ascii_digit()
+                && matches!(d, b' ' | b'-')
+        }
+        _ => false,
+    }
+}
+
+/// The start of a plaintext greeting, for an error message: printable ASCII up to the end of
+/// the first line, at most 80 characters.
+fn greeting_excerpt(first: &[u8]) -> String {
+    first
+        .iter()
+        .take_while(|&&b| b != b'\r' && b != b'\n')
+        .take(80)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// TCP under TLS that remembers the first bytes the server sent, so a handshake that fails on
+/// a plaintext greeting can say so. After the first 80 bytes it is a plain pass-through.
+#[derive(Debug)]
+pub struct SniffedTcp {
+    tcp: TcpStream,
+    first: Vec<u8>,
+}
+
+/// How many leading bytes [`SniffedTcp`] keeps: enough for a greeting's first line.
+const SNIFF_LEN: usize = 80;
+
+impl SniffedTcp {
+    const fn new(tcp: TcpStream) -> Self {
+        Self {
+            tcp,
+            first: Vec::new(),
+        }
+    }
+
+    /// The TCP stream.
+    pub const fn get_ref(&self) -> &TcpStream {
+        &self.tcp
+    }
+}
+
+impl AsyncRead for SniffedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if this.first.len() < SNIFF_LEN {
+            let new = &buf.filled()[before..];
+            let room = SNIFF_LEN - this.first.len();
+            this.first.extend_from_slice(&new[..new.len().min(room)]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for SniffedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 /// A step of connection set-up, for timeout errors.
@@ -185,7 +334,7 @@ pub enum MailStream {
     /// Plain TCP (before STARTTLS/STLS, or an explicit plaintext connection).
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<SniffedTcp>>),
 }
 
 impl MailStream {
@@ -216,21 +365,42 @@ impl MailStream {
         server_name: ServerName<'static>,
         timeout: Duration,
     ) -> Result<Self, TransportError> {
+        self.handshake(connector, server_name, timeout)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`MailStream::upgrade`], also returning, on failure, the first bytes the server sent.
+    async fn handshake(
+        self,
+        connector: &TlsConnector,
+        server_name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<Self, (TransportError, Vec<u8>)> {
         let tcp = match self {
             Self::Plain(tcp) => tcp,
             tls @ Self::Tls(_) => return Ok(tls),
         };
         let shown_name = server_name.to_str().into_owned();
-        match tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await {
+        let connecting = connector
+            .connect(server_name, SniffedTcp::new(tcp))
+            .into_fallible();
+        match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(tls)) => Ok(Self::Tls(Box::new(tls))),
-            Ok(Err(source)) => Err(TransportError::Tls {
-                server_name: shown_name,
-                source,
-            }),
-            Err(_) => Err(TransportError::Timeout {
-                phase: SetupPhase::TlsHandshake,
-                after: timeout,
-            }),
+            Ok(Err((source, sniffed))) => Err((
+                TransportError::Tls {
+                    server_name: shown_name,
+                    source,
+                },
+                sniffed.first,
+            )),
+            Err(_) => Err((
+                TransportError::Timeout {
+                    phase: SetupPhase::TlsHandshake,
+                    after: timeout,
+                },
+                Vec::new(),
+            )),
         }
     }
 }
@@ -311,12 +481,7 @@ pub async fn connect_from(
     timeouts: SetupTimeouts,
 ) -> Result<MailStream, TransportError> {
     let name = server_name(tls_name)?;
-    let dial = async {
-        match local {
-            None => TcpStream::connect((host, port)).await,
-            Some(local) => connect_bound(host, port, local).await,
-        }
-    };
+    let dial = crate::happy_eyeballs::connect(host, port, local, timeouts.connection_attempt_delay);
     let tcp = match tokio::time::timeout(timeouts.connect, dial).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => {
@@ -342,38 +507,21 @@ pub async fn connect_from(
     let stream = MailStream::Plain(tcp);
     match wrapping {
         Wrapping::Plain => Ok(stream),
-        Wrapping::ImplicitTls => {
-            stream
-                .upgrade(connector, name, timeouts.tls_handshake)
-                .await
-        }
+        Wrapping::ImplicitTls => stream
+            .handshake(connector, name, timeouts.tls_handshake)
+            .await
+            .map_err(|(error, first)| {
+                if looks_like_plaintext_greeting(&first) {
+                    TransportError::PlaintextGreeting {
+                        host: host.to_owned(),
+                        port,
+                        greeting: greeting_excerpt(&first),
+                    }
+                } else {
+                    error
+                }
+            }),
     }
-}
-
-/// Connects from `local` to the first address of `host` in the same family that accepts.
-async fn connect_bound(host: &str, port: u16, local: IpAddr) -> io::Result<TcpStream> {
-    let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        if addr.is_ipv4() != local.is_ipv4() {
-            continue;
-        }
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.bind(SocketAddr::new(local, 0))?;
-        match socket.connect(addr).await {
-            Ok(tcp) => return Ok(tcp),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            format!("{host} has no address in the family of {local}"),
-        )
-    }))
 }
 
 /// Deadlines for connection set-up. The protocol phases after it have their deadlines in the
@@ -385,6 +533,12 @@ pub struct SetupTimeouts {
     pub connect: Duration,
     /// TLS handshake. Default 30 s.
     pub tls_handshake: Duration,
+    /// Happy Eyeballs (RFC 8305) connection attempt delay: when a host has several addresses,
+    /// the next one is tried this long after the previous attempt started if that has not
+    /// completed (or at once if it failed), the first to connect wins. Default 250 ms, as the
+    /// RFC recommends; it bounds what an address that drops packets (a broken IPv6 path) costs.
+    /// `connect` stays the deadline for all attempts together. See [`crate::happy_eyeballs`].
+    pub connection_attempt_delay: Duration,
 }
 
 impl Default for SetupTimeouts {
@@ -392,17 +546,26 @@ impl Default for SetupTimeouts {
         Self {
             connect: Duration::from_secs(30),
             tls_handshake: Duration::from_secs(30),
+            connection_attempt_delay: crate::happy_eyeballs::DEFAULT_ATTEMPT_DELAY,
         }
     }
 }
 
 impl SetupTimeouts {
-    /// Sets both deadlines to `limit`.
+    /// Sets both deadlines to `limit` (the connection attempt delay keeps its default).
     pub const fn uniform(limit: Duration) -> Self {
         Self {
             connect: limit,
             tls_handshake: limit,
+            connection_attempt_delay: crate::happy_eyeballs::DEFAULT_ATTEMPT_DELAY,
         }
+    }
+
+    /// Sets [`SetupTimeouts::connection_attempt_delay`].
+    #[must_use]
+    pub const fn with_connection_attempt_delay(mut self, delay: Duration) -> Self {
+        self.connection_attempt_delay = delay;
+        self
     }
 }
 
@@ -622,4 +785,80 @@ enum Step {
     Wrote(io::Result<usize>),
     Read(io::Result<usize>),
     Deadline,
+}
+
+/// Notices adapter calls whose future was dropped part way.
+///
+/// A protocol adapter call (send a message, log in) spans several steps of the sans-IO core. If
+/// its future is dropped between two of them (a `tokio::time::timeout` around the call, a
+/// `select!` branch that lost), the core is left half-way through an exchange. The adapter
+/// calls [`CallTracker::begin`] when a call starts and [`CallTracker::end`] when it returns: a
+/// call that began and never ended was cancelled, and every later call gets [`Cancelled`],
+/// which says plainly that the session must be replaced, instead of an error about the core's
+/// state ("busy") that reads as "wait and retry".
+#[derive(Debug, Default, Clone)]
+pub struct CallTracker {
+    running: Option<&'static str>,
+    cancelled: Option<&'static str>,
+}
+
+impl CallTracker {
+    /// A tracker with no call under way.
+    pub const fn new() -> Self {
+        Self {
+            running: None,
+            cancelled: None,
+        }
+    }
+
+    /// Records the start of `operation`. Fails when an earlier call was cancelled part way.
+    pub const fn begin(&mut self, operation: &'static str) -> Result<(), Cancelled> {
+        if let Some(earlier) = self.running.take() {
+            self.cancelled = Some(earlier);
+        }
+        if let Some(operation) = self.cancelled {
+            return Err(Cancelled { operation });
+        }
+        self.running = Some(operation);
+        Ok(())
+    }
+
+    /// Fails when an earlier call was cancelled part way, without starting a call: for the
+    /// calls of an adapter that are cancel-safe themselves but cannot run after a cancelled one.
+    pub const fn check(&mut self) -> Result<(), Cancelled> {
+        if let Some(earlier) = self.running.take() {
+            self.cancelled = Some(earlier);
+        }
+        match self.cancelled {
+            Some(operation) => Err(Cancelled { operation }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that the call under way returned (successfully or not).
+    pub const fn end(&mut self) {
+        self.running = None;
+    }
+
+    /// The call found cancelled, once [`CallTracker::begin`] has noticed it.
+    pub const fn cancelled(&self) -> Option<Cancelled> {
+        match self.cancelled {
+            Some(operation) => Some(Cancelled { operation }),
+            None => None,
+        }
+    }
+}
+
+/// An earlier call on the session was cancelled part way (its future was dropped), so the
+/// session is in an unknown state and cannot be used any more: connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the session is unusable: an earlier {operation} call was cancelled part way (its future \
+     was dropped, e.g. by a timeout around it), so whether the server acted on it is unknown; \
+     connect again"
+)]
+#[non_exhaustive]
+pub struct Cancelled {
+    /// The call that was cancelled.
+    pub operation: &'static str,
 }

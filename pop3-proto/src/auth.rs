@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
 
-use mail_common::sasl::{self, Credentials, Mechanism, SaslClient, SaslError};
+use mail_common::sasl::{self, Credentials, NonceSource, SaslClient, SaslError};
 use mail_common::{Secret, check_arg};
 
 use crate::capabilities::Capabilities;
@@ -69,21 +69,29 @@ impl std::fmt::Debug for LoginPlan {
 }
 
 /// Picks the method for [`Login::auto`]: see its documentation for the order.
+///
+/// A timestamp in the greeting does not mean APOP works: servers print one whether or not they
+/// can check APOP (GNU mailutils pop3d greets with one, has no APOP secrets, and answers
+/// "Bad login"), and `CAPA` has no way to announce APOP. So inside TLS, where USER/PASS exposes
+/// nothing, APOP (MD5, legacy) is only the last resort. Without TLS (cleartext explicitly
+/// allowed) it still goes before USER/PASS, which would put the password itself on the wire.
 fn choose(
     credentials: &Credentials,
     caps: &Capabilities,
     apop_timestamp: Option<&str>,
+    tls: bool,
 ) -> Result<AuthMethod, Misuse> {
     if let Some(mechanism) = sasl::choose(caps.sasl.iter().map(String::as_str), credentials) {
         return Ok(AuthMethod::Sasl(mechanism));
     }
     let password = matches!(credentials, Credentials::Password { .. });
-    if password && apop_timestamp.is_some() {
-        Ok(AuthMethod::Apop)
-    } else if password && (caps.user || !caps.announced) {
-        Ok(AuthMethod::UserPass)
-    } else {
-        Err(Misuse::NoSuitableMethod)
+    let apop = password && apop_timestamp.is_some();
+    let user_pass = password && (caps.user || !caps.announced);
+    match (apop, user_pass) {
+        (true, true) if tls => Ok(AuthMethod::UserPass),
+        (true, _) => Ok(AuthMethod::Apop),
+        (false, true) => Ok(AuthMethod::UserPass),
+        (false, false) => Err(Misuse::NoSuitableMethod),
     }
 }
 
@@ -99,10 +107,12 @@ pub(crate) fn prepare(
     login: &Login,
     caps: &Capabilities,
     apop_timestamp: Option<&str>,
+    tls: bool,
+    nonces: NonceSource,
 ) -> Result<(AuthMethod, LoginPlan), Misuse> {
     let method = match login.method {
         Some(method) => method,
-        None => choose(&login.credentials, caps, apop_timestamp)?,
+        None => choose(&login.credentials, caps, apop_timestamp, tls)?,
     };
     let plan = match method {
         AuthMethod::UserPass => {
@@ -128,12 +138,17 @@ pub(crate) fn prepare(
             }
         }
         AuthMethod::Sasl(mechanism) => {
-            let needs_nonce = matches!(mechanism, Mechanism::ScramSha1 | Mechanism::ScramSha256);
-            let nonce = login.nonce.as_ref().map(|n| n.expose().as_slice());
-            if needs_nonce && nonce.is_none_or(<[u8]>::is_empty) {
-                return Err(Misuse::MissingNonce);
-            }
-            let client = SaslClient::new(mechanism, &login.credentials, nonce.unwrap_or(&[]))
+            let given = login
+                .nonce
+                .as_ref()
+                .map_or(&[][..], |n| n.expose().as_slice());
+            let nonce = Secret::new(
+                nonces
+                    .nonce_for(mechanism, given)
+                    .map_err(Misuse::Sasl)?
+                    .into_owned(),
+            );
+            let client = SaslClient::new(mechanism, &login.credentials, nonce.expose())
                 .map_err(Misuse::Sasl)?;
             LoginPlan::Sasl(Box::new(client))
         }
@@ -297,7 +312,7 @@ impl Exchange {
                 Ok(Progress::Succeeded)
             }
             (Step::Sasl { client, .. }, Status::Err(text)) => {
-                let oauth_error = client.server_error_json().map(str::to_owned);
+                let oauth_error = client.server_error().cloned().map(Box::new);
                 Ok(Progress::Failed(self.failure(text, None, oauth_error)))
             }
             (
@@ -374,7 +389,7 @@ impl Exchange {
         &self,
         text: &[u8],
         aborted: Option<AuthAbort>,
-        oauth_error: Option<String>,
+        oauth_error: Option<Box<sasl::OAuthErrorChallenge>>,
     ) -> LoginFailure {
         LoginFailure {
             method: self.method,
@@ -387,7 +402,7 @@ impl Exchange {
 
 #[cfg(test)]
 mod tests {
-    use super::{Capabilities, Credentials, apop_digest, choose};
+    use super::{Capabilities, Credentials, NonceSource, apop_digest, choose};
     use crate::command::AuthMethod;
     use crate::error::Misuse;
     use mail_common::Secret;
@@ -434,7 +449,10 @@ mod tests {
             ),
         ] {
             let login = Login::using(method, Credentials::password(user, pass));
-            match (prepare(&login, &caps, ts), refused) {
+            match (
+                prepare(&login, &caps, ts, true, NonceSource::none()),
+                refused,
+            ) {
                 (Ok(_), None) => {}
                 (Err(Misuse::CommandTooLong { command, limit }), Some(expected)) => {
                     assert_eq!((command, limit), (expected, 255));
@@ -455,20 +473,40 @@ mod tests {
             ..Capabilities::default()
         };
         let ts = Some("<1@x>");
-        assert_eq!(
-            choose(&password, &caps, ts),
-            Ok(AuthMethod::Sasl(Mechanism::ScramSha256))
-        );
-        assert_eq!(choose(&token, &caps, ts), Err(Misuse::NoSuitableMethod));
+        for tls in [true, false] {
+            assert_eq!(
+                choose(&password, &caps, ts, tls),
+                Ok(AuthMethod::Sasl(Mechanism::ScramSha256))
+            );
+            assert_eq!(
+                choose(&token, &caps, ts, tls),
+                Err(Misuse::NoSuitableMethod)
+            );
+        }
         caps.sasl.clear();
-        assert_eq!(choose(&password, &caps, ts), Ok(AuthMethod::Apop));
-        assert_eq!(choose(&password, &caps, None), Ok(AuthMethod::UserPass));
-        caps.user = false;
+        // Issue 16: a greeting timestamp is no promise that APOP works (mailutils pop3d).
+        // Inside TLS USER/PASS wins; without TLS APOP keeps the password off the wire.
+        assert_eq!(choose(&password, &caps, ts, true), Ok(AuthMethod::UserPass));
+        assert_eq!(choose(&password, &caps, ts, false), Ok(AuthMethod::Apop));
         assert_eq!(
-            choose(&password, &caps, None),
+            choose(&password, &caps, None, true),
+            Ok(AuthMethod::UserPass)
+        );
+        caps.user = false;
+        // APOP when it is the only method left.
+        assert_eq!(choose(&password, &caps, ts, true), Ok(AuthMethod::Apop));
+        assert_eq!(
+            choose(&password, &caps, None, true),
             Err(Misuse::NoSuitableMethod)
         );
         let unknown = Capabilities::default();
-        assert_eq!(choose(&password, &unknown, None), Ok(AuthMethod::UserPass));
+        assert_eq!(
+            choose(&password, &unknown, None, true),
+            Ok(AuthMethod::UserPass)
+        );
+        assert_eq!(
+            choose(&password, &unknown, ts, true),
+            Ok(AuthMethod::UserPass)
+        );
     }
 }

@@ -5,10 +5,13 @@
 //!
 //! Why a dedicated decoder rather than the line reader: message lines can be arbitrarily long
 //! (unwrapped base64, HTML on one line), so bodies must not be framed line by line with a
-//! length limit. The decoder looks at each line start only (one to three bytes), and hands out
-//! everything between as [`Bytes`] split off the receive buffer, without copying. Work is
-//! linear in the body size, memory is constant per message, and the `CRLF.CRLF` terminator is
-//! found whatever the chunk boundaries.
+//! length limit. The decoder only has work where an LF is followed by a dot (found with
+//! `memmem`), and hands out everything between as [`Bytes`] split off the receive buffer,
+//! without copying. Where such line starts are dense (runs shorter than 256 bytes), the runs
+//! are packed into owned chunks instead, eight bytes at a time with `mail_common::scan`, so a
+//! body of short dotted lines does not pay per-line costs. Work is linear in the body size,
+//! memory is constant per message, and the `CRLF.CRLF` terminator is found whatever the chunk
+//! boundaries.
 //!
 //! Rules, for each line:
 //! - `.` CRLF at a line start ends the body (a bare `.` LF does not: a server that sends CRLF
@@ -22,13 +25,20 @@
 //!
 //! A line start is the start of the body and the byte after any LF.
 
-use bytes::{Bytes, BytesMut};
+use std::sync::LazyLock;
+
+use bytes::Bytes;
 use mail_common::LineReader;
+use mail_common::scan::{self, WORD};
+use memchr::memmem::Finder;
 
 /// Runs of content shorter than this are packed together (see [`BodyDecoder::decode`]).
 const PACK_BELOW: usize = 256;
 /// The largest packed chunk.
 const PACK_LIMIT: usize = 16 * 1024;
+
+/// An LF followed by a dot: the only place where the decoder has anything to do.
+static LINE_START_DOT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n."));
 
 /// What one call of [`BodyDecoder::decode`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +68,83 @@ pub struct BodyDecoder {
     max_size: u64,
 }
 
+/// What a line start that begins with a dot turned out to be.
+enum DotLine {
+    /// Too few bytes buffered to tell.
+    Undecided,
+    /// `.` CRLF: the end of the body.
+    Terminator,
+    /// `..`: the first dot is stuffing and goes.
+    Stuffed,
+    /// Anything else: the dot is content.
+    Kept,
+}
+
+impl DotLine {
+    /// Classifies the line start at the front of `rest`, which begins with a dot.
+    fn at(rest: &[u8]) -> Self {
+        match rest.get(1..3) {
+            Some([b'\r', b'\n']) => Self::Terminator,
+            _ => match rest.get(1) {
+                None => Self::Undecided,
+                Some(b'.') => Self::Stuffed,
+                Some(b'\r') if rest.len() == 2 => Self::Undecided,
+                Some(_) => Self::Kept,
+            },
+        }
+    }
+}
+
+/// How [`copy_run`] ended.
+enum RunEnd {
+    /// At the LF at this index, followed by a line start with a dot; the run through the LF was
+    /// copied.
+    LineDot(usize),
+    /// The run is at least [`PACK_BELOW`] bytes long; better handed out as a slice.
+    Long,
+    /// No line start with a dot before the end of the allowed range; all of it was copied.
+    Exhausted,
+}
+
+/// Copies `buf[from..]` to `out[at..]` up to and including the next LF that is followed by a
+/// dot, but not past `end`. Eight bytes at a time while the buffer allows: `out` needs
+/// [`PACK_BELOW`] + [`WORD`] bytes of room after `at`.
+fn copy_run(buf: &[u8], from: usize, end: usize, out: &mut [u8], at: usize) -> RunEnd {
+    let found = |lf: usize| {
+        if lf < end {
+            RunEnd::LineDot(lf)
+        } else {
+            RunEnd::Exhausted
+        }
+    };
+    let mut i = from;
+    // The word starting at `i + 1` must be in the buffer too: it holds the byte after each LF.
+    while i < end && i + WORD < buf.len() {
+        if i - from >= PACK_BELOW {
+            return RunEnd::Long;
+        }
+        let word = scan::load(buf, i);
+        scan::store(out, at + i - from, word);
+        let line_dot =
+            scan::equal_bytes(word, b'\n') & scan::equal_bytes(scan::load(buf, i + 1), b'.');
+        if let Some(offset) = scan::first_set_byte(line_dot) {
+            return found(i + offset);
+        }
+        i += WORD;
+    }
+    while i < end {
+        if i - from >= PACK_BELOW {
+            return RunEnd::Long;
+        }
+        out[at + i - from] = buf[i];
+        if buf[i] == b'\n' && buf.get(i + 1) == Some(&b'.') {
+            return found(i);
+        }
+        i += 1;
+    }
+    RunEnd::Exhausted
+}
+
 impl BodyDecoder {
     /// A decoder for a body that starts at the front of the buffer and may deliver at most
     /// `max_size` bytes.
@@ -79,85 +166,205 @@ impl BodyDecoder {
     /// Call until it returns [`Decoded::NeedMore`] (then feed more bytes) or [`Decoded::End`]
     /// (then the bytes after the terminator are left in `rx` for whatever comes next).
     pub fn decode(&mut self, rx: &mut LineReader) -> Result<Decoded, TooLarge> {
+        let buf = rx.buffered();
+        if buf.is_empty() {
+            return Ok(Decoded::NeedMore);
+        }
+        let mut start = 0;
+        if self.at_line_start && buf[0] == b'.' {
+            match DotLine::at(buf) {
+                DotLine::Undecided => return Ok(Decoded::NeedMore),
+                DotLine::Terminator => {
+                    rx.advance(3);
+                    return Ok(Decoded::End);
+                }
+                DotLine::Stuffed => start = 1,
+                DotLine::Kept => {}
+            }
+        }
+        let allowed = self.max_size - self.octets;
+        if allowed == 0 {
+            return Err(TooLarge {
+                limit: self.max_size,
+            });
+        }
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
         // Runs of content between dot-stuffed line starts are handed out as zero-copy slices of
         // the receive buffer. When such runs are short (a body where most lines start with a
         // dot), one slice per line would cost more than the bytes themselves, so short runs are
         // packed into one owned chunk of at most `PACK_LIMIT` bytes instead.
-        let mut packed: Option<BytesMut> = None;
-        let done = |packed: Option<BytesMut>, otherwise: Decoded| {
-            packed.map_or(otherwise, |p| Decoded::Data(p.freeze()))
-        };
-        loop {
-            let buf = rx.buffered();
-            if buf.is_empty() {
-                return Ok(done(packed, Decoded::NeedMore));
-            }
-            if self.at_line_start && buf[0] == b'.' {
-                match (buf.get(1), buf.get(2)) {
-                    (None, _) | (Some(b'\r'), None) => {
-                        return Ok(done(packed, Decoded::NeedMore));
-                    }
-                    (Some(b'\r'), Some(b'\n')) => {
-                        if packed.is_some() {
-                            // The terminator stays in `rx` for the next call.
-                            return Ok(done(packed, Decoded::End));
-                        }
-                        rx.advance(3);
-                        return Ok(Decoded::End);
-                    }
-                    (Some(b'.'), _) => rx.advance(1),
-                    _ => {}
-                }
-                // The rest of this line, leading dot or not, is content.
-                self.at_line_start = false;
-                continue;
-            }
-            let (span, ends_at_line_start) = Self::span(buf);
-            let allowed = self.max_size - self.octets;
-            if allowed == 0 {
-                if packed.is_some() {
-                    return Ok(done(packed, Decoded::NeedMore));
-                }
-                return Err(TooLarge {
-                    limit: self.max_size,
-                });
-            }
-            let take = usize::try_from(allowed).map_or(span, |allowed| span.min(allowed));
-            let short = take < PACK_BELOW && take < buf.len();
-            if !short && packed.is_some() {
-                // A long run follows packed pieces: hand those out, the run goes zero-copy next.
-                return Ok(done(packed, Decoded::NeedMore));
-            }
-            self.at_line_start = if take == span {
-                ends_at_line_start
-            } else {
-                buf[take - 1] == b'\n'
-            };
-            self.octets += take as u64;
-            if !short {
-                return Ok(Decoded::Data(rx.split_to(take)));
-            }
-            let out = packed.get_or_insert_with(|| BytesMut::with_capacity(PACK_LIMIT));
-            out.extend_from_slice(&buf[..take]);
-            rx.advance(take);
-            if out.len() >= PACK_LIMIT - PACK_BELOW || take < span {
-                return Ok(done(packed, Decoded::NeedMore));
-            }
+        let run_end = LINE_START_DOT.find(&buf[start..]).map(|lf| start + lf + 1);
+        if let Some(run_end) = run_end
+            && run_end - start < PACK_BELOW
+        {
+            return Ok(Decoded::Data(self.pack(rx, start, allowed)));
         }
+        let take = (run_end.unwrap_or(buf.len()) - start).min(allowed);
+        self.at_line_start = buf[start + take - 1] == b'\n';
+        self.octets += take as u64;
+        rx.advance(start);
+        Ok(Decoded::Data(rx.split_to(take)))
     }
 
-    /// How many bytes from the front of `buf` can be delivered without looking at a line
-    /// start that begins with a dot, and whether the span ends at a line start. `buf` starts
-    /// inside a line or at a line start that is not a dot.
-    fn span(buf: &[u8]) -> (usize, bool) {
-        for lf in memchr::memchr_iter(b'\n', buf) {
-            match buf.get(lf + 1) {
-                None => return (buf.len(), true),
-                Some(b'.') => return (lf + 1, true),
-                Some(_) => {}
+    /// Unstuffs short runs from `start` into one owned chunk, until a long run, the
+    /// terminator, the end of the buffer, [`PACK_LIMIT`] or the size limit (`allowed` more
+    /// bytes), and takes what it consumed out of `rx`.
+    fn pack(&mut self, rx: &mut LineReader, start: usize, allowed: usize) -> Bytes {
+        let buf = rx.buffered();
+        let full = PACK_LIMIT - PACK_BELOW;
+        let mut out = vec![0; PACK_LIMIT + 2 * WORD];
+        let mut written = 0;
+        let mut from = start;
+        // A line start with a dot that is yet to be classified.
+        let mut dot_at = None;
+        // Where the next call picks up: a line start whose dot is still to be classified, or
+        // content.
+        let mut at_line_start = false;
+        loop {
+            if let Some(dot) = dot_at.take() {
+                match DotLine::at(&buf[dot..]) {
+                    DotLine::Undecided | DotLine::Terminator => {
+                        from = dot;
+                        at_line_start = true;
+                        break;
+                    }
+                    DotLine::Stuffed => from = dot + 1,
+                    DotLine::Kept => from = dot,
+                }
+            }
+            if written >= full || written >= allowed {
+                break;
+            }
+            if allowed - written >= buf.len() - from {
+                let words = unstuff_words(buf, from, &mut out, written, full);
+                if words.to > from {
+                    from = words.to;
+                    written = words.written;
+                    if words.long_run {
+                        // `from` is content: after a stuffing dot or at a dot kept as content.
+                        break;
+                    }
+                    if buf[from - 1] == b'\n' && buf[from] == b'.' {
+                        dot_at = Some(from);
+                    }
+                    continue;
+                }
+            }
+            let end = buf.len().min(from.saturating_add(allowed - written));
+            match copy_run(buf, from, end, &mut out, written) {
+                RunEnd::LineDot(lf) => {
+                    written += lf + 1 - from;
+                    from = lf + 1;
+                    dot_at = Some(from);
+                }
+                RunEnd::Long => break,
+                RunEnd::Exhausted => {
+                    written += end - from;
+                    from = end;
+                    at_line_start = buf[end - 1] == b'\n';
+                    break;
+                }
             }
         }
-        (buf.len(), false)
+        out.truncate(written);
+        self.at_line_start = at_line_start;
+        self.octets += written as u64;
+        rx.advance(from);
+        Bytes::from(out)
+    }
+}
+
+/// How far [`unstuff_words`] got.
+struct Words {
+    /// Input consumed up to here.
+    to: usize,
+    /// Output written up to here.
+    written: usize,
+    /// Stopped at the start of a run of content of at least [`PACK_BELOW`] bytes, better
+    /// handed out as a slice.
+    long_run: bool,
+}
+
+/// Unstuffs `buf[from..]` into `out[written..]` eight bytes at a time, at fixed steps whatever
+/// the line lengths, so the work per word does not wait on where the previous line ended.
+/// Each word is stored whole, then each stuffing dot in it is squeezed out.
+///
+/// A line start at `from` itself counts as already classified; a dot kept as content is copied.
+/// Stops before a word holding a line start with `.` CR (the terminator, or a line that needs
+/// more input to classify: the caller's per-line path handles those), once `written` reaches
+/// `full`, when fewer than nine bytes are left, and at the start of a run of [`PACK_BELOW`]
+/// bytes without a stuffing dot (rewinding to where that run began).
+/// `out` needs `full` + 16 bytes; the caller makes sure the output fits under the size limit.
+fn unstuff_words(
+    buf: &[u8],
+    from: usize,
+    out: &mut [u8],
+    mut written: usize,
+    full: usize,
+) -> Words {
+    let mut i = from;
+    // Byte 0's "after an LF" flag, carried from the previous word.
+    let mut after_lf = 0;
+    let mut quiet = 0;
+    // The last word with stuffing: where it began in the input and the output, and its flags.
+    let mut last_stuffed = (from, written, 0_u64);
+    // Output grows no faster than input, so bounding the input keeps `written` below `full`;
+    // the word at `i` and the byte after it must be in the buffer.
+    let end = buf
+        .len()
+        .saturating_sub(WORD)
+        .min(from + full.saturating_sub(written));
+    while i < end {
+        let window: &[u8; WORD + 1] = buf[i..=i + WORD].try_into().expect("nine bytes");
+        let (word, after) = window.split_first_chunk::<WORD>().expect("eight bytes");
+        let word = u64::from_le_bytes(*word);
+        let lf = scan::equal_bytes(word, b'\n');
+        let dot = scan::equal_bytes(word, b'.');
+        let line_dot = ((lf << 8) | after_lf) & dot;
+        let stuffing = line_dot & scan::next_byte_flags(dot, after[0] == b'.');
+        let other = line_dot & !stuffing;
+        if other != 0 {
+            // Rare in a stuffed body: a dot kept as content is copied like any byte here, but
+            // `.` CR (the terminator, or a line start to classify with more input) is for the
+            // per-line path.
+            let cr = scan::equal_bytes(word, b'\r');
+            if other & scan::next_byte_flags(cr, after[0] == b'\r') != 0 {
+                break;
+            }
+        }
+        let room: &mut [u8; 2 * WORD] = (&mut out[written..written + 2 * WORD])
+            .try_into()
+            .expect("sixteen bytes");
+        let kept = scan::squeeze_out(room, word, stuffing);
+        if stuffing == 0 {
+            quiet += WORD;
+            if quiet >= PACK_BELOW {
+                // The run began after the last stuffing dot of the last word that had one.
+                let (at, out_at, flags) = last_stuffed;
+                let (to, written) = if flags == 0 {
+                    (at, out_at)
+                } else {
+                    let byte = 7 - (flags.leading_zeros() / 8) as usize;
+                    (at + byte + 1, out_at + byte + 1 - scan::count_flags(flags))
+                };
+                return Words {
+                    to,
+                    written,
+                    long_run: true,
+                };
+            }
+        } else {
+            quiet = 0;
+            last_stuffed = (i, written, stuffing);
+        }
+        written += kept;
+        after_lf = lf >> 56;
+        i += WORD;
+    }
+    Words {
+        to: i,
+        written,
+        long_run: false,
     }
 }
 
@@ -184,6 +391,71 @@ mod tests {
                     None => return (Ok(body), b"<incomplete>".to_vec()),
                 },
                 Err(e) => return (Err(e), body),
+            }
+        }
+    }
+
+    /// The rules of the module documentation, one byte at a time: the body and where the bytes
+    /// after the terminator start, or `None` when the wire has no terminator.
+    fn reference(wire: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let mut body = Vec::new();
+        let mut at_line_start = true;
+        let mut i = 0;
+        while i < wire.len() {
+            if at_line_start && wire[i] == b'.' {
+                match wire.get(i + 1..i + 3) {
+                    Some(b"\r\n") => return Some((body, i + 3)),
+                    _ if wire.get(i + 1) == Some(&b'.') => i += 1,
+                    _ => {}
+                }
+            }
+            body.push(wire[i]);
+            at_line_start = wire[i] == b'\n';
+            i += 1;
+        }
+        None
+    }
+
+    proptest::proptest! {
+        /// Dot-dense and arbitrary wires, in any piece size, under any size limit: the packed
+        /// word-at-a-time path and the zero-copy path agree with the byte-at-a-time rules,
+        /// including where a piece ends inside `\n..`, `\n.\r\n` or an eight-byte word.
+        #[test]
+        fn matches_the_byte_at_a_time_rules(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b"..".to_vec()),
+                    proptest::strategy::Just(b".".to_vec()),
+                    proptest::strategy::Just(b".x".to_vec()),
+                    proptest::strategy::Just(b"...".to_vec()),
+                    proptest::strategy::Just(b".\r".to_vec()),
+                    proptest::strategy::Just(b"x".repeat(300)),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20),
+                ],
+                0..60,
+            ),
+            endings in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(&b"\r\n"[..]),
+                proptest::strategy::Just(&b"\n"[..]),
+                proptest::strategy::Just(&b"\r"[..]),
+            ], 1..8),
+            step in 1_usize..40,
+            limit in proptest::prop_oneof![proptest::strategy::Just(u64::MAX), 0_u64..400],
+        ) {
+            let mut wire = Vec::new();
+            for (line, ending) in lines.iter().zip(endings.iter().cycle()) {
+                wire.extend_from_slice(line);
+                wire.extend_from_slice(ending);
+            }
+            wire.extend_from_slice(b"\r\n.\r\nNEXT");
+            let (expected, after) = reference(&wire).expect("a terminator was appended");
+            let (got, rest) = decode_in_steps(&wire, step, limit);
+            if expected.len() as u64 <= limit {
+                proptest::prop_assert_eq!(got, Ok(expected));
+                proptest::prop_assert!(wire[after..].starts_with(&rest));
+            } else {
+                proptest::prop_assert_eq!(got, Err(TooLarge { limit }));
+                proptest::prop_assert_eq!(&rest[..], &expected[..usize::try_from(limit).unwrap()]);
             }
         }
     }

@@ -254,7 +254,13 @@ impl Client {
         }
         self.check_queue_room()?;
         let caps = self.caps.clone().unwrap_or_default();
-        auth::prepare(login, &caps, self.apop_timestamp.as_deref())
+        auth::prepare(
+            login,
+            &caps,
+            self.apop_timestamp.as_deref(),
+            self.tls,
+            self.config.nonce_source,
+        )
     }
 
     /// Queues a command. It is sent at once, or when the pipelining window (or, without
@@ -516,9 +522,10 @@ impl Client {
         let status = parse::status_line(line);
         if let Ok(Status::Continuation(_)) = status {
             // A SASL challenge: it may be derived from the password, so it stays out of logs.
-            tracing::trace!(target: "pop3_proto", "S: + [redacted]");
+            tracing::debug!(target: "pop3_proto", "S: + [redacted]");
         } else {
-            tracing::trace!(target: "pop3_proto", "S: {}", parse::excerpt(line));
+            // DEBUG, with the client's lines: `-vv` shows a failing exchange whole.
+            tracing::debug!(target: "pop3_proto", "S: {}", parse::excerpt(line));
         }
         let status = status.map_err(malformed)?;
         if self.session == Session::Greeting {

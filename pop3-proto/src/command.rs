@@ -173,9 +173,12 @@ pub struct Login {
 
 impl Login {
     /// Lets the client choose, once, from what the server announced: the strongest SASL
-    /// mechanism the credentials suit ([`mail_common::sasl::choose`]); otherwise APOP when the
-    /// greeting had a timestamp and the credentials are a password; otherwise USER/PASS when
-    /// the server announced `USER` or did not answer `CAPA`.
+    /// mechanism the credentials suit ([`mail_common::sasl::choose`]); otherwise, for a
+    /// password, USER/PASS when the server announced `USER` or did not answer `CAPA`, and APOP
+    /// when the greeting had a timestamp. Inside TLS USER/PASS goes first and APOP is the last
+    /// resort: a greeting timestamp does not promise that APOP works (GNU mailutils pop3d
+    /// sends one and refuses APOP). On a connection without TLS (cleartext explicitly allowed)
+    /// APOP goes first, so the password itself is not sent in the clear.
     ///
     /// If the chosen method fails, the failure is reported; the client never retries with a
     /// weaker method by itself.
@@ -196,8 +199,8 @@ impl Login {
         }
     }
 
-    /// Fresh random bytes for SCRAM's client nonce (at least 18 recommended). The client reads
-    /// no random source itself, so SCRAM (which [`Login::auto`] prefers) needs this.
+    /// Fresh random bytes for SCRAM's client nonce (at least 18 recommended). Without them the
+    /// client takes [`crate::Config::nonce_source`]'s, by default from the operating system.
     #[must_use]
     pub fn with_nonce(mut self, nonce: impl Into<Vec<u8>>) -> Self {
         self.nonce = Some(Secret::new(nonce.into()));

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use mail_common::sasl::NonceSource;
+
 /// How the connection is protected against eavesdropping and tampering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -221,6 +223,11 @@ pub struct Config {
     /// Pipeline commands (RFC 2449) when the server announces `PIPELINING`. Default `true`;
     /// turn it off for servers that announce it and get it wrong.
     pub pipelining: bool,
+    /// Where a SCRAM client nonce comes from when the login carries none
+    /// ([`crate::Login::with_nonce`]). Default: the operating system's random source. Tests can
+    /// set a fixed one for reproducible exchanges; [`NonceSource::none`] makes SCRAM without a
+    /// caller's nonce a [`crate::Misuse::Sasl`] error instead.
+    pub nonce_source: NonceSource,
     /// Private so that the only way to set it is the loudly named setter.
     cleartext_credentials: bool,
 }
@@ -239,6 +246,7 @@ impl Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             pipelining: true,
+            nonce_source: NonceSource::system(),
             cleartext_credentials: false,
         }
     }
@@ -261,6 +269,13 @@ impl Config {
     #[must_use]
     pub const fn with_pipelining(mut self, pipelining: bool) -> Self {
         self.pipelining = pipelining;
+        self
+    }
+
+    /// Sets [`Config::nonce_source`].
+    #[must_use]
+    pub const fn with_nonce_source(mut self, source: NonceSource) -> Self {
+        self.nonce_source = source;
         self
     }
 

@@ -210,9 +210,6 @@ pub enum Misuse {
     /// The method needs a password (USER/PASS, APOP) but the credentials are a token.
     #[error("this login method needs a password")]
     WrongCredentialKind,
-    /// SCRAM needs a caller-supplied nonce ([`crate::Login::with_nonce`]).
-    #[error("SCRAM needs a nonce from the caller")]
-    MissingNonce,
     /// The SASL mechanism cannot start with these credentials.
     #[error(transparent)]
     Sasl(SaslError),

@@ -1,7 +1,7 @@
 //! What the client reports to its caller, drained with [`crate::Client::poll_event`].
 
 use bytes::Bytes;
-use mail_common::sasl::SaslError;
+use mail_common::sasl::{OAuthErrorChallenge, SaslError};
 
 use crate::capabilities::Capabilities;
 use crate::command::{AuthMethod, Command, CommandId};
@@ -58,8 +58,9 @@ pub struct LoginFailure {
     pub response: Response,
     /// Set when the client cancelled the exchange itself.
     pub aborted: Option<AuthAbort>,
-    /// For XOAUTH2/OAUTHBEARER: the JSON error document the server sent as a challenge.
-    pub oauth_error: Option<String>,
+    /// For XOAUTH2/OAUTHBEARER: the JSON error document the server sent as a challenge,
+    /// decoded (status, required scope), with the raw text kept in it.
+    pub oauth_error: Option<Box<OAuthErrorChallenge>>,
 }
 
 /// Something the caller should know about.

@@ -1,9 +1,11 @@
 //! A sans-IO POP3 client (RFC 1939, 2449, 2595, 3206, 5034, 6856).
 //!
-//! [`Client`] is a state machine: it never touches a socket, a clock or a random source. The
-//! driver (a tokio task, a blocking loop, a test) feeds it the bytes it reads and the current
-//! time, writes what it offers, and reacts to its [`Event`]s. That keeps every protocol
-//! decision testable byte for byte, and lets one core serve any I/O model.
+//! [`Client`] is a state machine: it never touches a socket or a clock, and the one random
+//! input it may need (a SCRAM nonce the caller did not give) comes from the function in
+//! [`Config::nonce_source`], which tests replace. The driver (a tokio task, a blocking loop, a
+//! test) feeds it the bytes it reads and the current time, writes what it offers, and reacts to
+//! its [`Event`]s. That keeps every protocol decision testable byte for byte, and lets one core
+//! serve any I/O model.
 //!
 //! # What the client does by itself
 //!

@@ -20,6 +20,14 @@
 //! - the connection cannot be used any more ([`Error::Transport`], [`Error::Io`],
 //!   [`Error::Timeout`], [`Error::Protocol`]); see [`Error::is_fatal`].
 //!
+//! # Cancel safety
+//!
+//! Deadlines are built in ([`SetupTimeouts`], [`crate::Timeouts`]). Each method says whether
+//! its future may be dropped part way (a `tokio::time::timeout` around it): the commands are
+//! cancel-safe, because the client tags every reply with its command and the next call reads
+//! and discards what belongs to an abandoned one; a login is not, and after a cancelled login
+//! every call returns [`Error::Cancelled`].
+//!
 //! # Example
 //!
 //! ```no_run
@@ -68,7 +76,8 @@ use std::{
 use ::tokio::io::{AsyncWrite, AsyncWriteExt};
 use bytes::Bytes;
 use mail_common::sasl::Credentials;
-use mail_common::transport::{self, DriveError, Driver, TlsConnector, Wrapping};
+pub use mail_common::transport::Cancelled;
+use mail_common::transport::{self, CallTracker, DriveError, Driver, TlsConnector, Wrapping};
 pub use mail_common::transport::{SetupPhase, SetupTimeouts, TransportError, TrustRoots};
 use tracing::Instrument as _;
 
@@ -208,8 +217,11 @@ impl fmt::Display for TimeoutPhase {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: name resolution, TCP, the CA file, or the TLS handshake
-    /// (certificate not trusted, wrong host name, a peer not speaking TLS). Fatal.
+    /// Connection set-up failed: name resolution, TCP, the CA file, the TLS handshake
+    /// (certificate not trusted, wrong host name, a peer not speaking TLS), the wrong TLS mode
+    /// for the port ([`TransportError::PlaintextGreeting`]: implicit TLS against an STLS port),
+    /// or no greeting in time ([`TransportError::NoGreeting`], which names the likely cause:
+    /// STLS or plaintext against an implicit-TLS port). Fatal.
     #[error(transparent)]
     Transport(TransportError),
     /// Reading or writing the connection failed. Fatal.
@@ -249,6 +261,11 @@ pub enum Error {
     /// An earlier fatal error ended the session.
     #[error("the session failed earlier")]
     SessionFailed,
+    /// An earlier [`Session::login`] or [`Session::login_with`] was cancelled part way (its
+    /// future was dropped in the middle of the exchange): the session was closed, and this is
+    /// the answer to every later call. Connect again.
+    #[error(transparent)]
+    Cancelled(Cancelled),
 }
 
 impl Error {
@@ -276,6 +293,7 @@ impl Error {
                 | Self::Protocol(_)
                 | Self::GreetingRefused(_)
                 | Self::SessionFailed
+                | Self::Cancelled(_)
         )
     }
 }
@@ -398,13 +416,6 @@ const fn event_id(event: &Event) -> Option<CommandId> {
     }
 }
 
-/// Fresh bytes for SCRAM's client nonce (the core reads no random source itself).
-fn fresh_nonce() -> Result<[u8; 24], Error> {
-    let mut nonce = [0; 24];
-    getrandom::fill(&mut nonce).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    Ok(nonce)
-}
-
 /// A POP3 session over TCP (and TLS), driven by tokio.
 ///
 /// Created by [`Session::connect`], which returns once the session is ready for a login: the
@@ -426,6 +437,8 @@ pub struct Session {
     /// Sizes from `LIST`, used as size hints for the pipelining window.
     sizes: HashMap<u32, u64>,
     failed: bool,
+    /// Notices a login whose future was dropped part way.
+    calls: CallTracker,
     span: tracing::Span,
 }
 
@@ -447,6 +460,8 @@ impl Session {
     /// `options.security` replaces `config.security`. With [`Security::Stls`], a server that
     /// does not offer or refuses `STLS` ends the attempt ([`Error::Protocol`]) before any
     /// credential could be sent.
+    ///
+    /// Cancel safety: cancel-safe. Dropping the future drops the half-open connection.
     pub async fn connect(options: ConnectOptions, mut config: Config) -> Result<Self, Error> {
         let span = tracing::info_span!(
             "pop3.session",
@@ -486,6 +501,7 @@ impl Session {
         let max_outstanding = (config.limits.max_in_flight.saturating_mul(2))
             .clamp(1, config.limits.max_queued_commands.max(1));
         let reply_timeout = config.timeouts.reply;
+        let greeting_wait = config.timeouts.greeting;
         let client = Client::new(config, Instant::now());
         let mut session = Self {
             driver: Driver::new(stream, client),
@@ -500,10 +516,24 @@ impl Session {
             max_outstanding,
             sizes: HashMap::new(),
             failed: false,
+            calls: CallTracker::new(),
             span,
         };
         loop {
-            match session.next_event().await? {
+            let event = session.next_event().await.map_err(|error| match error {
+                // Name the server and the likely cause: a port that expects implicit TLS
+                // waits silently for the handshake.
+                Error::Timeout(TimeoutPhase::Greeting) => {
+                    Error::Transport(TransportError::NoGreeting {
+                        host: options.host.clone(),
+                        port: options.port,
+                        after: greeting_wait,
+                        implicit_tls: wrapping == Wrapping::ImplicitTls,
+                    })
+                }
+                error => error,
+            })?;
+            match event {
                 Event::Greeting(response) => session.greeting = response,
                 Event::GreetingRefused(response) => return Err(Error::GreetingRefused(response)),
                 Event::StartTls => {
@@ -589,6 +619,19 @@ impl Session {
     /// A POP3 server never speaks unprompted: bytes that arrived after the last reply (a
     /// duplicated reply, a forged one) are a protocol error now, instead of being read as the
     /// answer to the next command.
+    /// Refuses every call after a login whose future was dropped part way, closing the
+    /// connection the first time.
+    async fn check_cancelled(&mut self) -> Result<(), Error> {
+        if let Err(cancelled) = self.calls.check() {
+            if !self.failed {
+                self.failed = true;
+                self.driver.shutdown().await;
+            }
+            return Err(Error::Cancelled(cancelled));
+        }
+        Ok(())
+    }
+
     async fn take_arrived(&mut self) -> Result<(), Error> {
         if self.failed {
             return Err(Error::SessionFailed);
@@ -637,6 +680,7 @@ impl Session {
     async fn simple(&mut self, command: Command) -> Result<Event, Error> {
         let span = tracing::debug_span!(parent: &self.span, "pop3.command", %command);
         async {
+            self.check_cancelled().await?;
             self.take_arrived().await?;
             let id = self.send(command)?;
             self.reply(id).await
@@ -653,12 +697,17 @@ impl Session {
     /// Credentials are never sent without TLS unless the configuration says
     /// [`Config::dangerously_allow_cleartext_credentials`]; otherwise this fails with
     /// [`Error::Misuse`] before anything is sent.
+    ///
+    /// Cancel safety: not cancel-safe (see [`Session::login_with`]).
     pub async fn login(&mut self, credentials: Credentials) -> Result<AuthMethod, Error> {
         self.login_with(Login::auto(credentials)).await
     }
 
-    /// Logs in as `login` says (e.g. [`Login::using`] a particular method). A SCRAM nonce is
-    /// generated when the login carries none.
+    /// Logs in as `login` says (e.g. [`Login::using`] a particular method). A SCRAM nonce comes
+    /// from [`crate::Config::nonce_source`] when the login carries none.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the exchange is left open: the
+    /// connection is closed and every later call returns [`Error::Cancelled`].
     pub async fn login_with(&mut self, login: Login) -> Result<AuthMethod, Error> {
         let span = tracing::info_span!(
             parent: &self.span,
@@ -666,12 +715,14 @@ impl Session {
             user = %login.username(),
             method = ?login.method,
         );
-        async {
-            let login = if login.nonce.is_none() {
-                login.with_nonce(fresh_nonce()?)
-            } else {
-                login
-            };
+        if let Err(cancelled) = self.calls.begin("login") {
+            if !self.failed {
+                self.failed = true;
+                self.driver.shutdown().await;
+            }
+            return Err(Error::Cancelled(cancelled));
+        }
+        let result = async {
             self.take_arrived().await?;
             let id = self
                 .driver
@@ -691,10 +742,15 @@ impl Session {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// `CAPA`: asks for the capabilities again (they may change after login).
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn capa(&mut self) -> Result<Capabilities, Error> {
         match self.simple(Command::Capa).await? {
             Event::Capabilities { capabilities, .. } => Ok(capabilities),
@@ -703,6 +759,9 @@ impl Session {
     }
 
     /// `UTF8` (RFC 6856): switches to UTF-8 mode; only before login.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn utf8(&mut self) -> Result<Response, Error> {
         self.done(Command::Utf8).await
     }
@@ -710,6 +769,9 @@ impl Session {
     // ---- transaction state ----
 
     /// `STAT`: the number of messages and their total size.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn stat(&mut self) -> Result<Stat, Error> {
         match self.simple(Command::Stat).await? {
             Event::Stat { count, size, .. } => Ok(Stat { count, size }),
@@ -718,6 +780,9 @@ impl Session {
     }
 
     /// `LIST`: number and size of every message not marked as deleted.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn list(&mut self) -> Result<Vec<ScanEntry>, Error> {
         match self.simple(Command::List(None)).await? {
             Event::Listing { entries, .. } => {
@@ -729,6 +794,9 @@ impl Session {
     }
 
     /// `LIST msg`.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn list_one(&mut self, msg: u32) -> Result<ScanEntry, Error> {
         match self.simple(Command::List(Some(msg))).await? {
             Event::Listed { entry, .. } => {
@@ -740,6 +808,9 @@ impl Session {
     }
 
     /// `UIDL`: the unique-id of every message not marked as deleted.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn uidl(&mut self) -> Result<Vec<UidEntry>, Error> {
         match self.simple(Command::Uidl(None)).await? {
             Event::UidListing { entries, .. } => Ok(entries),
@@ -748,6 +819,9 @@ impl Session {
     }
 
     /// `UIDL msg`.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn uidl_one(&mut self, msg: u32) -> Result<UidEntry, Error> {
         match self.simple(Command::Uidl(Some(msg))).await? {
             Event::UidListed { entry, .. } => Ok(entry),
@@ -759,6 +833,9 @@ impl Session {
     /// `out` is flushed at the end. Returns the octets written.
     ///
     /// Memory does not grow with the message: each chunk is written before more is read.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the rest of the message is read and
+    /// discarded by the next call; `out` may hold part of the message.
     pub async fn retr_to<W>(&mut self, msg: u32, out: &mut W) -> Result<u64, Error>
     where
         W: AsyncWrite + Unpin + ?Sized,
@@ -794,6 +871,9 @@ impl Session {
             msg,
             size_hint: self.sizes.get(&msg).copied(),
         };
+        self.calls
+            .check()
+            .map_err(|cancelled| io::Error::other(Error::Cancelled(cancelled)))?;
         let id = self.send(command).map_err(io::Error::other)?;
         Ok(MessageReader {
             state: ReaderState::Idle(self, id),
@@ -802,6 +882,9 @@ impl Session {
     }
 
     /// `RETR msg` into memory. Prefer [`Session::retr_to`] for messages of unknown size.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn retr(&mut self, msg: u32) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         self.retr_to(msg, &mut out).await?;
@@ -809,6 +892,8 @@ impl Session {
     }
 
     /// `TOP msg lines` (the header and the first `lines` body lines), streamed into `out`.
+    ///
+    /// Cancel safety: cancel-safe, like [`Session::retr_to`].
     pub async fn top_to<W>(&mut self, msg: u32, lines: u32, out: &mut W) -> Result<u64, Error>
     where
         W: AsyncWrite + Unpin + ?Sized,
@@ -817,6 +902,9 @@ impl Session {
     }
 
     /// `TOP msg lines` into memory.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn top(&mut self, msg: u32, lines: u32) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         self.top_to(msg, lines, &mut out).await?;
@@ -829,6 +917,7 @@ impl Session {
     {
         let span = tracing::debug_span!(parent: &self.span, "pop3.command", %command);
         async {
+            self.check_cancelled().await?;
             self.take_arrived().await?;
             let id = self.send(command)?;
             let mut output_error = None;
@@ -872,6 +961,9 @@ impl Session {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the retrievals already sent complete and
+    /// are discarded by the next call; which messages reached `done` is what `done` saw.
     pub async fn retr_many<I, F, W, D>(
         &mut self,
         msgs: I,
@@ -941,6 +1033,9 @@ impl Session {
     }
 
     /// `DELE msg`: marks the message for deletion; [`Session::quit`] commits it.
+    ///
+    /// Cancel safety: cancel-safe, but whether the message was marked deleted is then unknown:
+    /// [`Session::rset`] before [`Session::quit`] undoes every mark.
     pub async fn dele(&mut self, msg: u32) -> Result<Response, Error> {
         self.done(Command::Dele(msg)).await
     }
@@ -949,12 +1044,16 @@ impl Session {
     /// trip for the lot instead of one each). Returns, in order, the messages the server
     /// refused to mark (already deleted, no such message); the others are marked, and
     /// [`Session::quit`] commits them.
+    ///
+    /// Cancel safety: cancel-safe, but which messages were marked deleted is then unknown:
+    /// [`Session::rset`] before [`Session::quit`] undoes every mark.
     pub async fn dele_many<I>(&mut self, msgs: I) -> Result<Vec<(u32, Response)>, Error>
     where
         I: IntoIterator<Item = u32>,
     {
         let span = tracing::debug_span!(parent: &self.span, "pop3.dele_many");
         async {
+            self.check_cancelled().await?;
             let mut pending: VecDeque<u32> = msgs.into_iter().collect();
             let mut outstanding: VecDeque<(CommandId, u32)> = VecDeque::new();
             let mut refused = Vec::new();
@@ -981,11 +1080,17 @@ impl Session {
     }
 
     /// `RSET`: unmarks every message marked for deletion.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn rset(&mut self) -> Result<Response, Error> {
         self.done(Command::Rset).await
     }
 
     /// `NOOP`.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, the command still completes: the next
+    /// call reads its reply and discards it before its own.
     pub async fn noop(&mut self) -> Result<Response, Error> {
         self.done(Command::Noop).await
     }
@@ -1000,9 +1105,15 @@ impl Session {
     /// `QUIT`: ends the session. In the transaction state the server now deletes the messages
     /// marked with [`Session::dele`]; `-ERR` ([`Error::Refused`]) means it could not remove
     /// some of them.
+    ///
+    /// Cancel safety: dropping it drops the connection; whether the server committed the
+    /// deletions (it does once it has read `QUIT`) is then unknown.
     pub async fn quit(mut self) -> Result<(), Error> {
         let span = tracing::debug_span!(parent: &self.span, "pop3.command", command = "QUIT");
         async {
+            if self.check_cancelled().await.is_err() {
+                return Ok(());
+            }
             self.take_arrived().await?;
             let id = self.send(Command::Quit)?;
             let answer = self.reply(id).await;
@@ -1043,12 +1154,16 @@ pub struct Retrieval<'a> {
 
 impl Retrieval<'_> {
     /// The next step, or `None` when every message has been answered.
+    ///
+    /// Cancel safety: cancel-safe. Dropped while waiting, no event is lost: the next call
+    /// returns it.
     pub async fn next(&mut self) -> Result<Option<RetrievalEvent>, Error> {
         let span = self.span.clone();
         self.next_inner().instrument(span).await
     }
 
     async fn next_inner(&mut self) -> Result<Option<RetrievalEvent>, Error> {
+        self.session.check_cancelled().await?;
         if self.outstanding.is_empty() && !self.pending.is_empty() {
             self.session.take_arrived().await?;
         }
@@ -1091,6 +1206,8 @@ impl Retrieval<'_> {
     }
 
     /// Sends no further `RETR` and reads (discarding) the replies of those already sent.
+    ///
+    /// Cancel safety: cancel-safe; the rest is discarded by the next call.
     pub async fn abandon(&mut self) -> Result<(), Error> {
         self.pending.clear();
         while self.next().await?.is_some() {}

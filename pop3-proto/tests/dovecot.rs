@@ -16,7 +16,7 @@ use mail_common::sasl::{Credentials, Mechanism};
 use mail_testground::{ALICE, DOVECOT_POP3, DOVECOT_POP3S, ERIN, HOST, TLS_NAME, User};
 use pop3_proto::{
     AuthMethod, Command, Config, FailureClass, Login, Misuse, ResponseCode, Security,
-    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TrustRoots},
+    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TransportError, TrustRoots},
 };
 
 // ---- test ground ----
@@ -251,6 +251,57 @@ async fn login_sasl_scram_sha_1() {
 #[tokio::test]
 async fn login_sasl_scram_sha_256() {
     login_over_pop3s(AuthMethod::Sasl(Mechanism::ScramSha256)).await;
+}
+
+/// Issue 16, item 4: the core takes SCRAM's nonce from `Config::nonce_source` when the login
+/// carries none (the adapter adds nothing), instead of failing with "SCRAM needs a nonce from
+/// the caller"; a configured source is really used, and without one SCRAM is refused up front.
+#[tokio::test]
+async fn scram_without_a_nonce_from_the_caller_uses_the_configured_source() {
+    use mail_common::sasl::NonceSource;
+    let counting = NonceSource::new(|buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        Ok(())
+    });
+    for source in [NonceSource::default(), counting] {
+        for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha1] {
+            let config = Config::default().with_nonce_source(source);
+            let mut session = Session::connect(options(Security::Implicit), config)
+                .await
+                .unwrap();
+            let method = session
+                .login_with(Login::using(
+                    AuthMethod::Sasl(mechanism),
+                    credentials(ALICE),
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{source:?} {mechanism:?}: {e}"));
+            assert_eq!(method, AuthMethod::Sasl(mechanism));
+            assert_eq!(session.stat().await.unwrap().count, 100);
+            session.quit().await.unwrap();
+        }
+    }
+    let config = Config::default().with_nonce_source(NonceSource::none());
+    let mut session = Session::connect(options(Security::Implicit), config)
+        .await
+        .unwrap();
+    let error = session.login(credentials(ALICE)).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Misuse(Misuse::Sasl(
+                mail_common::sasl::SaslError::NonceUnavailable(_)
+            ))
+        ),
+        "{error:?}"
+    );
+    // Nothing was sent: the session is still usable, and a nonce from the caller works.
+    let login = Login::auto(credentials(ALICE)).with_nonce(*b"caller's own random bytes");
+    let method = session.login_with(login).await.unwrap();
+    assert_eq!(method, AuthMethod::Sasl(Mechanism::ScramSha256));
+    session.quit().await.unwrap();
 }
 
 #[tokio::test]
@@ -814,4 +865,117 @@ async fn retr_reader_is_an_async_read_of_the_message() {
     drop(reader);
     assert_eq!(session.stat().await.unwrap().count, 100);
     session.quit().await.unwrap();
+}
+
+// ---- cancel safety (issue 16, item 3) ----
+
+/// A writer that never takes a byte: a `retr_to` into it waits until it is dropped.
+struct StuckWriter;
+
+impl tokio::io::AsyncWrite for StuckWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Pending
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_retr_is_finished_by_the_next_call() {
+    let mut session = logged_in(ALICE).await;
+    let expected = alice_expected();
+    // The writer never accepts a byte, so the call is always dropped in the middle of RETR 1.
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        session.retr_to(1, &mut StuckWriter),
+    )
+    .await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    // The rest of message 1 is read and discarded; the next commands get their own replies.
+    session.noop().await.unwrap();
+    let got = session.retr(1).await.unwrap();
+    assert_same_message(1, &got, &expected[0]);
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_login_leaves_a_session_that_says_so() {
+    let mut session = connect(Security::Implicit).await;
+    // A zero timeout polls the login once (it sends and waits for the server), then drops it.
+    let dropped =
+        tokio::time::timeout(std::time::Duration::ZERO, session.login(credentials(ALICE))).await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    for _ in 0..2 {
+        let error = session.stat().await.unwrap_err();
+        let Error::Cancelled(cancelled) = &error else {
+            panic!("expected Error::Cancelled, got {error:?}");
+        };
+        assert_eq!(cancelled.operation, "login");
+        assert!(error.is_fatal());
+        assert!(error.to_string().contains("connect again"), "{error}");
+    }
+    let error = session.login(credentials(ALICE)).await.unwrap_err();
+    assert!(matches!(error, Error::Cancelled(_)), "{error:?}");
+}
+
+// ---- the wrong TLS mode for the port (issue 16, item 2) ----
+
+#[tokio::test]
+async fn implicit_tls_against_the_stls_port_says_stls_is_wanted() {
+    let options = options(Security::Implicit).with_port(DOVECOT_POP3.port);
+    let error = Session::connect(options, Config::default())
+        .await
+        .unwrap_err();
+    let Error::Transport(TransportError::PlaintextGreeting { port, greeting, .. }) = &error else {
+        panic!("expected PlaintextGreeting, got {error:?}");
+    };
+    assert_eq!(*port, DOVECOT_POP3.port);
+    assert!(greeting.starts_with("+OK"), "{greeting:?}");
+    let text = error.to_string();
+    for words in ["127.0.0.1:11110", "STLS", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
+    // Dovecot on 11995 waits for a ClientHello and says nothing. A short greeting wait keeps
+    // the test fast; the assertion is on the error, not on the time taken.
+    let wait = std::time::Duration::from_secs(2);
+    let options = options(Security::Stls).with_port(DOVECOT_POP3S.port);
+    let config =
+        Config::default().with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
+    let error = Session::connect(options, config).await.unwrap_err();
+    let Error::Transport(TransportError::NoGreeting {
+        host,
+        port,
+        after,
+        implicit_tls: false,
+    }) = &error
+    else {
+        panic!("expected NoGreeting, got {error:?}");
+    };
+    assert_eq!(
+        (host.as_str(), *port, *after),
+        (HOST, DOVECOT_POP3S.port, wait)
+    );
+    assert!(error.is_fatal());
+    let text = error.to_string();
+    for words in ["127.0.0.1:11995", "implicit TLS", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
 }

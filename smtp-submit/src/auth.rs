@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mail_common::Secret;
-use mail_common::sasl::{Credentials, Mechanism, SaslClient, SaslError};
+use mail_common::sasl::{Credentials, Mechanism, OAuthErrorChallenge, SaslClient, SaslError};
 
 use crate::reply::Reply;
 
@@ -118,6 +118,11 @@ impl AuthExchange {
                 ChallengeAnswer::Cancel
             }
         }
+    }
+
+    /// For XOAUTH2/OAUTHBEARER: the server's decoded JSON error challenge, if it sent one.
+    pub(crate) fn oauth_error(&self) -> Option<Box<OAuthErrorChallenge>> {
+        self.sasl.server_error().cloned().map(Box::new)
     }
 
     /// The server reported success: let the mechanism check the server's proof.

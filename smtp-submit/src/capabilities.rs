@@ -194,6 +194,25 @@ impl Capabilities {
     pub const fn require_tls(&self) -> bool {
         self.require_tls
     }
+    /// `RCPTMAX` of RFC 9422 `LIMITS`: the most recipients one transaction may have. Beyond
+    /// it the server answers `452 too many recipients`; the client refuses such an envelope
+    /// ([`Misuse::TooManyRecipients`](crate::Misuse::TooManyRecipients)) and the tokio adapter
+    /// splits it into transactions up front.
+    pub fn rcpt_max(&self) -> Option<usize> {
+        self.limit("RCPTMAX")
+    }
+    /// `MAILMAX` of RFC 9422 `LIMITS`: the most transactions one session may have.
+    pub fn mail_max(&self) -> Option<usize> {
+        self.limit("MAILMAX")
+    }
+    /// One `NAME=value` of the `LIMITS` keyword; absent, zero or malformed values are no limit.
+    fn limit(&self, name: &str) -> Option<usize> {
+        self.params("LIMITS")?.iter().find_map(|param| {
+            let (key, value) = param.split_once('=')?;
+            let value: usize = value.parse().ok()?;
+            (key.eq_ignore_ascii_case(name) && value > 0).then_some(value)
+        })
+    }
     /// The SASL mechanisms of the AUTH keyword(s), upper-cased, in the server's order.
     pub fn auth_mechanisms(&self) -> &[String] {
         &self.auth

@@ -19,6 +19,7 @@ use crate::auth::{AuthExchange, AuthMethod, ChallengeAnswer};
 use crate::body::{BodyEncoder, Framing, normalized_len};
 use crate::capabilities::Capabilities;
 use crate::config::{Config, Security};
+use crate::content::ContentScan;
 use crate::envelope::{
     Address, BodyType, Envelope, MailOptions, mail_params, original_recipient, rcpt_params, xtext,
 };
@@ -109,6 +110,15 @@ enum State {
     Closed,
 }
 
+/// The body of a transaction being started.
+#[derive(Debug, Clone, Copy)]
+enum Content<'a> {
+    /// Given whole.
+    Whole(&'a [u8]),
+    /// Written later with `write_body`; scanned beforehand by the caller or not.
+    Streamed(Option<ContentScan>),
+}
+
 /// A transaction command not sent yet.
 #[derive(Debug)]
 struct Planned {
@@ -145,6 +155,10 @@ struct Transaction {
     data_ended: bool,
     failure: Option<TransactionFailure>,
     final_reply: Option<Reply>,
+    /// What a streamed body has shown so far.
+    scan: ContentScan,
+    /// `BODY=` and `SMTPUTF8` as declared in `MAIL FROM`.
+    declared: (Option<BodyType>, bool),
 }
 
 impl Transaction {
@@ -288,8 +302,8 @@ impl Client {
         Ok(())
     }
 
-    /// Starts AUTH. `nonce` is fresh randomness (at least 18 bytes) used by SCRAM; the client
-    /// reads no random source itself. Refused before anything is sent when there is no TLS (and
+    /// Starts AUTH. `nonce` is fresh randomness (at least 18 bytes) used by SCRAM; when it is
+    /// empty, SCRAM takes one from [`Config::nonce_source`](crate::Config::nonce_source). Refused before anything is sent when there is no TLS (and
     /// no cleartext opt-in), when the mechanism is not offered, or while busy. The outcome is
     /// [`Event::Authenticated`] or [`Event::AuthFailed`].
     pub fn authenticate(
@@ -326,8 +340,13 @@ impl Client {
                 mechanism
             }
         };
+        let nonce = self
+            .config
+            .nonce_source
+            .nonce_for(mechanism, nonce)
+            .map_err(Misuse::Sasl)?;
         let (exchange, line) =
-            AuthExchange::start(mechanism, credentials, nonce).map_err(Misuse::Sasl)?;
+            AuthExchange::start(mechanism, credentials, &nonce).map_err(Misuse::Sasl)?;
         tracing::debug!("C: AUTH {} [redacted]", mechanism.name());
         self.push_wire(now, line.expose());
         self.expect(now, Pending::Auth);
@@ -338,19 +357,43 @@ impl Client {
     /// Starts a transaction whose body the caller then streams with [`Client::write_body`] and
     /// ends with [`Client::finish_body`]. With PIPELINING, `MAIL`, every `RCPT` (and `DATA`)
     /// leave in one flight. Outcomes arrive as [`Event::Recipient`] and [`Event::MessageDone`].
+    ///
+    /// A streamed body cannot be inspected before `MAIL`, so the rule is: `BODY=8BITMIME` is
+    /// declared whenever the server offers it and `options` leaves the body type unset (RFC
+    /// 6152 allows it for 7-bit content); `SMTPUTF8` must be asked for in `options` when the
+    /// headers carry raw UTF-8. [`Client::write_body`] watches the content and refuses
+    /// anything undeclared with [`Misuse::UndeclaredContent`] before it is sent; use a
+    /// [`ContentScan`](crate::ContentScan) first when the source can be read twice.
     pub fn send_mail(
         &mut self,
         now: Instant,
         envelope: Envelope,
         options: MailOptions,
     ) -> Result<TransactionId, Misuse> {
-        self.start_transaction(now, envelope, options, None)
+        self.start_transaction(now, envelope, options, Content::Streamed(None))
+    }
+
+    /// [`Client::send_mail`] for a body the caller has already scanned (a file read twice):
+    /// what `scan` found is declared in `MAIL FROM` as for [`Client::send_mail_bytes`], and
+    /// [`Misuse::ContentNeedsExtension`] is returned, with nothing sent, when the server lacks
+    /// an extension the content needs. The streamed body is still watched.
+    pub fn send_mail_scanned(
+        &mut self,
+        now: Instant,
+        envelope: Envelope,
+        options: MailOptions,
+        scan: ContentScan,
+    ) -> Result<TransactionId, Misuse> {
+        self.start_transaction(now, envelope, options, Content::Streamed(Some(scan)))
     }
 
     /// Sends a whole message held in memory. With PIPELINING and CHUNKING and a body of at most
     /// [`Limits::chunk_size`](crate::Limits::chunk_size) bytes, `MAIL`, every `RCPT`,
     /// `BDAT n LAST` and the body leave in one flight: one round trip per message. `SIZE=` is
-    /// filled in, and `BODY=8BITMIME` declared for 8-bit bodies, when `options` leaves them unset.
+    /// filled in when unset, and what the content needs is declared: `BODY=8BITMIME` for any
+    /// 8-bit octet, `SMTPUTF8` for raw UTF-8 in the header section. When the server lacks the
+    /// extension the content needs, [`Misuse::ContentNeedsExtension`] is returned and nothing
+    /// is sent.
     /// The body is copied into the client; use [`Client::send_mail`] for large messages.
     pub fn send_mail_bytes(
         &mut self,
@@ -359,13 +402,16 @@ impl Client {
         options: MailOptions,
         body: &[u8],
     ) -> Result<TransactionId, Misuse> {
-        self.start_transaction(now, envelope, options, Some(body))
+        self.start_transaction(now, envelope, options, Content::Whole(body))
     }
 
     /// Feeds body bytes of the transaction started with [`Client::send_mail`]. Returns how many
     /// bytes were taken, which may be fewer than offered (0 included) when the send window is
     /// full; [`Event::BodyWritable`] then says when to go on. Dots are stuffed and line endings
-    /// handled per [`Config::line_endings`].
+    /// handled per [`Config::line_endings`]. Content the transaction did not declare (an 8-bit
+    /// octet without `BODY=8BITMIME`, UTF-8 in a header without `SMTPUTF8`) is refused with
+    /// [`Misuse::UndeclaredContent`] before any of it is queued; the transaction cannot be
+    /// completed then: close the connection, so the server discards it.
     pub fn write_body(&mut self, now: Instant, data: &[u8]) -> Result<usize, Misuse> {
         self.check_body_writable()?;
         let chunk_size = self.config.limits.chunk_size;
@@ -381,7 +427,20 @@ impl Client {
             if room == 0 {
                 break;
             }
-            match self.encode_body(now, &data[taken..taken + room]) {
+            let piece = &data[taken..taken + room];
+            if let Some(tx) = self.transaction.as_mut() {
+                let mut scan = tx.scan;
+                scan.feed(piece);
+                if let Some(undeclared) = scan.undeclared(tx.declared.0, tx.declared.1) {
+                    // Report what was taken; the next call starts at the offending piece.
+                    if taken > 0 {
+                        return Ok(taken);
+                    }
+                    return Err(Misuse::UndeclaredContent(undeclared));
+                }
+                tx.scan = scan;
+            }
+            match self.encode_body(now, piece) {
                 Ok(()) => taken += room,
                 // Report what was taken; the next call starts at the offending byte and fails.
                 Err(_) if taken > 0 => return Ok(taken),
@@ -510,24 +569,62 @@ impl Client {
         now: Instant,
         envelope: Envelope,
         mut options: MailOptions,
-        body: Option<&[u8]>,
+        content: Content<'_>,
     ) -> Result<TransactionId, Misuse> {
         self.check_ready()?;
         let caps = self.capabilities.clone().unwrap_or_default();
         if envelope.recipients().is_empty() {
             return Err(Misuse::NoRecipients);
         }
+        // RFC 9422 LIMITS: stay within what the server announced instead of collecting 452s.
+        if let Some(max) = caps.rcpt_max()
+            && envelope.recipients().len() > max
+        {
+            return Err(Misuse::TooManyRecipients {
+                count: envelope.recipients().len(),
+                max,
+            });
+        }
+        if let Some(max) = caps.mail_max()
+            && self.next_transaction >= max as u64
+        {
+            return Err(Misuse::TransactionLimit { max });
+        }
+        let (body, scanned) = match content {
+            Content::Whole(body) => {
+                let mut scan = ContentScan::new();
+                scan.feed(body);
+                (Some(body), Some(scan))
+            }
+            Content::Streamed(scan) => (None, scan),
+        };
+        if let Some(scan) = scanned {
+            // Declare what the content needs (RFC 6152, RFC 6531), and refuse before anything
+            // is sent when the server cannot take it.
+            if scan.needs_smtputf8() && !caps.smtputf8() {
+                return Err(Misuse::ContentNeedsExtension(Extension::SmtpUtf8));
+            }
+            if scan.needs_8bitmime() && !caps.eight_bit_mime() {
+                return Err(Misuse::ContentNeedsExtension(Extension::EightBitMime));
+            }
+            options = scan.declare(options);
+            if let Some(undeclared) = scan.undeclared(options.body, options.smtputf8) {
+                return Err(Misuse::UndeclaredContent(undeclared));
+            }
+        } else if options.body.is_none() && caps.eight_bit_mime() {
+            // A streamed body cannot be inspected before MAIL: declare 8BITMIME whenever it is
+            // offered (RFC 6152 allows it for 7-bit content too). Without the offer, an 8-bit
+            // octet in the stream stops the message before the end of data.
+            options.body = Some(BodyType::EightBitMime);
+        }
+        if let Some(body) = body
+            && options.size.is_none()
+        {
+            options.size = Some(normalized_len(body));
+        }
         let smtputf8 = options.smtputf8 || envelope.is_internationalized();
         if smtputf8 && !caps.smtputf8() {
             return Err(Misuse::ExtensionNotOffered(Extension::SmtpUtf8));
-        }
-        if let Some(body) = body {
-            if options.body.is_none() && !body.is_ascii() {
-                options.body = Some(BodyType::EightBitMime);
-            }
-            if options.size.is_none() {
-                options.size = Some(normalized_len(body));
-            }
         }
         match options.body {
             Some(BodyType::EightBitMime) if !caps.eight_bit_mime() => {
@@ -607,6 +704,7 @@ impl Client {
             None => None,
         };
 
+        let declared = (options.body, smtputf8);
         let id = TransactionId(self.next_transaction);
         self.next_transaction += 1;
         tracing::debug!(transaction = %id, recipients = rcpt_lines.len(), "starting transaction");
@@ -643,6 +741,8 @@ impl Client {
             data_ended: false,
             failure: None,
             final_reply: None,
+            scan: ContentScan::new(),
+            declared,
         });
         self.pump(now);
         Ok(id)
@@ -914,7 +1014,13 @@ impl Client {
     // ---- replies ------------------------------------------------------------------------
 
     fn on_reply(&mut self, now: Instant, reply: Reply) -> Result<(), ProtocolError> {
-        tracing::trace!("S: {reply}");
+        // DEBUG, with the client's lines: `-vv` shows a failing exchange whole. A SASL
+        // challenge may be derived from the password (or carry a token error): never logged.
+        if reply.code() == 334 {
+            tracing::debug!("S: 334 [redacted]");
+        } else {
+            tracing::debug!("S: {reply}");
+        }
         let Some(pending) = self.outstanding.pop_front() else {
             if reply.code() == 421 {
                 self.service_closing(reply);
@@ -1108,7 +1214,10 @@ impl Client {
             }),
             (_, None) => self.events.push_back(Event::AuthFailed {
                 mechanism,
-                failure: AuthFailure::Refused(reply),
+                failure: match exchange.oauth_error() {
+                    Some(error) => AuthFailure::TokenRefused { error, reply },
+                    None => AuthFailure::Refused(reply),
+                },
             }),
         }
         Ok(())
@@ -1137,6 +1246,10 @@ impl Client {
         let outcome = if reply.category() == Category::PositiveCompletion {
             tx.accepted += 1;
             RecipientOutcome::Accepted(reply)
+        } else if matches!(tx.failure, Some(TransactionFailure::MailRejected(_))) {
+            // Pipelined behind a refused MAIL FROM: the reply (503 "sender not yet given")
+            // is a consequence of that refusal and says nothing about the recipient.
+            RecipientOutcome::SenderRefused(reply)
         } else {
             RecipientOutcome::Rejected(reply)
         };

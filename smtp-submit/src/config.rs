@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::body::LineEndingPolicy;
 use crate::envelope::ClientName;
+use mail_common::sasl::NonceSource;
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,11 +88,16 @@ impl Limits {
     }
 }
 
-/// How long to wait for each reply; the defaults are the minimums of RFC 5321 section 4.5.3.2.
+/// How long to wait for each reply. The defaults are the minimums of RFC 5321 section
+/// 4.5.3.2, except for the greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timeouts {
-    /// The 220 greeting. Default 5 minutes.
+    /// The 220 greeting. Default 30 s, not RFC 5321's 5 minutes: those are written for relays,
+    /// which retry later anyway. A submission client has a person waiting, and the common
+    /// cause of a silent server is the wrong TLS mode (STARTTLS against port 465, which waits
+    /// for a TLS handshake), which no wait cures; a real submission server greets within
+    /// seconds, and 30 s leaves room for a slow reverse-DNS lookup on its side.
     pub greeting: Duration,
     /// EHLO, HELO, STARTTLS, AUTH, RSET and QUIT replies. Default 5 minutes.
     pub command: Duration,
@@ -111,7 +117,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         const MINUTE: u64 = 60;
         Self {
-            greeting: Duration::from_secs(5 * MINUTE),
+            greeting: Duration::from_secs(30),
             command: Duration::from_secs(5 * MINUTE),
             mail: Duration::from_secs(5 * MINUTE),
             rcpt: Duration::from_secs(5 * MINUTE),
@@ -185,6 +191,9 @@ pub struct Config {
     pub pipelining: bool,
     /// Use CHUNKING (`BDAT`) when offered. Default true.
     pub chunking: bool,
+    /// Where a SCRAM client nonce comes from when [`Client::authenticate`](crate::Client::authenticate)
+    /// is given none (an empty slice). Default: the operating system's random source.
+    pub nonce_source: NonceSource,
     cleartext_credentials: bool,
 }
 
@@ -200,6 +209,7 @@ impl Config {
             line_endings: LineEndingPolicy::default(),
             pipelining: true,
             chunking: true,
+            nonce_source: NonceSource::system(),
             cleartext_credentials: false,
         }
     }
@@ -236,6 +246,13 @@ impl Config {
     #[must_use]
     pub const fn with_chunking(mut self, enabled: bool) -> Self {
         self.chunking = enabled;
+        self
+    }
+
+    /// Sets [`Config::nonce_source`].
+    #[must_use]
+    pub const fn with_nonce_source(mut self, source: NonceSource) -> Self {
+        self.nonce_source = source;
         self
     }
 

@@ -336,10 +336,12 @@ pub struct MailOptions {
     /// fills it in when unset.
     pub size: Option<u64>,
     /// `BODY=`. [`Client::send_mail_bytes`](crate::Client::send_mail_bytes) declares
-    /// `8BITMIME` by itself when the body has 8-bit octets and this is unset.
+    /// `8BITMIME` by itself when the body has 8-bit octets and this is unset;
+    /// [`Client::send_mail`](crate::Client::send_mail) whenever the server offers it.
     pub body: Option<BodyType>,
-    /// Adds `SMTPUTF8` even when all addresses are ASCII (e.g. for UTF-8 headers). Added
-    /// automatically for internationalised addresses.
+    /// Adds `SMTPUTF8` even when all addresses are ASCII (for UTF-8 headers of a streamed
+    /// message). Added automatically for internationalised addresses, and for UTF-8 headers of
+    /// a body given whole.
     pub smtputf8: bool,
     /// `RET=` (DSN).
     pub ret: Option<Ret>,

@@ -11,6 +11,7 @@ use mail_common::ForbiddenByte;
 use mail_common::sasl::{Mechanism, SaslError};
 
 use crate::body::BareLineEnding;
+use crate::content::Undeclared;
 use crate::reply::{MalformedReply, ReplyError};
 
 /// The step of the session a deadline or an unexpected event belongs to.
@@ -190,6 +191,31 @@ pub enum Misuse {
     /// REQUIRETLS asked for on a connection without TLS.
     #[error("REQUIRETLS needs a TLS connection")]
     RequireTlsWithoutTls,
+    /// The message's content needs an extension the server does not offer: 8-bit octets
+    /// without 8BITMIME, raw UTF-8 headers without SMTPUTF8. Nothing was sent.
+    #[error("{}", describe_content_needs(*.0))]
+    ContentNeedsExtension(Extension),
+    /// A streamed body holds content its `MAIL FROM` did not declare (an 8-bit octet without
+    /// `BODY=8BITMIME`, raw UTF-8 in a header without `SMTPUTF8`). The data was not ended, so
+    /// nothing is delivered; the transaction cannot go on: close the connection.
+    #[error("{}", describe_undeclared(*.0))]
+    UndeclaredContent(Undeclared),
+    /// The envelope has more recipients than the server's `LIMITS RCPTMAX` (RFC 9422) allows
+    /// in one transaction: split it (the tokio adapter does so by itself).
+    #[error("{count} recipients exceed the server's limit of {max} per transaction (RCPTMAX)")]
+    TooManyRecipients {
+        /// Recipients in the envelope.
+        count: usize,
+        /// The server's `RCPTMAX`.
+        max: usize,
+    },
+    /// The session has had as many transactions as the server's `LIMITS MAILMAX` (RFC 9422)
+    /// allows: connect again for more.
+    #[error("the server allows {max} transactions per session (MAILMAX); connect again")]
+    TransactionLimit {
+        /// The server's `MAILMAX`.
+        max: usize,
+    },
     /// The declared size exceeds the server's SIZE limit.
     #[error("message of {size} bytes exceeds the server's limit of {limit} bytes")]
     MessageTooLarge {
@@ -230,6 +256,36 @@ pub enum Misuse {
     /// consumed.
     #[error(transparent)]
     BareLineEnding(BareLineEnding),
+}
+
+fn describe_content_needs(extension: Extension) -> &'static str {
+    match extension {
+        Extension::SmtpUtf8 => {
+            "the message has raw UTF-8 in its header section and the server does not offer \
+             SMTPUTF8 (RFC 6531), so it cannot be sent as it is; nothing was sent: encode the \
+             headers (RFC 2047) or use a server that offers SMTPUTF8"
+        }
+        _ => {
+            "the message has 8-bit (non-ASCII) octets and the server does not offer 8BITMIME \
+             (RFC 6152), so it cannot be sent as it is; nothing was sent: encode the body as \
+             quoted-printable or base64 or use a server that offers 8BITMIME"
+        }
+    }
+}
+
+fn describe_undeclared(undeclared: Undeclared) -> &'static str {
+    match undeclared {
+        Undeclared::Utf8Header => {
+            "the streamed message has raw UTF-8 in its header section but SMTPUTF8 was not \
+             declared; the message was abandoned before the end of data, nothing is delivered: \
+             declare it (MailOptions::with_smtputf8) or scan the message first"
+        }
+        _ => {
+            "the streamed message has an 8-bit octet but BODY=8BITMIME was not declared; the \
+             message was abandoned before the end of data, nothing is delivered: declare it \
+             (MailOptions::with_body_type) or scan the message first"
+        }
+    }
 }
 
 impl From<ProtocolError> for Misuse {

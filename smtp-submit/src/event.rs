@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use mail_common::sasl::{Mechanism, SaslError};
+use mail_common::sasl::{Mechanism, OAuthErrorChallenge, SaslError};
 
 use crate::capabilities::Capabilities;
 use crate::envelope::Address;
@@ -87,6 +87,33 @@ pub enum RecipientOutcome {
     /// 4yz/5yz: this recipient will not get the message;
     /// [`Reply::failure_class`] says whether a retry may help.
     Rejected(Reply),
+    /// Not attempted: `MAIL FROM` was refused (the cause, in
+    /// [`TransactionFailure::MailRejected`]), and this is the server's reply to the `RCPT`
+    /// pipelined behind it, usually `503 sender not yet given`. It says nothing about the
+    /// recipient.
+    SenderRefused(Reply),
+    /// Never sent to the server (only in the tokio adapter's reports): the session could not
+    /// take another transaction (RFC 9422 `MAILMAX` reached, or the session ended). Try again
+    /// on a new connection.
+    NotAttempted,
+}
+
+impl RecipientOutcome {
+    /// The server's reply to this `RCPT TO` (or, for [`RecipientOutcome::SenderRefused`]
+    /// without PIPELINING, the refusal of `MAIL FROM`); none when it was not attempted.
+    pub const fn reply(&self) -> Option<&Reply> {
+        match self {
+            Self::Accepted(reply) | Self::Rejected(reply) | Self::SenderRefused(reply) => {
+                Some(reply)
+            }
+            Self::NotAttempted => None,
+        }
+    }
+
+    /// True when the server accepted the recipient.
+    pub const fn is_accepted(&self) -> bool {
+        matches!(self, Self::Accepted(_))
+    }
 }
 
 /// The outcome of a whole transaction.
@@ -104,7 +131,9 @@ pub enum MessageOutcome {
     Failed(TransactionFailure),
 }
 
-/// Why a transaction delivered nothing.
+/// Why a transaction delivered nothing: the first failure in the transaction, with the
+/// server's words. Its `Display` is a sentence for people ("sender refused (MAIL FROM): 550
+/// ...").
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransactionFailure {
@@ -124,6 +153,35 @@ pub enum TransactionFailure {
     ServiceClosing(Reply),
 }
 
+impl TransactionFailure {
+    /// The server reply that ended the transaction, if one did.
+    pub const fn reply(&self) -> Option<&Reply> {
+        match self {
+            Self::MailRejected(reply)
+            | Self::DataRejected(reply)
+            | Self::MessageRejected(reply)
+            | Self::ServiceClosing(reply)
+            | Self::NoValidRecipients { reply: Some(reply) } => Some(reply),
+            Self::NoValidRecipients { reply: None } => None,
+        }
+    }
+}
+
+impl fmt::Display for TransactionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MailRejected(reply) => write!(f, "sender refused (MAIL FROM): {reply}"),
+            Self::NoValidRecipients { reply: None } => f.write_str("no recipient accepted"),
+            Self::NoValidRecipients { reply: Some(reply) } => {
+                write!(f, "no recipient accepted (then: {reply})")
+            }
+            Self::DataRejected(reply) => write!(f, "DATA refused: {reply}"),
+            Self::MessageRejected(reply) => write!(f, "message refused: {reply}"),
+            Self::ServiceClosing(reply) => write!(f, "the server closed the session: {reply}"),
+        }
+    }
+}
+
 /// Why AUTH failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -141,6 +199,15 @@ pub enum AuthFailure {
     /// The server reported success without proving it knows the password (SCRAM server
     /// signature missing or wrong). The client ends the session: this is not the real server.
     ServerNotVerified(SaslError),
+    /// XOAUTH2/OAUTHBEARER: the server refused the token. It first sent its JSON error as a
+    /// challenge (answered as the mechanism requires: an empty line, or `%x01`), decoded here,
+    /// then the refusal `reply` (typically `535 5.7.8`).
+    TokenRefused {
+        /// The server's error challenge: status and the scope the token needs.
+        error: Box<OAuthErrorChallenge>,
+        /// The final refusal.
+        reply: Reply,
+    },
 }
 
 /// Why the session ended before it could be used.

@@ -131,6 +131,7 @@ pub mod body;
 pub mod capabilities;
 mod client;
 mod config;
+pub mod content;
 mod envelope;
 mod error;
 mod event;
@@ -143,6 +144,7 @@ pub use body::{BareLineEnding, LineEndingPolicy};
 pub use capabilities::{Capabilities, EhloKeyword};
 pub use client::Client;
 pub use config::{Config, Limits, Security, Timeouts};
+pub use content::{ContentScan, Undeclared};
 pub use envelope::{
     Address, BodyType, ClientName, Envelope, InvalidValue, MAX_ADDRESS_LEN, MAX_CLIENT_NAME_LEN,
     MailOptions, Notify, Recipient, Ret, xtext,

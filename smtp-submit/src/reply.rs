@@ -77,6 +77,23 @@ impl Reply {
         self.code
     }
 
+    /// True when this refusal of a `RCPT` means "too many recipients in this transaction"
+    /// (RFC 5321 section 4.5.3.1.10): `452` without an enhanced code or with `4.5.3` (not,
+    /// say, `4.3.1` "insufficient storage"), or the `552 5.5.3` of servers that follow RFC
+    /// 821's mistake. The remedy is another transaction for the remaining recipients, in the
+    /// same session.
+    pub fn is_too_many_recipients(&self) -> bool {
+        let confirmed = |class| match self.enhanced {
+            None => true,
+            Some(code) => code.class == class && code.subject == 5 && code.detail == 3,
+        };
+        match self.code {
+            452 => confirmed(4),
+            552 => self.enhanced.is_some() && confirmed(5),
+            _ => false,
+        }
+    }
+
     /// The enhanced status code, when the first line starts with one whose class matches the
     /// reply code (servers that advertise ENHANCEDSTATUSCODES put one on every 2xx/4xx/5xx).
     pub const fn enhanced(&self) -> Option<EnhancedStatusCode> {
@@ -349,6 +366,31 @@ impl ReplyReader {
 mod tests {
     use super::{MalformedReply, ReplyError, ReplyReader, parse_enhanced_status_code};
     use super::{ReplyLine, parse_reply_line};
+
+    fn reply(text: &[u8]) -> super::Reply {
+        let mut reader = ReplyReader::new(512);
+        reader.extend(text);
+        reader.next_reply(8).unwrap().unwrap()
+    }
+
+    #[test]
+    fn too_many_recipients() {
+        for yes in [
+            &b"452 4.5.3 Error: too many recipients\r\n"[..],
+            b"452 too many recipients\r\n",
+            b"552 5.5.3 too many recipients\r\n",
+        ] {
+            assert!(reply(yes).is_too_many_recipients(), "{yes:?}");
+        }
+        for no in [
+            &b"452 4.3.1 Insufficient system storage\r\n"[..],
+            b"552 message size exceeds fixed limit\r\n",
+            b"550 5.1.1 no such user\r\n",
+            b"450 4.2.0 mailbox busy\r\n",
+        ] {
+            assert!(!reply(no).is_too_many_recipients(), "{no:?}");
+        }
+    }
 
     #[test]
     fn line_grammar() {

@@ -21,10 +21,17 @@
 //! child span. Credentials are never logged: AUTH lines are redacted by the core and the adapter
 //! records only the user name and the mechanism.
 //!
-//! The futures returned by [`Session`] methods are not cancel-safe: dropping one in the middle
-//! (for example with `tokio::time::timeout`) can leave a command half-written. Deadlines are
-//! already built in ([`Timeouts`](crate::Timeouts) and [`SetupTimeouts`]); after a cancelled
-//! call, drop the session.
+//! # Cancel safety
+//!
+//! Deadlines are built in ([`Timeouts`](crate::Timeouts) and [`SetupTimeouts`]), so there is
+//! rarely a reason to wrap a call in `tokio::time::timeout`. The futures of [`Session`] methods
+//! are *not* cancel-safe: a call is a conversation of several commands, and dropping its future
+//! part way leaves it unfinished (a message half-sent, an AUTH exchange open). The session
+//! notices: every later call returns [`Error::Cancelled`] (and the connection is closed), which
+//! says to connect again, never an error that reads as "busy, retry". Whether the server acted
+//! on the cancelled call is unknown; after a cancelled `send`, the message may or may not have
+//! been delivered. [`Session::connect`] may be dropped at any point (nothing is left behind), and
+//! [`Session::quit`] after a cancelled call just closes the connection.
 //!
 //! # Example
 //!
@@ -61,19 +68,19 @@
 //! # }
 //! ```
 
-use std::{fmt, io, time::Duration, time::Instant};
+use std::{collections::VecDeque, fmt, io, time::Duration, time::Instant};
 
-use ::tokio::io::{AsyncRead, AsyncReadExt};
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_common::transport::{
-    self, DriveError, Driver, SetupPhase, TlsConnector, TransportError, Until, Wrapping,
+    self, CallTracker, Cancelled, DriveError, Driver, SetupPhase, TlsConnector, Until, Wrapping,
 };
-pub use mail_common::transport::{SetupTimeouts, TrustRoots};
+pub use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
 use tracing::Instrument;
 
 use crate::{
-    Address, AuthFailure, AuthMethod, Capabilities, Client, Config, Envelope, Event, MailOptions,
-    MessageOutcome, Misuse, Phase, ProtocolError, RecipientOutcome, Reply, Security,
+    Address, AuthFailure, AuthMethod, Capabilities, Client, Config, ContentScan, Envelope, Event,
+    MailOptions, MessageOutcome, Misuse, Phase, ProtocolError, RecipientOutcome, Reply, Security,
     SessionFailure, TransactionFailure, TransactionId,
 };
 
@@ -234,8 +241,11 @@ impl fmt::Display for Timeout {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: TCP connect, an unusable CA file, an invalid TLS name, or the
-    /// TLS handshake (unknown CA, wrong host name, a peer not speaking TLS).
+    /// Connection set-up failed: TCP connect, an unusable CA file, an invalid TLS name, the
+    /// TLS handshake (unknown CA, wrong host name, a peer not speaking TLS), the wrong TLS mode
+    /// for the port ([`TransportError::PlaintextGreeting`]: implicit TLS against a STARTTLS
+    /// port), or no greeting in time ([`TransportError::NoGreeting`], which names the likely
+    /// cause: STARTTLS against an implicit-TLS port).
     #[error(transparent)]
     Transport(TransportError),
     /// Reading or writing the established connection failed.
@@ -281,12 +291,21 @@ pub enum Error {
     /// The session is closed (after QUIT, a 421, or an earlier fatal error).
     #[error("the session is closed")]
     Closed,
+    /// An earlier call was cancelled part way (its future was dropped), leaving the session in
+    /// an unknown state: it was closed, and this is the answer to every later call. Connect
+    /// again. Whether the server acted on the cancelled call (delivered a message, for
+    /// `send`) is unknown.
+    #[error(transparent)]
+    Cancelled(Cancelled),
 }
 
 fn describe_auth_failure(failure: &AuthFailure) -> String {
     match failure {
         AuthFailure::Refused(reply) => reply.to_string(),
         AuthFailure::Cancelled { error, reply } => format!("cancelled ({error}); server: {reply}"),
+        AuthFailure::TokenRefused { error, reply } => {
+            format!("token refused ({error}); server: {reply}")
+        }
         AuthFailure::ServerNotVerified(error) => {
             format!("the server did not prove it knows the password ({error})")
         }
@@ -299,7 +318,10 @@ impl Error {
         match self {
             Self::Refused { reply, .. }
             | Self::Auth {
-                failure: AuthFailure::Refused(reply) | AuthFailure::Cancelled { reply, .. },
+                failure:
+                    AuthFailure::Refused(reply)
+                    | AuthFailure::Cancelled { reply, .. }
+                    | AuthFailure::TokenRefused { reply, .. },
                 ..
             } => Some(reply),
             _ => None,
@@ -311,7 +333,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Io(_) | Self::Timeout(_) | Self::Closed => true,
-            Self::Transport(error) => matches!(error, TransportError::Connect { .. }),
+            Self::Transport(error) => matches!(
+                error,
+                TransportError::Connect { .. } | TransportError::NoGreeting { .. }
+            ),
             _ => self
                 .reply()
                 .and_then(Reply::failure_class)
@@ -372,58 +397,96 @@ pub struct RecipientReport {
     pub address: Address,
     /// Accepted or rejected, with the server's reply.
     pub outcome: RecipientOutcome,
+    /// The transaction this outcome belongs to (several when a recipient limit split the
+    /// envelope; see [`SendReport::transactions`]).
+    pub transaction: TransactionId,
 }
 
 impl RecipientReport {
-    /// True when the server accepted this recipient.
+    /// True when the server accepted this recipient (its transaction may still have failed:
+    /// see [`SendReport::delivered`]).
     pub const fn is_accepted(&self) -> bool {
-        matches!(self.outcome, RecipientOutcome::Accepted(_))
+        self.outcome.is_accepted()
     }
 
-    /// The server's reply to this `RCPT TO`.
-    pub const fn reply(&self) -> &Reply {
-        match &self.outcome {
-            RecipientOutcome::Accepted(reply) | RecipientOutcome::Rejected(reply) => reply,
-        }
+    /// The server's reply to this `RCPT TO`; none when it was never sent.
+    pub const fn reply(&self) -> Option<&Reply> {
+        self.outcome.reply()
     }
 }
 
 /// Everything the server said about one message.
+///
+/// One message may take several transactions: when the server answers `452 too many
+/// recipients` (RFC 5321 section 4.5.3.1.10) or announces a smaller `LIMITS RCPTMAX` (RFC
+/// 9422), [`Session::send_bytes`] and [`Session::send_rewindable`] send the rest in further
+/// transactions of the same session. Each recipient appears exactly once, with the answer of
+/// the transaction that settled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SendReport {
-    /// The transaction.
+    /// The first transaction.
     pub transaction: TransactionId,
-    /// One entry per recipient that got a reply, in envelope order. When `MAIL FROM` is refused
-    /// no `RCPT` is answered and this is empty.
+    /// One entry per recipient, in envelope order. When `MAIL FROM` is refused, the recipients
+    /// are [`RecipientOutcome::SenderRefused`]; the cause is in `outcome`.
     pub recipients: Vec<RecipientReport>,
-    /// Sent to the accepted recipients, or failed.
+    /// Sent (every transaction was), or the first failure.
     pub outcome: MessageOutcome,
+    /// Every transaction with its outcome, in order.
+    pub transactions: Vec<(TransactionId, MessageOutcome)>,
+    /// Why later transactions were not attempted, when a later one could not start (the
+    /// session ended, or a limit was reached); their recipients are
+    /// [`RecipientOutcome::NotAttempted`].
+    pub stopped: Option<String>,
 }
 
 impl SendReport {
-    /// True when the server took responsibility for the message (for the accepted recipients).
-    pub const fn is_sent(&self) -> bool {
+    /// True when the server took responsibility for the message in every transaction and
+    /// every recipient was attempted.
+    pub fn is_sent(&self) -> bool {
         matches!(self.outcome, MessageOutcome::Sent { .. })
+            && !self
+                .recipients
+                .iter()
+                .any(|r| r.outcome == RecipientOutcome::NotAttempted)
     }
 
-    /// The final reply when sent (its text usually carries the queue id).
+    /// The final reply when sent (of the last transaction; its text usually carries the
+    /// queue id).
     pub const fn reply(&self) -> Option<&Reply> {
         match &self.outcome {
             MessageOutcome::Sent { reply, .. } => Some(reply),
-            _ => None,
+            MessageOutcome::Failed(_) => None,
         }
     }
 
-    /// Why nothing was delivered, when nothing was.
+    /// Why nothing was delivered in the first failed transaction, when one failed.
     pub const fn failure(&self) -> Option<&TransactionFailure> {
         match &self.outcome {
             MessageOutcome::Failed(failure) => Some(failure),
-            _ => None,
+            MessageOutcome::Sent { .. } => None,
         }
     }
 
-    /// The recipients the server accepted.
+    /// The outcome of `transaction`.
+    pub fn outcome_of(&self, transaction: TransactionId) -> Option<&MessageOutcome> {
+        self.transactions
+            .iter()
+            .find(|(id, _)| *id == transaction)
+            .map(|(_, outcome)| outcome)
+    }
+
+    /// True when `recipient` was accepted in a transaction the server took.
+    pub fn delivered(&self, recipient: &RecipientReport) -> bool {
+        recipient.is_accepted()
+            && matches!(
+                self.outcome_of(recipient.transaction),
+                Some(MessageOutcome::Sent { .. })
+            )
+    }
+
+    /// The recipients the server accepted (see [`SendReport::delivered`] for whether their
+    /// transaction went through).
     pub fn accepted(&self) -> impl Iterator<Item = &Address> {
         self.recipients
             .iter()
@@ -431,12 +494,53 @@ impl SendReport {
             .map(|r| &r.address)
     }
 
-    /// The recipients the server refused, with its replies.
+    /// The recipients the server refused (or did not get to: sender refused), with its
+    /// replies.
     pub fn rejected(&self) -> impl Iterator<Item = (&Address, &Reply)> {
         self.recipients
             .iter()
             .filter(|r| !r.is_accepted())
-            .map(|r| (&r.address, r.reply()))
+            .filter_map(|r| Some((&r.address, r.reply()?)))
+    }
+
+    /// The recipients never sent to the server (see [`SendReport::stopped`]).
+    pub fn not_attempted(&self) -> impl Iterator<Item = &Address> {
+        self.recipients
+            .iter()
+            .filter(|r| r.outcome == RecipientOutcome::NotAttempted)
+            .map(|r| &r.address)
+    }
+
+    /// Merges the reports of the transactions of one message; `recipients` are already mapped
+    /// to the envelope's indexes, one per recipient.
+    fn merge(
+        transactions: Vec<(TransactionId, MessageOutcome)>,
+        recipients: Vec<RecipientReport>,
+        stopped: Option<String>,
+    ) -> Self {
+        let first_failure = transactions.iter().find_map(|(_, outcome)| match outcome {
+            MessageOutcome::Failed(failure) => Some(failure.clone()),
+            MessageOutcome::Sent { .. } => None,
+        });
+        let outcome = match (first_failure, transactions.last()) {
+            (Some(failure), _) => MessageOutcome::Failed(failure),
+            (None, Some((_, MessageOutcome::Sent { reply, .. }))) => MessageOutcome::Sent {
+                reply: reply.clone(),
+                accepted: recipients.iter().filter(|r| r.is_accepted()).count(),
+            },
+            (None, _) => {
+                MessageOutcome::Failed(TransactionFailure::NoValidRecipients { reply: None })
+            }
+        };
+        Self {
+            transaction: transactions
+                .first()
+                .map_or(TransactionId(u64::MAX), |(id, _)| *id),
+            recipients,
+            outcome,
+            transactions,
+            stopped,
+        }
     }
 }
 
@@ -463,11 +567,12 @@ impl Collector {
                 address,
                 outcome,
             } if transaction == self.transaction => {
-                tracing::debug!(%address, accepted = matches!(outcome, RecipientOutcome::Accepted(_)), "RCPT answered");
+                tracing::trace!(%address, accepted = outcome.is_accepted(), "RCPT answered");
                 self.recipients.push(RecipientReport {
                     index,
                     address,
                     outcome,
+                    transaction,
                 });
                 None
             }
@@ -480,12 +585,71 @@ impl Collector {
                 Some(SendReport {
                     transaction,
                     recipients: std::mem::take(&mut self.recipients),
-                    outcome,
+                    outcome: outcome.clone(),
+                    transactions: vec![(transaction, outcome)],
+                    stopped: None,
                 })
             }
             _ => None,
         }
     }
+}
+
+/// Gives every recipient that got no `RCPT` reply because `MAIL FROM` was refused (no
+/// PIPELINING) that refusal as its outcome, so each recipient appears once.
+fn with_sender_refusal(mut report: SendReport, addresses: &[Address]) -> SendReport {
+    let MessageOutcome::Failed(TransactionFailure::MailRejected(reply)) = &report.outcome else {
+        return report;
+    };
+    let mut answered = vec![false; addresses.len()];
+    for r in &report.recipients {
+        if let Some(slot) = answered.get_mut(r.index) {
+            *slot = true;
+        }
+    }
+    for (index, address) in addresses.iter().enumerate() {
+        if !answered[index] {
+            report.recipients.push(RecipientReport {
+                index,
+                address: address.clone(),
+                outcome: RecipientOutcome::SenderRefused(reply.clone()),
+                transaction: report.transaction,
+            });
+        }
+    }
+    report.recipients.sort_by_key(|r| r.index);
+    report
+}
+
+/// A body that can be sent again, for the further transactions a recipient limit needs.
+enum Replay<'a, R> {
+    /// Held in memory.
+    Bytes(&'a [u8]),
+    /// Read from `source`, rewound to `start` for each transaction; scanned already.
+    Source {
+        source: &'a mut R,
+        start: u64,
+        scan: ContentScan,
+    },
+}
+
+/// Reads `source` to its end through a [`ContentScan`], then seeks back to where it started.
+async fn scan_and_rewind<R>(source: &mut R) -> io::Result<ContentScan>
+where
+    R: AsyncRead + AsyncSeek + Unpin,
+{
+    let start = source.stream_position().await?;
+    let mut scan = ContentScan::new();
+    let mut buf = vec![0_u8; BODY_READ_CHUNK].into_boxed_slice();
+    loop {
+        let n = source.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        scan.feed(&buf[..n]);
+    }
+    source.seek(io::SeekFrom::Start(start)).await?;
+    Ok(scan)
 }
 
 /// What a wait in the body loop ended with.
@@ -505,6 +669,8 @@ pub struct Session {
     span: tracing::Span,
     /// A fatal error or an abandoned body: the connection is unusable.
     broken: bool,
+    /// Notices a call whose future was dropped part way.
+    calls: CallTracker,
 }
 
 impl fmt::Debug for Session {
@@ -523,6 +689,9 @@ impl Session {
     ///
     /// `config.security` is replaced by the mode of `options.security`; the EHLO name, limits,
     /// per-phase deadlines and PIPELINING/CHUNKING choices come from `config`.
+    ///
+    /// Cancel safety: cancel-safe. Dropping the future drops the half-open connection;
+    /// nothing is left behind.
     pub async fn connect(options: &ConnectOptions, mut config: Config) -> Result<Self, Error> {
         let span = tracing::info_span!(
             "smtp",
@@ -549,6 +718,7 @@ impl Session {
             .await
             .map_err(Error::from_transport)?;
             tracing::debug!(tls = stream.tls_summary(), "connected");
+            let greeting_wait = config.timeouts.greeting;
             let mut session = Self {
                 driver: Driver::new(stream, Client::new(config, Instant::now())),
                 connector,
@@ -557,8 +727,21 @@ impl Session {
                 capabilities: Capabilities::default(),
                 span: tracing::Span::current(),
                 broken: false,
+                calls: CallTracker::new(),
             };
-            session.handshake().await?;
+            session.handshake().await.map_err(|error| match error {
+                // Name the server and the likely cause: a port that expects implicit TLS
+                // waits silently for the handshake.
+                Error::Timeout(Timeout::Server {
+                    phase: Phase::Greeting,
+                }) => Error::Transport(TransportError::NoGreeting {
+                    host: options.host.clone(),
+                    port: options.port,
+                    after: greeting_wait,
+                    implicit_tls: wrapping == Wrapping::ImplicitTls,
+                }),
+                error => error,
+            })?;
             Ok(session)
         }
         .instrument(span)
@@ -634,21 +817,23 @@ impl Session {
     ///
     /// A refusal (535 for wrong credentials) is [`Error::Auth`] with the server's reply; the
     /// session stays usable, so another attempt may follow.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; whether the server accepted the credentials is unknown.
     pub async fn authenticate(
         &mut self,
         credentials: &Credentials,
         method: AuthMethod,
     ) -> Result<Mechanism, Error> {
         let span = tracing::debug_span!(parent: &self.span, "auth", user = credentials.username());
-        async {
+        self.begin("AUTH").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
-            let mut nonce = [0_u8; 24];
-            getrandom::fill(&mut nonce)
-                .map_err(|e| Error::Io(io::Error::other(format!("no randomness: {e}"))))?;
+            // An empty nonce: the core takes SCRAM's from `Config::nonce_source`.
             let mechanism =
                 self.driver
                     .machine()
-                    .authenticate(Instant::now(), credentials, method, &nonce)?;
+                    .authenticate(Instant::now(), credentials, method, &[])?;
             tracing::debug!(mechanism = mechanism.name(), "AUTH started");
             let outcome = self
                 .wait(|event| match event {
@@ -666,7 +851,9 @@ impl Session {
             outcome
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends one message whose body is read from `body` as it goes out: the body is never held
@@ -676,13 +863,26 @@ impl Session {
     /// Returns when the server has answered every command of the transaction. Refused
     /// recipients and a refused message are in the [`SendReport`], not errors.
     ///
-    /// For an 8-bit body, set [`BodyType::EightBitMime`](crate::BodyType::EightBitMime) in
-    /// `options` (a streamed body is not inspected in advance); [`MailOptions::with_size`] lets
-    /// the server refuse an oversized message before the body is sent.
+    /// A stream is read once, so it takes one transaction: more recipients than the server's
+    /// `LIMITS RCPTMAX` is [`Misuse::TooManyRecipients`], and recipients the server refuses
+    /// with `452 too many recipients` stay refused (transient) in the report. For a message
+    /// to more recipients, use [`Session::send_rewindable`] or [`Session::send_bytes`], which
+    /// send the rest in further transactions.
+    ///
+    /// A streamed body is not inspected before `MAIL FROM`: `BODY=8BITMIME` is declared whenever
+    /// the server offers it, and `SMTPUTF8` must be asked for in `options` when the headers
+    /// carry raw UTF-8. Content the transaction did not declare stops the message before the
+    /// end of data ([`Misuse::UndeclaredContent`]: nothing is delivered, the session is
+    /// closed). For a file, [`Session::send_rewindable`] scans first and declares exactly what
+    /// is needed. [`MailOptions::with_size`] lets the server refuse an oversized message before
+    /// the body is sent.
     ///
     /// If reading `body` fails, the connection is closed without ending the data (the server
     /// discards the partial message) and [`Error::Body`] is returned; the session is then
     /// closed.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; the message may or may not have been delivered.
     pub async fn send<R>(
         &mut self,
         envelope: Envelope,
@@ -698,9 +898,70 @@ impl Session {
             recipients = envelope.recipients().len(),
             transaction = tracing::field::Empty,
         );
-        self.send_streaming(envelope, options, body)
+        self.begin("send").await?;
+        let addresses: Vec<Address> = envelope
+            .recipients()
+            .iter()
+            .map(|r| r.address().clone())
+            .collect();
+        let result = self
+            .send_streaming(envelope, options, body, None)
             .instrument(span)
             .await
+            .map(|report| with_sender_refusal(report, &addresses));
+        self.calls.end();
+        result
+    }
+
+    /// Sends one message from a source that can be read twice (a file): it is read through
+    /// once to find what its content needs (8-bit octets: `BODY=8BITMIME`; raw UTF-8 in the
+    /// header section: `SMTPUTF8`), rewound to where it was, and streamed as by
+    /// [`Session::send`]. When the server lacks an extension the content needs, nothing is
+    /// sent and the error is [`Misuse::ContentNeedsExtension`], which says what and why.
+    ///
+    /// Like [`Session::send_bytes`], a recipient limit is met with further transactions, the
+    /// source being rewound for each.
+    ///
+    /// Memory stays bounded: the scan holds one read buffer, never the message. A failed read
+    /// during the scan is [`Error::Body`] with nothing sent (the session stays usable).
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; the message may or may not have been delivered.
+    pub async fn send_rewindable<R>(
+        &mut self,
+        envelope: Envelope,
+        options: MailOptions,
+        mut body: R,
+    ) -> Result<SendReport, Error>
+    where
+        R: AsyncRead + AsyncSeek + Unpin,
+    {
+        let span = tracing::debug_span!(
+            parent: &self.span,
+            "send",
+            recipients = envelope.recipients().len(),
+            transaction = tracing::field::Empty,
+        );
+        self.begin("send").await?;
+        let result = async {
+            let scan = scan_and_rewind(&mut body).await.map_err(Error::Body)?;
+            tracing::debug!(
+                eight_bit = scan.needs_8bitmime(),
+                utf8_headers = scan.needs_smtputf8(),
+                "message scanned"
+            );
+            let start = body.stream_position().await.map_err(Error::Body)?;
+            let replay = Replay::Source {
+                source: &mut body,
+                start,
+                scan,
+            };
+            self.send_split(envelope, options, replay).await
+        }
+        .instrument(span)
+        .await;
+        self.calls.end();
+        result
     }
 
     async fn send_streaming<R>(
@@ -708,15 +969,17 @@ impl Session {
         envelope: Envelope,
         options: MailOptions,
         mut body: R,
+        scan: Option<ContentScan>,
     ) -> Result<SendReport, Error>
     where
         R: AsyncRead + Unpin,
     {
         self.check_usable_and_take_arrived().await?;
-        let id = self
-            .driver
-            .machine()
-            .send_mail(Instant::now(), envelope, options)?;
+        let client = self.driver.machine();
+        let id = match scan {
+            Some(scan) => client.send_mail_scanned(Instant::now(), envelope, options, scan)?,
+            None => client.send_mail(Instant::now(), envelope, options)?,
+        };
         tracing::Span::current().record("transaction", tracing::field::display(id));
         let mut collector = Collector::new(id);
         let mut buf = vec![0_u8; BODY_READ_CHUNK].into_boxed_slice();
@@ -790,6 +1053,14 @@ impl Session {
     /// [`Limits::chunk_size`](crate::Limits::chunk_size) bytes, the whole message leaves in one
     /// flight: one round trip. `SIZE=` and (for 8-bit bodies) `BODY=8BITMIME` are filled in when
     /// `options` leaves them unset.
+    ///
+    /// More recipients than one transaction may take are sent in several transactions of this
+    /// session: split up front by the server's `LIMITS RCPTMAX` (RFC 9422), and continued when
+    /// it answers `452 too many recipients` (RFC 5321 section 4.5.3.1.10). Every recipient
+    /// gets the message at most once and appears once in the [`SendReport`].
+    ///
+    /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
+    /// with [`Error::Cancelled`]; the message may or may not have been delivered.
     pub async fn send_bytes(
         &mut self,
         envelope: Envelope,
@@ -803,24 +1074,23 @@ impl Session {
             bytes = body.len(),
             transaction = tracing::field::Empty,
         );
-        async {
-            self.check_usable_and_take_arrived().await?;
-            let id =
-                self.driver
-                    .machine()
-                    .send_mail_bytes(Instant::now(), envelope, options, body)?;
-            tracing::Span::current().record("transaction", tracing::field::display(id));
-            let mut collector = Collector::new(id);
-            self.wait(|event| collector.take(event)).await
-        }
-        .instrument(span)
-        .await
+        self.begin("send_bytes").await?;
+        let result = self
+            .send_split(envelope, options, Replay::<io::Cursor<&[u8]>>::Bytes(body))
+            .instrument(span)
+            .await;
+        self.calls.end();
+        result
     }
 
     /// Sends `NOOP` and returns the server's reply; a refusal is [`Error::Refused`].
+    ///
+    /// Cancel safety: not cancel-safe. Dropped before the reply arrived, the session answers
+    /// every later call with [`Error::Cancelled`].
     pub async fn noop(&mut self) -> Result<Reply, Error> {
         let span = tracing::debug_span!(parent: &self.span, "noop");
-        async {
+        self.begin("NOOP").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
             self.driver.machine().noop(Instant::now())?;
             let reply = self
@@ -839,14 +1109,20 @@ impl Session {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends `RSET` and returns the server's reply; a refusal is [`Error::Refused`]. Never
     /// needed between messages: the client resets by itself after a failed transaction.
+    ///
+    /// Cancel safety: not cancel-safe. Dropped before the reply arrived, the session answers
+    /// every later call with [`Error::Cancelled`].
     pub async fn rset(&mut self) -> Result<Reply, Error> {
         let span = tracing::debug_span!(parent: &self.span, "rset");
-        async {
+        self.begin("RSET").await?;
+        let result = async {
             self.check_usable_and_take_arrived().await?;
             self.driver.machine().rset(Instant::now())?;
             let reply = self
@@ -865,15 +1141,20 @@ impl Session {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.calls.end();
+        result
     }
 
     /// Sends `QUIT`, waits for the reply and closes the connection. A session that is already
     /// closed (by the server, or after an error) is just dropped.
+    ///
+    /// Cancel safety: cancel-safe. Dropping the future drops the connection; the server ends
+    /// the session by itself (nothing uncommitted is at stake in SMTP after a transaction).
     pub async fn quit(mut self) -> Result<(), Error> {
         let span = tracing::debug_span!(parent: &self.span, "quit");
         async {
-            if self.broken {
+            if self.begin("QUIT").await.is_err() || self.broken {
                 return Ok(());
             }
             match self.driver.machine().quit(Instant::now()) {
@@ -894,6 +1175,151 @@ impl Session {
     }
 
     // ---- helpers ------------------------------------------------------------------------
+
+    /// Sends one message in as many transactions as the server's recipient limits need (see
+    /// [`Session::send_bytes`]). A recipient refused with "too many recipients" goes into the
+    /// next transaction only after one that the server took, so every round settles at least
+    /// one recipient and the loop ends; a recipient accepted once is never sent again.
+    async fn send_split<R>(
+        &mut self,
+        envelope: Envelope,
+        options: MailOptions,
+        mut body: Replay<'_, R>,
+    ) -> Result<SendReport, Error>
+    where
+        R: AsyncRead + AsyncSeek + Unpin,
+    {
+        let all = envelope.recipients().to_vec();
+        if all.is_empty() {
+            return self.one_transaction(envelope, options, &mut body).await;
+        }
+        let from = envelope.from().cloned();
+        let per_transaction = self.capabilities.rcpt_max().unwrap_or(usize::MAX);
+        let mut queue: VecDeque<usize> = (0..all.len()).collect();
+        let mut settled: Vec<Option<RecipientReport>> = vec![None; all.len()];
+        let mut transactions: Vec<(TransactionId, MessageOutcome)> = Vec::new();
+        let mut stopped = None;
+        while !queue.is_empty() {
+            let batch: Vec<usize> = queue.drain(..queue.len().min(per_transaction)).collect();
+            let mut part = Envelope::new(from.clone());
+            for &index in &batch {
+                part.add_recipient(all[index].clone());
+            }
+            let report = match self.one_transaction(part, options.clone(), &mut body).await {
+                Ok(report) => report,
+                Err(error) if transactions.is_empty() => return Err(error),
+                Err(error) => {
+                    // Earlier transactions went through: their outcomes must not be lost.
+                    tracing::debug!(%error, "no further transaction");
+                    stopped = Some(error.to_string());
+                    for index in batch.into_iter().rev() {
+                        queue.push_front(index);
+                    }
+                    break;
+                }
+            };
+            let sent = report.is_sent();
+            let mut deferred = Vec::new();
+            for r in report.recipients {
+                let index = batch[r.index];
+                if sent
+                    && matches!(&r.outcome, RecipientOutcome::Rejected(reply)
+                        if reply.is_too_many_recipients())
+                {
+                    deferred.push(index);
+                }
+                settled[index] = Some(RecipientReport { index, ..r });
+            }
+            if let MessageOutcome::Failed(TransactionFailure::MailRejected(reply)) = &report.outcome
+            {
+                // Without PIPELINING no RCPT followed the refused MAIL: the refusal is theirs.
+                for &index in &batch {
+                    settled[index].get_or_insert_with(|| RecipientReport {
+                        index,
+                        address: all[index].address().clone(),
+                        outcome: RecipientOutcome::SenderRefused(reply.clone()),
+                        transaction: report.transaction,
+                    });
+                }
+            }
+            if !deferred.is_empty() {
+                tracing::debug!(
+                    count = deferred.len(),
+                    "too many recipients: the rest go in another transaction"
+                );
+            }
+            for index in deferred.into_iter().rev() {
+                queue.push_front(index);
+            }
+            transactions.push((report.transaction, report.outcome));
+        }
+        let last = transactions.last().map(|(id, _)| *id);
+        let recipients = settled
+            .into_iter()
+            .enumerate()
+            .map(|(index, report)| {
+                report.unwrap_or_else(|| RecipientReport {
+                    index,
+                    address: all[index].address().clone(),
+                    outcome: RecipientOutcome::NotAttempted,
+                    transaction: last.unwrap_or(TransactionId(u64::MAX)),
+                })
+            })
+            .collect();
+        Ok(SendReport::merge(transactions, recipients, stopped))
+    }
+
+    /// One transaction of [`Session::send_split`].
+    async fn one_transaction<R>(
+        &mut self,
+        envelope: Envelope,
+        options: MailOptions,
+        body: &mut Replay<'_, R>,
+    ) -> Result<SendReport, Error>
+    where
+        R: AsyncRead + AsyncSeek + Unpin,
+    {
+        match body {
+            Replay::Bytes(bytes) => {
+                self.check_usable_and_take_arrived().await?;
+                let id = self.driver.machine().send_mail_bytes(
+                    Instant::now(),
+                    envelope,
+                    options,
+                    bytes,
+                )?;
+                tracing::Span::current().record("transaction", tracing::field::display(id));
+                let mut collector = Collector::new(id);
+                self.wait(|event| collector.take(event)).await
+            }
+            Replay::Source {
+                source,
+                start,
+                scan,
+            } => {
+                source
+                    .seek(io::SeekFrom::Start(*start))
+                    .await
+                    .map_err(Error::Body)?;
+                self.send_streaming(envelope, options, &mut **source, Some(*scan))
+                    .await
+            }
+        }
+    }
+
+    /// Starts a public call. When an earlier one was cancelled part way, the session is closed
+    /// and [`Error::Cancelled`] returned, now and for every later call.
+    async fn begin(&mut self, operation: &'static str) -> Result<(), Error> {
+        if let Err(cancelled) = self.calls.begin(operation) {
+            if !self.broken {
+                tracing::debug!(%cancelled, "closing the connection");
+                self.broken = true;
+                self.driver.shutdown().await;
+            }
+            return Err(Error::Cancelled(cancelled));
+        }
+        Ok(())
+    }
 
     const fn check_usable(&self) -> Result<(), Error> {
         if self.broken {

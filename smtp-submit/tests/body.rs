@@ -161,6 +161,56 @@ proptest! {
     }
 }
 
+/// Line-structured bodies: mostly short CRLF lines starting with dots (the word-at-a-time path
+/// of the encoder), with long lines and bare CR or LF among them (where it hands back).
+fn dotted_lines() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop_oneof![
+        4 => Just(b".".to_vec()),
+        2 => Just(b"..".to_vec()),
+        2 => Just(b".x".to_vec()),
+        1 => Just(b".leading dot line".to_vec()),
+        2 => Just(Vec::new()),
+        1 => Just(b"x".repeat(45)),
+        2 => proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'a'), any::<u8>()], 0..12),
+    ];
+    let ending = prop_oneof![12 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..]), 1 => Just(&b""[..])];
+    proptest::collection::vec((line, ending), 0..80).prop_map(|lines| {
+        lines
+            .into_iter()
+            .flat_map(|(line, ending)| [line, ending.to_vec()])
+            .flatten()
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The same properties for dot-dense line-structured bodies, chunked anywhere (inside a
+    /// CRLF, between a line end and its dot, inside an eight-byte word).
+    #[test]
+    fn dot_dense_lines_encode_like_any_body(
+        input in dotted_lines(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let pieces = chunks(&input, &cuts);
+        let stream = encode(Framing::Data, LineEndingPolicy::Normalize, &pieces).unwrap();
+        let (decoded, after) = reference_decode(&stream);
+        prop_assert!(after.is_empty(), "bytes after the first end-of-data: {:?}", after);
+        prop_assert_eq!(&decoded, &reference_normalize(&input));
+        prop_assert!(!has_bare_line_ending(&stream));
+        prop_assert_eq!(&stream, &encode(Framing::Data, LineEndingPolicy::Normalize, &[&input]).unwrap());
+        let payload = encode(Framing::Bdat, LineEndingPolicy::Normalize, &pieces).unwrap();
+        prop_assert_eq!(&payload, &reference_normalize(&input));
+        let rejected = encode(Framing::Data, LineEndingPolicy::Reject, &pieces);
+        if let Some((byte, position)) = first_bare(&input) {
+            prop_assert_eq!(rejected, Err(BareLineEnding { byte, position: position as u64 }));
+        } else {
+            prop_assert_eq!(rejected.unwrap(), stream);
+        }
+    }
+}
+
 #[test]
 fn smtp_smuggling_family() {
     for payload in [

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use mail_testground::hostile::{HostileServer, Pki, ServerCert, Step, Transcript};
 use smtp_submit::tokio::{
     ConnectOptions, ConnectSecurity, Error, SendReport, Session, SetupTimeouts, Stage, Timeout,
-    TrustRoots,
+    TransportError, TrustRoots,
 };
 use smtp_submit::{
     Address, Argument, AuthMethod, ClientName, Config, Credentials, Envelope, MailOptions,
@@ -84,6 +84,11 @@ const SCENARIOS: &[&str] = &[
     "caller_injection_envid",
     "caller_injection_orcpt",
     "caller_injection_auth_credentials",
+    "cancelled_send_mid_data",
+    "scanned_file_declares_what_its_content_needs",
+    "limits_rcptmax_splits_up_front",
+    "too_many_recipients_452_continues_in_another_transaction",
+    "limits_mailmax_stops_with_every_recipient_named",
 ];
 
 #[test]
@@ -247,7 +252,7 @@ fn server_timeout(error: &Error) -> Phase {
 
 fn tls_failure(error: &Error) -> String {
     match error {
-        Error::Transport(mail_common::transport::TransportError::Tls { .. }) => error.to_string(),
+        Error::Transport(TransportError::Tls { .. }) => error.to_string(),
         other => panic!("expected a TLS failure, got {other:?}"),
     }
 }
@@ -288,7 +293,7 @@ fn injection_refused(error: &Error) {
         matches!(
             error,
             Error::Protocol(ProtocolError::InputAfterStartTls)
-                | Error::Transport(mail_common::transport::TransportError::Tls { .. })
+                | Error::Transport(TransportError::Tls { .. })
                 | Error::Io(_)
         ),
         "{error:?}"
@@ -808,7 +813,22 @@ async fn stalls_in(script: Vec<Step>, run: impl AsyncFnOnce(&mut Session) -> Err
 #[tokio::test]
 async fn stall_greeting() {
     let error = implicit_fails(vec![Step::StartTls, Step::Stall]).await;
-    assert_eq!(server_timeout(&error), Phase::Greeting);
+    // The greeting wait names the server; over implicit TLS the mode is not the suspect.
+    let Error::Transport(TransportError::NoGreeting {
+        port,
+        after,
+        implicit_tls: true,
+        ..
+    }) = &error
+    else {
+        panic!("expected NoGreeting, got {error:?}");
+    };
+    assert_ne!(*port, 0);
+    assert_eq!(*after, DEADLINE);
+    assert!(
+        error.to_string().contains("after the TLS handshake"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -1386,6 +1406,257 @@ async fn message_outcome_sent_only_after_the_final_reply() {
         report.outcome,
         MessageOutcome::Sent { accepted: 1, .. }
     ));
+    drop(session);
+    hostile.finish().await;
+}
+
+#[tokio::test]
+async fn cancelled_send_mid_data() {
+    // A timeout around `send_bytes` drops it while the server sits on the body (issue 16,
+    // item 3). Every later call must say the session is unusable and why, not "busy".
+    let mut script = ready(&["PIPELINING"]);
+    script.extend([
+        Step::expect("MAIL FROM"),
+        Step::expect("RCPT TO"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::Stall,
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    // Far shorter than the session's own deadlines (DEADLINE), so the drop always comes first.
+    let cut = Duration::from_millis(200);
+    let dropped = tokio::time::timeout(
+        cut,
+        session.send_bytes(envelope(&["a"]), MailOptions::default(), &body()),
+    )
+    .await;
+    assert!(dropped.is_err(), "send_bytes finished: {dropped:?}");
+    for _ in 0..2 {
+        let error = session.noop().await.unwrap_err();
+        let Error::Cancelled(cancelled) = &error else {
+            panic!("expected Error::Cancelled, got {error:?}");
+        };
+        assert_eq!(cancelled.operation, "send_bytes");
+        let text = error.to_string();
+        assert!(text.contains("connect again"), "{text}");
+        assert!(!text.contains("in progress"), "{text}");
+    }
+    let error = session
+        .send_bytes(envelope(&["b"]), MailOptions::default(), &body())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Cancelled(_)), "{error:?}");
+    // QUIT after a cancelled call just closes the connection.
+    session.quit().await.unwrap();
+    let t = hostile.finish().await;
+    assert!(!t.any_contains(b"NOOP"), "{:?}", t.lines);
+}
+
+#[tokio::test]
+async fn scanned_file_declares_what_its_content_needs() {
+    // Issue 16, item 7: the MAIL FROM parameters as a server sees them.
+    let mut script = ready(&["PIPELINING", "8BITMIME", "SMTPUTF8"]);
+    for _ in 0..3 {
+        script.extend([
+            Step::expect("MAIL FROM"),
+            Step::expect("RCPT TO"),
+            Step::expect("DATA"),
+            Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+            Step::ExpectDataEnd,
+            Step::send("250 queued\r\n"),
+        ]);
+    }
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let files: [&[u8]; 3] = [
+        b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nhi\r\n",
+        b"Subject: hi\r\n\r\ncaf\xc3\xa9\r\n",
+        b"Subject: hi\r\n\r\nplain\r\n",
+    ];
+    for file in files {
+        let report = session
+            .send_rewindable(envelope(&["a"]), MailOptions::default(), Cursor::new(file))
+            .await
+            .unwrap();
+        assert!(report.is_sent(), "{report:?}");
+    }
+    drop(session);
+    let t = hostile.finish().await;
+    let mail: Vec<&str> = t
+        .lines
+        .iter()
+        .filter(|line| line.starts_with("MAIL FROM"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        mail,
+        [
+            "MAIL FROM:<victim@client.example> BODY=8BITMIME SMTPUTF8",
+            "MAIL FROM:<victim@client.example> BODY=8BITMIME",
+            "MAIL FROM:<victim@client.example>",
+        ]
+    );
+}
+
+/// The server side of one pipelined transaction (no CHUNKING): MAIL, `rcpt` RCPT replies,
+/// DATA, body, final reply.
+fn transaction(rcpt_replies: &[&str]) -> Vec<Step> {
+    let mut steps = vec![Step::expect("MAIL FROM")];
+    steps.extend(rcpt_replies.iter().map(|_| Step::expect("RCPT TO")));
+    steps.push(Step::expect("DATA"));
+    let mut replies = String::from("250 2.1.0 ok\r\n");
+    for reply in rcpt_replies {
+        replies.push_str(reply);
+        replies.push_str("\r\n");
+    }
+    let any_accepted = rcpt_replies.iter().any(|r| r.starts_with('2'));
+    if any_accepted {
+        replies.push_str("354 go\r\n");
+        steps.push(Step::send(replies));
+        steps.push(Step::ExpectDataEnd);
+        steps.push(Step::send("250 2.0.0 queued\r\n"));
+    } else {
+        replies.push_str("554 5.5.1 no valid recipients\r\n");
+        steps.push(Step::send(replies));
+    }
+    steps
+}
+
+fn rcpt_lines(t: &Transcript) -> Vec<Vec<String>> {
+    let mut transactions: Vec<Vec<String>> = Vec::new();
+    for line in &t.lines {
+        if line.starts_with("MAIL FROM") {
+            transactions.push(Vec::new());
+        } else if let Some(rest) = line.strip_prefix("RCPT TO:<") {
+            let local = rest.split('@').next().unwrap().to_owned();
+            transactions.last_mut().unwrap().push(local);
+        }
+    }
+    transactions
+}
+
+#[tokio::test]
+async fn limits_rcptmax_splits_up_front() {
+    // RFC 9422: LIMITS RCPTMAX=2 and five recipients make three transactions, no 452 needed.
+    let mut script = ready(&["PIPELINING", "LIMITS RCPTMAX=2 MAILMAX=10"]);
+    script.extend(transaction(&["250 ok", "250 ok"]));
+    script.extend(transaction(&["250 ok", "250 ok"]));
+    script.extend(transaction(&["250 ok"]));
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    assert_eq!(session.capabilities().rcpt_max(), Some(2));
+    let report = session
+        .send_bytes(
+            envelope(&["r0", "r1", "r2", "r3", "r4"]),
+            MailOptions::default(),
+            &body(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    assert_eq!(report.transactions.len(), 3);
+    let indexes: Vec<usize> = report.recipients.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4]);
+    assert!(report.recipients.iter().all(|r| report.delivered(r)));
+    // A stream cannot be split: more than RCPTMAX is refused before anything is sent.
+    let error = session
+        .send(
+            envelope(&["r0", "r1", "r2"]),
+            MailOptions::default(),
+            Cursor::new(body()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Misuse(Misuse::TooManyRecipients { count: 3, max: 2 })
+        ),
+        "{error:?}"
+    );
+    drop(session);
+    let t = hostile.finish().await;
+    assert_eq!(
+        rcpt_lines(&t),
+        [vec!["r0", "r1"], vec!["r2", "r3"], vec!["r4"]]
+    );
+}
+
+#[tokio::test]
+async fn too_many_recipients_452_continues_in_another_transaction() {
+    // RFC 5321 section 4.5.3.1.10: Postfix past smtpd_recipient_limit. r2 and r3 get 452 and
+    // go in a second transaction; r4 (550) is refused for good and not retried.
+    let mut script = ready(&["PIPELINING", "ENHANCEDSTATUSCODES"]);
+    let too_many = "452 4.5.3 Error: too many recipients";
+    script.extend(transaction(&[
+        "250 2.1.5 ok",
+        "250 2.1.5 ok",
+        too_many,
+        too_many,
+        "550 5.1.1 no such user",
+    ]));
+    script.extend(transaction(&["250 2.1.5 ok", "250 2.1.5 ok"]));
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let report = session
+        .send_rewindable(
+            envelope(&["r0", "r1", "r2", "r3", "r4"]),
+            MailOptions::default(),
+            Cursor::new(body()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.transactions.len(), 2, "{report:?}");
+    let outcome: Vec<(usize, bool, u16)> = report
+        .recipients
+        .iter()
+        .map(|r| (r.index, report.delivered(r), r.reply().unwrap().code()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            (0, true, 250),
+            (1, true, 250),
+            (2, true, 250),
+            (3, true, 250),
+            (4, false, 550)
+        ]
+    );
+    assert_ne!(
+        report.recipients[0].transaction,
+        report.recipients[2].transaction
+    );
+    drop(session);
+    let t = hostile.finish().await;
+    assert_eq!(
+        rcpt_lines(&t),
+        [vec!["r0", "r1", "r2", "r3", "r4"], vec!["r2", "r3"]]
+    );
+    // The body went out twice, once per transaction.
+    assert_eq!(t.lines.iter().filter(|l| l.starts_with("DATA")).count(), 2);
+}
+
+#[tokio::test]
+async fn limits_mailmax_stops_with_every_recipient_named() {
+    // MAILMAX=1 with RCPTMAX=1: the second recipient cannot be sent in this session; it is
+    // reported as not attempted, the first as delivered.
+    let mut script = ready(&["PIPELINING", "LIMITS MAILMAX=1 RCPTMAX=1"]);
+    script.extend(transaction(&["250 ok"]));
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let report = session
+        .send_bytes(envelope(&["r0", "r1"]), MailOptions::default(), &body())
+        .await
+        .unwrap();
+    assert!(!report.is_sent());
+    assert!(report.delivered(&report.recipients[0]));
+    assert_eq!(
+        report.recipients[1].outcome,
+        smtp_submit::RecipientOutcome::NotAttempted
+    );
+    let why = report.stopped.as_deref().unwrap();
+    assert!(why.contains("MAILMAX"), "{why}");
     drop(session);
     hostile.finish().await;
 }

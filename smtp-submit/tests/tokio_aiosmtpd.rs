@@ -10,7 +10,7 @@ use mail_testground::{self as tg, AIOSMTPD_SUBMISSION, AIOSMTPD_SUBMISSIONS, GRA
 use smtp_submit::tokio::{ConnectSecurity, Error};
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, Credentials, Envelope, MailOptions, Mechanism,
-    TransactionFailure,
+    RecipientOutcome, TransactionFailure,
 };
 use tokio_support::*;
 
@@ -63,7 +63,17 @@ async fn starttls_wrong_password_and_no_auth() {
         panic!("{report:?}");
     };
     assert_eq!(reply.code(), 530, "{reply}");
-    assert!(report.recipients.is_empty());
+    // No PIPELINING, so no RCPT was sent: the recipient is named once, with the refusal of
+    // the sender as its outcome (not as a refusal of the recipient).
+    assert_eq!(report.recipients.len(), 1, "{report:?}");
+    assert_eq!(
+        report.recipients[0].outcome,
+        RecipientOutcome::SenderRefused(reply.clone())
+    );
+    assert_eq!(
+        report.failure().unwrap().to_string(),
+        format!("sender refused (MAIL FROM): {reply}")
+    );
 
     let error = session
         .authenticate(

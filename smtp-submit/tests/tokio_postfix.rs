@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mail_testground::{
     self as tg, GRACE, POSTFIX_LEGACY, POSTFIX_PLAIN, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS,
 };
-use smtp_submit::tokio::{ConnectSecurity, Error, Session, TrustRoots};
+use smtp_submit::tokio::{ConnectSecurity, Error, Session, TransportError, TrustRoots};
 use smtp_submit::{
     AuthFailure, AuthMethod, BodyType, Credentials, Envelope, Extension, Limits, MailOptions,
     Mechanism, MessageOutcome, Misuse, TransactionFailure,
@@ -45,7 +45,9 @@ async fn starttls_every_offered_mechanism() {
     }
     let mut tried = 0;
     for name in &offered {
-        let Some(mechanism) = Mechanism::from_name(name) else {
+        // The token mechanisms (XOAUTH2, OAUTHBEARER, offered through Dovecot's oauth2 passdb)
+        // need a token, not grace's password: the sign-in tests cover them.
+        let Some(mechanism) = Mechanism::from_name(name).filter(|m| !m.uses_token()) else {
             continue;
         };
         let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
@@ -379,7 +381,7 @@ async fn legacy_minimal_ehlo_falls_back_to_lockstep_data() {
     assert!(
         matches!(
             error,
-            Error::Misuse(Misuse::ExtensionNotOffered(Extension::EightBitMime))
+            Error::Misuse(Misuse::ContentNeedsExtension(Extension::EightBitMime))
         ),
         "{error:?}"
     );
@@ -709,4 +711,234 @@ async fn size_limit_checked_before_sending_and_enforced_by_the_server() {
     }
     assert_eq!(session.noop().await.unwrap().code(), 250);
     session.quit().await.unwrap();
+}
+
+// ---- the wrong TLS mode for the port (issue 16, item 2) ----
+
+#[tokio::test]
+async fn implicit_tls_against_the_starttls_port_says_starttls_is_wanted() {
+    // Postfix on 10587 greets in plaintext; rustls alone reported "received corrupt message of
+    // type InvalidContentType".
+    let error = Session::connect(
+        &options(POSTFIX_SUBMISSION, ConnectSecurity::ImplicitTls),
+        config(),
+    )
+    .await
+    .unwrap_err();
+    let Error::Transport(TransportError::PlaintextGreeting {
+        host,
+        port,
+        greeting,
+    }) = &error
+    else {
+        panic!("expected PlaintextGreeting, got {error:?}");
+    };
+    assert_eq!((host.as_str(), *port), (tg::HOST, POSTFIX_SUBMISSION.port));
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    let text = error.to_string();
+    for words in ["127.0.0.1:10587", "plaintext greeting", "STARTTLS", "465"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn starttls_against_the_implicit_tls_port_names_host_port_and_cause() {
+    // Postfix on 10465 waits for a ClientHello and says nothing. A short greeting wait keeps
+    // the test fast; the assertion is on the error, not on the time taken.
+    let wait = Duration::from_secs(2);
+    let config = config().with_timeouts(test_timeouts().with_greeting(wait));
+    let error = Session::connect(
+        &options(POSTFIX_SUBMISSIONS, ConnectSecurity::StartTls),
+        config,
+    )
+    .await
+    .unwrap_err();
+    let Error::Transport(TransportError::NoGreeting {
+        port,
+        after,
+        implicit_tls: false,
+        ..
+    }) = &error
+    else {
+        panic!("expected NoGreeting, got {error:?}");
+    };
+    assert_eq!((*port, *after), (POSTFIX_SUBMISSIONS.port, wait));
+    let text = error.to_string();
+    for words in ["127.0.0.1:10465", "implicit TLS", "465", "995"] {
+        assert!(text.contains(words), "{words:?} not in {text:?}");
+    }
+}
+
+#[test]
+fn the_default_greeting_wait_suits_a_person_waiting() {
+    // RFC 5321's 5 minutes are for relays; a submission client gives up after 30 s.
+    assert_eq!(
+        smtp_submit::Timeouts::default().greeting,
+        Duration::from_secs(30)
+    );
+}
+
+// ---- 8-bit content declared (issue 16, item 7) ----
+
+fn liam() -> smtp_submit::Address {
+    smtp_submit::Address::new(tg::LIAM.address).unwrap()
+}
+
+/// Every message file in `maildir` that holds `token`, whole (Postfix's headers included).
+fn whole_copies(maildir: &std::path::Path, token: &str) -> Vec<Vec<u8>> {
+    let mut copies = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            if find(&bytes, token.as_bytes()).is_some() {
+                copies.push(bytes);
+            }
+        }
+    }
+    copies
+}
+
+async fn scratch_file(name: &str, content: &[u8]) -> tokio::fs::File {
+    let path = std::env::temp_dir().join(format!("smtp-submit-{}-{name}", std::process::id()));
+    tokio::fs::write(&path, content).await.unwrap();
+    tokio::fs::File::open(&path).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_scanned_8bit_file_with_utf8_headers_is_declared_and_delivered() {
+    tg::reset_mailboxes(&[tg::LIAM]);
+    let mut session = connect(POSTFIX_PLAIN, STARTTLS, config()).await;
+    session
+        .authenticate(
+            &Credentials::password(tg::LIAM.name, tg::LIAM.password),
+            AuthMethod::Auto,
+        )
+        .await
+        .unwrap();
+    let token = new_token("eightbit");
+    let sent = message(&token, tg::LIAM.address, "Grüße", "café ✓\r\n".as_bytes());
+    let file = scratch_file("eightbit.eml", &sent).await;
+    let report = session
+        .send_rewindable(
+            Envelope::new(Some(liam())).with_recipient(liam()),
+            MailOptions::default(),
+            file,
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    session.quit().await.unwrap();
+    let maildir = user_maildir(&tg::LIAM);
+    find_delivered(&maildir, &token, Duration::from_secs(20));
+    let copies = whole_copies(&maildir, &token);
+    assert_eq!(copies.len(), 1);
+    let text = String::from_utf8_lossy(&copies[0]);
+    // Postfix records an SMTPUTF8 transaction as "with UTF8SMTPSA" in its Received header.
+    assert!(text.contains("with UTF8SMTPSA"), "{text}");
+    assert!(find(&copies[0], &normalized(&sent)).is_some(), "{text}");
+}
+
+#[tokio::test]
+async fn a_server_without_8bitmime_or_smtputf8_refuses_with_a_clear_error() {
+    let mut session = connect_as_grace(POSTFIX_LEGACY, STARTTLS, config()).await;
+    let cases: [(&[u8], Extension, &str); 2] = [
+        (
+            b"Subject: hi\r\n\r\ncaf\xc3\xa9\r\n",
+            Extension::EightBitMime,
+            "8BITMIME",
+        ),
+        (
+            b"Subject: caf\xc3\xa9\r\n\r\nhi\r\n",
+            Extension::SmtpUtf8,
+            "SMTPUTF8",
+        ),
+    ];
+    for (content, extension, words) in cases {
+        let file = scratch_file("legacy.eml", content).await;
+        let error = session
+            .send_rewindable(to_grace(), MailOptions::default(), file)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Misuse(Misuse::ContentNeedsExtension(e)) if e == extension),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains(words) && text.contains("nothing was sent"),
+            "{text}"
+        );
+        // Whole bodies are held to the same rule.
+        let error = session
+            .send_bytes(to_grace(), MailOptions::default(), content)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::Misuse(Misuse::ContentNeedsExtension(e)) if e == extension),
+            "{error:?}"
+        );
+    }
+    // The session is untouched: a 7-bit message still goes.
+    assert_eq!(session.noop().await.unwrap().code(), 250);
+    session.quit().await.unwrap();
+}
+
+// ---- recipients past the server's limit (issue 16, item 8) ----
+
+#[tokio::test]
+async fn twelve_hundred_recipients_through_postfix_each_get_one_copy() {
+    // Postfix's smtpd_recipient_limit (default 1000; the test ground keeps it) answers the
+    // 1001st RCPT and later with "452 4.5.3 Error: too many recipients". The rest must go in
+    // a second transaction of the same session. liam is last, so his copy proves it.
+    tg::reset_mailboxes(&[tg::LIAM]);
+    let mut session = connect(POSTFIX_SUBMISSION, STARTTLS, config()).await;
+    session
+        .authenticate(
+            &Credentials::password(tg::LIAM.name, tg::LIAM.password),
+            AuthMethod::Auto,
+        )
+        .await
+        .unwrap();
+    let mut envelope = Envelope::new(Some(liam()));
+    for i in 0..1199 {
+        envelope.add_recipient(sink(&format!("many{i}")));
+    }
+    envelope.add_recipient(liam());
+    let token = new_token("twelve-hundred");
+    let sent = message(
+        &token,
+        tg::LIAM.address,
+        "1200 recipients",
+        b"one copy each\r\n",
+    );
+    let report = session
+        .send_bytes(envelope, MailOptions::default(), &sent)
+        .await
+        .unwrap();
+    session.quit().await.unwrap();
+    assert!(report.is_sent(), "{:?}", report.outcome);
+    assert_eq!(report.transactions.len(), 2, "{:?}", report.transactions);
+    assert_eq!(report.recipients.len(), 1200);
+    let indexes: Vec<usize> = report.recipients.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, (0..1200).collect::<Vec<_>>());
+    assert!(
+        report.recipients.iter().all(|r| report.delivered(r)),
+        "{:?}",
+        report.rejected().next()
+    );
+    let first = report.transactions[0].0;
+    let in_first = report
+        .recipients
+        .iter()
+        .filter(|r| r.transaction == first)
+        .count();
+    assert_eq!(in_first, 1000);
+    let maildir = user_maildir(&tg::LIAM);
+    find_delivered(&maildir, &token, Duration::from_secs(20));
+    // Give a duplicate (there must be none) time to arrive before counting.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(whole_copies(&maildir, &token).len(), 1);
 }

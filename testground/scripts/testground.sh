@@ -2,6 +2,12 @@
 # testground.sh: real mail servers on loopback for the integration tests.
 #
 #   Dovecot 2.3 POP3   11110 (plain + STLS), 11995 (POP3S)
+#   Dovecot submission 14587 (STARTTLS required), 14465 (implicit TLS); relays via Postfix 10024
+#   mailutils pop3d    13110 (plain + STLS), 13995 (POP3S); IPv4 only, login <user>@testground.example,
+#                      its own copies of the MU_USERS mailboxes under $TESTGROUND_DIR/mailutils/mail
+#   Courier POP3       15110 (plain + STLS), 15995 (POP3S); IPv4 only, login <user>@testground.example;
+#                      unpacked from its Debian packages (apt would remove Dovecot's POP3) and run in a
+#                      private mount namespace (courier_ns.sh); its own copy of alice's mailbox
 #   Postfix 3.7 SMTP   10025 (plain, STARTTLS optional, AUTH in clear), 10026 (legacy EHLO),
 #                      10587 (STARTTLS required), 10465 (implicit TLS)
 #   aiosmtpd (venv)    12025 (plain, STARTTLS optional), 12587 (STARTTLS required), 12465 (implicit TLS)
@@ -25,16 +31,27 @@ PFETC="$TG/postfix/etc"
 PFSPOOL="$TG/postfix/spool"
 AIO="$TG/aiosmtpd"
 MAILROOT="$TG/mail"
+MU="$TG/mailutils"
+# mailutils pop3d runs its sessions as root and rewrites the files of the mailboxes it serves, so
+# it gets its own copies: alice read-only, noah for destructive tests.
+MU_USERS=(alice noah)
+COURIER="$TG/courier"
+# Courier POP3 serves its own copy of alice (read-only); it announces UTF8 (RFC 6856).
+COURIER_USERS=(alice)
+# `apt-get download` + `dpkg -x`, never installed: courier-pop conflicts with dovecot-pop3d.
+COURIER_PKGS=(courier-pop courier-base courier-authlib courier-authdaemon courier-authlib-userdb
+  libcourier-unicode4 libgamin0 libpcre3)
 USERS=(alice bob carol dave erin frank grace heidi ivan judy kate liam mia noah olivia)
 AIOSMTPD_VERSION="${TESTGROUND_AIOSMTPD_VERSION:-1.4.6}"
-SERVER_PKGS=(dovecot-core dovecot-pop3d postfix)
+# iproute2 + nftables: the Happy Eyeballs test black-holes IPv6 inside a network namespace.
+SERVER_PKGS=(dovecot-core dovecot-pop3d dovecot-submissiond postfix mailutils-pop3d iproute2 nftables)
 PEER_PKGS=(mpop msmtp fetchmail swaks libnet-ssleay-perl libdigest-hmac-perl libauthen-sasl-perl)
 # Debian's python3 (python3-venv provides ensurepip for it); any python3 as fallback.
 SYSPY=/usr/bin/python3
 [[ -x $SYSPY ]] || SYSPY="$(command -v python3)"
 
 # port -> "server: description" (order = status output order)
-PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465)
+PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465 13110 13995 14587 14465 15110 15995)
 declare -A PORT_INFO=(
   [11110]="dovecot  POP3 plain + STLS"
   [11995]="dovecot  POP3S implicit TLS"
@@ -45,11 +62,19 @@ declare -A PORT_INFO=(
   [12025]="aiosmtpd SMTP plain, STARTTLS optional, AUTH in clear"
   [12587]="aiosmtpd submission, STARTTLS required"
   [12465]="aiosmtpd submissions, implicit TLS"
+  [13110]="mailutils POP3 plain + STLS (IPv4 only)"
+  [13995]="mailutils POP3S implicit TLS (IPv4 only)"
+  [14587]="dovecot  submission, STARTTLS required"
+  [14465]="dovecot  submissions, implicit TLS"
+  [15110]="courier  POP3 plain + STLS (IPv4 only)"
+  [15995]="courier  POP3S implicit TLS (IPv4 only)"
 )
 declare -A PORT_LOG=(
   [11110]=dovecot.log [11995]=dovecot.log
   [10025]=postfix.log [10026]=postfix.log [10587]=postfix.log [10465]=postfix.log
   [12025]=aiosmtpd.log [12587]=aiosmtpd.log [12465]=aiosmtpd.log
+  [13110]=mailutils.log [13995]=mailutils.log [14587]=dovecot.log [14465]=dovecot.log
+  [15110]=courier.log [15995]=courier.log
 )
 
 say() { printf 'testground: %s\n' "$*"; }
@@ -170,6 +195,17 @@ postfix_cmd() {
 dovecot_pid() { pid_from "$DOVE/run/master.pid" dovecot; }
 postfix_pid() { pid_from "$PFSPOOL/pid/master.pid" master; }
 aiosmtpd_pid() { pid_from "$RUN/aiosmtpd.pid" aiosmtpd_server.py; }
+mailutils_pid() { pid_from "$MU/pop3d.pid" pop3d; }
+# The PIDs of Courier's daemons (authdaemond, two couriertcpd) that are still running.
+courier_pids() {
+  local pid
+  [[ -s $COURIER/run/pids ]] || return 0
+  while read -r pid; do
+    if pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q courier; then
+      echo "$pid"
+    fi
+  done <"$COURIER/run/pids"
+}
 
 # ---------------------------------------------------------------- install
 
@@ -189,6 +225,33 @@ cmd_install() {
     "$SYSPY" -m venv "$VENV"
     "$VENV/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" || die "pip install aiosmtpd failed"
   fi
+  install_courier
+}
+
+courier_unpacked() {
+  [[ -x $COURIER/root/usr/lib/courier/courier/courierpop3d && -x $COURIER/root/usr/sbin/couriertcpd &&
+    -x $COURIER/root/usr/lib/courier/courier-authlib/authdaemond && -x $COURIER/root/usr/bin/couriertls ]]
+}
+
+# Courier's POP3 server, unpacked into $COURIER/root (its dependencies that are not installed
+# anyway included). Installing it would remove dovecot-pop3d (both provide pop3-server).
+install_courier() {
+  if courier_unpacked; then
+    say "Courier POP3 already unpacked in $COURIER/root"
+    return
+  fi
+  local alog="$LOGS/apt.log" f
+  mkdir -p "$LOGS"
+  rm -rf "$COURIER/debs" "$COURIER/root"
+  mkdir -p "$COURIER/debs" "$COURIER/root"
+  say "apt-get download ${COURIER_PKGS[*]} (unpacked, not installed; log: $alog)"
+  if ! (cd "$COURIER/debs" && apt-get download "${COURIER_PKGS[@]}" </dev/null >>"$alog" 2>&1); then
+    apt-get update >>"$alog" 2>&1 || true
+    (cd "$COURIER/debs" && apt-get download "${COURIER_PKGS[@]}" </dev/null >>"$alog" 2>&1) ||
+      { tail -n 20 "$alog" >&2; die "apt-get download of Courier failed"; }
+  fi
+  for f in "$COURIER/debs"/*.deb; do dpkg -x "$f" "$COURIER/root"; done
+  courier_unpacked || die "Courier unpacked into $COURIER/root is incomplete"
 }
 
 cmd_install_peers() {
@@ -262,6 +325,56 @@ mail_current() {
   for u in "${USERS[@]}"; do [[ -d $MAILROOT/$u/Maildir/cur ]] || return 1; done
 }
 
+# mailutils' copies, checked on their own so that adding them never resets Dovecot's mailboxes.
+mu_current() {
+  local stamp u
+  stamp="$(sha256sum "$HERE/gen_maildir.py" | cut -c1-16)"
+  [[ -f $MU/mail/.generated && "$(cat "$MU/mail/.generated")" == "$stamp" ]] || return 1
+  for u in "${MU_USERS[@]}"; do [[ -d $MU/mail/$u/INBOX/cur ]] || return 1; done
+}
+
+courier_current() {
+  local stamp u
+  stamp="$(sha256sum "$HERE/gen_maildir.py" | cut -c1-16)"
+  [[ -f $COURIER/mail/.generated && "$(cat "$COURIER/mail/.generated")" == "$stamp" ]] || return 1
+  for u in "${COURIER_USERS[@]}"; do [[ -d $COURIER/mail/$u/Maildir/cur ]] || return 1; done
+}
+
+# courier_reset USER...: regenerate Courier's copies of those users' mailboxes (owned by vmail,
+# as whom Courier's pop3d serves them); users without a Courier copy are skipped.
+courier_reset() {
+  local u want=()
+  for u in "$@"; do
+    [[ " ${COURIER_USERS[*]} " == *" $u "* ]] && want+=("$u")
+  done
+  ((${#want[@]})) || return 0
+  mkdir -p "$COURIER/mail"
+  chmod 755 "$COURIER" "$COURIER/mail"
+  "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$COURIER/mail" "${want[@]}" >/dev/null
+  if ((${#want[@]} == ${#COURIER_USERS[@]})); then
+    sha256sum "$HERE/gen_maildir.py" | cut -c1-16 >"$COURIER/mail/.generated"
+  fi
+}
+
+# mu_reset USER...: regenerate mailutils' copies of those users' mailboxes (the same messages
+# as Dovecot's) as $MU/mail/<user>/INBOX; users without a mailutils copy are skipped.
+mu_reset() {
+  local u want=()
+  for u in "$@"; do
+    [[ " ${MU_USERS[*]} " == *" $u "* ]] && want+=("$u")
+  done
+  ((${#want[@]})) || return 0
+  mkdir -p "$MU/mail"
+  "$SYSPY" "$HERE/gen_maildir.py" "$MU/mail" "${want[@]}" >/dev/null
+  for u in "${want[@]}"; do
+    rm -f "$MU/mail/$u/Maildir/dovecot-uidlist"
+    mv "$MU/mail/$u/Maildir" "$MU/mail/$u/INBOX"
+  done
+  if ((${#want[@]} == ${#MU_USERS[@]})); then
+    sha256sum "$HERE/gen_maildir.py" | cut -c1-16 >"$MU/mail/.generated"
+  fi
+}
+
 cmd_reset_mail() {
   id vmail >/dev/null 2>&1 || die "user vmail missing: run setup first"
   mkdir -p "$MAILROOT"
@@ -269,9 +382,13 @@ cmd_reset_mail() {
   if (($#)); then
     # Only the named users; the stamp and aiosmtpd's Maildir are left alone.
     "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$MAILROOT" "$@"
+    mu_reset "$@"
+    courier_reset "$@"
     return
   fi
   "$SYSPY" "$HERE/gen_maildir.py" --owner vmail "$MAILROOT" "${USERS[@]}"
+  mu_reset "${MU_USERS[@]}"
+  courier_reset "${COURIER_USERS[@]}"
   sha256sum "$HERE/gen_maildir.py" | cut -c1-16 >"$MAILROOT/.generated"
   # aiosmtpd's catch-all Maildir is emptied too.
   rm -rf "$AIO/Maildir"
@@ -279,11 +396,12 @@ cmd_reset_mail() {
 }
 
 cmd_setup() {
-  if ! command -v dovecot >/dev/null || ! command -v postfix >/dev/null; then
+  if ! command -v dovecot >/dev/null || ! command -v postfix >/dev/null || ! command -v pop3d >/dev/null ||
+    [[ ! -x /usr/lib/dovecot/submission ]] || ! courier_unpacked; then
     die "servers not installed: run install first"
   fi
   CHANGED=()
-  mkdir -p "$TG" "$LOGS" "$RUN" "$DOVE" "$PFETC" "$PFSPOOL" "$TG/postfix/data" "$AIO"
+  mkdir -p "$TG" "$LOGS" "$RUN" "$DOVE" "$PFETC" "$PFSPOOL" "$TG/postfix/data" "$AIO" "$MU/domains"
   # Postfix's data dir (master.lock, TLS cache) must belong to its mail_owner.
   chown postfix:postfix "$TG/postfix/data"
   chmod 755 "$TG" "$DOVE"
@@ -295,6 +413,9 @@ cmd_setup() {
 
   # Dovecot: config + users (passwd-file, {PLAIN} so CRAM-MD5/SCRAM/APOP work).
   render dovecot.conf "$DOVE/dovecot.conf"
+  render dovecot-submission.conf "$DOVE/submission.conf.ext"
+  render dovecot-oauth2.conf.ext "$DOVE/oauth2.conf.ext"
+  render dovecot-oauth2-passdb.conf.ext "$DOVE/oauth2-passdb.conf.ext"
   {
     echo "# user:password:uid:gid:gecos:home:shell:extra (uid/gid/home come from userdb default_fields)"
     for u in "${USERS[@]}"; do echo "$u:{PLAIN}$u-pass::::::"; done
@@ -314,16 +435,71 @@ cmd_setup() {
   # `postfix check` creates the queue subdirectories with the right owners.
   postfix_cmd check || die "postfix check failed (config $PFETC, log $LOGS/postfix.log)"
 
+  # mailutils pop3d: config + virtdomain passwd file (login <user>@testground.example). A fixed
+  # salt per user keeps the file identical between runs (a new salt would read as a change).
+  render mailutils-pop3d.conf "$MU/pop3d.conf"
+  {
+    for u in "${MU_USERS[@]}"; do
+      echo "$u:$(openssl passwd -6 -salt "testground$u" "$u-pass"):$(id -u vmail):$(id -g vmail)::$MU/mail/$u:/usr/sbin/nologin"
+    done
+  } >"$MU/domains/testground.example.tmp"
+  put_file "$MU/domains/testground.example.tmp" "$MU/domains/testground.example"
+  chmod 600 "$MU/domains/testground.example"
+  setup_courier
+
   if mail_current; then
     say "mailboxes in $MAILROOT are current, kept (reset-mail regenerates them)"
   else
     cmd_reset_mail
   fi
-  if ((${#CHANGED[@]})) && { dovecot_pid >/dev/null || postfix_pid >/dev/null; }; then
+  mu_current || mu_reset "${MU_USERS[@]}"
+  courier_current || courier_reset "${COURIER_USERS[@]}"
+  if ((${#CHANGED[@]})) && { dovecot_pid >/dev/null || postfix_pid >/dev/null || mailutils_pid >/dev/null ||
+    [[ -n "$(courier_pids)" ]]; }; then
     say "changed while running (restart to apply): ${CHANGED[*]}"
   fi
   touch "$TG/.setup-done"
   say "setup done in $TG"
+}
+
+# Courier's configuration: the packaged defaults with our TLS files, couriertls path and users
+# (userdb, SHA-512 crypt with a fixed salt so the file is stable). Its binaries find it at
+# /etc/courier inside its mount namespace; the three host mount points are created empty here.
+setup_courier() {
+  local etc="$COURIER/etc" u
+  # Courier's pop3login drops to the user "courier" to run couriertls for STLS.
+  if ! id courier >/dev/null 2>&1; then
+    say "creating system user courier"
+    useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin courier
+  fi
+  mkdir -p "$etc" "$COURIER/run" /etc/courier /usr/lib/courier /usr/lib/courier-authlib
+  chmod 755 "$COURIER"
+  local f
+  for f in pop3d pop3d.cnf; do
+    cp "$COURIER/root/etc/courier/$f" "$etc/$f.tmp"
+    put_file "$etc/$f.tmp" "$etc/$f"
+  done
+  sed -e "s|^COURIERTLS=.*|COURIERTLS=$COURIER/root/usr/bin/couriertls|" -e 's|^TLS_CACHEFILE=.*|TLS_CACHEFILE=|' \
+    "$COURIER/root/etc/courier/pop3d-ssl" >"$etc/pop3d-ssl.tmp"
+  put_file "$etc/pop3d-ssl.tmp" "$etc/pop3d-ssl"
+  printf '%s\n' 'authmodulelist="authuserdb"' 'daemons=4' 'authdaemonvar=/run/courier/authdaemon' \
+    'DEBUG_LOGIN=0' 'DEFAULTOPTIONS=""' 'LOGGEROPTS=""' >"$etc/authdaemonrc.tmp"
+  put_file "$etc/authdaemonrc.tmp" "$etc/authdaemonrc"
+  cat "$CERTS/server.key" "$CERTS/server-chain.crt" >"$etc/pop3d.pem.tmp"
+  put_file "$etc/pop3d.pem.tmp" "$etc/pop3d.pem"
+  cp /usr/share/dovecot/dh.pem "$etc/dhparams.pem.tmp"
+  put_file "$etc/dhparams.pem.tmp" "$etc/dhparams.pem"
+  for u in "${COURIER_USERS[@]}"; do
+    printf '%s@testground.example\tuid=%s|gid=%s|home=%s|mail=%s|systempw=%s\n' "$u" "$(id -u vmail)" \
+      "$(id -g vmail)" "$COURIER/mail/$u" "$COURIER/mail/$u/Maildir" \
+      "$(openssl passwd -6 -salt "testground$u" "$u-pass")"
+  done >"$etc/userdb.tmp"
+  put_file "$etc/userdb.tmp" "$etc/userdb"
+  # couriertls runs as courier (STLS) and reads the key; the userdb is for authdaemond (root).
+  chmod 755 "$etc"
+  chmod 600 "$etc/userdb"
+  chown root:courier "$etc/pop3d.pem"
+  chmod 640 "$etc/pop3d.pem"
 }
 
 # ---------------------------------------------------------------- start / stop
@@ -378,14 +554,43 @@ start_aiosmtpd() {
   say "aiosmtpd started (pid $(cat "$RUN/aiosmtpd.pid" 2>/dev/null || echo '?'))"
 }
 
+start_mailutils() {
+  if mailutils_pid >/dev/null; then say "mailutils pop3d already running (pid $(mailutils_pid))"; return; fi
+  rm -f "$MU/pop3d.pid"
+  # foreground mode, so the PID file names the daemon itself; setsid as for aiosmtpd.
+  setsid pop3d --config-file="$MU/pop3d.conf" </dev/null >>"$LOGS/mailutils.log" 2>&1 &
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $MU/pop3d.pid ]] && break
+    sleep 0.1
+  done
+  say "mailutils pop3d started (pid $(cat "$MU/pop3d.pid" 2>/dev/null || echo '?'))"
+}
+
+start_courier() {
+  if [[ -n "$(courier_pids)" ]]; then say "courier already running (pids $(courier_pids | xargs))"; return; fi
+  rm -f "$COURIER/run/pids"
+  mkdir -p "$COURIER/run"
+  setsid unshare -m --propagation private bash "$HERE/courier_ns.sh" "$TG" </dev/null >>"$LOGS/courier.log" 2>&1 &
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $COURIER/run/pids && $(wc -l <"$COURIER/run/pids") -ge 3 ]] && break
+    sleep 0.1
+  done
+  say "courier started (pids $(courier_pids | xargs))"
+}
+
 cmd_start() {
-  if [[ ! -f $TG/.setup-done || ! -f $DOVE/dovecot.conf || ! -f $PFETC/main.cf ]]; then
+  if [[ ! -f $TG/.setup-done || ! -f $DOVE/dovecot.conf || ! -f $PFETC/main.cf || ! -f $MU/pop3d.conf ||
+    ! -f $COURIER/etc/userdb ]]; then
     cmd_setup
   fi
   mkdir -p "$LOGS" "$RUN"
   start_dovecot
   start_postfix
   start_aiosmtpd
+  start_mailutils
+  start_courier
   wait_ports 20 "${PORTS[@]}" || die "servers did not come up (run: $0 stop; see logs in $LOGS)"
   say "all ${#PORTS[@]} ports listening"
 }
@@ -411,6 +616,18 @@ cmd_stop() {
     stopped=1
   fi
   rm -f "$RUN/aiosmtpd.pid"
+  if pid="$(mailutils_pid)"; then
+    kill_pid "$pid" "mailutils pop3d"
+    say "stopped mailutils pop3d (pid $pid)"
+    stopped=1
+  fi
+  rm -f "$MU/pop3d.pid"
+  for pid in $(courier_pids); do
+    kill_pid "$pid" "courier"
+    say "stopped courier daemon (pid $pid)"
+    stopped=1
+  done
+  rm -f "$COURIER/run/pids"
   if pid="$(postfix_pid)"; then
     postfix_cmd stop || kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" 15 || kill_pid "$pid" "postfix master"
@@ -484,15 +701,17 @@ cmd_env() {
 cmd_help() {
   cat <<EOF
 usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
-  install        apt-get install Dovecot, Postfix, openssl, python3-venv; venv with aiosmtpd
+  install        apt-get install Dovecot (POP3, submission), Postfix, mailutils pop3d, openssl,
+                 python3-venv; venv with aiosmtpd; Courier POP3 downloaded and unpacked
   install-peers  apt-get install mpop msmtp fetchmail swaks (+ perl TLS/SASL modules)
   setup          vmail user, CA + localhost certificate, configs, mailboxes (kept if current)
-  start          start Dovecot, Postfix, aiosmtpd; wait until all ports listen
+  start          start Dovecot, Postfix, aiosmtpd, mailutils pop3d, Courier; wait until all ports listen
   stop           stop everything start/delay started
   status         list the ports; exit 0 only if all listen
   reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
                  (alice, erin, frank, kate, mia, noah 100; carol, heidi 2000;
-                 bob, dave, grace, ivan, judy, liam, olivia 0)
+                 bob, dave, grace, ivan, judy, liam, olivia 0); alice and noah also
+                 in mailutils' own copy, alice in Courier's
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify

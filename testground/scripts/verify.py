@@ -93,6 +93,9 @@ def main():
         (10025, "smtp-starttls", "127.0.0.1"), (10026, "smtp-starttls", "127.0.0.1"),
         (12465, "implicit", "127.0.0.1"), (12587, "smtp-starttls", "127.0.0.1"),
         (12025, "smtp-starttls", "127.0.0.1"),
+        (13995, "implicit", "127.0.0.1"), (13110, "pop3-stls", "127.0.0.1"),
+        (14465, "implicit", "127.0.0.1"), (14465, "implicit", "::1"), (14587, "smtp-starttls", "127.0.0.1"),
+        (15995, "implicit", "127.0.0.1"), (15110, "pop3-stls", "127.0.0.1"),
     ]
     for port, mode, host in tls_ports:
         @check(f"tls {mode:13} [{host}]:{port} verifies as localhost")
@@ -132,6 +135,43 @@ def main():
             p.quit()
         if count != manifest["carol"]["count"]:
             raise AssertionError(f"STAT {count}")
+        return f"{count} {octets}"
+
+    @check("pop3s 13995 (mailutils) alice@testground.example USER/PASS: same mailbox as Dovecot's")
+    def _():
+        exp = manifest["alice"]
+        p = poplib.POP3_SSL("127.0.0.1", 13995, context=ctx, timeout=TIMEOUT)
+        try:
+            p.user("alice@testground.example")
+            p.pass_("alice-pass")
+            count, octets = p.stat()
+        finally:
+            p.quit()
+        # After its first session mailutils stores an X-UIDL header (< 64 octets) in each message.
+        if count != exp["count"] or not exp["octets"] <= octets <= exp["octets"] + 64 * count:
+            raise AssertionError(f"STAT {count} {octets}, manifest says {exp['count']} {exp['octets']}")
+        return f"{count} {octets}"
+
+    @check("pop3s 15995 (courier) alice@testground.example: same mailbox, UTF8 mode serves message 11 as is")
+    def _():
+        exp = manifest["alice"]
+        out = []
+        for utf8 in (False, True):
+            p = poplib.POP3_SSL("127.0.0.1", 15995, context=ctx, timeout=TIMEOUT)
+            try:
+                if utf8:
+                    p._shortcmd("UTF8")
+                p.user("alice@testground.example")
+                p.pass_("alice-pass")
+                count, octets = p.stat()
+                subject = next(l for l in p.retr(11)[1] if l.startswith(b"Subject:"))
+            finally:
+                p.quit()
+            if (count, octets) != (exp["count"], exp["octets"]):
+                raise AssertionError(f"STAT {count} {octets}, manifest says {exp['count']} {exp['octets']}")
+            out.append(subject.decode(errors="replace"))
+        if "Cannot display Unicode content" not in out[0] or "message 11" not in out[1]:
+            raise AssertionError(f"subjects without/with UTF8: {out}")
         return f"{count} {octets}"
 
     # 3. The strict identity: a client bound to 127.0.0.2 gets no USER before STLS.
@@ -211,6 +251,15 @@ def main():
                 return f"{code} {text.decode()[:60]}"
             raise
         raise AssertionError("RCPT to example.com was accepted")
+
+    @check("smtp 14587 STARTTLS + AUTH PLAIN (dovecot submission) -> bob's Maildir")
+    def _():
+        t0 = time.monotonic()
+        tag = submit(14587, "bob", "bob@testground.example", "PLAIN")
+        path = wait_for(os.path.join(tg, "mail", "bob", "Maildir", "*", "*"), tag)
+        took = (time.monotonic() - t0) * 1000
+        os.unlink(path)
+        return f"delivered in {took:.0f} ms"
 
     @check("smtp 12587 STARTTLS + AUTH PLAIN (aiosmtpd) -> aiosmtpd Maildir")
     def _():

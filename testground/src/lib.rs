@@ -1,7 +1,8 @@
 //! The one place tests get the test ground from: endpoints, the CA file, users and passwords.
 //!
-//! The test ground is a set of real mail servers on loopback (Dovecot POP3, Postfix submission
-//! with SASL through Dovecot, and aiosmtpd), installed, configured, started and stopped by
+//! The test ground is a set of real mail servers on loopback (Dovecot POP3, GNU mailutils pop3d,
+//! Courier POP3, Postfix submission with SASL through Dovecot, Dovecot's own submission service,
+//! and aiosmtpd), installed, configured, started and stopped by
 //! `testground/scripts/testground.sh`. Tests call [`require_running`] (or [`require`]) first:
 //! when a server is down the test fails with a message naming the command that starts it.
 //! Nothing is ever skipped silently.
@@ -142,8 +143,62 @@ pub const AIOSMTPD_SUBMISSIONS: Endpoint = Endpoint {
     tls: PortTls::Implicit,
 };
 
+/// GNU mailutils pop3d, plain with STLS (IPv4 only). A second, independent POP3 implementation:
+/// USER/PASS only (no SASL), an APOP timestamp in the greeting although APOP is not set up,
+/// logins spelled [`mailutils_login`], and its own copies of the mailboxes
+/// ([`mailutils_maildir`]).
+pub const MAILUTILS_POP3: Endpoint = Endpoint {
+    name: "mailutils POP3 (STLS)",
+    protocol: Protocol::Pop3,
+    port: 13110,
+    tls: PortTls::Upgrade,
+};
+/// GNU mailutils pop3d, implicit TLS (IPv4 only).
+pub const MAILUTILS_POP3S: Endpoint = Endpoint {
+    name: "mailutils POP3S",
+    protocol: Protocol::Pop3,
+    port: 13995,
+    tls: PortTls::Implicit,
+};
+/// Dovecot's submission service (a third SMTP implementation): STARTTLS required, AUTH through
+/// the same users (PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256), PIPELINING, CHUNKING,
+/// 8BITMIME, ENHANCEDSTATUSCODES; no SMTPUTF8, no DSN. Relays through Postfix, so mail for the
+/// test users lands in the same Maildirs.
+pub const DOVECOT_SUBMISSION: Endpoint = Endpoint {
+    name: "Dovecot submission (STARTTLS required)",
+    protocol: Protocol::Smtp,
+    port: 14587,
+    tls: PortTls::Upgrade,
+};
+/// Dovecot's submission service, implicit TLS.
+pub const DOVECOT_SUBMISSIONS: Endpoint = Endpoint {
+    name: "Dovecot submissions (implicit TLS)",
+    protocol: Protocol::Smtp,
+    port: 14465,
+    tls: PortTls::Implicit,
+};
+
+/// Courier POP3 (IPv4 only), plain with STLS: a third POP3 implementation, unpacked from its
+/// Debian packages and run in a private mount namespace. It announces `UTF8 USER` (RFC 6856) and,
+/// unless the client sent `UTF8`, replaces each message with raw UTF-8 headers by a "Cannot
+/// display Unicode content" notice. Logins are spelled [`courier_login`]; it serves its own
+/// copy of [`ALICE`]'s mailbox ([`COURIER_USERS`]).
+pub const COURIER_POP3: Endpoint = Endpoint {
+    name: "Courier POP3 (STLS)",
+    protocol: Protocol::Pop3,
+    port: 15110,
+    tls: PortTls::Upgrade,
+};
+/// Courier POP3S, implicit TLS (IPv4 only).
+pub const COURIER_POP3S: Endpoint = Endpoint {
+    name: "Courier POP3S",
+    protocol: Protocol::Pop3,
+    port: 15995,
+    tls: PortTls::Implicit,
+};
+
 /// Every endpoint of the test ground.
-pub const ALL_ENDPOINTS: [Endpoint; 9] = [
+pub const ALL_ENDPOINTS: [Endpoint; 15] = [
     DOVECOT_POP3,
     DOVECOT_POP3S,
     POSTFIX_SUBMISSION,
@@ -153,7 +208,20 @@ pub const ALL_ENDPOINTS: [Endpoint; 9] = [
     AIOSMTPD_PLAIN,
     AIOSMTPD_SUBMISSION,
     AIOSMTPD_SUBMISSIONS,
+    MAILUTILS_POP3,
+    MAILUTILS_POP3S,
+    DOVECOT_SUBMISSION,
+    DOVECOT_SUBMISSIONS,
+    COURIER_POP3,
+    COURIER_POP3S,
 ];
+
+/// The users GNU mailutils pop3d serves, each from its own copy of the mailbox (the same
+/// messages as Dovecot's): [`ALICE`] read-only, [`NOAH`] for destructive tests.
+pub const MAILUTILS_USERS: [User; 2] = [ALICE, NOAH];
+
+/// The users Courier POP3 serves, from its own copy of the mailbox: [`ALICE`], read-only.
+pub const COURIER_USERS: [User; 1] = [ALICE];
 
 /// A test user. Every server knows the same users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,7 +350,8 @@ pub const ALL_USERS: [User; 15] = [
     ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN, JUDY, KATE, LIAM, MIA, NOAH, OLIVIA,
 ];
 
-/// Regenerates the named users' mailboxes to their initial contents (`testground.sh reset-mail`).
+/// Regenerates the named users' mailboxes to their initial contents (`testground.sh reset-mail`),
+/// mailutils' copy ([`mailutils_maildir`]) included for the users that have one.
 ///
 /// Only for a suite's own scratch users, and only while no other test in the same binary uses them.
 pub fn reset_mailboxes(users: &[User]) {
@@ -315,6 +384,22 @@ pub fn ca_file() -> PathBuf {
 /// The Maildir a user's mail is stored in (Dovecot serves it; Postfix delivers into it).
 pub fn maildir(user: &User) -> PathBuf {
     dir().join("mail").join(user.name).join("Maildir")
+}
+
+/// The login name mailutils pop3d wants: `<user>@testground.example` (its virtual domains).
+pub fn mailutils_login(user: &User) -> String {
+    format!("{}@{DOMAIN}", user.name)
+}
+
+/// The Maildir mailutils pop3d serves for a user of [`MAILUTILS_USERS`] (its own copy, which
+/// `reset-mail` regenerates together with Dovecot's).
+pub fn mailutils_maildir(user: &User) -> PathBuf {
+    dir().join("mailutils/mail").join(user.name).join("INBOX")
+}
+
+/// The login name Courier wants: `<user>@testground.example` (its userdb).
+pub fn courier_login(user: &User) -> String {
+    format!("{}@{DOMAIN}", user.name)
 }
 
 /// A TLS connector that trusts only the test ground's CA.

@@ -177,3 +177,54 @@ fn a_missing_ca_file_is_a_clear_error() {
     };
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+/// The servers added for issue 16 are the implementations their names say, with the traits the
+/// suites rely on: mailutils greets with an APOP timestamp and offers no SASL; Courier announces
+/// UTF8; Dovecot submission offers CHUNKING but not SMTPUTF8.
+#[tokio::test]
+async fn the_added_servers_are_the_ones_named() {
+    use mail_testground::{COURIER_POP3S, DOVECOT_SUBMISSIONS, MAILUTILS_POP3S};
+    require_running();
+    let mut mailutils = open(MAILUTILS_POP3S).await;
+    let greeting = read_reply(&mut mailutils, Protocol::Pop3).await;
+    assert!(
+        greeting.contains('<') && greeting.contains('>'),
+        "{greeting}"
+    );
+    let capa = pop3_capa(&mut mailutils).await;
+    assert!(
+        capa.contains("\r\nUSER\r\n") && !capa.contains("SASL"),
+        "{capa}"
+    );
+
+    let mut courier = open(COURIER_POP3S).await;
+    read_reply(&mut courier, Protocol::Pop3).await;
+    let capa = pop3_capa(&mut courier).await;
+    assert!(
+        capa.contains("\r\nUTF8 USER\r\n") && capa.contains("Courier"),
+        "{capa}"
+    );
+
+    let mut submission = open(DOVECOT_SUBMISSIONS).await;
+    let banner = read_reply(&mut submission, Protocol::Smtp).await;
+    assert!(banner.contains("Dovecot"), "{banner}");
+    submission.write_all(b"EHLO smoke.test\r\n").await.unwrap();
+    let ehlo = read_reply(&mut submission, Protocol::Smtp).await;
+    assert!(
+        ehlo.contains("CHUNKING") && ehlo.contains("PIPELINING") && !ehlo.contains("SMTPUTF8"),
+        "{ehlo}"
+    );
+}
+
+/// Sends CAPA and reads the multi-line answer up to its terminating dot line.
+async fn pop3_capa(stream: &mut MailStream) -> String {
+    stream.write_all(b"CAPA\r\n").await.unwrap();
+    let mut text = String::new();
+    loop {
+        let line = read_reply(stream, Protocol::Pop3).await;
+        text.push_str(&line);
+        if line == ".\r\n" {
+            return text;
+        }
+    }
+}

@@ -107,10 +107,32 @@ pub(crate) struct Shared {
     pub(crate) allow_plaintext_auth: bool,
     pub(crate) require_smtp_auth: bool,
     pub(crate) cram_md5: bool,
+    pub(crate) scram: bool,
     pub(crate) idle: Duration,
 }
 
 impl Shared {
+    /// Whether `mech` is switched on (before the TLS / plaintext checks).
+    pub(crate) fn offers(&self, mech: sasl::Mech) -> bool {
+        match mech {
+            sasl::Mech::CramMd5 => self.cram_md5,
+            sasl::Mech::ScramSha1 | sasl::Mech::ScramSha256 => self.scram,
+            sasl::Mech::Plain | sasl::Mech::Login => true,
+        }
+    }
+
+    /// The non-plaintext mechanisms switched on, weakest first (as Dovecot lists them).
+    pub(crate) fn hashed_mechanisms(&self) -> Vec<&'static str> {
+        let mut mechs = Vec::new();
+        if self.cram_md5 {
+            mechs.push("CRAM-MD5");
+        }
+        if self.scram {
+            mechs.extend(["SCRAM-SHA-1", "SCRAM-SHA-256"]);
+        }
+        mechs
+    }
+
     /// A fresh, unique token `<pid.serial.nanos@hostname>` for the APOP greeting and the
     /// CRAM-MD5 challenge.
     pub(crate) fn timestamp(&self) -> String {
@@ -156,6 +178,7 @@ pub struct TestServerBuilder {
     allow_plaintext_auth: bool,
     require_smtp_auth: bool,
     cram_md5: bool,
+    scram: bool,
     idle: Duration,
 }
 
@@ -177,6 +200,7 @@ impl fmt::Debug for TestServerBuilder {
             .field("allow_plaintext_auth", &self.allow_plaintext_auth)
             .field("require_smtp_auth", &self.require_smtp_auth)
             .field("cram_md5", &self.cram_md5)
+            .field("scram", &self.scram)
             .field("idle", &self.idle)
             .finish()
     }
@@ -195,7 +219,8 @@ impl Default for TestServerBuilder {
             max_connections: 64,
             allow_plaintext_auth: false,
             require_smtp_auth: true,
-            cram_md5: false,
+            cram_md5: true,
+            scram: true,
             idle: Duration::from_secs(60),
         }
     }
@@ -269,9 +294,18 @@ impl TestServerBuilder {
         self
     }
 
-    /// Whether `CRAM-MD5` is offered by both protocols (default `false`).
+    /// Whether `CRAM-MD5` is offered by both protocols (default `true`, as Dovecot and
+    /// Postfix offer it).
     pub fn cram_md5(mut self, offer: bool) -> Self {
         self.cram_md5 = offer;
+        self
+    }
+
+    /// Whether `SCRAM-SHA-1` and `SCRAM-SHA-256` are offered by both protocols (default
+    /// `true`, as Dovecot and Postfix offer them). A client tested only against PLAIN works here
+    /// and fails against real servers (issue 16), so the defaults are what real servers offer.
+    pub fn scram(mut self, offer: bool) -> Self {
+        self.scram = offer;
         self
     }
 
@@ -305,6 +339,7 @@ impl TestServerBuilder {
             allow_plaintext_auth: self.allow_plaintext_auth,
             require_smtp_auth: self.require_smtp_auth,
             cram_md5: self.cram_md5,
+            scram: self.scram,
             idle: self.idle,
         });
         let services = [

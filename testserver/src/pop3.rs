@@ -58,9 +58,7 @@ fn mechanisms(conn: &Conn, shared: &Shared) -> Vec<&'static str> {
     if conn.is_tls() || shared.allow_plaintext_auth {
         mechs.extend(["PLAIN", "LOGIN"]);
     }
-    if shared.cram_md5 {
-        mechs.push("CRAM-MD5");
-    }
+    mechs.extend(shared.hashed_mechanisms());
     mechs
 }
 
@@ -212,7 +210,7 @@ async fn authorization(
                 None => (arg, None),
             };
             let mech = Mech::parse(name);
-            let Some(mech) = mech.filter(|&m| m != Mech::CramMd5 || shared.cram_md5) else {
+            let Some(mech) = mech.filter(|&m| shared.offers(m)) else {
                 conn.send(b"-ERR Unsupported authentication mechanism\r\n")
                     .await?;
                 return Ok(None);

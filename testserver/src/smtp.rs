@@ -173,12 +173,9 @@ impl Session<'_> {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered(conn) {
-            let cram = if self.shared.cram_md5 {
-                " CRAM-MD5"
-            } else {
-                ""
-            };
-            lines.push(format!("AUTH PLAIN LOGIN{cram}"));
+            let mut mechs = vec!["PLAIN", "LOGIN"];
+            mechs.extend(self.shared.hashed_mechanisms());
+            lines.push(format!("AUTH {}", mechs.join(" ")));
         }
         let last = lines.len() - 1;
         lines
@@ -208,7 +205,7 @@ impl Session<'_> {
             Some((name, initial)) => (name, Some(initial)),
             None => (arg.trim(), None),
         };
-        let mech = Mech::parse(name).filter(|&m| m != Mech::CramMd5 || self.shared.cram_md5);
+        let mech = Mech::parse(name).filter(|&m| self.shared.offers(m));
         let Some(mech) = mech else {
             return Ok("504 5.5.4 Unrecognized authentication type".into());
         };

@@ -63,7 +63,8 @@ pub(super) static CURATED: &[Provider] = &[
             Hint::new(
                 HintKind::OAuth2Only,
                 "Outlook.com accepts only OAuth2 (Modern Auth) since 2024-09-16: account \
-                 passwords and app passwords are refused. Configure an OAuth2 token provider.",
+                 passwords and app passwords are refused. Sign in with OAuth2 (the device code \
+                 grant; `mailctl login ADDRESS`).",
             ),
             Hint::new(
                 HintKind::EnablePop,

@@ -23,6 +23,9 @@ use crate::{
 mod curated;
 #[rustfmt::skip]
 pub mod ispdb_generated;
+#[rustfmt::skip]
+pub mod ispdb_oauth2_generated;
+pub mod oauth2;
 
 pub use ispdb_generated::ISPDB_COMMIT;
 

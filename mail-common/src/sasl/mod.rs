@@ -12,7 +12,8 @@
 //! # Using a [`SaslClient`]
 //!
 //! 1. [`choose`] the mechanism (or take the one the user configured) and create the client with
-//!    [`SaslClient::new`], passing fresh random bytes as the nonce.
+//!    [`SaslClient::new`], passing fresh random bytes as the nonce (a [`NonceSource`] supplies
+//!    them when the caller has none).
 //! 2. [`SaslClient::initial_response`] gives the client's first message for PLAIN, SCRAM, XOAUTH2
 //!    and OAUTHBEARER. Send it with the `AUTH` command (a zero-length response goes on the wire
 //!    as `=`). If it does not fit on the command line, send `AUTH <mechanism>` alone and answer
@@ -80,10 +81,15 @@ use md5::Md5;
 
 use crate::Secret;
 
+mod nonce;
+mod ntlm;
+mod oauth;
 mod scram;
 #[cfg(test)]
 mod tests;
 
+pub use nonce::{FillRandom, NONCE_LEN, NonceSource};
+pub use oauth::OAuthErrorChallenge;
 use scram::{ExpectedSignature, ScramClient, ScramHash};
 
 /// A SASL mechanism this crate can run as a client.
@@ -104,6 +110,11 @@ pub enum Mechanism {
     XOAuth2,
     /// RFC 7628 OAuth 2.0 bearer tokens.
     OAuthBearer,
+    /// NTLM (NTLMv2 responses): Windows Live Mail's "Secure Password Authentication". The
+    /// password is not sent, but the server stores a password equivalent and a recorded exchange
+    /// can be attacked offline: weaker than SCRAM, so [`choose`] never picks it; use it only
+    /// when asked for.
+    Ntlm,
 }
 
 /// The registered name (`SCRAM-SHA-256`), as people and servers know it.
@@ -120,7 +131,7 @@ impl std::fmt::Display for Mechanism {
 
 impl Mechanism {
     /// Every mechanism, strongest first within each credential kind.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::ScramSha256,
         Self::ScramSha1,
         Self::CramMd5,
@@ -128,6 +139,7 @@ impl Mechanism {
         Self::Login,
         Self::OAuthBearer,
         Self::XOAuth2,
+        Self::Ntlm,
     ];
 
     /// The registered name, as sent in `AUTH <name>`.
@@ -140,6 +152,7 @@ impl Mechanism {
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::XOAuth2 => "XOAUTH2",
             Self::OAuthBearer => "OAUTHBEARER",
+            Self::Ntlm => "NTLM",
         }
     }
 
@@ -218,7 +231,8 @@ impl Credentials {
 /// Picks the strongest mechanism that the server offers and the credentials suit.
 ///
 /// Order for passwords: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN; for tokens:
-/// OAUTHBEARER, XOAUTH2. Offered names are matched ignoring ASCII case; unknown ones are skipped.
+/// OAUTHBEARER, XOAUTH2. NTLM is never chosen (only by request). Offered names are matched
+/// ignoring ASCII case; unknown ones are skipped.
 /// Whether a password-exposing mechanism may run without TLS is the caller's decision.
 pub fn choose<'a>(
     offered: impl IntoIterator<Item = &'a str>,
@@ -230,6 +244,7 @@ pub fn choose<'a>(
         .collect();
     Mechanism::ALL
         .into_iter()
+        .filter(|m| *m != Mechanism::Ntlm)
         .find(|m| credentials.suits(*m) && offered.contains(m))
 }
 
@@ -279,8 +294,12 @@ pub enum SaslError {
     #[error("server reported success before the SASL exchange was complete")]
     Incomplete,
     /// SCRAM needs a client nonce, and the caller passed no bytes.
-    #[error("SCRAM needs a non-empty client nonce")]
+    #[error("the mechanism needs a client nonce: SCRAM a non-empty one, NTLM at least 8 bytes")]
     EmptyNonce,
+    /// SCRAM needs a client nonce, the caller passed none, and the configured
+    /// [`NonceSource`] could not produce one (the text says why).
+    #[error("no SCRAM client nonce: the random source failed: {0}")]
+    NonceUnavailable(String),
     /// The exchange already failed (or the server's reply was inconsistent with it); a spent
     /// client answers every further call with this.
     #[error("the SASL exchange was abandoned after an earlier error")]
@@ -312,7 +331,7 @@ pub struct SaslClient {
     mechanism: Mechanism,
     state: State,
     /// The decoded JSON error an OAuth server sent as a challenge.
-    server_error_json: Option<String>,
+    server_error: Option<OAuthErrorChallenge>,
 }
 
 /// Where an exchange stands. Everything that holds a password, a token, or a value derived from
@@ -330,6 +349,18 @@ enum State {
     },
     /// LOGIN: the user name went out; waiting for the password prompt.
     LoginPassword { password: Secret<String> },
+    /// NTLM: waiting for the server's empty challenge (the negotiate message goes out then).
+    NtlmStart {
+        username: String,
+        password: Secret<String>,
+        client_challenge: [u8; 8],
+    },
+    /// NTLM: the negotiate message went out; waiting for the server's challenge message.
+    NtlmNegotiated {
+        username: String,
+        password: Secret<String>,
+        client_challenge: [u8; 8],
+    },
     /// CRAM-MD5: waiting for the challenge.
     CramMd5 {
         username: String,
@@ -382,6 +413,18 @@ impl SaslClient {
                 State::LoginUsername {
                     username: username.clone(),
                     password: password.clone(),
+                }
+            }
+            (Mechanism::Ntlm, Credentials::Password { username, password }) => {
+                // The NTLMv2 client challenge: 8 random bytes from the caller.
+                let client_challenge = nonce
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .ok_or(SaslError::EmptyNonce)?;
+                State::NtlmStart {
+                    username: username.clone(),
+                    password: password.clone(),
+                    client_challenge,
                 }
             }
             (Mechanism::CramMd5, Credentials::Password { username, password }) => State::CramMd5 {
@@ -455,7 +498,7 @@ impl SaslClient {
         Ok(Self {
             mechanism,
             state,
-            server_error_json: None,
+            server_error: None,
         })
     }
 
@@ -533,7 +576,7 @@ impl SaslClient {
             State::OAuthSent => {
                 // The challenge is the server's JSON error; the server fails the exchange after
                 // the client's dummy response.
-                self.server_error_json = Some(String::from_utf8_lossy(challenge).into_owned());
+                self.server_error = Some(OAuthErrorChallenge::parse(challenge));
                 let response = if self.mechanism == Mechanism::OAuthBearer {
                     vec![0x01]
                 } else {
@@ -548,6 +591,33 @@ impl SaslClient {
             State::LoginPassword { password } => {
                 (State::Done, Secret::new(password.into_inner().into_bytes()))
             }
+            State::NtlmStart {
+                username,
+                password,
+                client_challenge,
+            } => {
+                if !challenge.is_empty() {
+                    return Err(SaslError::MalformedChallenge(
+                        "expected an empty challenge before the NTLM negotiate message",
+                    ));
+                }
+                (
+                    State::NtlmNegotiated {
+                        username,
+                        password,
+                        client_challenge,
+                    },
+                    Secret::new(ntlm::negotiate()),
+                )
+            }
+            State::NtlmNegotiated {
+                username,
+                password,
+                client_challenge,
+            } => (
+                State::Done,
+                ntlm::authenticate(challenge, &username, &password, client_challenge)?,
+            ),
             State::CramMd5 { username, password } => {
                 if challenge.is_empty() {
                     return Err(SaslError::MalformedChallenge("empty CRAM-MD5 challenge"));
@@ -607,6 +677,8 @@ impl SaslClient {
             State::FirstUnsent { .. }
             | State::LoginUsername { .. }
             | State::LoginPassword { .. }
+            | State::NtlmStart { .. }
+            | State::NtlmNegotiated { .. }
             | State::CramMd5 { .. } => return Err(SaslError::Incomplete),
             State::OAuthSent | State::Done => State::Done,
             State::Failed => return Err(SaslError::Aborted),
@@ -628,6 +700,13 @@ impl SaslClient {
     /// For the OAuth mechanisms: the JSON error document the server sent as a challenge, if any.
     /// Invalid UTF-8 in it is replaced by U+FFFD.
     pub fn server_error_json(&self) -> Option<&str> {
-        self.server_error_json.as_deref()
+        self.server_error.as_ref().map(|error| error.raw.as_str())
+    }
+
+    /// For the OAuth mechanisms: the server's JSON error challenge, decoded (status, scope), if
+    /// the server sent one. The server fails the exchange after the client's answer to it, so a
+    /// caller reports the refusal together with this.
+    pub fn server_error(&self) -> Option<&OAuthErrorChallenge> {
+        self.server_error.as_ref()
     }
 }

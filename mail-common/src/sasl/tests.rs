@@ -2,7 +2,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
 
-use super::{Credentials, Mechanism, SaslClient, SaslError, choose};
+use super::{Credentials, Mechanism, OAuthErrorChallenge, SaslClient, SaslError, choose};
 
 const PASSWORD: &str = "S3cr3t-pa55w0rd";
 const TOKEN: &str = "ya29.T0k3n-value";
@@ -752,5 +752,210 @@ proptest! {
             let _ = client.is_complete();
             let _ = client.server_error_json();
         }
+    }
+}
+
+#[test]
+fn oauth_error_challenge_is_decoded_as_data() {
+    let mut client = token_client(Mechanism::XOAuth2);
+    client.initial_response().unwrap();
+    client
+        .step(br#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#)
+        .unwrap();
+    let error = client.server_error().unwrap();
+    assert_eq!(error.status.as_deref(), Some("401"));
+    assert_eq!(error.schemes.as_deref(), Some("bearer"));
+    assert_eq!(error.scope.as_deref(), Some("https://mail.google.com/"));
+    assert!(error.is_invalid_token());
+    assert!(!error.is_insufficient_scope());
+    assert_eq!(
+        error.to_string(),
+        "status 401, required scope https://mail.google.com/"
+    );
+
+    // RFC 7628 section 3.2.2 example shape, with a numeric status from a sloppy server.
+    let error = OAuthErrorChallenge::parse(
+        br#"{"status":403,"scope":"example_scope","openid-configuration":"https://as.example/.well-known/openid-configuration"}"#,
+    );
+    assert_eq!(error.status.as_deref(), Some("403"));
+    assert!(error.is_insufficient_scope());
+    assert_eq!(
+        error.openid_configuration.as_deref(),
+        Some("https://as.example/.well-known/openid-configuration")
+    );
+
+    // Not JSON: only the raw text, shown escaped.
+    let error = OAuthErrorChallenge::parse(b"bad\xff\ntoken");
+    assert_eq!(error.status, None);
+    assert_eq!(error.raw, "bad\u{fffd}\ntoken");
+    assert_eq!(error.to_string(), "bad\u{fffd}\\ntoken");
+}
+
+// ---------------------------------------------------------------- NTLM
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The CHALLENGE_MESSAGE of MS-NLMP section 4.2.4.3, written out by hand (server challenge
+/// 0123456789abcdef; target info MsvAvNbDomainName "Domain", MsvAvNbComputerName "Server"),
+/// optionally with an MsvAvTimestamp 0102030405060708 before the terminator.
+fn ms_nlmp_challenge(with_timestamp: bool) -> Vec<u8> {
+    let utf16 =
+        |text: &str| -> Vec<u8> { text.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let av = |kind: u16, data: &[u8]| -> Vec<u8> {
+        let mut out = kind.to_le_bytes().to_vec();
+        out.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        out.extend_from_slice(data);
+        out
+    };
+    let mut target_info = av(2, &utf16("Domain"));
+    target_info.extend(av(1, &utf16("Server")));
+    if with_timestamp {
+        target_info.extend(av(7, &[1, 2, 3, 4, 5, 6, 7, 8]));
+    }
+    target_info.extend(av(0, &[]));
+    let target_name = utf16("Server");
+    let mut out = b"NTLMSSP\0\x02\0\0\0".to_vec();
+    // TargetNameFields: length, max length, offset 56 (after the 56-byte header).
+    out.extend_from_slice(&12u16.to_le_bytes());
+    out.extend_from_slice(&12u16.to_le_bytes());
+    out.extend_from_slice(&56u32.to_le_bytes());
+    out.extend_from_slice(&hex("33828ae2")); // NegotiateFlags of the example
+    out.extend_from_slice(&hex("0123456789abcdef"));
+    out.extend_from_slice(&[0; 8]); // Reserved
+    let len = target_info.len() as u16;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&68u32.to_le_bytes());
+    out.extend_from_slice(&hex("060070170000000f")); // Version
+    out.extend_from_slice(&target_name);
+    out.extend_from_slice(&target_info);
+    out
+}
+
+/// One (length, max length, offset) field of an NTLM message header, resolved by hand per
+/// MS-NLMP (independent of the crate that built the message).
+fn ntlm_field(message: &[u8], at: usize) -> &[u8] {
+    let len = usize::from(u16::from_le_bytes([message[at], message[at + 1]]));
+    let offset = u32::from_le_bytes(message[at + 4..at + 8].try_into().unwrap()) as usize;
+    &message[offset..offset + len]
+}
+
+struct Type3 {
+    lm_response: Vec<u8>,
+    ntlm_response: Vec<u8>,
+    domain_name: String,
+    user_name: String,
+}
+
+fn ntlm_authenticate(bytes: &[u8]) -> Type3 {
+    assert_eq!(&bytes[..12], b"NTLMSSP\0\x03\0\0\0");
+    let text = |field: &[u8]| {
+        String::from_utf16(
+            &field
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    Type3 {
+        lm_response: ntlm_field(bytes, 12).to_vec(),
+        ntlm_response: ntlm_field(bytes, 20).to_vec(),
+        domain_name: text(ntlm_field(bytes, 28)),
+        user_name: text(ntlm_field(bytes, 36)),
+    }
+}
+
+#[test]
+fn ntlm_v2_matches_the_ms_nlmp_test_vector() {
+    let credentials = Credentials::password("Domain\\User", "Password");
+    let mut client = SaslClient::new(Mechanism::Ntlm, &credentials, &[0xaa; 24]).unwrap();
+    // The server speaks first (an empty challenge); the answer is the negotiate message.
+    assert!(client.initial_response().is_none());
+    let negotiate = client.step(b"").unwrap();
+    assert_eq!(&bytes(&negotiate)[..12], b"NTLMSSP\0\x01\0\0\0");
+    assert!(!client.is_complete());
+    let authenticate = client.step(&ms_nlmp_challenge(false)).unwrap();
+    let message = ntlm_authenticate(bytes(&authenticate));
+    assert_eq!(
+        (message.user_name.as_str(), message.domain_name.as_str()),
+        ("User", "Domain")
+    );
+    // MS-NLMP 4.2.4.2.2 NTProofStr and 4.2.4.2.1 LMv2 response (time 0, client challenge aa..).
+    assert_eq!(
+        message.ntlm_response[..16],
+        hex("68cd0ab851e51c96aabc927bebef6a1c")[..]
+    );
+    assert_eq!(
+        message.lm_response,
+        hex("86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa")
+    );
+    // The password appears nowhere, in any encoding.
+    let wire = bytes(&authenticate);
+    for secret in [&b"Password"[..], &b"P\0a\0s\0s\0w\0o\0r\0d\0"[..]] {
+        assert!(!wire.windows(secret.len()).any(|w| w == secret));
+    }
+    client.finish(None).unwrap();
+    assert!(!format!("{client:?}").contains("Password"));
+}
+
+#[test]
+fn ntlm_uses_the_server_time_stamp_and_is_never_chosen_automatically() {
+    let credentials = Credentials::password("olivia", "olivia-pass");
+    let mut client = SaslClient::new(Mechanism::Ntlm, &credentials, &[7; 8]).unwrap();
+    client.step(b"").unwrap();
+    let message = ntlm_authenticate(bytes(&client.step(&ms_nlmp_challenge(true)).unwrap()));
+    // The blob carries the server's MsvAvTimestamp, and the LMv2 response is all zeros then.
+    assert_eq!(message.ntlm_response[24..32], [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(message.lm_response, vec![0; 24]);
+
+    assert_eq!(
+        choose(["NTLM", "LOGIN"], &credentials),
+        Some(Mechanism::Login)
+    );
+    assert_eq!(choose(["NTLM"], &credentials), None);
+    assert_eq!(Mechanism::from_name("ntlm"), Some(Mechanism::Ntlm));
+    // Fewer than 8 nonce bytes: no client challenge.
+    assert_eq!(
+        SaslClient::new(Mechanism::Ntlm, &credentials, &[1; 7]).unwrap_err(),
+        SaslError::EmptyNonce
+    );
+    // A challenge that is not an NTLM challenge message fails without panicking.
+    for garbage in [
+        &b""[..],
+        b"NTLMSSP\0",
+        b"NTLMSSP\0\x02\0\0\0short",
+        &[0xff; 64],
+    ] {
+        let mut client = SaslClient::new(Mechanism::Ntlm, &credentials, &[7; 8]).unwrap();
+        client.step(b"").unwrap();
+        assert!(matches!(
+            client.step(garbage),
+            Err(SaslError::MalformedChallenge(_))
+        ));
+    }
+    let mut client = SaslClient::new(Mechanism::Ntlm, &credentials, &[7; 8]).unwrap();
+    assert!(client.step(b"not empty").is_err());
+}
+
+proptest! {
+    #[test]
+    fn ntlm_never_panics_on_a_hostile_challenge(challenge in proptest::collection::vec(any::<u8>(), 0..300), flip in 0usize..300) {
+        let credentials = Credentials::password("u", "p");
+        let mut client = SaslClient::new(Mechanism::Ntlm, &credentials, &[7; 8]).unwrap();
+        client.step(b"").unwrap();
+        let _ = client.step(&challenge);
+        // A valid message with one byte changed.
+        let mut valid = ms_nlmp_challenge(true);
+        let at = flip % valid.len();
+        valid[at] ^= 0x5a;
+        let mut client = SaslClient::new(Mechanism::Ntlm, &credentials, &[7; 8]).unwrap();
+        client.step(b"").unwrap();
+        let _ = client.step(&valid);
     }
 }

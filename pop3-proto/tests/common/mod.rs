@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! # comment
-//! !config security=stls pipelining=no max_line=64 reply=30   (before anything else)
+//! !config security=stls pipelining=no max_line=64 reply=30   (before anything else;
+//!                       also cleartext=yes, nonces=counting|none for Config::nonce_source)
 //! S: +OK ready          server bytes, CRLF appended; consecutive S lines are ONE input
 //! S~ +OK par            server bytes without CRLF (partial lines)
 //! C: CAPA               expected client bytes, CRLF appended; consecutive C lines must be
@@ -35,7 +36,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use mail_common::sasl::{Credentials, Mechanism};
+use mail_common::sasl::{Credentials, Mechanism, NonceSource};
 use pop3_proto::{
     AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Limits, Login, Machine,
     ProtocolError, Response, ResponseCode, Security, Timeouts,
@@ -373,8 +374,8 @@ impl Runner {
                 if let Some(abort) = &failure.aborted {
                     let _ = write!(out, " aborted={abort:?}");
                 }
-                if let Some(json) = &failure.oauth_error {
-                    let _ = write!(out, " oauth={json}");
+                if let Some(error) = &failure.oauth_error {
+                    let _ = write!(out, " oauth=[{error}] raw={}", error.raw);
                 }
                 out
             }
@@ -562,6 +563,7 @@ impl Runner {
         let mut security = Security::Implicit;
         let mut pipelining = true;
         let mut cleartext = false;
+        let mut nonces = NonceSource::system();
         for setting in args.split_whitespace() {
             let (key, value) = setting.split_once('=').expect("key=value");
             let number = || value.parse::<u64>().expect("number");
@@ -578,6 +580,19 @@ impl Runner {
                 }
                 "pipelining" => pipelining = value == "yes",
                 "cleartext" => cleartext = value == "yes",
+                "nonces" => {
+                    nonces = match value {
+                        // bytes 0, 1, 2, ...: reproducible SCRAM client-first messages
+                        "counting" => NonceSource::new(|buf| {
+                            for (i, b) in buf.iter_mut().enumerate() {
+                                *b = i as u8;
+                            }
+                            Ok(())
+                        }),
+                        "none" => NonceSource::none(),
+                        other => panic!("nonces {other}"),
+                    }
+                }
                 "max_line" => limits = limits.with_max_line(size()),
                 "max_capability_lines" => limits = limits.with_max_capability_lines(size()),
                 "max_listing_entries" => limits = limits.with_max_listing_entries(size()),
@@ -598,6 +613,7 @@ impl Runner {
             .with_limits(limits)
             .with_timeouts(timeouts)
             .with_pipelining(pipelining)
+            .with_nonce_source(nonces)
             .dangerously_allow_cleartext_credentials(cleartext);
     }
 

@@ -346,8 +346,14 @@ async fn capa_before_tls_is_forgotten() {
         Step::StartTls,
     ]);
     script.extend(capa("USER\r\n"));
-    // Automatic login: APOP (the greeting has a timestamp) beats USER; SASL PLAIN is gone.
-    script.extend([Step::expect("APOP victim"), Step::send("+OK\r\n")]);
+    // Automatic login: USER (inside TLS, APOP is only the last resort, issue 16); SASL PLAIN
+    // is gone.
+    script.extend([
+        Step::expect("USER victim"),
+        Step::send("+OK\r\n"),
+        Step::expect("PASS "),
+        Step::send("+OK\r\n"),
+    ]);
     let hostile = Hostile::start(script).await;
     let mut session = hostile.connect(Security::Stls).await.unwrap();
     assert!(session.is_tls());
@@ -355,9 +361,12 @@ async fn capa_before_tls_is_forgotten() {
     let method = session.login(credentials()).await;
     drop(session);
     let t = hostile.finish().await;
-    assert!(matches!(method, Ok(AuthMethod::Apop)), "{method:?} {t:?}");
-    assert_eq!(t.lines.len(), 4, "{:?}", t.lines);
-    assert!(t.lines[3].starts_with("APOP victim "), "{:?}", t.lines);
+    assert!(
+        matches!(method, Ok(AuthMethod::UserPass)),
+        "{method:?} {t:?}"
+    );
+    assert_eq!(t.lines.len(), 5, "{:?}", t.lines);
+    assert_eq!(t.lines[3], "USER victim", "{:?}", t.lines);
 }
 
 async fn greeting_refused(line: &str) -> Error {
@@ -721,9 +730,21 @@ async fn status_line_of_another_protocol() {
 async fn stall_greeting() {
     let hostile = Hostile::start(vec![Step::StartTls, Step::Stall]).await;
     let error = hostile.connect(Security::Implicit).await.unwrap_err();
+    // The greeting wait names the server; over implicit TLS the mode is not the suspect.
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Greeting)),
+        matches!(
+            error,
+            Error::Transport(TransportError::NoGreeting {
+                implicit_tls: true,
+                ..
+            })
+        ),
         "{error:?}"
+    );
+    assert!(error.is_fatal());
+    assert!(
+        error.to_string().contains("after the TLS handshake"),
+        "{error}"
     );
     hostile.finish().await;
 }

@@ -87,6 +87,9 @@ pub(crate) fn render_event(event: &Event) -> String {
                     format!("cancelled {error:?} {}", render_reply(reply))
                 }
                 AuthFailure::ServerNotVerified(error) => format!("unverified {error:?}"),
+                AuthFailure::TokenRefused { error, reply } => {
+                    format!("token-refused [{error}] {}", render_reply(reply))
+                }
                 other => format!("{other:?}"),
             };
             format!("AuthFailed {} {detail}", mechanism.name())
@@ -100,6 +103,10 @@ pub(crate) fn render_event(event: &Event) -> String {
             let outcome = match outcome {
                 RecipientOutcome::Accepted(reply) => format!("accepted {}", render_reply(reply)),
                 RecipientOutcome::Rejected(reply) => format!("rejected {}", render_reply(reply)),
+                RecipientOutcome::SenderRefused(reply) => {
+                    format!("sender-refused {}", render_reply(reply))
+                }
+                RecipientOutcome::NotAttempted => "not-attempted".to_owned(),
                 other => format!("{other:?}"),
             };
             format!("Recipient {transaction} {index} {address:?} {outcome}")

@@ -54,7 +54,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         })?;
         let mut options = VerifyOptions::default();
         options.trust_roots = args.ca_file.clone().map(TrustRoots::WebPkiAndCaFile);
-        verify_logins(&report, &LoginSecret::password(password), &options).await?;
+        Box::pin(verify_logins(
+            &report,
+            &LoginSecret::password(password),
+            &options,
+        ))
+        .await?;
     }
     crate::accounts::save_discovered(
         &args.save,
@@ -76,7 +81,8 @@ pub(crate) async fn discover(
     } else {
         let discoverer = Discoverer::with_system_defaults(options.clone())
             .map_err(|e| Failure::settings(e.to_string()))?;
-        discoverer.discover(address, &manual).await
+        // Boxed: the discovery future is large (DNS, HTTP and probe state).
+        Box::pin(discoverer.discover(address, &manual)).await
     };
     result.map_err(|e| Failure::settings(e.to_string()))
 }
@@ -156,6 +162,7 @@ pub(crate) fn print_text(report: &DiscoveryReport) {
         print_server("imap", Some(&imap.server));
         println!("    note      {}", imap.note);
     }
+    crate::login::print_oauth2_text(report);
     for warning in &report.warnings {
         println!("warning:  {}", warning.message);
     }

@@ -15,6 +15,7 @@ mod demo;
 mod discover;
 mod fetch;
 mod list;
+mod login;
 mod send;
 mod sendmail;
 mod server;
@@ -64,6 +65,8 @@ enum Command {
     /// Find the POP3 and SMTP settings of an address, with the source of each (and the IMAP
     /// settings, as data for other mail clients: mailctl does not use IMAP).
     Discover(discover::Args),
+    /// Sign in with OAuth2 (Outlook.com, Gmail, ...) and write an account file that uses it.
+    Login(login::Args),
     /// Fetch mail over POP3 into a Maildir, crash-safely (--all: every account at once).
     Fetch(fetch::Args),
     /// Check every account (or -a NAME...) again and again, delivering into one Maildir,
@@ -140,12 +143,19 @@ impl Failure {
 
 impl From<mail_account::connect::ConnectError> for Failure {
     fn from(error: mail_account::connect::ConnectError) -> Self {
-        Self::new(error.kind(), error.to_string())
+        match error.oauth_refusal() {
+            Some(refusal) => login::refused_token(error.kind(), &error.to_string(), refusal),
+            None => Self::new(error.kind(), error.to_string()),
+        }
     }
 }
 
 impl From<smtp_submit::tokio::Error> for Failure {
     fn from(error: smtp_submit::tokio::Error) -> Self {
+        if let Some(refusal) = mail_account::oauth::smtp_oauth_refusal(&error) {
+            let kind = mail_account::connect::smtp_failure_kind(&error);
+            return login::refused_token(kind, &error.to_string(), refusal);
+        }
         Self::new(
             mail_account::connect::smtp_failure_kind(&error),
             error.to_string(),
@@ -201,7 +211,9 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
+            // Boxed: discovery with its connection checks is a large future (clippy large_futures).
             Command::Discover(args) => Box::pin(discover::run(args)).await,
+            Command::Login(args) => Box::pin(login::run(args)).await,
             Command::Fetch(args) => fetch::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::List(args) => list::run(args).await,

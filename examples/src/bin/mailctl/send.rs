@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use mail_account::compose::SimpleMessage;
 use mail_account::connect::{FailureKind, smtp_login};
-use smtp_submit::{Address, Envelope, MailOptions};
+use smtp_submit::{Address, Envelope, MailOptions, RecipientOutcome};
 
 use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
@@ -20,7 +20,8 @@ pub(crate) struct Args {
     /// A recipient; repeat for more.
     #[arg(long, value_name = "ADDR", required = true)]
     to: Vec<String>,
-    /// The message file (RFC 5322, sent as it is, streamed), or `-` for stdin.
+    /// The message file (RFC 5322, sent as it is, streamed; scanned first so 8-bit content is
+    /// declared), or `-` for stdin (streamed unscanned: 8BITMIME is declared when offered).
     #[arg(value_name = "FILE", conflicts_with_all = ["subject", "body"])]
     file: Option<PathBuf>,
     /// Compose a simple message with this subject (and a Date, a Message-ID).
@@ -95,7 +96,11 @@ pub(crate) async fn run(args: Args) -> Outcome {
             let file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| Failure::local(format!("cannot open {}: {e}", path.display())))?;
-            session.send(envelope, MailOptions::default(), file).await?
+            // Scanned first, so 8-bit content and UTF-8 headers are declared (or refused with
+            // a clear error when the server lacks the extension), then streamed.
+            session
+                .send_rewindable(envelope, MailOptions::default(), file)
+                .await?
         }
         _ => {
             session
@@ -104,21 +109,36 @@ pub(crate) async fn run(args: Args) -> Outcome {
         }
     };
     for recipient in &report.recipients {
-        if recipient.is_accepted() {
-            println!("accepted {}", recipient.address);
-        } else {
-            println!("refused  {}: {}", recipient.address, recipient.reply());
+        match (&recipient.outcome, recipient.reply()) {
+            (RecipientOutcome::Accepted(_), _) if report.delivered(recipient) => {
+                println!("accepted {}", recipient.address);
+            }
+            // Accepted, but its transaction failed: the cause is printed below.
+            (RecipientOutcome::Accepted(_), _) => println!("not sent {}", recipient.address),
+            // Pipelined behind a refused MAIL FROM: the reply is no verdict on the recipient.
+            (RecipientOutcome::SenderRefused(_), _) => {
+                println!("not sent {}: the sender was refused", recipient.address);
+            }
+            (_, Some(reply)) => println!("refused  {}: {reply}", recipient.address),
+            (_, None) => println!("not sent {}: not attempted", recipient.address),
         }
     }
     let _ = session.quit().await;
-    if !report.is_sent() {
-        let why = report
-            .reply()
-            .map_or_else(|| "no recipient accepted".to_owned(), ToString::to_string);
+    if let Some(failure) = report.failure() {
+        // The first failure of the transaction, with the server's words.
         return Err(Failure::new(
             FailureKind::Refused,
-            format!("message not sent: {why}"),
+            format!("message not sent: {failure}"),
         ));
+    }
+    if let Some(why) = &report.stopped {
+        let skipped = report.not_attempted().count();
+        if skipped > 0 {
+            return Err(Failure::new(
+                FailureKind::Refused,
+                format!("{skipped} recipients not attempted: {why}"),
+            ));
+        }
     }
     let refused = report.rejected().count();
     if refused > 0 {

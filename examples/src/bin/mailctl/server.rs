@@ -100,9 +100,9 @@ pub(crate) fn account_secret(
     }
     match &account.credential {
         None => Ok(None),
-        Some(Credential::OAuth2(name)) => Err(Failure::settings(format!(
-            "the account's credential is the OAuth2 token provider {name:?}, which mailctl cannot call"
-        ))),
+        Some(Credential::OAuth2(oauth)) => {
+            crate::login::access_token(account, oauth).map(|t| Some(LoginSecret::OAuth2Token(t)))
+        }
         Some(credential) => credential
             .password()
             .map(|p| Some(LoginSecret::Password(p)))
