@@ -398,6 +398,12 @@ fn classify_store(error: &StoreError) -> Retry {
     }
 }
 
+/// Where a check gets its login secret, once per check (on tokio's blocking pool): a
+/// password command, or an OAuth2 access token refreshed when it expires. Its failure is the
+/// check's, with the schedule rule the source chooses (a revoked grant parks; a network error
+/// backs off).
+pub type SecretSource = Arc<dyn Fn() -> Result<LoginSecret, CheckFailure> + Send + Sync>;
+
 /// The usual [`Check`]: log in to `server` over POP3 and fetch into `delivery` with
 /// `options`, stopping between messages on shutdown; the server's `LOGIN-DELAY` is reported
 /// for the schedule, and failures are sorted into the schedule's rules.
@@ -407,14 +413,36 @@ pub fn pop3_check<D: Delivery>(
     delivery: SharedDelivery<D>,
     options: FetchOptions,
 ) -> Check {
-    let server = Arc::new(server);
     let secret = Arc::new(secret);
+    let source: SecretSource = Arc::new(move || Ok((*secret).clone()));
+    pop3_check_with(server, source, delivery, options)
+}
+
+/// [`pop3_check`] with the secret asked of `secret` at every check (a token that expires
+/// between checks is refreshed).
+pub fn pop3_check_with<D: Delivery>(
+    server: ServerSettings,
+    secret: SecretSource,
+    delivery: SharedDelivery<D>,
+    options: FetchOptions,
+) -> Check {
+    let server = Arc::new(server);
     Arc::new(move |stop| {
         let server = Arc::clone(&server);
         let secret = Arc::clone(&secret);
         let delivery = Arc::clone(&delivery);
         let options = options.clone();
-        Box::pin(async move { check_pop3(&server, &secret, &delivery, &options, &stop).await })
+        Box::pin(async move {
+            let secret = match tokio::task::spawn_blocking(move || secret()).await {
+                Ok(Ok(secret)) => secret,
+                Ok(Err(failure)) => return CheckOutcome::Failed(failure),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    return CheckOutcome::Failed(CheckFailure::new(e.to_string(), Retry::Backoff));
+                }
+            };
+            check_pop3(&server, &secret, &delivery, &options, &stop).await
+        })
     })
 }
 

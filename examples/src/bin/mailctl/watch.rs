@@ -9,14 +9,17 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_account::Account;
+use mail_account::connect::FailureKind;
 use mail_account::connect::ServerSettings;
 use mail_account::deliver;
 use mail_account::fetch::FetchOptions;
 use mail_account::poller::{
-    CheckOutcome, PollEvent, PolledAccount, Poller, PollerConfig, check_once, pop3_check,
+    CheckFailure, CheckOutcome, PollEvent, PolledAccount, Poller, PollerConfig, Retry,
+    SecretSource, check_once, pop3_check_with,
 };
 use mail_account::settings::Retention;
 use mail_account::store::{MailboxIdentity, RetentionPolicy, Store};
@@ -88,8 +91,30 @@ async fn prepare(
     let mut prepared = Vec::with_capacity(accounts.len());
     for (name, account) in accounts {
         let settings = ServerSettings::incoming(&account)?;
-        let secret = crate::server::account_secret(&account, None)?
+        // Once now, so that a missing variable or a failing command stops the start with a
+        // clear error, rather than parking the account at its first check.
+        crate::server::account_secret(&account, None)?
             .ok_or_else(|| Failure::settings(format!("account {name}: POP3 needs a password")))?;
+        // Asked at every check: a password command runs again, an OAuth2 access token is
+        // refreshed once it expires.
+        let secret = {
+            let account = account.clone();
+            let secret: SecretSource =
+                Arc::new(
+                    move || match crate::server::account_secret(&account, None) {
+                        Ok(Some(secret)) => Ok(secret),
+                        Ok(None) => Err(CheckFailure::new("no password", Retry::Park)),
+                        Err(failure) => {
+                            let retry = match failure.kind {
+                                FailureKind::Network | FailureKind::Timeout => Retry::Backoff,
+                                _ => Retry::Park,
+                            };
+                            Err(CheckFailure::new(failure.message, retry))
+                        }
+                    },
+                );
+            secret
+        };
         let mailbox = MailboxIdentity::for_account(&account)?;
         let (maildir, host, label) = (maildir.to_owned(), settings.host.clone(), name.clone());
         let opened =
@@ -103,7 +128,7 @@ async fn prepare(
         }
         let options = FetchOptions::new(retention_of(&account));
         let host = settings.host.clone();
-        let check = pop3_check(settings, secret, deliver::shared(store), options);
+        let check = pop3_check_with(settings, secret, deliver::shared(store), options);
         prepared.push(Prepared {
             polled: PolledAccount::new(name.clone(), &host, interval, check),
             name,
@@ -297,7 +322,7 @@ pub(crate) async fn fetch_all(
         return Ok(());
     }
     Err(Failure::new(
-        mail_account::connect::FailureKind::Refused,
+        FailureKind::Refused,
         format!(
             "{} of {} accounts failed: {}",
             failed.len(),
