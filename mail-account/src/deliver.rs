@@ -3,8 +3,8 @@
 //! Maildir.
 //!
 //! [`Delivery`] is implemented by the Maildir [`Store`] (see [`crate::store`] for how it makes
-//! each step durable); the example `examples/examples/sqlite_delivery.rs` (feature `sqlite`) delivers into SQLite,
-//! one transaction per batch.
+//! each step durable); the example `examples/examples/sqlite_delivery.rs` (feature `sqlite`)
+//! delivers into SQLite, one transaction per batch.
 //!
 //! # The protocol
 //!

@@ -398,6 +398,12 @@ fn classify_store(error: &StoreError) -> Retry {
     }
 }
 
+/// Where a check gets its login secret, once per check (on tokio's blocking pool): a
+/// password command, or an OAuth2 access token refreshed when it expires. Its failure is the
+/// check's, with the schedule rule the source chooses (a revoked grant parks; a network error
+/// backs off).
+pub type SecretSource = Arc<dyn Fn() -> Result<LoginSecret, CheckFailure> + Send + Sync>;
+
 /// The usual [`Check`]: log in to `server` over POP3 and fetch into `delivery` with
 /// `options`, stopping between messages on shutdown; the server's `LOGIN-DELAY` is reported
 /// for the schedule, and failures are sorted into the schedule's rules.
@@ -407,14 +413,36 @@ pub fn pop3_check<D: Delivery>(
     delivery: SharedDelivery<D>,
     options: FetchOptions,
 ) -> Check {
-    let server = Arc::new(server);
     let secret = Arc::new(secret);
+    let source: SecretSource = Arc::new(move || Ok((*secret).clone()));
+    pop3_check_with(server, source, delivery, options)
+}
+
+/// [`pop3_check`] with the secret asked of `secret` at every check (a token that expires
+/// between checks is refreshed).
+pub fn pop3_check_with<D: Delivery>(
+    server: ServerSettings,
+    secret: SecretSource,
+    delivery: SharedDelivery<D>,
+    options: FetchOptions,
+) -> Check {
+    let server = Arc::new(server);
     Arc::new(move |stop| {
         let server = Arc::clone(&server);
         let secret = Arc::clone(&secret);
         let delivery = Arc::clone(&delivery);
         let options = options.clone();
-        Box::pin(async move { check_pop3(&server, &secret, &delivery, &options, &stop).await })
+        Box::pin(async move {
+            let secret = match tokio::task::spawn_blocking(move || secret()).await {
+                Ok(Ok(secret)) => secret,
+                Ok(Err(failure)) => return CheckOutcome::Failed(failure),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    return CheckOutcome::Failed(CheckFailure::new(e.to_string(), Retry::Backoff));
+                }
+            };
+            check_pop3(&server, &secret, &delivery, &options, &stop).await
+        })
     })
 }
 
@@ -523,6 +551,85 @@ impl Poller {
         self.stop.send_replace(true);
         self.wait().await;
     }
+}
+
+/// Checks every account once, concurrently within `config`'s limits (a one-shot run over
+/// many accounts, no retries), reporting [`PollEvent::Checking`] and the outcome of each on
+/// `events` (`next_in` is zero: nothing is scheduled). Returns each account's name and
+/// outcome, in the order given. Stops early (each check after its current message) once
+/// `stop` holds `true`.
+pub async fn check_once(
+    accounts: Vec<PolledAccount>,
+    config: &PollerConfig,
+    events: mpsc::Sender<PollEvent>,
+    stop: watch::Receiver<bool>,
+) -> Vec<(String, CheckOutcome)> {
+    let shared = Arc::new(Shared {
+        all: Semaphore::new(config.max_concurrent.max(1)),
+        per_host: accounts
+            .iter()
+            .map(|a| (a.host.clone(), Semaphore::new(config.max_per_host.max(1))))
+            .collect(),
+        config: config.clone(),
+        events,
+    });
+    let mut tasks = JoinSet::new();
+    for (index, account) in accounts.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let host = shared
+                .per_host
+                .get(&account.host)
+                .expect("a semaphore per host");
+            let outcome = {
+                let _host = host.acquire().await;
+                let _all = shared.all.acquire().await;
+                emit(
+                    &shared,
+                    PollEvent::Checking {
+                        account: account.name.clone(),
+                    },
+                )
+                .await;
+                (account.check)(stop).await
+            };
+            let event = match &outcome {
+                CheckOutcome::Fetched { report, .. } => PollEvent::Fetched {
+                    account: account.name.clone(),
+                    report: report.clone(),
+                    next_in: Duration::ZERO,
+                },
+                CheckOutcome::Failed(failure) if failure.retry == Retry::Park => {
+                    PollEvent::Parked {
+                        account: account.name.clone(),
+                        reason: failure.reason.clone(),
+                    }
+                }
+                CheckOutcome::Failed(failure) => PollEvent::Failed {
+                    account: account.name.clone(),
+                    failure: failure.clone(),
+                    attempt: 1,
+                    next_in: Duration::ZERO,
+                },
+            };
+            emit(&shared, event).await;
+            (index, account.name, outcome)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    results.sort_by_key(|(index, _, _)| *index);
+    results
+        .into_iter()
+        .map(|(_, name, outcome)| (name, outcome))
+        .collect()
 }
 
 async fn emit(shared: &Shared, event: PollEvent) {

@@ -179,3 +179,133 @@ async fn dovecot_a_wrong_password_parks_the_account_and_the_right_one_fetches() 
     let _ = std::fs::remove_dir_all(&wrong);
     let _ = std::fs::remove_dir_all(&right);
 }
+
+/// Shutdown's promise: a fetch asked to stop ends after the message it is receiving, with
+/// what arrived delivered and nothing deleted; the next run fetches the rest, each message
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_asked_to_stop_ends_after_the_current_message_and_deletes_nothing() {
+    use mail_account::fetch::{FetchEvent, fetch_until};
+    let mut builder = mail_testserver::TestServer::builder().user("stop@poller.test", "secret");
+    for n in 0..200 {
+        builder = builder.message(
+            "stop@poller.test",
+            format!("Message-ID: <{n}@poller.test>\r\n\r\nbody {n}\r\n").into_bytes(),
+        );
+    }
+    let server = builder.start().await.unwrap();
+    let dir = scratch("stop");
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let store = deliver::shared(store);
+    let mut settings = ServerSettings::new(
+        "localhost",
+        server.pop3s_addr().port(),
+        Security::ImplicitTls,
+        "stop@poller.test",
+    );
+    settings.trust_roots = server.trust_roots();
+    let options = FetchOptions::new(RetentionPolicy::DeleteAfterDownload);
+    let secret = LoginSecret::password("secret");
+
+    // Stop as soon as the first batch is stored.
+    let (stop_tx, stop) = watch::channel(false);
+    let session = mail_account::connect::pop3_login(&settings, &secret)
+        .await
+        .unwrap();
+    let report = fetch_until(
+        session,
+        &store,
+        &options,
+        std::time::SystemTime::now(),
+        |event| {
+            if matches!(event, FetchEvent::Stored { .. }) {
+                stop_tx.send_replace(true);
+            }
+        },
+        &stop,
+    )
+    .await
+    .unwrap();
+    assert!(report.stopped, "{report:?}");
+    assert!(
+        report.fetched >= 1 && report.fetched < 200,
+        "stopped early: {report:?}"
+    );
+    assert_eq!(report.deleted, 0);
+    assert_eq!(
+        server.mailbox("stop@poller.test").map(|m| m.len()),
+        Some(200),
+        "nothing deleted on the server"
+    );
+    let first = report.fetched;
+
+    // The next run fetches the rest and deletes everything.
+    let (_keep_going, stop) = watch::channel(false);
+    let session = mail_account::connect::pop3_login(&settings, &secret)
+        .await
+        .unwrap();
+    let report = fetch_until(
+        session,
+        &store,
+        &options,
+        std::time::SystemTime::now(),
+        |_| {},
+        &stop,
+    )
+    .await
+    .unwrap();
+    assert!(!report.stopped);
+    assert_eq!(first + report.fetched, 200, "each message once");
+    assert_eq!(report.deleted, 200);
+    let files = std::fs::read_dir(dir.join("Maildir/new")).unwrap().count();
+    assert_eq!(files, 200);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After a successful check the server's announced `LOGIN-DELAY` reaches the schedule (which
+/// then never checks sooner; the rule itself is tested on the paused clock).
+#[tokio::test]
+async fn a_successful_check_reports_the_servers_login_delay() {
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("+OK scripted\r\n"),
+            Step::expect("CAPA"),
+            Step::send("+OK\r\nUSER\r\nUIDL\r\nRESP-CODES\r\nLOGIN-DELAY 900\r\n.\r\n"),
+            Step::expect("USER"),
+            Step::send("+OK\r\n"),
+            Step::expect("PASS"),
+            Step::send("+OK logged in\r\n"),
+            Step::expect("LIST"),
+            Step::send("+OK 0 messages\r\n.\r\n"),
+            Step::expect("UIDL"),
+            Step::send("+OK\r\n.\r\n"),
+            Step::expect("QUIT"),
+            Step::send("+OK bye\r\n"),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let dir = scratch("delay-ok");
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let mut settings =
+        ServerSettings::new("localhost", server.port(), Security::ImplicitTls, "someone");
+    settings.trust_roots = TrustRoots::CaFile(pki.ca_file());
+    let check = pop3_check(
+        settings,
+        LoginSecret::password("secret"),
+        deliver::shared(store),
+        FetchOptions::new(RetentionPolicy::KeepForever),
+    );
+    let (_stop_tx, stop) = watch::channel(false);
+    let outcome = check(stop).await;
+    let _ = server.finish().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let CheckOutcome::Fetched { login_delay, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(login_delay, Some(Duration::from_secs(900)));
+}

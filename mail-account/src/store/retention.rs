@@ -23,6 +23,19 @@ pub enum RetentionPolicy {
     UntilDeletedLocally,
 }
 
+impl From<crate::settings::Retention> for RetentionPolicy {
+    /// The policy an account's retention setting asks for (the one mapping between the two).
+    fn from(retention: crate::settings::Retention) -> Self {
+        use crate::settings::Retention;
+        match retention {
+            Retention::KeepOnServer => Self::KeepForever,
+            Retention::DeleteAfterDownload => Self::DeleteAfterDownload,
+            Retention::DeleteAfterDays(days) => Self::DeleteAfterDays(days),
+            Retention::UntilDeletedLocally => Self::UntilDeletedLocally,
+        }
+    }
+}
+
 impl RetentionPolicy {
     /// Whether a delivered message first seen at `first_seen` is due for deletion at `now`.
     /// A `first_seen` in the future (the clock went back) counts as age zero.

@@ -190,6 +190,42 @@ pub(crate) fn find_account(
     })
 }
 
+/// The accounts of the configuration file named in `names`, or all of them when `names` is
+/// empty, by name. For `mailctl watch` and `mailctl fetch --all`.
+pub(crate) fn named_accounts(
+    wanted: &[String],
+    config: Option<&Path>,
+) -> Result<Vec<(String, Account)>, Failure> {
+    let path = config_path(config)?;
+    let mut file = read_config(&path)?.ok_or_else(|| {
+        Failure::settings(format!(
+            "{} does not exist; `mailctl discover ADDRESS --save NAME` writes an entry",
+            path.display()
+        ))
+    })?;
+    if file.accounts.is_empty() {
+        return Err(Failure::settings(format!(
+            "{} holds no account",
+            path.display()
+        )));
+    }
+    if wanted.is_empty() {
+        return Ok(std::mem::take(&mut file.accounts).into_iter().collect());
+    }
+    let mut chosen = Vec::with_capacity(wanted.len());
+    for name in wanted {
+        let account = file.accounts.get(name).cloned().ok_or_else(|| {
+            Failure::settings(format!(
+                "no account {name:?} in {} (accounts: {})",
+                path.display(),
+                names(&file)
+            ))
+        })?;
+        chosen.push((name.clone(), account));
+    }
+    Ok(chosen)
+}
+
 /// Flags of `mailctl accounts`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mail_account::connect::{ServerSettings, pop3_login};
 use mail_account::deliver::Delivery;
 use mail_account::fetch::{FetchEvent, FetchOptions, fetch};
-use mail_account::settings::{DeliveryTarget, Retention};
+use mail_account::settings::DeliveryTarget;
 use mail_account::store::{
     MailboxIdentity, Mbox, Mda, ReconcileReport, RetentionPolicy, StateReport, Store, StoreError,
 };
@@ -91,6 +91,13 @@ pub(crate) struct Args {
     /// Fetch at most N messages in this run.
     #[arg(long, value_name = "N")]
     max_messages: Option<usize>,
+    /// Fetch every account of the configuration file once, in parallel (each with its own
+    /// fetch state and retention), into --maildir.
+    #[arg(long, conflicts_with_all = ["account", "host", "user", "state", "max_messages", "keep", "delete", "delete_after_days"])]
+    all: bool,
+    /// With --all: checks at once against one server host.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "all")]
+    max_per_host: usize,
 }
 
 /// Where this fetch delivers.
@@ -161,6 +168,19 @@ fn mbox_state_file(mbox: &Path, mailbox: &MailboxIdentity) -> PathBuf {
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
+    if args.all {
+        // Every account into one Maildir (each with its own state), as `watch` does.
+        let maildir = args.maildir.as_deref().ok_or_else(|| {
+            Failure::settings("fetch --all delivers into one Maildir: give --maildir DIR")
+        })?;
+        return crate::watch::fetch_all(
+            &[],
+            args.server.config.as_deref(),
+            maildir,
+            args.max_per_host,
+        )
+        .await;
+    }
     let resolved = args.server.resolve(Role::Incoming)?;
     // The account the settings came from: its identity names the fetch state.
     let account = resolved.account;
@@ -173,12 +193,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         (true, _, _) => RetentionPolicy::DeleteAfterDownload,
         (false, Some(days), _) => RetentionPolicy::DeleteAfterDays(days),
         // No flag: the account's retention, else keep (the safe default).
-        (false, None, Some(account)) if !args.keep => match account.retention {
-            Retention::KeepOnServer => RetentionPolicy::KeepForever,
-            Retention::DeleteAfterDownload => RetentionPolicy::DeleteAfterDownload,
-            Retention::DeleteAfterDays(days) => RetentionPolicy::DeleteAfterDays(days),
-            Retention::UntilDeletedLocally => RetentionPolicy::UntilDeletedLocally,
-        },
+        (false, None, Some(account)) if !args.keep => account.retention.into(),
         (false, None, _) => RetentionPolicy::KeepForever,
     };
     let target = target(&args, account.as_ref())?;

@@ -20,6 +20,7 @@ mod send;
 mod sendmail;
 mod server;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -66,8 +67,11 @@ enum Command {
     Discover(discover::Args),
     /// Sign in with OAuth2 (Outlook.com, Gmail, ...) and write an account file that uses it.
     Login(login::Args),
-    /// Fetch mail over POP3 into a Maildir, crash-safely.
+    /// Fetch mail over POP3 into a Maildir, crash-safely (--all: every account at once).
     Fetch(fetch::Args),
+    /// Check every account (or -a NAME...) again and again, delivering into one Maildir,
+    /// until SIGTERM or SIGINT.
+    Watch(watch::Args),
     /// Show what is on the POP3 server (number, size, date, sender, subject) without
     /// downloading bodies (TOP n 0).
     List(list::Args),
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
             Command::Discover(args) => Box::pin(discover::run(args)).await,
             Command::Login(args) => Box::pin(login::run(args)).await,
             Command::Fetch(args) => fetch::run(args).await,
+            Command::Watch(args) => watch::run(args).await,
             Command::List(args) => list::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Verify(args) => verify::run(args).await,
