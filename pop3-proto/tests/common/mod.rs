@@ -717,24 +717,3 @@ pub(crate) fn transcripts() -> Vec<(String, String)> {
         })
         .collect()
 }
-
-/// Whether a transcript needs the SASL mechanisms (which may not be implemented yet).
-pub(crate) fn needs_sasl(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("# needs: sasl"))
-}
-
-/// The SASL mechanisms live in mail-common; transcripts that need them are skipped (loudly)
-/// while they are not implemented. Probed once per test binary.
-pub(crate) fn sasl_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        use mail_common::sasl::SaslClient;
-        let probe =
-            || SaslClient::new(Mechanism::Plain, &Credentials::password("u", "p"), b"").is_ok();
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let available = std::panic::catch_unwind(probe).unwrap_or(false);
-        std::panic::set_hook(hook);
-        available
-    })
-}
