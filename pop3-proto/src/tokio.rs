@@ -1,10 +1,11 @@
 //! The tokio + rustls adapter (feature `tokio`): a [`Session`] that connects, sets up TLS,
 //! logs in and runs commands.
 //!
-//! It is a thin layer: every protocol decision (capabilities, `STLS`, the refusal to send
-//! credentials in the clear, pipelining windows, limits, deadlines) is taken by the sans-IO
-//! [`Client`]; the socket loop is [`mail_common::transport::Driver`]. This module only turns
-//! events into return values and message chunks into writes.
+//! Every protocol decision (capabilities, `STLS`, the refusal to send credentials in the
+//! clear, pipelining windows, limits, deadlines) is taken by the sans-IO [`Client`]; the socket
+//! loop is [`mail_common::transport::Driver`]. This module adds what a client library needs on
+//! top: connection set-up, events turned into return values, and the retrieval API (message
+//! chunks written to any `AsyncWrite`, pipelined batches).
 //!
 //! # Errors
 //!

@@ -116,7 +116,7 @@
 //!
 //! # With tokio
 //!
-//! The `tokio` feature adds `smtp_submit::tokio::Session`, a thin adapter that connects
+//! The `tokio` feature adds `smtp_submit::tokio::Session`, an adapter that connects
 //! (implicit TLS, STARTTLS or an explicitly dangerous plaintext), authenticates, and streams
 //! messages from any `AsyncRead`, driving this client with `mail_common::transport::Driver`.
 //!
