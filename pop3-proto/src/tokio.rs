@@ -32,8 +32,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use mail_common::sasl::Credentials;
-//! use pop3_proto::Config;
+//! use pop3_proto::{Config, Credentials};
 //! use pop3_proto::tokio::{ConnectOptions, Error, Session};
 //!
 //! # async fn fetch() -> Result<(), Error> {
