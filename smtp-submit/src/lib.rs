@@ -155,5 +155,5 @@ pub use event::{
     TransactionId,
 };
 pub use mail_common::Machine;
-pub use mail_common::sasl::{Credentials, Mechanism};
+pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
 pub use reply::{Category, EnhancedStatusCode, Reply};
