@@ -1032,6 +1032,25 @@ impl Session {
         }
     }
 
+    /// Every message of the maildrop into memory, with its number, in order: `STAT`, then
+    /// [`Session::retr_many`] of `1..=count`, pipelined when the server announces it. A
+    /// message the server refuses (one marked deleted in this session) is left out. Each
+    /// message is held whole: for a maildrop of unknown size, write each one out with
+    /// [`Session::retr_many`] or [`Session::retrieve`] instead.
+    ///
+    /// Cancel safety: cancel-safe, like [`Session::retr_many`].
+    pub async fn retr_all(&mut self) -> Result<Vec<(u32, Vec<u8>)>, Error> {
+        let count = self.stat().await?.count;
+        let mut messages = Vec::with_capacity(count as usize);
+        self.retr_many(
+            1..=count,
+            |_| Vec::new(),
+            |msg, body| messages.push((msg, body)),
+        )
+        .await?;
+        Ok(messages)
+    }
+
     /// `DELE msg`: marks the message for deletion; [`Session::quit`] commits it.
     ///
     /// Cancel safety: cancel-safe, but whether the message was marked deleted is then unknown:
