@@ -48,3 +48,8 @@ pub mod verify;
 pub use discover::{Discoverer, DiscoveryOptions, DiscoveryReport, Source, discover_offline};
 pub use domain::EmailAddress;
 pub use settings::{Account, ManualSettings};
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -36,3 +36,8 @@ pub use class::FailureClass;
 pub use line::{LineError, LineReader};
 pub use machine::{Machine, Transmit};
 pub use secret::Secret;
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

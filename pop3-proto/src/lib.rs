@@ -124,3 +124,8 @@ pub use event::{AuthAbort, Event, LoginFailure, ScanEntry, UidEntry};
 pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
 pub use mail_common::{FailureClass, Machine};
 pub use response::{Response, ResponseCode};
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -157,3 +157,8 @@ pub use event::{
 pub use mail_common::Machine;
 pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
 pub use reply::{Category, EnhancedStatusCode, Reply};
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
