@@ -401,10 +401,12 @@ impl Runner {
                 format!("uidl-one {} {}:{}", self.id_of(*id), entry.msg, entry.uid)
             }
             Event::MessageStart { id, msg } => format!("message-start {} {msg}", self.id_of(*id)),
-            Event::MessageChunk { id, data } => {
-                format!("chunk {} {}", self.id_of(*id), escape(data))
+            Event::MessageChunk { id, msg, data } => {
+                format!("chunk {} {msg} {}", self.id_of(*id), escape(data))
             }
-            Event::MessageEnd { id, octets } => format!("message-end {} {octets}", self.id_of(*id)),
+            Event::MessageEnd { id, msg, octets } => {
+                format!("message-end {} {msg} {octets}", self.id_of(*id))
+            }
             Event::Capabilities { id, capabilities } => {
                 format!(
                     "capabilities {} {}",
@@ -541,13 +543,23 @@ impl Runner {
                 break;
             }
             match self.next_event() {
-                Event::MessageChunk { id: chunk_id, data } => {
+                Event::MessageChunk {
+                    id: chunk_id,
+                    msg: chunk_msg,
+                    data,
+                } => {
                     assert_eq!(self.id_of(chunk_id), id, "{at}: chunk id");
+                    assert_eq!(chunk_msg, msg, "{at}: chunk message number");
                     assert!(!data.is_empty(), "{at}: empty chunk");
                     got.extend_from_slice(&data);
                 }
-                Event::MessageEnd { id: end_id, octets } => {
+                Event::MessageEnd {
+                    id: end_id,
+                    msg: end_msg,
+                    octets,
+                } => {
                     assert_eq!(self.id_of(end_id), id, "{at}: end id");
+                    assert_eq!(end_msg, msg, "{at}: end message number");
                     assert_eq!(octets, got.len() as u64, "{at}: octets");
                     break;
                 }
