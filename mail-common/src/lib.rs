@@ -1,7 +1,7 @@
 //! Pieces shared by the `pop3-proto` and `smtp-submit` crates, so neither protocol carries a copy.
 //!
 //! - [`secret`]: [`Secret`], a wrapper whose `Debug` never shows the value (passwords, tokens).
-//! - [`line`]: [`LineReader`], bounded CRLF line framing over a receive buffer (memchr-based).
+//! - [`line`](mod@line): [`LineReader`], bounded CRLF line framing over a receive buffer (memchr-based).
 //! - [`scan`]: word-at-a-time byte search and copy for the dot-stuffing codecs, where lines
 //!   are too short for `memchr`'s per-call set-up to pay off.
 //! - [`arg`]: [`check_arg`], the "no CR, LF or NUL in a command argument" rule, applied before
@@ -36,3 +36,8 @@ pub use class::FailureClass;
 pub use line::{LineError, LineReader};
 pub use machine::{Machine, Transmit};
 pub use secret::Secret;
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

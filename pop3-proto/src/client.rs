@@ -84,10 +84,14 @@ enum Queued {
 #[derive(Debug)]
 enum Reading {
     StatusLine,
-    Capabilities { caps: Capabilities, lines: usize },
+    Capabilities {
+        caps: Capabilities,
+        lines: usize,
+    },
     Listing(Vec<ScanEntry>),
     UidListing(Vec<UidEntry>),
-    Body(BodyDecoder),
+    /// A `RETR`/`TOP` body of message `.1`.
+    Body(BodyDecoder, u32),
 }
 
 /// A sans-IO POP3 client session.
@@ -448,17 +452,18 @@ impl Client {
     /// Consumes everything buffered that can be consumed.
     fn process(&mut self, now: Instant) -> Result<(), ProtocolError> {
         loop {
-            if let Reading::Body(decoder) = &mut self.reading {
+            if let Reading::Body(decoder, msg) = &mut self.reading {
+                let msg = *msg;
                 let decoded = decoder.decode(&mut self.rx);
                 let octets = decoder.octets();
                 match decoded {
                     Ok(Decoded::Data(data)) => {
                         let id = self.head_id();
-                        self.events.push_back(Event::MessageChunk { id, data });
+                        self.events.push_back(Event::MessageChunk { id, msg, data });
                     }
                     Ok(Decoded::End) => {
                         let id = self.head_id();
-                        self.events.push_back(Event::MessageEnd { id, octets });
+                        self.events.push_back(Event::MessageEnd { id, msg, octets });
                         self.complete_head(now);
                     }
                     Ok(Decoded::NeedMore) => return Ok(()),
@@ -662,7 +667,8 @@ impl Client {
                 return Ok(());
             }
             Command::Retr { msg, .. } | Command::Top { msg, .. } => {
-                self.reading = Reading::Body(BodyDecoder::new(self.config.limits.max_message_size));
+                self.reading =
+                    Reading::Body(BodyDecoder::new(self.config.limits.max_message_size), msg);
                 self.events.push_back(Event::MessageStart { id, msg });
                 return Ok(());
             }
@@ -732,7 +738,7 @@ impl Client {
                 entries.push(uid_entry(content, line, limits.max_uid_len)?);
             }
             (_, None) => return self.finish_listing(now),
-            (Reading::StatusLine | Reading::Body(_), Some(_)) => {}
+            (Reading::StatusLine | Reading::Body(..), Some(_)) => {}
         }
         Ok(())
     }
@@ -762,7 +768,7 @@ impl Client {
             Reading::UidListing(entries) => {
                 self.events.push_back(Event::UidListing { id, entries });
             }
-            Reading::StatusLine | Reading::Body(_) => {}
+            Reading::StatusLine | Reading::Body(..) => {}
         }
         Ok(())
     }

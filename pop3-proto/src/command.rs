@@ -140,8 +140,7 @@ pub enum AuthMethod {
 /// (`SCRAM-SHA-256`).
 ///
 /// ```
-/// use mail_common::sasl::Mechanism;
-/// use pop3_proto::AuthMethod;
+/// use pop3_proto::{AuthMethod, Mechanism};
 /// assert_eq!(AuthMethod::Sasl(Mechanism::ScramSha256).to_string(), "AUTH SCRAM-SHA-256");
 /// assert_eq!(AuthMethod::UserPass.to_string(), "USER/PASS");
 /// ```
@@ -158,8 +157,7 @@ impl fmt::Display for AuthMethod {
 /// A login request for [`crate::Client::login`].
 ///
 /// ```
-/// use mail_common::sasl::{Credentials, Mechanism};
-/// use pop3_proto::{AuthMethod, Login};
+/// use pop3_proto::{AuthMethod, Credentials, Login, Mechanism};
 /// let auto = Login::auto(Credentials::password("alice", "secret")).with_nonce(*b"fresh random bytes!!");
 /// let explicit = Login::using(AuthMethod::Sasl(Mechanism::Plain), Credentials::password("bob", "pw"));
 /// assert!(!format!("{auto:?}{explicit:?}").contains("secret"));

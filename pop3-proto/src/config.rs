@@ -50,9 +50,8 @@ pub struct Limits {
     /// so this bounds transfer, not memory. Default 1 GiB.
     pub max_message_size: u64,
     /// Most commands sent and not yet answered while pipelining. Default 128: with small
-    /// messages a window of 32 left a 10 ms round-trip link half idle (2,000 messages through
-    /// the test ground's 5 ms relay: 1.0 s at 32, 0.5 s at 128, fsync aside). Commands are a
-    /// few bytes each, so the window costs the server nothing.
+    /// messages a smaller window leaves a link with a round trip of a few milliseconds idle
+    /// between flights. Commands are a few bytes each, so the window costs the server nothing.
     pub max_in_flight: usize,
     /// Most response bytes expected from the commands in flight while pipelining (estimated
     /// from size hints, see [`crate::Command::Retr`]). Default 4 MiB: enough to keep a

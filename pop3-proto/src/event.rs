@@ -147,6 +147,8 @@ pub enum Event {
     MessageChunk {
         /// The command.
         id: CommandId,
+        /// The message number (as in [`Event::MessageStart`]).
+        msg: u32,
         /// The bytes.
         data: Bytes,
     },
@@ -154,6 +156,8 @@ pub enum Event {
     MessageEnd {
         /// The command.
         id: CommandId,
+        /// The message number (as in [`Event::MessageStart`]).
+        msg: u32,
         /// Total bytes delivered in the chunks.
         octets: u64,
     },

@@ -41,8 +41,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use mail_common::{Machine, sasl::Credentials};
-//! use pop3_proto::{Client, Command, Config, Event, Login, Security};
+//! use pop3_proto::{Client, Command, Config, Credentials, Event, Login, Machine, Security};
 //!
 //! // What a driver does after each step: take what the client wants to send.
 //! fn sent(client: &mut Client) -> String {
@@ -122,5 +121,11 @@ pub use command::{AuthMethod, Command, CommandId, Login};
 pub use config::{Config, Limits, Security, Timeouts};
 pub use error::{Malformed, Misuse, Phase, ProtocolError, Rejected};
 pub use event::{AuthAbort, Event, LoginFailure, ScanEntry, UidEntry};
+pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
 pub use mail_common::{FailureClass, Machine};
 pub use response::{Response, ResponseCode};
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

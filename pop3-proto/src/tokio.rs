@@ -1,10 +1,11 @@
 //! The tokio + rustls adapter (feature `tokio`): a [`Session`] that connects, sets up TLS,
 //! logs in and runs commands.
 //!
-//! It is a thin layer: every protocol decision (capabilities, `STLS`, the refusal to send
-//! credentials in the clear, pipelining windows, limits, deadlines) is taken by the sans-IO
-//! [`Client`]; the socket loop is [`mail_common::transport::Driver`]. This module only turns
-//! events into return values and message chunks into writes.
+//! Every protocol decision (capabilities, `STLS`, the refusal to send credentials in the
+//! clear, pipelining windows, limits, deadlines) is taken by the sans-IO [`Client`]; the socket
+//! loop is [`mail_common::transport::Driver`]. This module adds what a client library needs on
+//! top: connection set-up, events turned into return values, and the retrieval API (message
+//! chunks written to any `AsyncWrite`, pipelined batches).
 //!
 //! # Errors
 //!
@@ -31,8 +32,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use mail_common::sasl::Credentials;
-//! use pop3_proto::Config;
+//! use pop3_proto::{Config, Credentials};
 //! use pop3_proto::tokio::{ConnectOptions, Error, Session};
 //!
 //! # async fn fetch() -> Result<(), Error> {
@@ -1030,6 +1030,25 @@ impl Session {
             outstanding: VecDeque::new(),
             span,
         }
+    }
+
+    /// Every message of the maildrop into memory, with its number, in order: `STAT`, then
+    /// [`Session::retr_many`] of `1..=count`, pipelined when the server announces it. A
+    /// message the server refuses (one marked deleted in this session) is left out. Each
+    /// message is held whole: for a maildrop of unknown size, write each one out with
+    /// [`Session::retr_many`] or [`Session::retrieve`] instead.
+    ///
+    /// Cancel safety: cancel-safe, like [`Session::retr_many`].
+    pub async fn retr_all(&mut self) -> Result<Vec<(u32, Vec<u8>)>, Error> {
+        let count = self.stat().await?.count;
+        let mut messages = Vec::with_capacity(count as usize);
+        self.retr_many(
+            1..=count,
+            |_| Vec::new(),
+            |msg, body| messages.push((msg, body)),
+        )
+        .await?;
+        Ok(messages)
     }
 
     /// `DELE msg`: marks the message for deletion; [`Session::quit`] commits it.

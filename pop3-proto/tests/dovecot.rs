@@ -539,6 +539,19 @@ async fn top_returns_header_and_body_lines() {
 }
 
 #[tokio::test]
+async fn retr_all_is_the_whole_mailbox_in_order() {
+    let expected = alice_expected();
+    let mut session = logged_in(ALICE).await;
+    let all = session.retr_all().await.unwrap();
+    assert_eq!(all.len(), expected.len());
+    for (i, (msg, body)) in all.iter().enumerate() {
+        assert_eq!(*msg, i as u32 + 1);
+        assert_same_message(*msg, body, &expected[i]);
+    }
+    session.quit().await.unwrap();
+}
+
+#[tokio::test]
 async fn pipelined_retr_many_of_the_whole_mailbox() {
     let expected = alice_expected();
     let mut session = logged_in(ALICE).await;

@@ -6,11 +6,7 @@ mod common;
 use proptest::prelude::*;
 
 fn run_all(chunks: &[usize]) {
-    let sasl = common::sasl_available();
     for (name, text) in common::transcripts() {
-        if common::needs_sasl(&text) && !sasl {
-            continue;
-        }
         common::Runner::new(&name, chunks.to_vec()).run(&text);
     }
 }

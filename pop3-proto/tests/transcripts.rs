@@ -7,15 +7,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 #[test]
 fn all_transcripts_pass() {
-    let sasl = common::sasl_available();
     let mut failures = Vec::new();
     let files = common::transcripts();
     assert!(files.len() >= 10, "transcripts missing");
     for (name, text) in files {
-        if common::needs_sasl(&text) && !sasl {
-            eprintln!("SKIPPED {name}: SASL mechanisms not implemented yet");
-            continue;
-        }
         let run = catch_unwind(AssertUnwindSafe(|| {
             common::Runner::new(&name, Vec::new()).run(&text);
         }));

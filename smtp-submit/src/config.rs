@@ -197,6 +197,14 @@ pub struct Config {
     cleartext_credentials: bool,
 }
 
+/// `EHLO localhost` ([`ClientName::localhost`]) over implicit TLS, with the defaults of
+/// [`Config::new`]. The tokio adapter takes the TLS mode from its connect options instead.
+impl Default for Config {
+    fn default() -> Self {
+        Self::new(ClientName::localhost(), Security::Implicit)
+    }
+}
+
 impl Config {
     /// A configuration with the defaults of [`Limits`] and [`Timeouts`], normalised line
     /// endings, PIPELINING and CHUNKING used when offered, and credentials refused without TLS.
@@ -212,6 +220,13 @@ impl Config {
             nonce_source: NonceSource::system(),
             cleartext_credentials: false,
         }
+    }
+
+    /// Sets the name sent with EHLO/HELO.
+    #[must_use]
+    pub fn with_client_name(mut self, client_name: ClientName) -> Self {
+        self.client_name = client_name;
+        self
     }
 
     /// Sets the limits.

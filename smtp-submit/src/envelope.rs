@@ -108,6 +108,15 @@ impl Address {
     }
 }
 
+impl std::str::FromStr for Address {
+    type Err = InvalidValue;
+
+    /// [`Address::new`]: `"bob@example.org".parse::<Address>()?`.
+    fn from_str(address: &str) -> Result<Self, Self::Err> {
+        Self::new(address)
+    }
+}
+
 impl fmt::Debug for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<{}>", self.0)
@@ -131,6 +140,12 @@ impl ClientName {
         let name = name.into();
         validate(&name, MAX_CLIENT_NAME_LEN, false)?;
         Ok(Self(name))
+    }
+
+    /// `localhost`: what a desktop client without a name of its own in the DNS says.
+    /// Submission servers (RFC 6409) authenticate the user, not the EHLO name, and accept it.
+    pub fn localhost() -> Self {
+        Self("localhost".to_owned())
     }
 
     /// The name.
@@ -265,6 +280,30 @@ impl Envelope {
             from,
             recipients: Vec::new(),
         }
+    }
+
+    /// An envelope from `sender` (`MAIL FROM`), without recipients yet: the common case of
+    /// [`Envelope::new`].
+    ///
+    /// ```
+    /// use smtp_submit::Envelope;
+    /// # fn main() -> Result<(), smtp_submit::InvalidValue> {
+    /// let envelope = Envelope::mail_from("alice@example.org".parse()?)
+    ///     .to("bob@example.org".parse()?)
+    ///     .to("carol@example.org".parse()?);
+    /// assert_eq!(envelope.recipients().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub const fn mail_from(sender: Address) -> Self {
+        Self::new(Some(sender))
+    }
+
+    /// Adds a recipient address (`RCPT TO`) without DSN parameters; a [`Recipient`] with them
+    /// goes through [`Envelope::with_recipient`]. Taking only an [`Address`] lets
+    /// `.to("bob@example.org".parse()?)` infer the type.
+    #[must_use]
+    pub fn to(self, address: Address) -> Self {
+        self.with_recipient(address)
     }
 
     /// Adds a recipient.

@@ -116,7 +116,7 @@
 //!
 //! # With tokio
 //!
-//! The `tokio` feature adds `smtp_submit::tokio::Session`, a thin adapter that connects
+//! The `tokio` feature adds `smtp_submit::tokio::Session`, an adapter that connects
 //! (implicit TLS, STARTTLS or an explicitly dangerous plaintext), authenticates, and streams
 //! messages from any `AsyncRead`, driving this client with `mail_common::transport::Driver`.
 //!
@@ -155,5 +155,10 @@ pub use event::{
     TransactionId,
 };
 pub use mail_common::Machine;
-pub use mail_common::sasl::{Credentials, Mechanism};
+pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
 pub use reply::{Category, EnhancedStatusCode, Reply};
+
+/// The examples of the crate's README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -147,6 +147,23 @@ impl ConnectOptions {
         }
     }
 
+    /// Implicit TLS on port 465 (submissions, RFC 8314), the recommended mode.
+    pub fn implicit_tls(host: impl Into<String>) -> Self {
+        Self::new(host, 465, ConnectSecurity::ImplicitTls)
+    }
+
+    /// STARTTLS on port 587 (submission, RFC 6409), required before anything else is sent.
+    pub fn starttls(host: impl Into<String>) -> Self {
+        Self::new(host, 587, ConnectSecurity::StartTls)
+    }
+
+    /// Connects to another port than the mode's default.
+    #[must_use]
+    pub const fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// Sets the trusted certificate authorities.
     #[must_use]
     pub fn with_trust_roots(mut self, roots: TrustRoots) -> Self {
@@ -297,6 +314,11 @@ pub enum Error {
     /// `send`) is unknown.
     #[error(transparent)]
     Cancelled(Cancelled),
+    /// The server refused the message, or some recipients were never attempted: what
+    /// [`SendReport::ensure_sent`] turns a report that is not [`SendReport::is_sent`] into.
+    /// The session is fine.
+    #[error(transparent)]
+    NotSent(NotSent),
 }
 
 fn describe_auth_failure(failure: &AuthFailure) -> String {
@@ -324,6 +346,7 @@ impl Error {
                     | AuthFailure::TokenRefused { reply, .. },
                 ..
             } => Some(reply),
+            Self::NotSent(not_sent) => not_sent.reply(),
             _ => None,
         }
     }
@@ -333,6 +356,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Io(_) | Self::Timeout(_) | Self::Closed => true,
+            Self::NotSent(not_sent) => not_sent.is_transient(),
             Self::Transport(error) => matches!(
                 error,
                 TransportError::Connect { .. } | TransportError::NoGreeting { .. }
@@ -415,6 +439,66 @@ impl RecipientReport {
     }
 }
 
+/// A message that was not sent ([`SendReport::ensure_sent`]): the report, and the reply that
+/// decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotSent {
+    reply: Option<Reply>,
+    report: Box<SendReport>,
+}
+
+impl NotSent {
+    /// The reply that refused the message: the first recipient's refusal when every recipient
+    /// was refused, else the reply that ended the first failed transaction; `None` when the only problem is recipients that were
+    /// never attempted.
+    pub const fn reply(&self) -> Option<&Reply> {
+        self.reply.as_ref()
+    }
+
+    /// True when trying again later may succeed: a 4yz refusal, or recipients never attempted
+    /// (the session ended or a limit was reached).
+    pub fn is_transient(&self) -> bool {
+        self.reply.as_ref().is_none_or(|reply| {
+            reply
+                .failure_class()
+                .is_some_and(mail_common::FailureClass::is_transient)
+        })
+    }
+
+    /// The whole report.
+    pub fn report(&self) -> &SendReport {
+        &self.report
+    }
+
+    /// The whole report, by value.
+    pub fn into_report(self) -> SendReport {
+        *self.report
+    }
+}
+
+impl fmt::Display for NotSent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.report.failure() {
+            Some(TransactionFailure::NoValidRecipients { .. }) => {
+                f.write_str("the message was not sent: no recipient accepted")?;
+                match self.report.rejected().next() {
+                    Some((address, reply)) => write!(f, " ({address}: {reply})"),
+                    None => Ok(()),
+                }
+            }
+            Some(failure) => write!(f, "the message was not sent: {failure}"),
+            None => write!(
+                f,
+                "the message was not sent to {} recipient(s): {}",
+                self.report.not_attempted().count(),
+                self.report.stopped.as_deref().unwrap_or("not attempted")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotSent {}
+
 /// Everything the server said about one message.
 ///
 /// One message may take several transactions: when the server answers `452 too many
@@ -424,6 +508,7 @@ impl RecipientReport {
 /// the transaction that settled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a refused message is reported here, not as an error: check `is_sent()` or call `ensure_sent()`"]
 pub struct SendReport {
     /// The first transaction.
     pub transaction: TransactionId,
@@ -441,6 +526,41 @@ pub struct SendReport {
 }
 
 impl SendReport {
+    /// The report when [`SendReport::is_sent`], else [`Error::NotSent`] (which hands the report
+    /// back): for callers that treat a refused message as an error.
+    ///
+    /// Recipients refused next to accepted ones do not make it an error (the message went to
+    /// the others); [`SendReport::rejected`] lists them.
+    ///
+    /// ```no_run
+    /// # async fn f(session: &mut smtp_submit::tokio::Session, envelope: smtp_submit::Envelope)
+    /// # -> Result<(), smtp_submit::tokio::Error> {
+    /// let body = b"Subject: hello\r\n\r\nHello.\r\n";
+    /// session.send_bytes(envelope, Default::default(), body).await?.ensure_sent()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ensure_sent(self) -> Result<Self, Error> {
+        if self.is_sent() {
+            return Ok(self);
+        }
+        // Every recipient refused: the recipient's refusal says why (`550 5.1.1 unknown user`);
+        // the reply to a pipelined DATA only says that none was left (`554 no valid
+        // recipients`, from Postfix).
+        let first_refusal = self.rejected().next().map(|(_, reply)| reply);
+        let reply = match self.failure() {
+            Some(TransactionFailure::NoValidRecipients { reply }) => {
+                first_refusal.or(reply.as_ref())
+            }
+            Some(failure) => failure.reply(),
+            None => first_refusal,
+        }
+        .cloned();
+        Err(Error::NotSent(NotSent {
+            reply,
+            report: Box::new(self),
+        }))
+    }
+
     /// True when the server took responsibility for the message in every transaction and
     /// every recipient was attempted.
     pub fn is_sent(&self) -> bool {
@@ -808,6 +928,15 @@ impl Session {
     /// The sans-IO client underneath, for inspection.
     pub fn client(&self) -> &Client {
         self.driver.machine_ref()
+    }
+
+    /// Authenticates with the strongest mechanism both sides support and `credentials` suit:
+    /// [`Session::authenticate`] with [`AuthMethod::Auto`] (the name of the POP3 twin,
+    /// `pop3_proto::tokio::Session::login`).
+    ///
+    /// Cancel safety: not cancel-safe, like [`Session::authenticate`].
+    pub async fn login(&mut self, credentials: &Credentials) -> Result<Mechanism, Error> {
+        self.authenticate(credentials, AuthMethod::Auto).await
     }
 
     /// Authenticates with `credentials`: the strongest mechanism both sides support

@@ -942,3 +942,67 @@ async fn twelve_hundred_recipients_through_postfix_each_get_one_copy() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(whole_copies(&maildir, &token).len(), 1);
 }
+
+/// The newcomer's path: `ConnectOptions::implicit_tls` (465 unless told otherwise),
+/// `Config::default()` (EHLO localhost), `login`, `Envelope::mail_from(..).to(..)`, and
+/// `ensure_sent` turning Postfix's refusal of the only recipient into `Error::NotSent` with the
+/// report and the 550 inside; an accepted message passes through `ensure_sent` unchanged.
+#[tokio::test]
+async fn shortcuts_and_ensure_sent_against_postfix() {
+    let defaults = smtp_submit::tokio::ConnectOptions::implicit_tls(tg::HOST);
+    assert_eq!(defaults.port, 465);
+    let starttls = smtp_submit::tokio::ConnectOptions::starttls(tg::HOST);
+    assert_eq!((starttls.port, starttls.security), (587, STARTTLS));
+    let options = options(POSTFIX_SUBMISSIONS, IMPLICIT);
+    let mut session = Session::connect(
+        &smtp_submit::tokio::ConnectOptions::implicit_tls(tg::HOST)
+            .with_port(POSTFIX_SUBMISSIONS.port)
+            .with_trust_roots(options.trust_roots.clone())
+            .with_tls_name(tg::TLS_NAME),
+        smtp_submit::Config::default().with_timeouts(test_timeouts()),
+    )
+    .await
+    .unwrap();
+    let used = session.login(&grace_credentials()).await.unwrap();
+    assert_eq!(used, Mechanism::ScramSha256);
+
+    let nobody = format!("nosuchuser@{}", tg::DOMAIN);
+    let envelope = Envelope::mail_from(GRACE.address.parse().unwrap()).to(nobody.parse().unwrap());
+    let error = session
+        .send_bytes(
+            envelope,
+            MailOptions::default(),
+            b"Subject: nobody\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap()
+        .ensure_sent()
+        .unwrap_err();
+    let Error::NotSent(not_sent) = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(error.reply().map(|r| r.code()), Some(550), "{error}");
+    assert!(!error.is_transient());
+    assert!(
+        error.to_string().contains("no recipient accepted"),
+        "{error}"
+    );
+    assert!(matches!(
+        not_sent.report().failure(),
+        Some(TransactionFailure::NoValidRecipients { .. })
+    ));
+
+    let envelope = Envelope::mail_from(grace()).to(sink("ensure-sent"));
+    let report = session
+        .send_bytes(
+            envelope,
+            MailOptions::default(),
+            b"Subject: sink\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap()
+        .ensure_sent()
+        .unwrap();
+    assert_eq!(report.accepted().count(), 1);
+    session.quit().await.unwrap();
+}

@@ -9,11 +9,10 @@
 //! A host may carry a port (`smtp.example.org:10465`); the defaults are 465 and 995.
 #![forbid(unsafe_code)]
 
-use mail_common::sasl::Credentials;
-use mail_common::transport::TrustRoots;
 use pop3_proto::tokio as pop3;
 use smtp_submit::tokio as smtp;
-use smtp_submit::{Address, AuthMethod, ClientName, Envelope, MailOptions};
+use smtp_submit::tokio::TrustRoots;
+use smtp_submit::{Credentials, Envelope, MailOptions};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -39,45 +38,33 @@ async fn main() -> Result<(), Error> {
     });
     let credentials = Credentials::password(user.as_str(), password);
 
-    // Send: implicit TLS on 465, AUTH with the strongest mechanism offered.
+    // Send: implicit TLS on 465, EHLO localhost, AUTH with the strongest mechanism offered; a
+    // refused message is an error (ensure_sent).
     let (smtp_host, smtp_port) = host_port(smtp_host, 465)?;
-    let options =
-        smtp::ConnectOptions::new(smtp_host, smtp_port, smtp::ConnectSecurity::ImplicitTls)
-            .with_trust_roots(roots.clone());
-    let config = smtp_submit::Config::new(
-        ClientName::new("localhost")?,
-        smtp_submit::Security::Implicit,
-    );
-    let mut session = smtp::Session::connect(&options, config).await?;
-    session.authenticate(&credentials, AuthMethod::Auto).await?;
-    let mailbox = Address::new(address.as_str())?;
-    let envelope = Envelope::new(Some(mailbox.clone())).with_recipient(mailbox);
+    let options = smtp::ConnectOptions::implicit_tls(smtp_host)
+        .with_port(smtp_port)
+        .with_trust_roots(roots.clone());
+    let mut session = smtp::Session::connect(&options, smtp_submit::Config::default()).await?;
+    session.login(&credentials).await?;
+    let envelope = Envelope::mail_from(address.parse()?).to(address.parse()?);
     let message =
         format!("From: {address}\r\nTo: {address}\r\nSubject: hello\r\n\r\nHello from tokio.\r\n");
     let report = session
         .send_bytes(envelope, MailOptions::default(), message.as_bytes())
-        .await?;
+        .await?
+        .ensure_sent()?;
     println!("sent: {}", report.is_sent());
     session.quit().await?;
 
-    // Fetch: POP3S on 995, list, retrieve each message into memory (pipelined), keep them.
+    // Fetch: POP3S on 995, every message into memory (pipelined), left on the server.
     let (pop3_host, pop3_port) = host_port(pop3_host, 995)?;
     let options = pop3::ConnectOptions::implicit_tls(pop3_host)
         .with_port(pop3_port)
         .with_trust_roots(roots);
     let mut session = pop3::Session::connect(options, pop3_proto::Config::default()).await?;
     session.login(credentials).await?;
-    let listing = session.list().await?;
-    let mut sizes = Vec::new();
-    session
-        .retr_many(
-            listing.iter().map(|entry| entry.msg),
-            |_| Vec::new(),
-            |msg, body| sizes.push((msg, body.len())),
-        )
-        .await?;
-    for (msg, len) in sizes {
-        println!("message {msg}: {len} bytes");
+    for (msg, body) in session.retr_all().await? {
+        println!("message {msg}: {} bytes", body.len());
     }
     session.quit().await?;
     Ok(())

@@ -401,10 +401,12 @@ impl Runner {
                 format!("uidl-one {} {}:{}", self.id_of(*id), entry.msg, entry.uid)
             }
             Event::MessageStart { id, msg } => format!("message-start {} {msg}", self.id_of(*id)),
-            Event::MessageChunk { id, data } => {
-                format!("chunk {} {}", self.id_of(*id), escape(data))
+            Event::MessageChunk { id, msg, data } => {
+                format!("chunk {} {msg} {}", self.id_of(*id), escape(data))
             }
-            Event::MessageEnd { id, octets } => format!("message-end {} {octets}", self.id_of(*id)),
+            Event::MessageEnd { id, msg, octets } => {
+                format!("message-end {} {msg} {octets}", self.id_of(*id))
+            }
             Event::Capabilities { id, capabilities } => {
                 format!(
                     "capabilities {} {}",
@@ -541,13 +543,23 @@ impl Runner {
                 break;
             }
             match self.next_event() {
-                Event::MessageChunk { id: chunk_id, data } => {
+                Event::MessageChunk {
+                    id: chunk_id,
+                    msg: chunk_msg,
+                    data,
+                } => {
                     assert_eq!(self.id_of(chunk_id), id, "{at}: chunk id");
+                    assert_eq!(chunk_msg, msg, "{at}: chunk message number");
                     assert!(!data.is_empty(), "{at}: empty chunk");
                     got.extend_from_slice(&data);
                 }
-                Event::MessageEnd { id: end_id, octets } => {
+                Event::MessageEnd {
+                    id: end_id,
+                    msg: end_msg,
+                    octets,
+                } => {
                     assert_eq!(self.id_of(end_id), id, "{at}: end id");
+                    assert_eq!(end_msg, msg, "{at}: end message number");
                     assert_eq!(octets, got.len() as u64, "{at}: octets");
                     break;
                 }
@@ -716,25 +728,4 @@ pub(crate) fn transcripts() -> Vec<(String, String)> {
             (name, std::fs::read_to_string(&path).expect("readable"))
         })
         .collect()
-}
-
-/// Whether a transcript needs the SASL mechanisms (which may not be implemented yet).
-pub(crate) fn needs_sasl(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("# needs: sasl"))
-}
-
-/// The SASL mechanisms live in mail-common; transcripts that need them are skipped (loudly)
-/// while they are not implemented. Probed once per test binary.
-pub(crate) fn sasl_available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        use mail_common::sasl::SaslClient;
-        let probe =
-            || SaslClient::new(Mechanism::Plain, &Credentials::password("u", "p"), b"").is_ok();
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let available = std::panic::catch_unwind(probe).unwrap_or(false);
-        std::panic::set_hook(hook);
-        available
-    })
 }

@@ -1,7 +1,8 @@
 //! `mailctl`: set up a mail account, fetch over POP3 into a Maildir, send over SMTP.
 //!
-//! The command line only parses flags and prints; the work is done by `mail-account`,
-//! `pop3-proto` and `smtp-submit`.
+//! The command line is mostly flags and printing; the work is done by `mail-account`,
+//! `pop3-proto` and `smtp-submit`. A few choices still live here: default ports per role and
+//! which credential source wins (`server.rs`).
 #![forbid(unsafe_code)]
 
 // First, and with `macro_use`: its `println!`/`eprintln!` replace the standard ones in every
