@@ -209,13 +209,14 @@ fn parse_server(node: roxmltree::Node<'_, '_>, config: &mut ClientConfig) {
         .map_or_else(Username::address, |u| {
             Username::new(convert_placeholders(u))
         });
-    if protocol == Protocol::Pop3 && config.pop3_leave_on_server.is_none() {
-        if let Some(pop3) = node.children().find(|c| c.has_tag_name("pop3")) {
-            config.pop3_leave_on_server =
-                child_text(pop3, "leaveMessagesOnServer").map(|v| v == "true");
-            config.pop3_days_on_server =
-                child_text(pop3, "daysToLeaveMessagesOnServer").and_then(|v| v.parse().ok());
-        }
+    if protocol == Protocol::Pop3
+        && config.pop3_leave_on_server.is_none()
+        && let Some(pop3) = node.children().find(|c| c.has_tag_name("pop3"))
+    {
+        config.pop3_leave_on_server =
+            child_text(pop3, "leaveMessagesOnServer").map(|v| v == "true");
+        config.pop3_days_on_server =
+            child_text(pop3, "daysToLeaveMessagesOnServer").and_then(|v| v.parse().ok());
     }
     config.servers.push(ServerEntry {
         protocol,

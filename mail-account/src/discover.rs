@@ -659,31 +659,33 @@ impl Collector {
         });
         outgoing.sort_by_key(|(e, _)| u8::from(e.security != Security::ImplicitTls));
         let mut incoming = incoming.into_iter();
-        if self.need_incoming && self.incoming.is_none() {
-            if let Some((entry, source)) = incoming.next() {
-                if entry.protocol == Protocol::Imap && !prefer_imap {
-                    self.warn(
-                        WarningKind::NoPop3,
-                        format!("{source} lists no POP3 server; IMAP settings are given as data"),
-                    );
-                }
-                self.incoming = Some(Found {
-                    entry,
-                    source,
-                    stated,
-                });
+        if self.need_incoming
+            && self.incoming.is_none()
+            && let Some((entry, source)) = incoming.next()
+        {
+            if entry.protocol == Protocol::Imap && !prefer_imap {
+                self.warn(
+                    WarningKind::NoPop3,
+                    format!("{source} lists no POP3 server; IMAP settings are given as data"),
+                );
             }
+            self.incoming = Some(Found {
+                entry,
+                source,
+                stated,
+            });
         }
         self.alternatives.extend(incoming);
         let mut outgoing = outgoing.into_iter();
-        if self.need_outgoing && self.outgoing.is_none() {
-            if let Some((entry, source)) = outgoing.next() {
-                self.outgoing = Some(Found {
-                    entry,
-                    source,
-                    stated,
-                });
-            }
+        if self.need_outgoing
+            && self.outgoing.is_none()
+            && let Some((entry, source)) = outgoing.next()
+        {
+            self.outgoing = Some(Found {
+                entry,
+                source,
+                stated,
+            });
         }
         self.alternatives.extend(outgoing);
         usable
@@ -1052,25 +1054,25 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
             c.step(Step::Mx, domain, "no MX record");
             return;
         };
-        if self.options.bundled_db {
-            if let Some((provider, matched)) = providers::lookup_mx(&exchange) {
-                let source = Source::Mx {
-                    exchange: exchange.clone(),
-                    domain: matched.clone(),
-                    via: Box::new(Source::BundledDb {
-                        provider: provider.id.to_owned(),
-                        origin: provider.origin,
-                    }),
-                };
-                c.offer_provider(provider, &source, &self.options.demo);
-                c.step(
-                    Step::Mx,
-                    &matched,
-                    format!("MX {exchange}: bundled entry {}", provider.id),
-                );
-                if c.done() {
-                    return;
-                }
+        if self.options.bundled_db
+            && let Some((provider, matched)) = providers::lookup_mx(&exchange)
+        {
+            let source = Source::Mx {
+                exchange: exchange.clone(),
+                domain: matched.clone(),
+                via: Box::new(Source::BundledDb {
+                    provider: provider.id.to_owned(),
+                    origin: provider.origin,
+                }),
+            };
+            c.offer_provider(provider, &source, &self.options.demo);
+            c.step(
+                Step::Mx,
+                &matched,
+                format!("MX {exchange}: bundled entry {}", provider.id),
+            );
+            if c.done() {
+                return;
             }
         }
         let mut candidates = Vec::new();

@@ -87,7 +87,7 @@ fn message(uidl: &str) -> Vec<u8> {
         x = mix(x);
         n += 1;
         let quote = ">".repeat((x % 3) as usize);
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             m.extend_from_slice(format!("{quote}From {x:016x}\n").as_bytes());
         } else {
             m.extend_from_slice(format!("{x:016x}\n").as_bytes());
@@ -251,10 +251,10 @@ fn parent() {
         let mut phase = "start";
         let mut eof = false;
         loop {
-            if let Some((event, after)) = kill_at {
-                if counts.get(event).copied().unwrap_or(0) > after {
-                    break;
-                }
+            if let Some((event, after)) = kill_at
+                && counts.get(event).copied().unwrap_or(0) > after
+            {
+                break;
             }
             let Some(line) = lines.next() else {
                 eof = true;

@@ -118,10 +118,8 @@ impl Maildir {
         }
         if created {
             sync_dir(root)?;
-            if !existed {
-                if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    sync_dir(parent)?;
-                }
+            if !existed && let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
             }
         }
         let journal_dir = match journal.parent() {
@@ -286,10 +284,10 @@ fn list(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
         let entry = entry.map_err(io_err("read directory", dir))?;
-        if let Ok(name) = entry.file_name().into_string() {
-            if !name.starts_with('.') {
-                names.push(name);
-            }
+        if let Ok(name) = entry.file_name().into_string()
+            && !name.starts_with('.')
+        {
+            names.push(name);
         }
     }
     Ok(names)

@@ -437,10 +437,9 @@ fn dot_lock_is_stale(dot: &Path) -> bool {
         .parse::<i32>()
         .ok()
         .and_then(rustix::process::Pid::from_raw)
+        && rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
     {
-        if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
-            return true;
-        }
+        return true;
     }
     file.metadata()
         .and_then(|m| m.modified())
