@@ -907,7 +907,12 @@ def write_report(results):
                         + ", ".join(f"{x:.2f} s" for x in slow)
                         + f" against a median of {m:.2f} s (kept; the median is robust to it).")
     lines += [f"- {note}" for note in results.get("notes", [])]
-    (BENCHES / "README.md").write_text("\n".join(lines).rstrip() + "\n")
+    text = "\n".join(lines).rstrip() + "\n"
+    # The fresh-connection section (benches/scripts/fresh.py, run first by run.sh) is kept.
+    fresh = BENCHES / "fresh.md"
+    if fresh.exists():
+        text += "\n" + fresh.read_text()
+    (BENCHES / "README.md").write_text(text)
 
 
 SEND_MSG_SIZE = 0
