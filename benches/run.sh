@@ -4,13 +4,14 @@
 #   bash benches/run.sh
 #
 # starts the test ground if it is down, installs the peer clients (mpop, msmtp, fetchmail),
-# builds the release binaries, then benches/scripts/runner.py runs the latency relays, the
+# builds the release binaries, then benches/scripts/fresh.py measures fresh-connection round
+# trips (poll with nothing new, send one; issue 14) and benches/scripts/runner.py runs the latency relays, the
 # fetch/send comparisons, the 200 MiB memory measurements and the criterion codec benches, and
 # writes benches/README.md, benches/chart.svg and benches/results.json.
 #
 # Settings (environment): BENCH_N (runs per measurement, default 3), BENCH_SEND_MSGS (500),
 # BENCH_MSMTP_MSGS (50), BENCH_LATENCIES ("0 5", ms each way), BENCH_BIG_MIB (200),
-# BENCH_SKIP (any of: fetch send memory criterion), BENCH_FSYNC (1),
+# BENCH_SKIP (any of: fresh fetch send memory criterion), BENCH_FSYNC (1),
 # BENCH_BUILD_MAILCTL (1: build mailctl when its source exists, so `mailctl fetch` is measured).
 # Scratch files go to BENCH_WORK (default /tmp/mail-benches).
 set -euo pipefail
@@ -40,4 +41,9 @@ fi
 
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY="$(command -v python3)"
+# Fresh-connection latency against the protocol floors (issue 14): benches/fresh.md, which
+# runner.py appends to README.md.
+if [[ " ${BENCH_SKIP:-} " != *" fresh "* ]]; then
+  "$PY" "$ROOT/benches/scripts/fresh.py"
+fi
 exec "$PY" "$ROOT/benches/scripts/runner.py"

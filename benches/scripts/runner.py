@@ -907,12 +907,15 @@ def write_report(results):
                         + ", ".join(f"{x:.2f} s" for x in slow)
                         + f" against a median of {m:.2f} s (kept; the median is robust to it).")
     lines += [f"- {note}" for note in results.get("notes", [])]
-    # The scale benchmark (bench-scale, run by hand: see benches/scale.md) keeps its own
-    # section, carried over on every rewrite.
-    scale = BENCHES / "scale.md"
-    if scale.exists():
-        lines += ["", scale.read_text().rstrip()]
-    (BENCHES / "README.md").write_text("\n".join(lines).rstrip() + "\n")
+    text = "\n".join(lines).rstrip() + "\n"
+    # Sections written by other benchmarks are carried over on every rewrite: the fresh-
+    # connection table (benches/scripts/fresh.py, run first by run.sh) and the scale benchmark
+    # (bench-scale, run by hand: see benches/scale.md).
+    for section in ("fresh.md", "scale.md"):
+        path = BENCHES / section
+        if path.exists():
+            text += "\n" + path.read_text().rstrip() + "\n"
+    (BENCHES / "README.md").write_text(text)
 
 
 SEND_MSG_SIZE = 0

@@ -71,6 +71,7 @@ pub enum LoginMethod {
     Pop3Apop,
     /// This SASL mechanism exactly.
     Sasl(Mechanism),
+
     /// No authentication (SMTP only).
     None,
 }
@@ -164,6 +165,7 @@ impl ServerSettings {
             server.security,
             &server.username,
             server.auth,
+            server.mechanism.as_deref(),
         )
     }
 
@@ -181,6 +183,7 @@ impl ServerSettings {
             server.security,
             &server.username,
             server.auth,
+            server.mechanism.as_deref(),
         )
     }
 
@@ -191,6 +194,7 @@ impl ServerSettings {
         security: Security,
         username: &crate::settings::Username,
         auth: AuthMethod,
+        mechanism: Option<&str>,
     ) -> Result<Self, ConnectError> {
         let address = crate::EmailAddress::parse(&account.address)
             .map_err(|e| ConnectError::Config(format!("address: {e}")))?;
@@ -198,10 +202,17 @@ impl ServerSettings {
             .resolve(&address)
             .map_err(|e| ConnectError::Config(format!("username: {e}")))?;
         let mut settings = Self::new(host, port, security, username);
-        settings.login = match auth {
+        settings.login = match (auth, mechanism) {
+            (AuthMethod::None, _) => LoginMethod::None,
+            // The account names the mechanism (`mechanism = "plain"`: one round trip instead
+            // of SCRAM's three, at the price of sending the password inside TLS).
+            (_, Some(name)) => LoginMethod::parse(name).ok_or_else(|| {
+                ConnectError::Config(format!(
+                    "mechanism {name:?}: not auto, user, apop or a SASL mechanism name"
+                ))
+            })?,
             // With a token, Auto picks OAUTHBEARER or XOAUTH2, whichever the server offers
             // (Outlook.com offers XOAUTH2 only).
-            AuthMethod::None => LoginMethod::None,
             _ => LoginMethod::Auto,
         };
         settings.trust_roots = account.tls.trust_roots();
@@ -464,10 +475,41 @@ pub async fn pop3_authenticate(
             Err(error) => return Err(pop3_error(server, error)),
         }
     }
-    session
+    let method = session
         .login_with(login)
         .await
-        .map_err(|error| pop3_error(server, error))
+        .map_err(|error| pop3_error(server, error))?;
+    let name = match method {
+        pop3_proto::AuthMethod::Sasl(m) => m.name(),
+        pop3_proto::AuthMethod::UserPass => "USER/PASS",
+        pop3_proto::AuthMethod::Apop => "APOP",
+        _ => "another method",
+    };
+    tracing::info!(
+        "POP3 login with {name}: {}",
+        why_this_login(server.login, name)
+    );
+    Ok(method)
+}
+
+/// Why the login used `chosen` (`-v` output): the setting that chose it, and what it costs.
+fn why_this_login(login: LoginMethod, chosen: &str) -> String {
+    let scram = chosen.starts_with("SCRAM");
+    match login {
+        LoginMethod::Auto if scram => "chosen automatically, the strongest the server offers: \
+            SCRAM never sends the password, so an impostor with a mis-issued certificate does \
+            not learn it; it costs two round trips more than PLAIN (mechanism = \
+            \"plain\" in the account's server settings, or --auth plain, trades that protection \
+            for speed)"
+            .to_owned(),
+        LoginMethod::Auto => "chosen automatically, the strongest the server offers (it \
+            offers no SCRAM)"
+            .to_owned(),
+        LoginMethod::Sasl(_) | LoginMethod::Pop3User | LoginMethod::Pop3Apop => {
+            "asked for by the account's mechanism setting or --auth".to_owned()
+        }
+        LoginMethod::None => "no login".to_owned(),
+    }
 }
 
 /// Connects to an SMTP submission server and authenticates (unless the login method is
@@ -580,9 +622,84 @@ pub async fn smtp_authenticate(
         ));
     };
     let credentials = secret.credentials(&server.username);
-    session
+    let mechanism = session
         .authenticate(&credentials, method)
         .await
-        .map(Some)
-        .map_err(|error| smtp_error(server, error))
+        .map_err(|error| smtp_error(server, error))?;
+    tracing::info!(
+        "SMTP AUTH {}: {}",
+        mechanism.name(),
+        why_this_login(server.login, mechanism.name())
+    );
+    Ok(Some(mechanism))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectError, LoginMethod, Mechanism, ServerSettings};
+    use crate::settings::Account;
+
+    fn account(incoming_mechanism: &str) -> Account {
+        Account::from_toml(&format!(
+            r#"
+address = "taro@example.jp"
+[incoming]
+host = "pop.example.jp"
+port = 995
+security = "implicit-tls"
+username = "{{address}}"
+auth = "password-cleartext"
+{incoming_mechanism}
+[outgoing]
+host = "smtp.example.jp"
+port = 587
+security = "starttls"
+username = "{{address}}"
+auth = "password-cleartext"
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn password_cleartext_alone_keeps_the_automatic_choice() {
+        // Discovery writes "password-cleartext" for almost every provider: it must not turn
+        // SCRAM off. Only an explicit mechanism does.
+        let account = account("");
+        assert_eq!(
+            ServerSettings::incoming(&account).unwrap().login,
+            LoginMethod::Auto
+        );
+        assert_eq!(
+            ServerSettings::outgoing(&account).unwrap().login,
+            LoginMethod::Auto
+        );
+    }
+
+    #[test]
+    fn the_account_chooses_the_mechanism() {
+        let account = account(r#"mechanism = "plain""#);
+        assert_eq!(
+            ServerSettings::incoming(&account).unwrap().login,
+            LoginMethod::Sasl(Mechanism::Plain)
+        );
+        assert_eq!(
+            ServerSettings::outgoing(&account).unwrap().login,
+            LoginMethod::Auto
+        );
+        let account = self::account(r#"mechanism = "user""#);
+        assert_eq!(
+            ServerSettings::incoming(&account).unwrap().login,
+            LoginMethod::Pop3User
+        );
+    }
+
+    #[test]
+    fn an_unknown_mechanism_is_a_settings_error() {
+        let account = account(r#"mechanism = "rot13""#);
+        assert!(matches!(
+            ServerSettings::incoming(&account),
+            Err(ConnectError::Config(text)) if text.contains("rot13")
+        ));
+    }
 }

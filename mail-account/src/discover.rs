@@ -398,6 +398,7 @@ impl DiscoveryReport {
                 security: i.security.value,
                 username: i.username.value.clone(),
                 auth: i.auth.value,
+                mechanism: None,
             },
             outgoing: OutgoingServer {
                 host: o.host.value.clone(),
@@ -405,6 +406,7 @@ impl DiscoveryReport {
                 security: o.security.value,
                 username: o.username.value.clone(),
                 auth: o.auth.value,
+                mechanism: None,
             },
             credential: self.credential.clone(),
             retention: self.retention.value,

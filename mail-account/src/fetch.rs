@@ -283,9 +283,9 @@ async fn fetch_inner<D: Delivery>(
         report.warnings.push(text);
     };
 
-    let sizes: HashMap<u32, u64> = session
-        .list()
-        .await?
+    // LIST and UIDL in one round trip where the server allows pipelining.
+    let (listing, uidl) = session.list_and_uidl().await?;
+    let sizes: HashMap<u32, u64> = listing
         .into_iter()
         .map(|entry| (entry.msg, entry.size))
         .collect();
@@ -294,7 +294,7 @@ async fn fetch_inner<D: Delivery>(
     numbers.sort_unstable();
 
     // The key of each message: its UIDL, or a header hash where the server has no UIDL.
-    let keys: Vec<(u32, String)> = match session.uidl().await {
+    let keys: Vec<(u32, String)> = match uidl {
         Ok(entries) => entries.into_iter().map(|e| (e.msg, e.uid)).collect(),
         Err(Pop3Error::Refused {
             command: Command::Uidl(_),
@@ -420,7 +420,9 @@ async fn fetch_inner<D: Delivery>(
             );
         }
     }
-    session.quit().await?;
+    // Without DELE the reply to QUIT changes nothing: do not wait for it (with DELE it is
+    // awaited, as it is what commits the deletions).
+    session.quit_without_waiting().await?;
     if !marked.is_empty() {
         report.deleted = run_blocking(store, move |d| d.mark_deleted(&marked)).await?;
     }

@@ -206,8 +206,9 @@ pub async fn preview_account(
     let previews = preview(&mut session, options)
         .await
         .map_err(|error| pop3_error(server, error))?;
+    // Nothing was deleted: the reply to QUIT changes nothing, so it is not waited for.
     session
-        .quit()
+        .quit_without_waiting()
         .await
         .map_err(|error| pop3_error(server, error))?;
     Ok(previews)

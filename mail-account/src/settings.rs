@@ -225,6 +225,11 @@ pub struct IncomingServer {
     pub username: Username,
     /// Authentication method.
     pub auth: AuthMethod,
+    /// The login method exactly, overriding the automatic choice (which prefers SCRAM):
+    /// `plain` (one round trip, the password inside TLS), `scram-sha-256`, ..., or for POP3
+    /// `user` or `apop`. Absent: chosen from `auth` and what the server offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
 }
 
 const fn pop3() -> Protocol {
@@ -245,6 +250,11 @@ pub struct OutgoingServer {
     pub username: Username,
     /// Authentication method.
     pub auth: AuthMethod,
+    /// The login method exactly, overriding the automatic choice (which prefers SCRAM):
+    /// `plain` (one round trip, the password inside TLS), `scram-sha-256`, ..., or for POP3
+    /// `user` or `apop`. Absent: chosen from `auth` and what the server offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
 }
 
 /// Where the password or token comes from.

@@ -141,6 +141,7 @@ fn ivan_account() -> Account {
             security: Security::ImplicitTls,
             username: Username::new("{local}"),
             auth: AuthMethod::Automatic,
+            mechanism: None,
         },
         outgoing: OutgoingServer {
             host: HOST.into(),
@@ -148,6 +149,7 @@ fn ivan_account() -> Account {
             security: Security::Starttls,
             username: Username::new("{local}"),
             auth: AuthMethod::Automatic,
+            mechanism: None,
         },
         credential: None,
         retention: Retention::KeepOnServer,

@@ -770,6 +770,24 @@ impl<M: Machine> Driver<M> {
             let _ = writer.shutdown().await;
         }
     }
+
+    /// Writes what the machine has queued (a final `QUIT`), then closes the connection without
+    /// reading anything: for a session whose last reply changes nothing for the caller, this
+    /// saves the round trip of waiting for it. Errors are ignored: the session is over either way.
+    ///
+    /// Never use it where the reply carries an outcome (a POP3 `QUIT` after `DELE` commits the
+    /// deletions, and only its reply says whether they were committed).
+    pub async fn send_pending_and_close(&mut self) {
+        let (_, writer, machine, _, _) = self.halves();
+        while let Some(bytes) = machine.poll_transmit() {
+            match writer.write(bytes).await {
+                Ok(n) if n > 0 => machine.advance_transmit(n),
+                _ => break,
+            }
+        }
+        // `shutdown` flushes first (TLS: the records, then close_notify).
+        self.shutdown().await;
+    }
 }
 
 /// What ended [`Driver::run_until_or`].

@@ -437,6 +437,8 @@ pub struct Session {
     /// Sizes from `LIST`, used as size hints for the pipelining window.
     sizes: HashMap<u32, u64>,
     failed: bool,
+    /// A `DELE` was sent: the reply to `QUIT` commits it, so it must be awaited.
+    dele_sent: bool,
     /// Notices a login whose future was dropped part way.
     calls: CallTracker,
     span: tracing::Span,
@@ -516,6 +518,7 @@ impl Session {
             max_outstanding,
             sizes: HashMap::new(),
             failed: false,
+            dele_sent: false,
             calls: CallTracker::new(),
             span,
         };
@@ -652,6 +655,7 @@ impl Session {
         if self.failed {
             return Err(Error::SessionFailed);
         }
+        self.dele_sent |= matches!(command, Command::Dele(_));
         self.driver
             .machine()
             .send(Instant::now(), command)
@@ -816,6 +820,43 @@ impl Session {
             Event::UidListing { entries, .. } => Ok(entries),
             other => unreachable!("UIDL answered by {other:?}"),
         }
+    }
+
+    /// `LIST` and `UIDL` together: one round trip for both when the server announces
+    /// `PIPELINING` (RFC 2449), else one after the other. The outer error is the `LIST`'s (or
+    /// a fatal one); the inner one is the `UIDL`'s, so a server without `UIDL`
+    /// ([`Error::Refused`]) still gives its listing.
+    ///
+    /// Cancel safety: cancel-safe. Dropped part way, both commands still complete: the next
+    /// call reads their replies and discards them before its own.
+    pub async fn list_and_uidl(
+        &mut self,
+    ) -> Result<(Vec<ScanEntry>, Result<Vec<UidEntry>, Error>), Error> {
+        let span = tracing::debug_span!(parent: &self.span, "pop3.command", command = "LIST+UIDL");
+        async {
+            self.check_cancelled().await?;
+            self.take_arrived().await?;
+            // Both are queued at once; the client sends UIDL behind LIST only when pipelining
+            // is in use, otherwise once LIST is answered (lockstep, RFC 1939).
+            let list_id = self.send(Command::List(None))?;
+            let uidl_id = self.send(Command::Uidl(None))?;
+            let entries = match self.reply(list_id).await? {
+                Event::Listing { entries, .. } => entries,
+                other => unreachable!("LIST answered by {other:?}"),
+            };
+            self.sizes = entries.iter().map(|e| (e.msg, e.size)).collect();
+            let uids = match self.reply(uidl_id).await {
+                Ok(Event::UidListing { entries, .. }) => Ok(entries),
+                Ok(other) => unreachable!("UIDL answered by {other:?}"),
+                Err(Error::Refused { command, response }) => {
+                    Err(Error::Refused { command, response })
+                }
+                Err(error) => return Err(error),
+            };
+            Ok((entries, uids))
+        }
+        .instrument(span)
+        .await
     }
 
     /// `UIDL msg`.
@@ -1152,6 +1193,34 @@ impl Session {
             }
             self.driver.shutdown().await;
             answer.map(drop)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// `QUIT` without waiting for its reply, when nothing was marked for deletion: the
+    /// command is written and the connection closed at once, saving the round trip of the
+    /// reply, which would change nothing (RFC 1939: `QUIT` in the transaction state only
+    /// removes messages marked with `DELE`).
+    ///
+    /// Once any `DELE` was sent this is [`Session::quit`]: the reply is what commits the
+    /// deletions, so it is awaited.
+    ///
+    /// Cancel safety: dropping it drops the connection.
+    pub async fn quit_without_waiting(mut self) -> Result<(), Error> {
+        if self.dele_sent {
+            return self.quit().await;
+        }
+        let span = tracing::debug_span!(parent: &self.span, "pop3.command", command = "QUIT");
+        async {
+            if self.check_cancelled().await.is_err() {
+                return Ok(());
+            }
+            self.take_arrived().await?;
+            self.send(Command::Quit)?;
+            self.driver.send_pending_and_close().await;
+            tracing::debug!("QUIT sent, not waiting for its reply (nothing marked for deletion)");
+            Ok(())
         }
         .instrument(span)
         .await

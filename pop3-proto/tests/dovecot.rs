@@ -992,3 +992,19 @@ async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
         assert!(text.contains(words), "{words:?} not in {text:?}");
     }
 }
+
+#[tokio::test]
+async fn list_and_uidl_in_one_flight_match_the_separate_commands() {
+    // Issue 14: Dovecot announces PIPELINING, so LIST and UIDL go together; the answers are
+    // the same as one command at a time. QUIT is then not waited for (nothing deleted: alice
+    // is read-only).
+    let mut session = logged_in(ALICE).await;
+    assert!(session.capabilities().is_some_and(|c| c.pipelining));
+    let list = session.list().await.unwrap();
+    let uidl = session.uidl().await.unwrap();
+    let (both_list, both_uidl) = session.list_and_uidl().await.unwrap();
+    assert_eq!(both_list, list);
+    assert_eq!(both_uidl.unwrap(), uidl);
+    assert_eq!(list.len(), ALICE.initial_messages);
+    session.quit_without_waiting().await.unwrap();
+}

@@ -89,6 +89,8 @@ const SCENARIOS: &[&str] = &[
     "limits_rcptmax_splits_up_front",
     "too_many_recipients_452_continues_in_another_transaction",
     "limits_mailmax_stops_with_every_recipient_named",
+    "one_flight_then_quit_without_waiting",
+    "small_file_goes_in_one_flight",
 ];
 
 #[test]
@@ -1659,4 +1661,62 @@ async fn limits_mailmax_stops_with_every_recipient_named() {
     assert!(why.contains("MAILMAX"), "{why}");
     drop(session);
     hostile.finish().await;
+}
+
+#[tokio::test]
+async fn one_flight_then_quit_without_waiting() {
+    // Issue 14: MAIL, RCPT and BDAT LAST leave in one flight (the server reads all three
+    // before it answers), and QUIT is not waited for: a server that never answers it does not
+    // hold the caller up (waiting would run into the deadline and fail).
+    let mut script = ready(&["PIPELINING", "CHUNKING"]);
+    let size = body().len();
+    script.extend([
+        Step::expect("MAIL FROM"),
+        Step::expect("RCPT TO"),
+        Step::expect(&format!("BDAT {size} LAST")),
+        Step::ExpectBytes(size),
+        Step::send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n"),
+        Step::expect("QUIT"),
+        Step::Stall,
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let report = session
+        .send_bytes(envelope(&["a"]), MailOptions::default(), &body())
+        .await
+        .unwrap();
+    assert!(report.failure().is_none(), "{report:?}");
+    session.quit_without_waiting().await.unwrap();
+    let t = hostile.finish().await;
+    assert_eq!(t.lines.last().map(String::as_str), Some("QUIT"), "{t:?}");
+}
+
+#[tokio::test]
+async fn small_file_goes_in_one_flight() {
+    // Issue 14: a file (streamed, after its scan) leaves with MAIL and RCPT, not one round
+    // trip later: the server reads everything before it answers anything, so a client that
+    // waited for the RCPT reply before the body would stall here.
+    let mut script = ready(&["PIPELINING", "CHUNKING"]);
+    let size = body().len();
+    script.extend([
+        Step::expect("MAIL FROM"),
+        Step::expect("RCPT TO"),
+        Step::expect(&format!("BDAT {size} LAST")),
+        Step::ExpectBytes(size),
+        Step::send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n"),
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let report = session
+        .send_rewindable(
+            envelope(&["a"]),
+            MailOptions::default(),
+            Cursor::new(body()),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_sent(), "{report:?}");
+    drop(session);
+    let t = hostile.finish().await;
+    assert!(t.stopped.is_none(), "{t:?}");
 }

@@ -67,6 +67,9 @@ const SCENARIOS: &[&str] = &[
     "caller_injection_apop",
     "caller_injection_pass_nul",
     "retr_many_refusal_is_data",
+    "list_and_uidl_in_one_flight_then_quit_without_waiting",
+    "list_and_uidl_keeps_the_listing_when_uidl_is_refused",
+    "quit_without_waiting_waits_after_dele",
 ];
 
 #[test]
@@ -1066,5 +1069,75 @@ async fn retr_many_refusal_is_data() {
     );
     assert_eq!(fetched[1], Fetched::Message { msg: 2, octets: 4 });
     drop(session);
+    hostile.finish().await;
+}
+
+#[tokio::test]
+async fn list_and_uidl_in_one_flight_then_quit_without_waiting() {
+    // Issue 14: with PIPELINING, UIDL is on the wire before LIST is answered (the server reads
+    // both before it replies), and QUIT is not waited for: a server that never answers it
+    // does not hold the caller up.
+    let mut script = logged_in("USER\r\nUIDL\r\nPIPELINING\r\n");
+    script.extend([
+        Step::expect("LIST"),
+        Step::expect("UIDL"),
+        Step::send("+OK\r\n1 120\r\n2 340\r\n.\r\n+OK\r\n1 uid-a\r\n2 uid-b\r\n.\r\n"),
+        Step::expect("QUIT"),
+        Step::Stall,
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(Security::Implicit).await.unwrap();
+    login(&mut session).await;
+    let (listing, uids) = session.list_and_uidl().await.unwrap();
+    assert_eq!(listing.len(), 2);
+    assert_eq!(listing[1].size, 340);
+    let uids = uids.unwrap();
+    assert_eq!(uids[0].uid, "uid-a");
+    // Waiting for the reply would run into the reply deadline and fail.
+    session.quit_without_waiting().await.unwrap();
+    let transcript = hostile.finish().await;
+    assert_eq!(
+        transcript.lines.last().map(String::as_str),
+        Some("QUIT"),
+        "{transcript:?}"
+    );
+}
+
+#[tokio::test]
+async fn list_and_uidl_keeps_the_listing_when_uidl_is_refused() {
+    let mut script = logged_in("USER\r\nPIPELINING\r\n");
+    script.extend([
+        Step::expect("LIST"),
+        Step::expect("UIDL"),
+        Step::send("+OK\r\n1 120\r\n.\r\n-ERR no UIDL here\r\n"),
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(Security::Implicit).await.unwrap();
+    login(&mut session).await;
+    let (listing, uids) = session.list_and_uidl().await.unwrap();
+    assert_eq!(listing.len(), 1);
+    assert!(matches!(uids, Err(Error::Refused { .. })), "{uids:?}");
+    drop(session);
+    hostile.finish().await;
+}
+
+#[tokio::test]
+async fn quit_without_waiting_waits_after_dele() {
+    // With DELE, the reply to QUIT is what commits the deletion: it is awaited, and a server
+    // that could not remove the message is reported.
+    let mut script = logged_in("USER\r\nPIPELINING\r\n");
+    script.extend([
+        Step::expect("DELE 1"),
+        Step::send("+OK marked\r\n"),
+        Step::expect("QUIT"),
+        Step::send("-ERR some deleted messages not removed\r\n"),
+        Step::Close,
+    ]);
+    let hostile = Hostile::start(script).await;
+    let mut session = hostile.connect(Security::Implicit).await.unwrap();
+    login(&mut session).await;
+    session.dele(1).await.unwrap();
+    let quit = session.quit_without_waiting().await;
+    assert!(matches!(quit, Err(Error::Refused { .. })), "{quit:?}");
     hostile.finish().await;
 }

@@ -270,7 +270,8 @@ async fn submit(args: Args) -> Result<(), Exit> {
     let report = session
         .send_bytes(envelope, MailOptions::default(), &message)
         .await?;
-    let _ = session.quit().await;
+    // Every transaction has its reply: the reply to QUIT would change nothing.
+    let _ = session.quit_without_waiting().await;
     if let Some(failure) = report.failure() {
         use smtp_submit::TransactionFailure as F;
         let reply = match failure {
