@@ -40,6 +40,8 @@ pub mod domain;
 pub mod fetch;
 pub mod headers;
 pub mod http;
+#[cfg(feature = "keyring")]
+pub mod keyring;
 pub mod oauth;
 pub mod poller;
 pub mod preview;
