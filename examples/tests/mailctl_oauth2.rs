@@ -860,6 +860,40 @@ fn login_save_writes_a_named_account_then_send_and_fetch_with_dash_a() {
         stderr.contains("already has an account \"olivia\""),
         "{stderr}"
     );
+    // A client secret is not appended to a file others can read: refused before the sign-in.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = mailctl()
+            .args([
+                "login",
+                "olivia@testground.example",
+                "--offline",
+                "--save",
+                "other",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--client-id",
+                CLIENT,
+                "--client-secret-env",
+                "TEST_CLIENT_SECRET",
+            ])
+            .env("TEST_CLIENT_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(10), "{stderr}");
+        assert!(stderr.contains("readable by others"), "{stderr}");
+        assert!(
+            !std::fs::read_to_string(&config)
+                .unwrap()
+                .contains("[accounts.other")
+        );
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 
     // mailctl accounts lists it (found the XDG way), with where its token comes from.
     let mut accounts = mailctl();

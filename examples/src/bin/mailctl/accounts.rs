@@ -107,6 +107,15 @@ fn holds_password(account: &Account) -> bool {
     matches!(account.credential, Some(Credential::Password(_)))
 }
 
+/// Whether saving `account` puts a secret into the file: a password, or an OAuth2 client
+/// secret (`mailctl login --client-secret-env`).
+pub(crate) fn saves_secret(account: &Account) -> bool {
+    match &account.credential {
+        Some(Credential::OAuth2(oauth)) => oauth.client_secret.is_some(),
+        _ => holds_password(account),
+    }
+}
+
 /// Where an account's password or token comes from, for `mailctl accounts`; never the secret.
 fn credential_source(account: &Account) -> String {
     match &account.credential {
@@ -363,8 +372,13 @@ pub(crate) fn save_discovered(
 }
 
 /// Checks that `name` is a valid account name not yet in the configuration file (which, if it
-/// exists, must read); returns the file's path. `save_account` checks the same again.
-pub(crate) fn check_new_name(config: Option<&Path>, name: &str) -> Result<PathBuf, Failure> {
+/// exists, must read, and be readable by its owner only when `with_secret`: the entry to save
+/// holds one); returns the file's path. `save_account` checks the same again.
+pub(crate) fn check_new_name(
+    config: Option<&Path>,
+    name: &str,
+    with_secret: bool,
+) -> Result<PathBuf, Failure> {
     if name.is_empty()
         || !name
             .chars()
@@ -381,6 +395,9 @@ pub(crate) fn check_new_name(config: Option<&Path>, name: &str) -> Result<PathBu
             path.display()
         )));
     }
+    if path.exists() {
+        check_secret_permissions(&path, with_secret)?;
+    }
     Ok(path)
 }
 
@@ -392,7 +409,7 @@ pub(crate) fn save_account(
     name: &str,
     account: &Account,
 ) -> Result<PathBuf, Failure> {
-    let path = check_new_name(config, name)?;
+    let path = check_new_name(config, name, saves_secret(account))?;
     let existing = read_config(&path)?;
     let entry = AccountsFile {
         default: existing.is_none().then(|| name.to_owned()),

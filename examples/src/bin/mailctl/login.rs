@@ -193,7 +193,9 @@ pub(crate) async fn run(args: Args) -> crate::Outcome {
     // configuration file does not cost the person a sign-in.
     let (token_file, config_file) = match (&args.save, &args.account) {
         (Some(name), _) => {
-            let config = crate::accounts::check_new_name(args.config.as_deref(), name)?;
+            let with_secret = args.client_secret_env.is_some();
+            let config =
+                crate::accounts::check_new_name(args.config.as_deref(), name, with_secret)?;
             let beside = config
                 .parent()
                 .map_or_else(PathBuf::new, std::path::Path::to_path_buf)
