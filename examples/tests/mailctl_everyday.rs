@@ -1000,3 +1000,60 @@ async fn list_against_a_hostile_server_caps_headers_and_survives_refusals() {
     assert_eq!(messages[2]["refused"], "message 3 is gone");
     assert!(messages[2]["subject"].is_null());
 }
+
+/// `discover --save NAME --password-keyring SERVICE` writes a keyring credential; `accounts`
+/// shows where the password comes from; using it without a keyring to reach (a build without
+/// the `keyring` feature, or no Secret Service on this headless machine) is a settings error
+/// naming the entry. (The resolution itself is tested in `mail-account/tests/keyring.rs`.)
+#[test]
+fn a_keyring_credential_is_saved_listed_and_named_when_unavailable() {
+    let dir = scratch("keyring");
+    let xdg = dir.join("xdg");
+    let config = xdg.join("mailctl/accounts.toml");
+    let output = run(mailctl_xdg(&xdg)
+        .args(["discover", MIA.address, "--offline", "--save", "kr"])
+        .args(["--password-keyring", "mailctl-test"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.contains("[accounts.kr.credential.keyring]\nservice = \"mailctl-test\"\nuser = \"mia@testground.example\""),
+        "{saved}"
+    );
+    let output = run(mailctl_xdg(&xdg)
+        .args(["discover", MIA.address, "--offline", "--save", "kr2"])
+        .args([
+            "--password-keyring",
+            "mailctl-test",
+            "--keyring-user",
+            "mia",
+        ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let output = run(mailctl_xdg(&xdg).arg("accounts"));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout
+            .contains("password: keyring service \"mailctl-test\" user \"mia@testground.example\"")
+            && stdout.contains("password: keyring service \"mailctl-test\" user \"mia\""),
+        "{stdout}"
+    );
+    let output = run(mailctl_xdg(&xdg).args(["accounts", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        json["accounts"][0]["credential"],
+        "keyring service \"mailctl-test\" user \"mia@testground.example\""
+    );
+
+    // No D-Bus session bus here (nor a Secret Service): the use fails clearly, exit 10.
+    let output = run(mailctl_xdg(&xdg)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", &dir)
+        .args(["list", "-a", "kr"]));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("\"mailctl-test\"") && stderr.contains("\"mia@testground.example\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("OS keyring entry for service"), "{stderr}");
+}

@@ -341,8 +341,16 @@ fn login_without_a_client_id_is_a_settings_error() {
 // ---- end to end through the test ground: Dovecot's oauth2 passdb validates the tokens ----
 
 /// The fixed loopback port Dovecot's oauth2 passdb calls (testground/conf/
-/// dovecot-oauth2-passdb.conf.ext); only this test binary uses it, from one test.
+/// dovecot-oauth2-passdb.conf.ext); only this test binary uses it, one test at a time (hold
+/// [`dovecot_port`]'s lock), and those tests share olivia's mailbox.
 const DOVECOT_OAUTH_PORT: u16 = 18080;
+
+/// Serialises the tests that forward [`DOVECOT_OAUTH_PORT`] and use olivia's mailbox.
+fn dovecot_port() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 /// The one user oauth-mock 1.1 issues tokens for; the test ground maps it to olivia.
 const MOCK_USER: &str = "mock.user@example.com";
 
@@ -385,6 +393,12 @@ fn run_ok(command: &mut Command) -> Output {
 }
 
 fn device_login(mock: &Mock, account: &std::path::Path, extra: &[&str]) -> String {
+    device_login_to(mock, &["--account".as_ref(), account.as_os_str()], extra)
+}
+
+/// `mailctl login` with the device grant, writing where `target` says (`--account FILE` or
+/// `--save NAME ...`).
+fn device_login_to(mock: &Mock, target: &[&std::ffi::OsStr], extra: &[&str]) -> String {
     use std::io::BufRead as _;
     let mut child = mailctl()
         .args([
@@ -394,8 +408,7 @@ fn device_login(mock: &Mock, account: &std::path::Path, extra: &[&str]) -> Strin
             "--grant",
             "device",
         ])
-        .arg("--account")
-        .arg(account)
+        .args(target)
         .args(["--token-url", &mock.url("/token")])
         .args(["--device-url", &mock.url("/device_authorization")])
         .args(["--scope", "openid", "--scope", "email"])
@@ -428,6 +441,7 @@ fn device_login(mock: &Mock, account: &std::path::Path, extra: &[&str]) -> Strin
 
 #[test]
 fn device_login_then_fetch_and_send_with_the_token_through_dovecot_and_postfix() {
+    let _port = dovecot_port();
     let mock = Mock::start();
     mock.forward(DOVECOT_OAUTH_PORT);
     mail_testground::reset_mailboxes(&[mail_testground::OLIVIA]);
@@ -731,4 +745,193 @@ fn login_with_the_browser_grant_pkce_and_loopback_redirect_and_a_forged_state_re
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("state does not match"), "{stderr}");
     assert!(!account.exists());
+}
+
+/// Repeats `mailctl fetch ARGS` into `maildir` until a message with `subject` is there.
+fn fetch_until(args: &[&std::ffi::OsStr], maildir: &std::path::Path, subject: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        run_ok(
+            mailctl()
+                .arg("fetch")
+                .args(args)
+                .arg("--maildir")
+                .arg(maildir),
+        );
+        let found = ["new", "cur"].iter().any(|sub| {
+            std::fs::read_dir(maildir.join(sub)).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|m| m.contains(subject)))
+            })
+        });
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "message never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn login_save_writes_a_named_account_then_send_and_fetch_with_dash_a() {
+    let _port = dovecot_port();
+    let mock = Mock::start();
+    mock.forward(DOVECOT_OAUTH_PORT);
+    mail_testground::reset_mailboxes(&[mail_testground::OLIVIA]);
+    let dir = scratch("save");
+    let config = dir.join("xdg/mailctl/accounts.toml");
+    let token_file = dir.join("xdg/mailctl/olivia.tokens.json");
+    let with_config = |command: &mut Command| {
+        command
+            .env("XDG_CONFIG_HOME", dir.join("xdg"))
+            .env_remove("MAILCTL_CONFIG");
+    };
+    // Saved with --config at the XDG location (its directory created), which the commands
+    // below then find without --config.
+    let stdout = device_login_to(
+        &mock,
+        &[
+            "--save".as_ref(),
+            "olivia".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &["--ca-file", mail_testground::ca_file().to_str().unwrap()],
+    );
+    assert!(
+        stdout.contains("account olivia in") && stdout.contains("olivia.tokens.json"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("default = \"olivia\"\n"), "{text}");
+    assert!(
+        text.contains("[accounts.olivia.credential.oauth2]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "token-file = {:?}",
+            token_file.display().to_string()
+        )),
+        "{text}"
+    );
+    let saved = tokens(&token_file);
+    for token in ["access_token", "refresh_token"] {
+        assert!(
+            !text.contains(saved[token].as_str().unwrap()),
+            "{token} in {text}"
+        );
+    }
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&config), 0o600);
+        assert_eq!(mode(&token_file), 0o600);
+    }
+    // The test ground's token owner is the mock's one user (see the test above).
+    std::fs::write(
+        &config,
+        text.replace(
+            "username = \"{local}\"",
+            &format!("username = \"{MOCK_USER}\""),
+        ),
+    )
+    .unwrap();
+    // A second login under the same name is refused before any sign-in.
+    let output = mailctl()
+        .args([
+            "login",
+            "olivia@testground.example",
+            "--offline",
+            "--save",
+            "olivia",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .args(["--client-id", CLIENT])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("already has an account \"olivia\""),
+        "{stderr}"
+    );
+    // A client secret is not appended to a file others can read: refused before the sign-in.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = mailctl()
+            .args([
+                "login",
+                "olivia@testground.example",
+                "--offline",
+                "--save",
+                "other",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--client-id",
+                CLIENT,
+                "--client-secret-env",
+                "TEST_CLIENT_SECRET",
+            ])
+            .env("TEST_CLIENT_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(10), "{stderr}");
+        assert!(stderr.contains("readable by others"), "{stderr}");
+        assert!(
+            !std::fs::read_to_string(&config)
+                .unwrap()
+                .contains("[accounts.other")
+        );
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // mailctl accounts lists it (found the XDG way), with where its token comes from.
+    let mut accounts = mailctl();
+    with_config(&mut accounts);
+    let output = run_ok(accounts.arg("accounts"));
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listed.contains("* olivia       olivia@testground.example")
+            && listed.contains("password: oauth2, tokens in")
+            && listed.contains("olivia.tokens.json"),
+        "{listed}"
+    );
+
+    // Send (Postfix) and fetch (Dovecot) with -a NAME and the token.
+    let subject = format!("oauth2 saved account {}", std::process::id());
+    let mut send = mailctl();
+    with_config(&mut send);
+    let sent = run_ok(
+        send.args(["-vvv", "send", "-a", "olivia"])
+            .args(["--to", "olivia@testground.example"])
+            .args([
+                "--subject",
+                &subject,
+                "--body",
+                "sent from a saved OAuth2 account",
+            ]),
+    );
+    let trace = String::from_utf8_lossy(&sent.stderr);
+    assert!(trace.contains("OAUTHBEARER"), "{trace}");
+    assert!(!trace.contains(tokens(&token_file)["access_token"].as_str().unwrap()));
+    fetch_until(
+        &[
+            "-a".as_ref(),
+            "olivia".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &dir.join("Maildir"),
+        &subject,
+    );
 }

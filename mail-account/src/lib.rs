@@ -28,6 +28,8 @@
 //! - [`verify`]: login verification (log in to both servers, send nothing) with failures
 //!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
 //!   port blocked, cleartext refused.
+//! - `keyring` (feature `keyring`): passwords from the OS keyring (Keychain, Windows
+//!   Credential Manager, Secret Service) for `[credential.keyring]` settings.
 #![forbid(unsafe_code)]
 
 pub mod autoconfig;
@@ -40,6 +42,8 @@ pub mod domain;
 pub mod fetch;
 pub mod headers;
 pub mod http;
+#[cfg(feature = "keyring")]
+pub mod keyring;
 pub mod oauth;
 pub mod poller;
 pub mod preview;

@@ -271,6 +271,42 @@ pub enum Credential {
     /// written by `mailctl login`, used through [`crate::oauth::OAuthClient`]).
     #[serde(rename = "oauth2")]
     OAuth2(crate::oauth::OAuth2Credential),
+    /// The OS keyring (macOS Keychain, Windows Credential Manager, the Secret Service on Linux
+    /// and BSD): `[credential.keyring]` with `service` and `user`. Resolved only when the
+    /// crate is built with the `keyring` feature (its `keyring` module).
+    Keyring(KeyringEntry),
+}
+
+/// Where a password is kept in the OS keyring: the service and user of the entry.
+///
+/// ```
+/// use mail_account::settings::{Credential, KeyringEntry, ManualSettings};
+/// let manual = ManualSettings::from_toml(
+///     "[credential.keyring]\nservice = \"mailctl\"\nuser = \"taro@example.jp\"\n",
+/// )
+/// .unwrap();
+/// assert_eq!(
+///     manual.credential,
+///     Some(Credential::Keyring(KeyringEntry::new("mailctl", "taro@example.jp")))
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringEntry {
+    /// The service name of the entry (for example `mailctl`).
+    pub service: String,
+    /// The user name of the entry (for example the mail address).
+    pub user: String,
+}
+
+impl KeyringEntry {
+    /// An entry for `service` and `user`.
+    pub fn new(service: impl Into<String>, user: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            user: user.into(),
+        }
+    }
 }
 
 impl fmt::Debug for Credential {
@@ -280,6 +316,7 @@ impl fmt::Debug for Credential {
             Self::Env(v) => f.debug_tuple("Env").field(v).finish(),
             Self::Command(c) => f.debug_tuple("Command").field(c).finish(),
             Self::OAuth2(c) => f.debug_tuple("OAuth2").field(c).finish(),
+            Self::Keyring(k) => f.debug_tuple("Keyring").field(k).finish(),
         }
     }
 }
@@ -303,10 +340,32 @@ pub enum CredentialError {
     /// [`crate::oauth::OAuthClient`] (or an [`OAuth2TokenProvider`]).
     #[error("credential for token endpoint {0} is OAuth2, not a password")]
     NeedsTokenProvider(String),
+    /// The OS keyring has no password for this service and user.
+    #[error(
+        "no password in the OS keyring for service {service:?}, user {user:?} \
+         (store one there under this service and user)"
+    )]
+    KeyringMissing {
+        /// The service of the entry.
+        service: String,
+        /// The user of the entry.
+        user: String,
+    },
+    /// The OS keyring could not be used (no keyring service running, access refused, or a
+    /// build without the `keyring` feature).
+    #[error("OS keyring entry for service {service:?}, user {user:?}: {reason}")]
+    Keyring {
+        /// The service of the entry.
+        service: String,
+        /// The user of the entry.
+        user: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Credential {
-    /// Obtains the password for `Password`, `Env` and `Command` credentials. `Command` runs the
+    /// Obtains the password for `Password`, `Env`, `Command` and `Keyring` credentials. `Command` runs the
     /// program (blocking) and takes the first line of its output.
     pub fn password(&self) -> Result<Secret<String>, CredentialError> {
         match self {
@@ -335,6 +394,14 @@ impl Credential {
                 Ok(Secret::new(text.lines().next().unwrap_or("").to_owned()))
             }
             Self::OAuth2(c) => Err(CredentialError::NeedsTokenProvider(c.token_url.clone())),
+            #[cfg(feature = "keyring")]
+            Self::Keyring(entry) => crate::keyring::password(entry),
+            #[cfg(not(feature = "keyring"))]
+            Self::Keyring(entry) => Err(CredentialError::Keyring {
+                service: entry.service.clone(),
+                user: entry.user.clone(),
+                reason: "this program was built without the `keyring` feature".into(),
+            }),
         }
     }
 }
@@ -624,6 +691,36 @@ mod tests {
         let back = ManualSettings::from_toml(&text).unwrap();
         assert_eq!(back, m);
         assert!(!format!("{back:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn keyring_credential_round_trips_in_the_style_of_env_and_command() {
+        let text = "[credential.keyring]\nservice = \"mailctl\"\nuser = \"taro@example.jp\"\n";
+        let manual = ManualSettings::from_toml(text).unwrap();
+        let entry = KeyringEntry::new("mailctl", "taro@example.jp");
+        assert_eq!(manual.credential, Some(Credential::Keyring(entry)));
+        let written = toml::to_string(&manual).unwrap();
+        assert_eq!(ManualSettings::from_toml(&written).unwrap(), manual);
+        assert!(written.contains("[credential.keyring]"), "{written}");
+        // The inline form reads the same; unknown keys are refused and named.
+        let inline =
+            "credential = { keyring = { service = \"mailctl\", user = \"taro@example.jp\" } }";
+        assert_eq!(ManualSettings::from_toml(inline).unwrap(), manual);
+        let err = ManualSettings::from_toml(&text.replace("user =", "usr =")).unwrap_err();
+        assert!(err.to_string().contains("usr"), "{err}");
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    #[test]
+    fn keyring_credential_without_the_feature_says_so_naming_the_entry() {
+        let c = Credential::Keyring(KeyringEntry::new("mailctl", "taro@example.jp"));
+        let err = c.password().unwrap_err().to_string();
+        assert!(
+            err.contains("\"mailctl\"")
+                && err.contains("taro@example.jp")
+                && err.contains("`keyring` feature"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,14 +21,16 @@
 //! ```
 //!
 //! A file that holds a password itself must be readable by its owner only (as msmtp demands);
-//! otherwise it is refused. Passwords normally come from `env` or `command` credentials.
+//! otherwise it is refused. Passwords normally come from `env` or `command` credentials, the
+//! OS keyring (`[accounts.NAME.credential.keyring]` with `service` and `user`; mailctl built
+//! with the `keyring` feature), or OAuth2 (`mailctl login ADDRESS --save NAME`).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use mail_account::Account;
-use mail_account::settings::Credential;
+use mail_account::settings::{Credential, KeyringEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::{Failure, Outcome};
@@ -103,6 +105,33 @@ fn check_secret_permissions(path: &Path, holds_secret: bool) -> Result<(), Failu
 
 fn holds_password(account: &Account) -> bool {
     matches!(account.credential, Some(Credential::Password(_)))
+}
+
+/// Whether saving `account` puts a secret into the file: a password, or an OAuth2 client
+/// secret (`mailctl login --client-secret-env`).
+pub(crate) fn saves_secret(account: &Account) -> bool {
+    match &account.credential {
+        Some(Credential::OAuth2(oauth)) => oauth.client_secret.is_some(),
+        _ => holds_password(account),
+    }
+}
+
+/// Where an account's password or token comes from, for `mailctl accounts`; never the secret.
+fn credential_source(account: &Account) -> String {
+    match &account.credential {
+        None => "no credential".to_owned(),
+        Some(Credential::Password(_)) => "password in this file".to_owned(),
+        Some(Credential::Env(var)) => format!("env {var}"),
+        Some(Credential::Command(argv)) => {
+            format!("command {}", argv.first().map_or("", String::as_str))
+        }
+        Some(Credential::OAuth2(oauth)) => {
+            format!("oauth2, tokens in {}", oauth.token_file.display())
+        }
+        Some(Credential::Keyring(entry)) => {
+            format!("keyring service {:?} user {:?}", entry.service, entry.user)
+        }
+    }
 }
 
 /// Reads an account file (one account), refusing it when it holds a password others can read.
@@ -263,6 +292,7 @@ pub(crate) fn run(args: &Args) -> Outcome {
                     "display_name": a.display_name,
                     "incoming": format!("{}:{}", a.incoming.host, a.incoming.port),
                     "outgoing": format!("{}:{}", a.outgoing.host, a.outgoing.port),
+                    "credential": credential_source(a),
                 })
             })
             .collect();
@@ -284,8 +314,12 @@ pub(crate) fn run(args: &Args) -> Outcome {
             |display| format!("{display} <{}>", a.address),
         );
         println!(
-            "{mark} {name:<12} {who}  in {}:{}  out {}:{}",
-            a.incoming.host, a.incoming.port, a.outgoing.host, a.outgoing.port
+            "{mark} {name:<12} {who}  in {}:{}  out {}:{}  password: {}",
+            a.incoming.host,
+            a.incoming.port,
+            a.outgoing.host,
+            a.outgoing.port,
+            credential_source(a)
         );
     }
     Ok(())
@@ -311,10 +345,24 @@ pub(crate) struct SaveArgs {
     /// (which --verify still uses).
     #[arg(long, value_name = "CMD", requires = "save")]
     password_command: Option<String>,
+    /// With --save: take the password from the OS keyring entry of service SERVICE (user: the
+    /// address, or --keyring-user). Reading it needs mailctl built with the `keyring` feature
+    /// and, on Linux, a running Secret Service.
+    #[arg(
+        long,
+        value_name = "SERVICE",
+        requires = "save",
+        conflicts_with = "password_command"
+    )]
+    password_keyring: Option<String>,
+    /// With --password-keyring: the user of the keyring entry (default: the address).
+    #[arg(long, value_name = "USER", requires = "password_keyring")]
+    keyring_user: Option<String>,
 }
 
 /// `discover --save NAME`: writes the discovered account with its credential (the variable
-/// of `--password-env`, or `--password-command`), display name and CA file.
+/// of `--password-env`, `--password-command`, or `--password-keyring`), display name and CA
+/// file.
 pub(crate) fn save_discovered(
     args: &SaveArgs,
     report: &mail_account::DiscoveryReport,
@@ -341,6 +389,16 @@ pub(crate) fn save_discovered(
         }
         account.credential = Some(Credential::Command(argv));
     }
+    if let Some(service) = &args.password_keyring {
+        let user = args
+            .keyring_user
+            .clone()
+            .unwrap_or_else(|| account.address.clone());
+        account.credential = Some(Credential::Keyring(KeyringEntry::new(
+            service.clone(),
+            user,
+        )));
+    }
     if let Some(ca) = ca_file {
         account.tls.extra_ca_file = Some(std::path::absolute(ca).unwrap_or_else(|_| ca.to_owned()));
     }
@@ -349,13 +407,13 @@ pub(crate) fn save_discovered(
     Ok(())
 }
 
-/// Appends `account` as `[accounts.NAME]` to the configuration file (created with mode 0600
-/// if missing; comments and the other accounts are left as they are). The first account of a
-/// new file becomes its default.
-pub(crate) fn save_account(
+/// Checks that `name` is a valid account name not yet in the configuration file (which, if it
+/// exists, must read, and be readable by its owner only when `with_secret`: the entry to save
+/// holds one); returns the file's path. `save_account` checks the same again.
+pub(crate) fn check_new_name(
     config: Option<&Path>,
     name: &str,
-    account: &Account,
+    with_secret: bool,
 ) -> Result<PathBuf, Failure> {
     if name.is_empty()
         || !name
@@ -367,16 +425,28 @@ pub(crate) fn save_account(
         )));
     }
     let path = config_path(config)?;
-    let existing = read_config(&path)?;
-    if existing
-        .as_ref()
-        .is_some_and(|file| file.accounts.contains_key(name))
-    {
+    if read_config(&path)?.is_some_and(|file| file.accounts.contains_key(name)) {
         return Err(Failure::settings(format!(
             "{} already has an account {name:?}; edit it there or choose another name",
             path.display()
         )));
     }
+    if path.exists() {
+        check_secret_permissions(&path, with_secret)?;
+    }
+    Ok(path)
+}
+
+/// Appends `account` as `[accounts.NAME]` to the configuration file (created with mode 0600
+/// if missing; comments and the other accounts are left as they are). The first account of a
+/// new file becomes its default.
+pub(crate) fn save_account(
+    config: Option<&Path>,
+    name: &str,
+    account: &Account,
+) -> Result<PathBuf, Failure> {
+    let path = check_new_name(config, name, saves_secret(account))?;
+    let existing = read_config(&path)?;
     let entry = AccountsFile {
         default: existing.is_none().then(|| name.to_owned()),
         accounts: BTreeMap::from([(name.to_owned(), account.clone())]),

@@ -68,7 +68,7 @@ pub(crate) fn oauth_failure(error: OAuthError) -> Failure {
     };
     let mut message = error.to_string();
     if error.needs_new_sign_in() {
-        message.push_str(": run `mailctl login ADDRESS --account FILE` again");
+        message.push_str(": run `mailctl login ADDRESS --save NAME` (or --account FILE) again");
     } else if let Some(advice) = error.advice() {
         message.push_str(": ");
         message.push_str(advice);
@@ -78,13 +78,23 @@ pub(crate) fn oauth_failure(error: OAuthError) -> Failure {
 
 /// Flags of `mailctl login`.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["account", "save"]))]
 pub(crate) struct Args {
     /// The mail address to sign in.
     address: String,
-    /// Where to write the account file (mode 0600; its credential is `oauth2`).
+    /// Save the account as NAME in the configuration file (mode 0600; the first account
+    /// saved becomes the default; its credential is `oauth2`).
+    #[arg(long, value_name = "NAME")]
+    save: Option<String>,
+    /// With --save: the configuration file (default: $MAILCTL_CONFIG, else
+    /// $XDG_CONFIG_HOME/mailctl/accounts.toml).
+    #[arg(long, value_name = "FILE", requires = "save")]
+    config: Option<PathBuf>,
+    /// Write a single account file instead (mode 0600; its credential is `oauth2`).
     #[arg(long, value_name = "FILE")]
-    account: PathBuf,
-    /// Where to keep the tokens (default: the account file with `.tokens.json` appended).
+    account: Option<PathBuf>,
+    /// Where to keep the tokens (default: NAME.tokens.json beside the configuration file with
+    /// --save, the account file with `.tokens.json` appended with --account).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// The client id of your application registration (else the environment variable
@@ -179,6 +189,36 @@ fn write_account(path: &std::path::Path, account: &Account) -> Result<(), Failur
 }
 
 pub(crate) async fn run(args: Args) -> crate::Outcome {
+    // Where the account goes, checked before the sign-in so that a taken name or an unreadable
+    // configuration file does not cost the person a sign-in.
+    let (token_file, config_file) = match (&args.save, &args.account) {
+        (Some(name), _) => {
+            let with_secret = args.client_secret_env.is_some();
+            let config =
+                crate::accounts::check_new_name(args.config.as_deref(), name, with_secret)?;
+            let beside = config
+                .parent()
+                .map_or_else(PathBuf::new, std::path::Path::to_path_buf)
+                .join(format!("{name}.tokens.json"));
+            // Absolute: the account is used from any working directory.
+            let token_file = args.token_file.clone().unwrap_or(beside);
+            let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
+            (token_file, Some(config))
+        }
+        (None, Some(account)) => {
+            let token_file = args.token_file.clone().unwrap_or_else(|| {
+                let mut name = account.clone().into_os_string();
+                name.push(".tokens.json");
+                PathBuf::from(name)
+            });
+            (token_file, None)
+        }
+        (None, None) => return Err(Failure::settings("give --save NAME or --account FILE")),
+    };
+    if let Some(dir) = token_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::local(format!("{}: {e}", dir.display())))?;
+    }
     let report = Box::pin(crate::discover::discover(
         &args.address,
         args.offline,
@@ -218,11 +258,6 @@ pub(crate) async fn run(args: Args) -> crate::Outcome {
         })?)),
         None => None,
     };
-    let token_file = args.token_file.clone().unwrap_or_else(|| {
-        let mut name = args.account.clone().into_os_string();
-        name.push(".tokens.json");
-        PathBuf::from(name)
-    });
     let credential = OAuth2Credential {
         client_id: args.client_id.clone(),
         client_secret,
@@ -303,11 +338,20 @@ pub(crate) async fn run(args: Args) -> crate::Outcome {
     if let Some(ca) = &args.ca_file {
         account.tls.extra_ca_file = Some(ca.clone());
     }
-    write_account(&args.account, &account)?;
+    let written = match (&args.save, &args.account) {
+        (Some(name), _) => {
+            let path = crate::accounts::save_account(config_file.as_deref(), name, &account)?;
+            format!("account {name} in {}", path.display())
+        }
+        (None, Some(path)) => {
+            write_account(path, &account)?;
+            format!("account file {}", path.display())
+        }
+        (None, None) => unreachable!("checked before the sign-in"),
+    };
     println!(
-        "signed in as {}: account file {} (credential oauth2), tokens in {} (mode 0600)",
+        "signed in as {}: {written} (credential oauth2), tokens in {} (mode 0600)",
         args.address,
-        args.account.display(),
         token_file.display()
     );
     Ok(())
@@ -322,7 +366,7 @@ pub(crate) fn refused_token(
     Failure::new(
         kind,
         format!(
-            "{message}; {} (mailctl login ADDRESS --account FILE)",
+            "{message}; {} (mailctl login ADDRESS --save NAME)",
             mail_account::oauth::refusal_advice(refusal)
         ),
     )

@@ -66,7 +66,7 @@ enum Command {
     /// Find the POP3 and SMTP settings of an address, with the source of each (and the IMAP
     /// settings, as data for other mail clients: mailctl does not use IMAP).
     Discover(discover::Args),
-    /// Sign in with OAuth2 (Outlook.com, Gmail, ...) and write an account file that uses it.
+    /// Sign in with OAuth2 (Outlook.com, Gmail, ...) and save an account that uses it (--save NAME or --account FILE).
     Login(login::Args),
     /// Fetch mail over POP3 into a Maildir, crash-safely (--all: every account at once).
     Fetch(fetch::Args),
