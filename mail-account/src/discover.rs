@@ -391,6 +391,7 @@ impl DiscoveryReport {
         Ok(Account {
             address: self.address.to_string(),
             display_name: self.display_name.clone(),
+            check_interval: None,
             incoming: IncomingServer {
                 protocol: i.protocol.value,
                 host: i.host.value.clone(),

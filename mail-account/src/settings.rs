@@ -498,6 +498,10 @@ pub struct Account {
     /// The name shown in From.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// Seconds between two checks for new mail when the account is watched (`mailctl watch`),
+    /// unless the command line says otherwise; `None`: the watcher's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<u64>,
     /// Incoming server.
     pub incoming: IncomingServer,
     /// Outgoing server.

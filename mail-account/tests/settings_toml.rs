@@ -155,3 +155,17 @@ fn delivery_target_and_until_deleted_retention() {
         Retention::UntilDeletedLocally
     );
 }
+
+/// Issue 17: an account says how often `mailctl watch` checks it; absent, the watcher decides.
+#[test]
+fn check_interval_round_trips_and_defaults_to_none() {
+    let text = format!("check_interval = 600\n{FULL}");
+    let account = Account::from_toml(&text).unwrap();
+    assert_eq!(account.check_interval, Some(600));
+    assert_eq!(
+        Account::from_toml(&account.to_toml().unwrap()).unwrap(),
+        account
+    );
+    assert_eq!(Account::from_toml(FULL).unwrap().check_interval, None);
+    assert!(Account::from_toml(&format!("check_interval = \"often\"\n{FULL}")).is_err());
+}

@@ -134,6 +134,7 @@ fn ivan_account() -> Account {
     Account {
         address: IVAN.address.into(),
         display_name: None,
+        check_interval: None,
         incoming: IncomingServer {
             protocol: Protocol::Pop3,
             host: HOST.into(),

@@ -55,10 +55,11 @@ pub(crate) struct Args {
     /// The Maildir every account delivers into (created if missing).
     #[arg(long, value_name = "DIR")]
     maildir: PathBuf,
-    /// Seconds between two checks of an account (varied by ±10 % so accounts drift apart;
-    /// never sooner than the server's LOGIN-DELAY).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    interval: u64,
+    /// Seconds between two checks of every account (varied by ±10 % so accounts drift apart;
+    /// never sooner than the server's LOGIN-DELAY). Without it, each account's
+    /// `check_interval`, else 300.
+    #[arg(long, value_name = "SECONDS")]
+    interval: Option<u64>,
     /// Checks at once against one server host.
     #[arg(long, value_name = "N", default_value_t = 4)]
     max_per_host: usize,
@@ -77,11 +78,24 @@ fn retention_of(account: &Account) -> RetentionPolicy {
     account.retention.into()
 }
 
-/// Opens each account's fetch state in `maildir` (taking its lock) and builds its check.
+/// Seconds between checks when neither the command line nor the account says.
+const DEFAULT_INTERVAL_SECS: u64 = 300;
+
+/// How often `account` is checked: the command line's `--interval` for every account, else the
+/// account's own `check_interval`, else [`DEFAULT_INTERVAL_SECS`]; at least a second.
+fn interval_for(flag: Option<u64>, account: &Account) -> Duration {
+    let secs = flag
+        .or(account.check_interval)
+        .unwrap_or(DEFAULT_INTERVAL_SECS);
+    Duration::from_secs(secs.max(1))
+}
+
+/// Opens each account's fetch state in `maildir` (taking its lock) and builds its check,
+/// scheduled every `interval(account)`.
 async fn prepare(
     accounts: Vec<(String, Account)>,
     maildir: &Path,
-    interval: Duration,
+    interval: impl Fn(&Account) -> Duration,
 ) -> Result<Vec<Prepared>, Failure> {
     let mut prepared = Vec::with_capacity(accounts.len());
     for (name, account) in accounts {
@@ -121,11 +135,12 @@ async fn prepare(
         if !recovered.is_clean() {
             eprintln!("mailctl: {name}: recovered after an interrupted run: {recovered}");
         }
+        let every = interval(&account);
         let options = FetchOptions::new(retention_of(&account));
         let host = settings.host.clone();
         let check = pop3_check_with(settings, secret, deliver::shared(store), options);
         prepared.push(Prepared {
-            polled: PolledAccount::new(name.clone(), &host, interval, check),
+            polled: PolledAccount::new(name.clone(), &host, every, check),
             name,
         });
     }
@@ -251,16 +266,26 @@ async fn termination() {
 
 pub(crate) async fn run(args: Args) -> Outcome {
     let accounts = crate::accounts::named_accounts(&args.accounts, args.config.as_deref())?;
-    let interval = Duration::from_secs(args.interval.max(1));
-    let prepared = prepare(accounts, &args.maildir, interval).await?;
+    let flag = args.interval;
+    let prepared = prepare(accounts, &args.maildir, |account| {
+        interval_for(flag, account)
+    })
+    .await?;
+    let every = flag.map_or_else(
+        || {
+            let default = human(Duration::from_secs(DEFAULT_INTERVAL_SECS));
+            format!("each at its check_interval (default every {default})")
+        },
+        |secs| format!("every {}", human(Duration::from_secs(secs.max(1)))),
+    );
     let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
     eprintln!(
-        "mailctl: watching {} account{} ({}) into {}, every {}",
+        "mailctl: watching {} account{} ({}) into {}, {}",
         names.len(),
         if names.len() == 1 { "" } else { "s" },
         names.join(", "),
         args.maildir.display(),
-        human(interval)
+        every
     );
     let config = PollerConfig::default()
         .with_max_concurrent(args.max_concurrent)
@@ -291,7 +316,7 @@ pub(crate) async fn fetch_all(
     max_per_host: usize,
 ) -> Outcome {
     let accounts = crate::accounts::named_accounts(names, config)?;
-    let prepared = prepare(accounts, maildir, Duration::ZERO).await?;
+    let prepared = prepare(accounts, maildir, |_| Duration::ZERO).await?;
     let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
     let (tx, rx) = mpsc::channel(256);
     let printer = spawn_printer(&names, rx);
@@ -325,4 +350,55 @@ pub(crate) async fn fetch_all(
             failed.join(", ")
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mail_account::Account;
+
+    use super::interval_for;
+
+    fn account(check_interval: Option<u64>) -> Account {
+        let mut account = Account::from_toml(
+            r#"
+address = "taro@example.jp"
+[incoming]
+host = "pop.example.jp"
+port = 995
+security = "implicit-tls"
+username = "{address}"
+auth = "password-cleartext"
+[outgoing]
+host = "smtp.example.jp"
+port = 587
+security = "starttls"
+username = "{address}"
+auth = "password-cleartext"
+"#,
+        )
+        .unwrap();
+        account.check_interval = check_interval;
+        account
+    }
+
+    /// Issue 17: "interval from the account or a flag": the flag wins for every account, then
+    /// the account's own setting, then five minutes; never zero.
+    #[test]
+    fn the_flag_then_the_account_then_the_default() {
+        assert_eq!(
+            interval_for(Some(60), &account(Some(600))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            interval_for(None, &account(Some(600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(interval_for(None, &account(None)), Duration::from_secs(300));
+        assert_eq!(
+            interval_for(None, &account(Some(0))),
+            Duration::from_secs(1)
+        );
+    }
 }
