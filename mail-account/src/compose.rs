@@ -234,19 +234,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// English day names from the weekday of 1970-01-01 on (index: days since the epoch mod 7).
+pub(crate) const DAYS_FROM_THURSDAY: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+/// English month names, January first.
+pub(crate) const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// `Tue, 14 Nov 2023 22:13:20 +0000` (RFC 5322 §3.3), in UTC.
 pub fn rfc5322_date(time: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
     format!(
         "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
-        DAYS[usize::try_from(days % 7).unwrap_or(0)],
+        DAYS_FROM_THURSDAY[usize::try_from(days % 7).unwrap_or(0)],
         MONTHS[usize::from(month - 1)],
         rem / 3600,
         rem % 3600 / 60,
@@ -256,7 +259,7 @@ pub fn rfc5322_date(time: SystemTime) -> String {
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// algorithm).
-fn civil_from_days(days: u64) -> (u64, u8, u8) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u8, u8) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
