@@ -30,7 +30,7 @@ use mail_account::deliver::{self, Delivered, Delivery};
 use mail_account::fetch::{FetchOptions, fetch};
 use mail_account::settings::Security;
 use mail_account::store::{Result, RetentionPolicy, StoreError};
-use mail_testserver::TestServer;
+use mail_testground::server::TestServer;
 use rusqlite::{Connection, params};
 
 /// One mailbox's delivery into the shared database.

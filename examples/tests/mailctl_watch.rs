@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use mail_testserver::{BlockingTestServer, TestServer};
+use mail_testground::server::{BlockingTestServer, TestServer};
 
 const ACCOUNTS: usize = 3;
 const PASSWORD_ENV: &str = "MAILCTL_WATCH_TEST_PASSWORD";

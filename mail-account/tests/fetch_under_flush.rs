@@ -30,7 +30,7 @@ use mail_account::deliver::{self, Delivered, Delivery};
 use mail_account::fetch::{FetchError, FetchOptions, fetch};
 use mail_account::settings::Security;
 use mail_account::store::{Finished, RetentionPolicy, Staging, Store};
-use mail_testserver::TestServer;
+use mail_testground::server::TestServer;
 
 const MAILBOXES: usize = 100;
 const MESSAGES_EACH: usize = 8;

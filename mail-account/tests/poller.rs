@@ -186,7 +186,8 @@ async fn dovecot_a_wrong_password_parks_the_account_and_the_right_one_fetches() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_asked_to_stop_ends_after_the_current_message_and_deletes_nothing() {
     use mail_account::fetch::{FetchEvent, fetch_until};
-    let mut builder = mail_testserver::TestServer::builder().user("stop@poller.test", "secret");
+    let mut builder =
+        mail_testground::server::TestServer::builder().user("stop@poller.test", "secret");
     for n in 0..200 {
         builder = builder.message(
             "stop@poller.test",

@@ -6,6 +6,8 @@
 //!   are too short for `memchr`'s per-call set-up to pay off.
 //! - [`arg`]: [`check_arg`], the "no CR, LF or NUL in a command argument" rule, applied before
 //!   anything is sent.
+//! - [`date`]: RFC 5322 date formatting for the mail the account layer and the test server
+//!   compose.
 //! - [`class`]: [`FailureClass`], the transient/permanent classification of a server refusal.
 //! - [`machine`]: the [`Machine`] trait every sans-IO core implements, and [`Transmit`], the
 //!   outgoing buffer with partial-write accounting.
@@ -21,6 +23,7 @@
 
 pub mod arg;
 pub mod class;
+pub mod date;
 #[cfg(feature = "tokio")]
 pub mod happy_eyeballs;
 pub mod line;
@@ -41,3 +44,4 @@ pub use secret::Secret;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+

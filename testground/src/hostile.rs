@@ -2,7 +2,8 @@
 //! steps, including the attacks no real server performs (response injection around STARTTLS,
 //! stalls, oversized input, bad certificates), and records what the client sent.
 //!
-//! These complement the real servers of the test ground; they never replace them.
+//! These complement the real servers of the test ground; they never replace them. Their
+//! certificates come from [`Pki`] (re-exported here from [`crate::pki`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -27,19 +28,15 @@
 //! # }
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls::ServerConfig;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+pub use crate::pki::{Pki, ServerCert};
+
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     net::{TcpSocket, TcpStream},
     task::JoinHandle,
 };
-use tokio_rustls::TlsAcceptor;
 
 /// The longest line the scripted server reads; longer input ends the script with an error.
 const MAX_LINE: usize = 64 * 1024;
@@ -130,113 +127,6 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
             .windows(needle.len())
             .any(|w| w.eq_ignore_ascii_case(needle))
 }
-
-/// A server certificate and its key, for [`HostileServer::start`].
-#[derive(Debug, Clone)]
-pub struct ServerCert {
-    chain: Vec<CertificateDer<'static>>,
-    key_pkcs8: Vec<u8>,
-}
-
-impl ServerCert {
-    fn acceptor(&self) -> TlsAcceptor {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                self.chain.clone(),
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone())),
-            )
-            .expect("generated certificate and key match");
-        TlsAcceptor::from(Arc::new(config))
-    }
-}
-
-/// A throwaway certificate authority with helpers for good and bad leaf certificates.
-#[derive(Debug)]
-pub struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-    dir: PathBuf,
-}
-
-impl Pki {
-    /// A fresh CA; its certificate is also written to a temporary file (see [`Pki::ca_file`]).
-    pub fn generate() -> Self {
-        let serial = NEXT_PKI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = KeyPair::generate().expect("key generation");
-        let mut params = CertificateParams::default();
-        // A distinct name per CA: a leaf from another CA must look unknown, not mis-signed.
-        params.distinguished_name.push(
-            DnType::CommonName,
-            format!("mail-testground hostile CA {} {serial}", std::process::id()),
-        );
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        let ca_pem = cert.pem();
-        let dir = std::env::temp_dir().join(format!(
-            "mail-testground-pki-{}-{serial}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(dir.join("ca.crt"), &ca_pem).expect("write CA");
-        Self {
-            ca_pem,
-            issuer: Issuer::new(params, key),
-            dir,
-        }
-    }
-
-    /// The CA certificate (PEM).
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
-    }
-
-    /// A file holding the CA certificate, for `TrustRoots::CaFile`.
-    pub fn ca_file(&self) -> PathBuf {
-        self.dir.join("ca.crt")
-    }
-
-    /// A valid leaf for `name` (a DNS name or an IP address).
-    pub fn leaf_for(&self, name: &str) -> ServerCert {
-        self.leaf(name, false)
-    }
-
-    /// A leaf for `name` that expired in 2020.
-    pub fn expired_leaf_for(&self, name: &str) -> ServerCert {
-        self.leaf(name, true)
-    }
-
-    fn leaf(&self, name: &str, expired: bool) -> ServerCert {
-        let key = KeyPair::generate().expect("key generation");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.subject_alt_names = vec![match name.parse() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(name.try_into().expect("valid DNS name")),
-        }];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
-        }
-        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
-        ServerCert {
-            chain: vec![cert.der().clone()],
-            key_pkcs8: key.serialize_der(),
-        }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-static NEXT_PKI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A scripted server accepting one connection on an ephemeral loopback port.
 #[derive(Debug)]

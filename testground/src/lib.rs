@@ -7,10 +7,18 @@
 //! when a server is down the test fails with a message naming the command that starts it.
 //! Nothing is ever skipped silently.
 //!
-//! [`hostile`] adds scripted servers for the attacks no real server performs.
+//! The crate is the workspace's one test-support crate (not published):
+//!
+//! - this root: the test ground's endpoints, users, CA and start-up checks;
+//! - [`hostile`]: scripted servers for the attacks no real server performs;
+//! - [`server`]: a small embedded POP3 + SMTP server (ephemeral ports, generated CA) for tests
+//!   that need a server of their own and for the offline `mailctl demo`;
+//! - [`pki`]: the throwaway certificate authority both of those use.
 #![forbid(unsafe_code)]
 
 pub mod hostile;
+pub mod pki;
+pub mod server;
 
 use std::{
     net::{SocketAddr, TcpStream},

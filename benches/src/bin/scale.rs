@@ -34,7 +34,7 @@ use mail_account::settings::Security;
 use mail_account::store::{RetentionPolicy, Store};
 use mail_benches::args::{Args, die};
 use mail_common::transport::TrustRoots;
-use mail_testserver::TestServer;
+use mail_testground::server::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};

@@ -10,7 +10,7 @@ use mail_account::fetch::{FetchOptions, fetch};
 use mail_account::roundtrip::{RoundtripOptions, send_and_fetch_back};
 use mail_account::settings::Security;
 use mail_account::store::{RetentionPolicy, Store};
-use mail_testserver::TestServer;
+use mail_testground::server::TestServer;
 use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::discover::{discover, print_text};
@@ -33,7 +33,7 @@ fn say(title: &str) {
 pub(crate) async fn run(args: Args) -> Outcome {
     let started = Instant::now();
     let password = "demo-password";
-    say("starting loopback POP3 and SMTP servers (mail-testserver, TLS with a generated CA)");
+    say("starting loopback POP3 and SMTP servers (mail-testground, TLS with a generated CA)");
     let server = TestServer::builder()
         .user(ADDRESS, password)
         .message(

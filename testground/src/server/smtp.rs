@@ -6,7 +6,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use crate::{
+use super::{
     Shared,
     conn::{Conn, ConnError, Line, split_command, strip_eol},
     rfc5322_now,
@@ -82,7 +82,7 @@ fn next_queue_id() -> String {
 
 impl Session<'_> {
     async fn serve(&mut self, conn: &mut Conn) -> Result<(), ConnError> {
-        let greeting = format!("220 {} ESMTP mail-testserver\r\n", self.shared.hostname);
+        let greeting = format!("220 {} ESMTP mail-testground\r\n", self.shared.hostname);
         conn.send(greeting.as_bytes()).await?;
         loop {
             let line = match conn.read_line(self.shared.max_line).await? {
@@ -131,7 +131,7 @@ impl Session<'_> {
             }
             "NOOP" => "250 2.0.0 Ok".into(),
             "VRFY" => "252 2.0.0 Cannot VRFY user, but will accept message".into(),
-            "HELP" => "214 2.0.0 mail-testserver: see RFC 5321".into(),
+            "HELP" => "214 2.0.0 mail-testground: see RFC 5321".into(),
             "QUIT" => {
                 conn.send(b"221 2.0.0 Bye\r\n").await?;
                 return Ok(Next::Close);
@@ -419,7 +419,7 @@ impl Session<'_> {
         let date = rfc5322_now();
         for rcpt in recipients {
             let mut message = format!(
-                "Received: from {} ([{}])\r\n\tby {} (mail-testserver) with {with} id {id}\r\n\tfor <{}>; {date}\r\n",
+                "Received: from {} ([{}])\r\n\tby {} (mail-testground) with {with} id {id}\r\n\tfor <{}>; {date}\r\n",
                 header_safe(&helo),
                 self.peer.ip(),
                 self.shared.hostname,

@@ -4,7 +4,7 @@
 //! mechanism is run to the end by the project's own clients.
 
 use mail_common::sasl::{Credentials, Mechanism};
-use mail_testserver::TestServer;
+use mail_testground::server::TestServer;
 use pop3_proto::{AuthMethod as PopMethod, Config as PopConfig, Login, Security};
 use smtp_submit::{
     Address, AuthMethod as SmtpMethod, ClientName, Config as SmtpConfig, Envelope, MailOptions,

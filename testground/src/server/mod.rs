@@ -18,8 +18,8 @@
 //! `Received` header added) can be fetched over POP3 at once.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), mail_testserver::StartError> {
-//! use mail_testserver::TestServer;
+//! # async fn demo() -> Result<(), mail_testground::server::StartError> {
+//! use mail_testground::server::TestServer;
 //!
 //! let server = TestServer::builder()
 //!     .user("demo@demo.example", "secret")
@@ -44,20 +44,21 @@ mod pop3;
 mod sasl;
 mod smtp;
 mod store;
-mod tls;
 
 use std::{
     fmt, io,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use mail_common::transport::TrustRoots;
+
+use crate::pki::Pki;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use tokio::{
@@ -328,11 +329,22 @@ impl TestServerBuilder {
                 return Err(StartError::UnknownUser(user.clone()));
             }
         }
-        let pki = tls::generate(&self.hostname)?;
+        let pki = Pki::try_generate().map_err(|e| StartError::Certificate(e.to_string()))?;
+        let mut names = vec!["localhost", "127.0.0.1", "::1"];
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&self.hostname))
+            && rcgen::CertificateParams::new(vec![self.hostname.clone()]).is_ok()
+        {
+            names.push(&self.hostname);
+        }
+        let acceptor = pki
+            .try_leaf(&names, false)
+            .map_err(|e| StartError::Certificate(e.to_string()))?
+            .try_acceptor()
+            .map_err(|e| StartError::Tls(e.to_string()))?;
         let shared = Arc::new(Shared {
             store: store.clone(),
             hostname: self.hostname,
-            acceptor: pki.acceptor,
+            acceptor,
             max_line: self.max_line,
             max_message: self.max_message,
             max_recipients: self.max_recipients,
@@ -379,9 +391,7 @@ impl TestServerBuilder {
         Ok(TestServer {
             addrs,
             hostname: shared.hostname.clone(),
-            ca_pem: pki.ca_pem,
-            ca_der: pki.ca_der,
-            ca_file: Mutex::new(None),
+            pki,
             store,
             tasks,
         })
@@ -396,7 +406,7 @@ impl TestServerBuilder {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("mail-testserver".into())
+            .name("mail-testground-server".into())
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -514,9 +524,7 @@ pub struct TestServer {
     /// pop3s, pop3, submissions, submission.
     addrs: [SocketAddr; 4],
     hostname: String,
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    ca_file: Mutex<Option<PathBuf>>,
+    pki: Pki,
     store: MailStore,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -572,36 +580,19 @@ impl TestServer {
 
     /// The generated CA certificate, PEM-encoded.
     pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+        self.pki.ca_pem()
     }
 
     /// The generated CA certificate, DER-encoded.
     pub fn ca_der(&self) -> &CertificateDer<'static> {
-        &self.ca_der
+        self.pki.ca_der()
     }
 
     /// Writes the CA certificate to a PEM file in a fresh directory under the system temporary
     /// directory (once; later calls return the same path) for `--ca-file` style options. The
     /// directory is removed when the server is dropped.
     pub fn ca_file(&self) -> io::Result<PathBuf> {
-        static SERIAL: AtomicU64 = AtomicU64::new(0);
-        let mut slot = self.ca_file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(path) = slot.as_ref() {
-            return Ok(path.clone());
-        }
-        let dir = std::env::temp_dir().join(format!(
-            "mail-testserver-{}-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        ));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, self.ca_pem.as_bytes())?;
-        *slot = Some(path.clone());
-        Ok(path)
+        self.pki.try_ca_file()
     }
 
     /// A root store holding only the generated CA.
@@ -609,7 +600,7 @@ impl TestServer {
         let mut store = RootCertStore::empty();
         // Our own freshly generated CA always parses; an error would only leave the store
         // empty, which a test would notice at once.
-        let _ = store.add(self.ca_der.clone());
+        let _ = store.add(self.pki.ca_der().clone());
         Arc::new(store)
     }
 
@@ -661,64 +652,10 @@ impl Drop for TestServer {
         for task in &self.tasks {
             task.abort();
         }
-        let slot = self
-            .ca_file
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(dir) = slot.as_ref().and_then(|p| p.parent()) {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
 /// The current time as an RFC 5322 date in UTC, e.g. `Tue, 01 Jul 2025 10:00:00 +0000`.
 pub(crate) fn rfc5322_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc5322(secs)
-}
-
-fn rfc5322(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix / 86_400;
-    let rem = unix % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm), unsigned since
-    // `unix` is never before the epoch.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc5322_dates() {
-        assert_eq!(super::rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            super::rfc5322(951_782_400),
-            "Tue, 29 Feb 2000 00:00:00 +0000"
-        );
-        assert_eq!(
-            super::rfc5322(1_735_689_599),
-            "Tue, 31 Dec 2024 23:59:59 +0000"
-        );
-    }
+    mail_common::date::rfc5322_date(SystemTime::now())
 }

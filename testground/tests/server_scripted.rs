@@ -7,7 +7,7 @@ use common::{
     smtp_authenticated, unstuff,
 };
 use mail_common::transport::{TrustRoots, tls_connector};
-use mail_testserver::TestServer;
+use mail_testground::server::TestServer;
 use md5::{Digest, Md5};
 use tokio_rustls::TlsConnector;
 
@@ -602,7 +602,7 @@ async fn plaintext_auth_when_allowed_and_smtp_without_auth() {
     let stored = server.mailbox(USER).unwrap()[0].bytes().to_vec();
     let stored = String::from_utf8(stored).unwrap();
     assert!(
-        stored.contains("by mail.demo.example (mail-testserver) with SMTP id"),
+        stored.contains("by mail.demo.example (mail-testground) with SMTP id"),
         "{stored}"
     );
     assert!(

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::{
+use super::{
     Shared,
     conn::{Conn, ConnError, Line, split_command},
     sasl::{self, Exchange, Mech, Outcome},
@@ -76,13 +76,13 @@ fn capabilities(conn: &Conn, shared: &Shared, authenticated: bool) -> Vec<u8> {
             out.extend_from_slice(b"STLS\r\n");
         }
     }
-    out.extend_from_slice(b"IMPLEMENTATION mail-testserver\r\n.\r\n");
+    out.extend_from_slice(b"IMPLEMENTATION mail-testground\r\n.\r\n");
     out
 }
 
 async fn session(conn: &mut Conn, shared: &Shared) -> Result<(), ConnError> {
     let timestamp = shared.timestamp();
-    conn.send(format!("+OK mail-testserver POP3 ready {timestamp}\r\n").as_bytes())
+    conn.send(format!("+OK mail-testground POP3 ready {timestamp}\r\n").as_bytes())
         .await?;
     let mut pending_user: Option<String> = None;
     let mut tx: Option<Transaction> = None;

@@ -7,7 +7,7 @@ use md5::{Digest, Md5};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::{
+use super::{
     conn::{Conn, ConnError, Line, strip_eol},
     store::MailStore,
 };
