@@ -45,3 +45,19 @@ pub use secret::Secret;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// Declares a crate's low-level modules (parsers, codecs): public, but hidden from the docs,
+/// when that crate's `_internal` feature is on, so its fuzz targets and benchmarks can reach
+/// them; private otherwise, so they are no part of its semver surface (the style of str0m's
+/// `_internal_test_exports`). The feature's leading underscore marks it as not for users.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "_internal")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "_internal"))]
+        #[allow(unreachable_pub)]
+        mod $name;
+    )*};
+}

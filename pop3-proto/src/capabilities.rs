@@ -3,7 +3,7 @@
 
 use mail_common::sasl::Mechanism;
 
-/// One line of a `CAPA` response, recognised. Produced by [`crate::parse::capability`].
+/// One line of a `CAPA` response, recognised. Produced by the `CAPA` line parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Capability {

@@ -98,20 +98,20 @@
 //!
 //! # Low-level modules
 //!
-//! [`parse`] (single-line parsers) and [`body`] (the incremental body decoder) are public for
-//! fuzz targets and benchmarks; applications do not need them.
+//! `parse` (single-line parsers) and `body` (the incremental body decoder) are reachable for
+//! the fuzz targets and benchmarks through the hidden `_internal` feature; they are not part of
+//! the API.
 #![forbid(unsafe_code)]
 
 mod auth;
-pub mod body;
 mod capabilities;
 mod client;
 mod command;
 mod config;
 mod error;
 mod event;
-pub mod parse;
 mod response;
+mail_common::internal_modules!(body, parse);
 #[cfg(feature = "tokio")]
 pub mod tokio;
 

@@ -107,11 +107,6 @@ impl BodyEncoder {
         }
     }
 
-    /// Body bytes consumed since the start of this body.
-    pub const fn consumed(&self) -> u64 {
-        self.consumed
-    }
-
     /// Encodes `input` and appends the result to `out`.
     ///
     /// All or nothing: on error neither `out` nor the encoder has changed, so the caller may

@@ -1,26 +1,4 @@
-//! What a message's content obliges the client to declare in `MAIL FROM`.
-//!
-//! - An octet above 127 anywhere in the message needs `BODY=8BITMIME` (RFC 6152 section 3:
-//!   without it the content must be 7-bit).
-//! - Raw UTF-8 in the header section (RFC 6532) needs `SMTPUTF8` (RFC 6531 section 3.4), and
-//!   `BODY=8BITMIME` with it.
-//!
-//! [`ContentScan`] finds out incrementally, chunk by chunk, so a message never has to be held
-//! whole: header lines are found with `memchr` and checked with the vectorised
-//! [`slice::is_ascii`]; once in the body only `is_ascii` runs, and nothing once an 8-bit byte
-//! has been seen.
-//!
-//! ```
-//! use smtp_submit::{BodyType, ContentScan, MailOptions};
-//!
-//! let mut scan = ContentScan::new();
-//! scan.feed(b"Subject: caf\xc3\xa9\r\n");
-//! scan.feed(b"\r\nhello\r\n");
-//! assert!(scan.needs_smtputf8() && scan.needs_8bitmime());
-//! let options = scan.declare(MailOptions::default());
-//! assert!(options.smtputf8);
-//! assert_eq!(options.body, Some(BodyType::EightBitMime));
-//! ```
+//! What a message's content obliges the client to declare in `MAIL FROM` (see [`ContentScan`]).
 
 use crate::envelope::{BodyType, MailOptions};
 
@@ -43,7 +21,31 @@ const fn is_ftext(byte: u8) -> bool {
 }
 
 /// An incremental scan of a message (RFC 5322 header section, blank line, body) for what it
-/// needs declared. See the [module documentation](self).
+/// needs declared.
+///
+/// What a message's content obliges the client to declare in `MAIL FROM`.
+///
+/// - An octet above 127 anywhere in the message needs `BODY=8BITMIME` (RFC 6152 section 3:
+///   without it the content must be 7-bit).
+/// - Raw UTF-8 in the header section (RFC 6532) needs `SMTPUTF8` (RFC 6531 section 3.4), and
+///   `BODY=8BITMIME` with it.
+///
+/// [`ContentScan`] finds out incrementally, chunk by chunk, so a message never has to be held
+/// whole: header lines are found with `memchr` and checked with the vectorised
+/// [`slice::is_ascii`]; once in the body only `is_ascii` runs, and nothing once an 8-bit byte
+/// has been seen.
+///
+/// ```
+/// use smtp_submit::{BodyType, ContentScan, MailOptions};
+///
+/// let mut scan = ContentScan::new();
+/// scan.feed(b"Subject: caf\xc3\xa9\r\n");
+/// scan.feed(b"\r\nhello\r\n");
+/// assert!(scan.needs_smtputf8() && scan.needs_8bitmime());
+/// let options = scan.declare(MailOptions::default());
+/// assert!(options.smtputf8);
+/// assert_eq!(options.body, Some(BodyType::EightBitMime));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentScan {
     in_body: bool,

@@ -20,7 +20,7 @@
 //!   per-recipient outcomes, an empty `.` when `DATA` was accepted but no recipient was, `RSET`
 //!   before the next message only after a failed one.
 //! - **Body**: streamed with a bounded window; dots stuffed at every line start including byte 0,
-//!   bare CR/LF normalised (or refused), so no input can end the data early (see [`body`]).
+//!   bare CR/LF normalised (or refused), so no input can end the data early (see [`LineEndingPolicy`]).
 //! - **Envelope**: typed and validated ([`Address`], [`MailOptions`], [`Recipient`]); SIZE,
 //!   8BITMIME, SMTPUTF8, DSN and REQUIRETLS are checked against the server before sending.
 //!
@@ -122,20 +122,20 @@
 //!
 //! # Low-level modules
 //!
-//! [`reply`] (reply framing and parsing), [`capabilities`] (EHLO keywords) and [`body`] (the
-//! DATA/BDAT encoder) are public so fuzz targets and benchmarks can reach them directly.
+//! `reply` (reply framing and parsing), `capabilities` (EHLO keywords) and `body` (the DATA/BDAT
+//! encoder) are reachable for the fuzz targets and
+//! benchmarks through the hidden `_internal` feature; what applications need of them is
+//! re-exported at the crate root.
 #![forbid(unsafe_code)]
 
 mod auth;
-pub mod body;
-pub mod capabilities;
 mod client;
 mod config;
-pub mod content;
+mod content;
 mod envelope;
 mod error;
 mod event;
-pub mod reply;
+mail_common::internal_modules!(body, capabilities, reply);
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
@@ -156,7 +156,7 @@ pub use event::{
 };
 pub use mail_common::Machine;
 pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
-pub use reply::{Category, EnhancedStatusCode, Reply};
+pub use reply::{Category, EnhancedStatusCode, MalformedReply, Reply};
 
 /// The examples of the crate's README.md, compiled and run as doc tests.
 #[cfg(doctest)]
