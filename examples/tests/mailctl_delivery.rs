@@ -6,13 +6,16 @@
 //! User: `mia` (100 messages at reset, two of them 1 MiB; scratch). Every test resets her
 //! mailbox first and the tests are serialized by a lock.
 
+mod common;
+
+use common::{fetched_count, mailctl, pop3_flags, run, scratch, smtp_flags, text};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mail_testground::{MIA, User};
+use mail_testground::MIA;
 
 static MIA_LOCK: Mutex<()> = Mutex::new(());
 
@@ -22,42 +25,6 @@ fn lock_mia() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     mail_testground::reset_mailboxes(&[MIA]);
     guard
-}
-
-fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("mailctl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-delivery-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `--host ... --password-env ...` for POP3S of `user`.
-fn pop3_flags(command: &mut Command, user: &User) {
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "11995",
-            "--tls",
-            "implicit",
-        ])
-        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
-        .arg("--ca-file")
-        .arg(mail_testground::ca_file())
-        .env("TG_PASSWORD", user.password);
 }
 
 /// `mailctl fetch` of mia with the server flags and `args`.
@@ -75,21 +42,6 @@ fn fetch(args: &[&std::ffi::OsStr]) -> Output {
 
 fn os(s: &str) -> &std::ffi::OsStr {
     s.as_ref()
-}
-
-/// `fetched N messages (B bytes) in S s` -> N.
-fn fetched_count(output: &Output) -> usize {
-    let stdout = text(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("fetched "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no summary line in {stdout:?} (stderr {:?})",
-                text(&output.stderr)
-            )
-        });
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The Message-ID of a message's header.
@@ -345,23 +297,6 @@ fn until_deleted_here_killed_at_many_points() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Submission (10587, STARTTLS) as mia.
-fn smtp_flags(command: &mut Command) {
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "10587",
-            "--tls",
-            "starttls",
-        ])
-        .args(["--user", MIA.name, "--password-env", "TG_PASSWORD"])
-        .arg("--ca-file")
-        .arg(mail_testground::ca_file())
-        .env("TG_PASSWORD", MIA.password);
-}
-
 /// The Message-ID of the message with `From ` lines in its body.
 const FROM_LINES_ID: &str = "<mia.from-lines@testground.example>";
 
@@ -381,7 +316,7 @@ fn send_from_lines_message(dir: &Path) {
     .unwrap();
     let mut command = mailctl();
     command.arg("send");
-    smtp_flags(&mut command);
+    smtp_flags(&mut command, &MIA);
     command
         .args(["--from", MIA.address, "--to", MIA.address])
         .arg(&file);

@@ -6,7 +6,11 @@
 //! at reset; the large fetch and the kill test). Each test that changes a mailbox resets it
 //! first, and the two users' tests are serialized by a lock.
 
-use std::collections::HashMap;
+mod common;
+
+use common::{
+    fetched_count, maildir_ids, pop3_flags, run, scratch, server_count, smtp_flags, text,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -18,57 +22,9 @@ static FRANK_LOCK: Mutex<()> = Mutex::new(());
 static HEIDI_LOCK: Mutex<()> = Mutex::new(());
 
 fn mailctl() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+    let mut command = common::mailctl();
     command.env("MAILCTL_TEST_PASSWORD", "unused");
     command
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("mailctl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `--host ... --password-env ...` for POP3S of `user`.
-fn pop3_flags(command: &mut Command, user: &User) {
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "11995",
-            "--tls",
-            "implicit",
-        ])
-        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
-        .arg("--ca-file")
-        .arg(mail_testground::ca_file())
-        .env("TG_PASSWORD", user.password);
-}
-
-fn smtp_flags(command: &mut Command, user: &User) {
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "10587",
-            "--tls",
-            "starttls",
-        ])
-        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
-        .arg("--ca-file")
-        .arg(mail_testground::ca_file())
-        .env("TG_PASSWORD", user.password);
 }
 
 fn fetch(user: &User, maildir: &Path, extra: &[&str]) -> Output {
@@ -77,54 +33,6 @@ fn fetch(user: &User, maildir: &Path, extra: &[&str]) -> Output {
     pop3_flags(&mut command, user);
     command.arg("--maildir").arg(maildir).args(extra);
     run(&mut command)
-}
-
-/// `fetched N messages (B bytes) in S s` -> N.
-fn fetched_count(output: &Output) -> usize {
-    let stdout = text(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("fetched "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no summary line in {stdout:?} (stderr {:?})",
-                text(&output.stderr)
-            )
-        });
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Every message file in the Maildir, by its Message-ID header.
-fn maildir_ids(maildir: &Path) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
-            continue;
-        };
-        for entry in entries {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            let text = String::from_utf8_lossy(&bytes);
-            let id = text
-                .lines()
-                .take_while(|l| !l.is_empty())
-                .find_map(|l| {
-                    l.split_once(':')
-                        .filter(|(name, _)| name.eq_ignore_ascii_case("message-id"))
-                        .map(|(_, v)| v.trim().to_owned())
-                })
-                .unwrap_or_else(|| format!("<no id, {} bytes>", bytes.len()));
-            *ids.entry(id).or_default() += 1;
-        }
-    }
-    ids
-}
-
-fn server_count(user: &User) -> usize {
-    let maildir = mail_testground::maildir(user);
-    ["new", "cur"]
-        .iter()
-        .map(|sub| std::fs::read_dir(maildir.join(sub)).map_or(0, Iterator::count))
-        .sum()
 }
 
 fn account_file(dir: &Path, user: &User) -> PathBuf {

@@ -4,6 +4,9 @@
 //! User: `mia` (100 messages at reset, scratch). Tests that change or read her mailbox reset
 //! it first and are serialized by a lock.
 
+mod common;
+
+use common::{mailctl, pop3_flags, run, scratch, server_count, smtp_flags, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -13,71 +16,10 @@ use mail_testground::{MIA, User};
 
 static MIA_LOCK: Mutex<()> = Mutex::new(());
 
-fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("mailctl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-everyday-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn lock_mia() -> std::sync::MutexGuard<'static, ()> {
     MIA_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// `--host ... --password-env ...` for POP3S of `user`.
-fn pop3_flags(command: &mut Command, user: &User) {
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "11995",
-            "--tls",
-            "implicit",
-        ])
-        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
-        .arg("--ca-file")
-        .arg(mail_testground::ca_file())
-        .env("TG_PASSWORD", user.password);
-}
-
-/// Submission (10587, STARTTLS) as `user`.
-fn smtp_flags(command: &mut Command, user: &User) {
-    command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "10587",
-            "--tls",
-            "starttls",
-        ])
-        .args(["--user", user.name, "--password-env", "TG_PASSWORD"])
-        .arg("--ca-file")
-        .arg(mail_testground::ca_file())
-        .env("TG_PASSWORD", user.password);
-}
-
-fn server_count(user: &User) -> usize {
-    let maildir = mail_testground::maildir(user);
-    ["new", "cur"]
-        .iter()
-        .map(|sub| std::fs::read_dir(maildir.join(sub)).map_or(0, Iterator::count))
-        .sum()
 }
 
 /// Waits until Postfix has delivered `user`'s mailbox up to `count` messages.

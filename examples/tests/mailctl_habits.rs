@@ -8,6 +8,9 @@
 //! the server). Scripted servers stand in where no real server behaves as needed (a refused
 //! `RETR`, SMTP without authentication).
 
+mod common;
+
+use common::{mailctl, mailctl_async, scratch, text};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,21 +29,6 @@ fn kate() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     RESET.call_once(|| mail_testground::reset_mailboxes(&[KATE]));
     guard
-}
-
-fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-habits-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// `fetch --keep` of kate with flags.
@@ -296,19 +284,6 @@ fn fetched_mail_is_private_whatever_the_umask() {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Runs `mailctl` on a blocking thread (so a scripted server keeps running).
-async fn mailctl_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        mailctl()
-            .args(args)
-            .env("HOSTILE_PASSWORD", "s3cret-password")
-            .output()
-            .expect("mailctl runs")
-    })
-    .await
-    .unwrap()
 }
 
 fn hostile_fetch_args(pki: &Pki, port: u16, maildir: &Path) -> Vec<String> {

@@ -2,27 +2,13 @@
 //! status and one line on stderr, no credential leaves in clear, and a fetch cut mid-message
 //! leaves no partial file and deletes nothing.
 
+mod common;
+
+use common::{mailctl_async, scratch, text};
 use std::path::Path;
 use std::process::Output;
 
 use mail_testground::hostile::{HostileServer, Pki, Step, Transcript};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `mailctl` with `args` (on a blocking thread, so the scripted server keeps running).
-async fn mailctl(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mailctl"))
-            .args(args)
-            .env("HOSTILE_PASSWORD", "s3cret-password")
-            .output()
-            .expect("mailctl runs")
-    })
-    .await
-    .unwrap()
-}
 
 fn fetch_args(pki: &Pki, port: u16, tls: &str, maildir: &Path) -> Vec<String> {
     [
@@ -68,12 +54,6 @@ fn assert_failed(output: &Output, code: i32, words: &str, transcript: &Transcrip
     }
 }
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, Iterator::count)
 }
@@ -96,7 +76,7 @@ async fn stls_response_injection_is_a_protocol_error_before_any_credential() {
     )
     .await;
     let dir = scratch("inject");
-    let output = mailctl(fetch_args(&pki, server.port(), "starttls", &dir)).await;
+    let output = mailctl_async(fetch_args(&pki, server.port(), "starttls", &dir)).await;
     let transcript = server.finish().await;
     assert_failed(&output, 5, "protocol error", &transcript);
 }
@@ -119,7 +99,7 @@ async fn stls_stripped_or_refused_is_a_tls_error() {
         }
         script.push(Step::ExpectAny);
         let server = HostileServer::start(script, pki.leaf_for("localhost")).await;
-        let output = mailctl(fetch_args(
+        let output = mailctl_async(fetch_args(
             &pki,
             server.port(),
             "starttls",
@@ -143,7 +123,7 @@ async fn bad_certificates_are_tls_errors() {
         };
         let server =
             HostileServer::start(vec![Step::StartTls, Step::send("+OK hostile\r\n")], cert).await;
-        let output = mailctl(fetch_args(
+        let output = mailctl_async(fetch_args(
             &pki,
             server.port(),
             "implicit",
@@ -169,7 +149,7 @@ async fn a_stalled_server_is_a_timeout() {
     ] {
         let pki = Pki::generate();
         let server = HostileServer::start(script, pki.leaf_for("localhost")).await;
-        let output = mailctl(fetch_args(
+        let output = mailctl_async(fetch_args(
             &pki,
             server.port(),
             "implicit",
@@ -208,7 +188,7 @@ async fn a_connection_cut_mid_message_stores_nothing_partial_and_deletes_nothing
     )
     .await;
     let dir = scratch("cut");
-    let output = mailctl(fetch_args(&pki, server.port(), "implicit", &dir)).await;
+    let output = mailctl_async(fetch_args(&pki, server.port(), "implicit", &dir)).await;
     let transcript = server.finish().await;
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
@@ -285,7 +265,7 @@ async fn smtp_354_after_every_recipient_failed_sends_no_body() {
     .map(ToString::to_string)
     .chain([pki.ca_file().display().to_string()])
     .collect();
-    let output = mailctl(args).await;
+    let output = mailctl_async(args).await;
     let transcript = server.finish().await;
     assert_failed(&output, 9, "refused by the server", &transcript);
     assert!(
@@ -360,7 +340,7 @@ async fn smtp_refused_sender_is_the_cause_with_the_servers_words() {
     // Issue 16, item 5: the 550 to MAIL FROM is the cause, not the 503s that follow it.
     let pki = Pki::generate();
     let server = HostileServer::start(refused_sender_script(), pki.leaf_for("localhost")).await;
-    let output = mailctl(send_args(&pki, server.port(), &[])).await;
+    let output = mailctl_async(send_args(&pki, server.port(), &[])).await;
     let transcript = server.finish().await;
     assert_failed(
         &output,
@@ -381,7 +361,7 @@ async fn smtp_verbose_log_shows_the_servers_replies_and_no_secret() {
     // Issue 16, item 5: at -vv the server's side of a failing exchange is visible too.
     let pki = Pki::generate();
     let server = HostileServer::start(refused_sender_script(), pki.leaf_for("localhost")).await;
-    let output = mailctl(send_args(&pki, server.port(), &["-vv"])).await;
+    let output = mailctl_async(send_args(&pki, server.port(), &["-vv"])).await;
     server.finish().await;
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(9), "{stderr}");

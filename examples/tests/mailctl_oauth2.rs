@@ -1,10 +1,9 @@
 //! `mailctl` and OAuth 2.0: the provider data that offline discovery reports.
 
-use std::process::{Command, Output};
+mod common;
 
-fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
-}
+use common::{mailctl, scratch};
+use std::process::{Command, Output};
 
 fn discover(address: &str) -> (String, serde_json::Value) {
     let run = |json: bool| -> Output {
@@ -178,13 +177,6 @@ impl Mock {
         });
         assert!(status.is_success(), "{status}");
     }
-}
-
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-oauth2-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn tokens(path: &std::path::Path) -> serde_json::Value {

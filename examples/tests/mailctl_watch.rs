@@ -4,7 +4,9 @@
 //! watch cleanly (exit status 0); a second watch of the same accounts is refused while the
 //! first holds their state.
 
-use std::collections::HashMap;
+mod common;
+
+use common::{maildir_ids, scratch};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -16,18 +18,11 @@ const ACCOUNTS: usize = 3;
 const PASSWORD_ENV: &str = "MAILCTL_WATCH_TEST_PASSWORD";
 
 fn mailctl() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+    let mut command = common::mailctl();
     command
         .env(PASSWORD_ENV, "secret")
         .env_remove("MAILCTL_CONFIG");
     command
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-watch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn user(i: usize) -> String {
@@ -80,26 +75,6 @@ extra_ca_file = "{ca}"
     let path = dir.join("accounts.toml");
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-/// Message-IDs in the Maildir (new/ and cur/), with their counts.
-fn maildir_ids(maildir: &Path) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
-            continue;
-        };
-        for entry in entries {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            let id = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Message-ID: "))
-                .unwrap_or("(none)")
-                .to_owned();
-            *ids.entry(id).or_default() += 1;
-        }
-    }
-    ids
 }
 
 fn watch(config: &Path, maildir: &Path) -> Child {

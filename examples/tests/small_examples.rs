@@ -1,13 +1,12 @@
 //! The small examples run against the test ground's real servers (alice read-only; bob gets
 //! one message from itself).
 
+mod common;
+
+use common::text;
 use std::process::Command;
 
 use mail_testground::BOB;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn blocking_pop3_lists_subjects_over_implicit_tls() {
