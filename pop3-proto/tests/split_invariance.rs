@@ -3,11 +3,12 @@
 
 mod common;
 
+use mail_testground::transcript;
 use proptest::prelude::*;
 
 fn run_all(chunks: &[usize]) {
     for (name, text) in common::transcripts() {
-        common::Runner::new(&name, chunks.to_vec()).run(&text);
+        common::Runner::new(&name, transcript::cycling(chunks.to_vec())).run(&text);
     }
 }
 

@@ -13,12 +13,15 @@
 //! - [`hostile`]: scripted servers for the attacks no real server performs;
 //! - [`server`]: a small embedded POP3 + SMTP server (ephemeral ports, generated CA) for tests
 //!   that need a server of their own and for the offline `mailctl demo`;
-//! - [`pki`]: the throwaway certificate authority both of those use.
+//! - [`pki`]: the throwaway certificate authority both of those use;
+//! - [`transcript`]: the grammar of the POP3 and SMTP transcript suites and the protocol-free
+//!   parts of their runners.
 #![forbid(unsafe_code)]
 
 pub mod hostile;
 pub mod pki;
 pub mod server;
+pub mod transcript;
 
 use std::{
     net::{SocketAddr, TcpStream},

@@ -1,15 +1,14 @@
-//! Transcript runner shared by the integration tests.
+//! The POP3 side of the transcript runner: configuration, calls and event rendering over the
+//! shared grammar of `mail_testground::transcript` (`S:`/`S>` server bytes, `C:`/`C>` client
+//! bytes, escapes, reads and their splits).
 //!
-//! A transcript is a text file of lines:
+//! Directives:
 //!
 //! ```text
-//! # comment
 //! !config security=stls pipelining=no max_line=64 reply=30   (before anything else;
 //!                       also cleartext=yes, nonces=counting|none for Config::nonce_source)
-//! S: +OK ready          server bytes, CRLF appended; consecutive S lines are ONE input
-//! S~ +OK par            server bytes without CRLF (partial lines)
-//! C: CAPA               expected client bytes, CRLF appended; consecutive C lines must be
-//!                       exactly what one poll_transmit returns
+//! C: lines              a block of consecutive C lines must be exactly what one
+//!                       poll_transmit returns
 //! !call <api>           a mutator that must succeed; its id becomes #1, #2, ...
 //! !misuse <api> => <Reason>  a mutator that must be refused with a reason whose Debug
 //!                       starts with <Reason>, handing the value back
@@ -24,8 +23,7 @@
 //! `<api>` is `login <auto|userpass|apop|MECHANISM> <user> <secret> [nonce=<n>] [token]`
 //! (`token`: OAuth credentials instead of a password),
 //! `stat`, `list [n]`, `uidl [n]`, `retr <n> [size]`, `top <n> <lines>`, `dele <n>`, `rset`,
-//! `noop`, `quit`, `capa`, `utf8`, `tls`. Escapes `\r \n \t \0 \\ \xNN` work in S:, C:, bodies
-//! and login arguments.
+//! `noop`, `quit`, `capa`, `utf8`, `tls`. Escapes work in bodies and login arguments too.
 //!
 //! The runner is strict: every transmitted byte must be declared before the next server
 //! input, every event must be consumed, and at the end nothing may be left over.
@@ -37,39 +35,11 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use mail_common::sasl::{Credentials, Mechanism, NonceSource};
+use mail_testground::transcript::{self, Splitter, StepKind, escape, unescape};
 use pop3_proto::{
     AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Limits, Login, Machine,
     ProtocolError, Response, ResponseCode, Security, Timeouts,
 };
-
-/// Decodes the escapes of a transcript line.
-pub(crate) fn unescape(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(b'r') => out.push(b'\r'),
-            Some(b'n') => out.push(b'\n'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'0') => out.push(0),
-            Some(b'\\') => out.push(b'\\'),
-            Some(b'x') => {
-                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
-                out.push(u8::from_str_radix(&hex, 16).expect("bad \\x escape"));
-            }
-            other => panic!("bad escape \\{other:?}"),
-        }
-    }
-    out
-}
-
-fn escape(bytes: &[u8]) -> String {
-    bytes.escape_ascii().to_string()
-}
 
 fn code_name(code: &ResponseCode) -> String {
     match code {
@@ -158,36 +128,30 @@ fn method_name(method: AuthMethod) -> String {
 /// Runs a transcript; panics with the line number on the first mismatch.
 pub(crate) struct Runner {
     name: String,
-    /// Chunk sizes used in turn to split server input; empty means "whole blocks".
-    chunks: Vec<usize>,
-    next_chunk: usize,
+    /// How each server read is cut into `handle_input` calls.
+    splitter: Splitter,
     config: Config,
     client: Option<Client>,
     start: Instant,
     now: Instant,
     ids: Vec<CommandId>,
     events: VecDeque<Event>,
-    pending_server: Vec<u8>,
-    pending_client: Vec<u8>,
     error: Option<ProtocolError>,
     line_no: usize,
 }
 
 impl Runner {
-    pub(crate) fn new(name: &str, chunks: Vec<usize>) -> Self {
+    pub(crate) fn new(name: &str, splitter: Splitter) -> Self {
         let now = Instant::now();
         Self {
             name: name.to_owned(),
-            chunks,
-            next_chunk: 0,
+            splitter,
             config: Config::new(Security::Implicit),
             client: None,
             start: now,
             now,
             ids: Vec::new(),
             events: VecDeque::new(),
-            pending_server: Vec::new(),
-            pending_client: Vec::new(),
             error: None,
             line_no: 0,
         }
@@ -205,48 +169,21 @@ impl Runner {
     }
 
     pub(crate) fn run(mut self, text: &str) {
-        for (index, raw) in text.lines().enumerate() {
-            self.line_no = index + 1;
-            let line = raw.trim_end_matches('\r');
-            if let Some(rest) = line.strip_prefix("S: ") {
-                self.flush_client();
-                self.pending_server.extend(unescape(rest));
-                self.pending_server.extend_from_slice(b"\r\n");
-                continue;
+        let steps = transcript::parse(&self.name, text);
+        for step in steps {
+            self.line_no = step.line;
+            match step.kind {
+                StepKind::Read(data) => self.server_read(&data),
+                StepKind::Sent(expected) => self.client_sent(&expected),
+                StepKind::Directive { name, args } => {
+                    if name != "error" {
+                        self.no_error();
+                    }
+                    self.directive(name, args);
+                }
             }
-            if line == "S:" {
-                self.flush_client();
-                self.pending_server.extend_from_slice(b"\r\n");
-                continue;
-            }
-            if let Some(rest) = line.strip_prefix("S~ ") {
-                self.flush_client();
-                self.pending_server.extend(unescape(rest));
-                continue;
-            }
-            self.flush_server();
-            if let Some(rest) = line.strip_prefix("C: ") {
-                self.pending_client.extend(unescape(rest));
-                self.pending_client.extend_from_slice(b"\r\n");
-                continue;
-            }
-            if line == "C:" {
-                self.pending_client.extend_from_slice(b"\r\n");
-                continue;
-            }
-            self.flush_client();
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (directive, args) = line.split_once(' ').unwrap_or((line, ""));
-            if directive != "!error" {
-                self.no_error();
-            }
-            self.directive(directive, args.trim());
         }
-        self.line_no += 1;
-        self.flush_server();
-        self.flush_client();
+        self.line_no = text.lines().count() + 1;
         self.no_error();
         self.finish_session();
     }
@@ -294,49 +231,31 @@ impl Runner {
         }
     }
 
-    fn flush_server(&mut self) {
-        if self.pending_server.is_empty() {
-            return;
-        }
+    fn server_read(&mut self, data: &[u8]) {
         let at = self.at();
-        let data = std::mem::take(&mut self.pending_server);
         let now = self.now;
         self.client();
-        let client = self.client.as_ref().expect("client");
+        let client = self.client.as_mut().expect("client");
         assert_eq!(
             client.poll_transmit().map(escape),
             None,
             "{at}: client bytes not declared before server input"
         );
-        let mut rest = &data[..];
-        let mut result = Ok(());
-        while !rest.is_empty() && result.is_ok() {
-            let size = if self.chunks.is_empty() {
-                rest.len()
-            } else {
-                let size = self.chunks[self.next_chunk % self.chunks.len()];
-                self.next_chunk += 1;
-                size.clamp(1, rest.len())
-            };
-            let (piece, tail) = rest.split_at(size);
-            rest = tail;
-            result = self.client().handle_input(now, piece);
-        }
+        let result = transcript::feed(data, &mut self.splitter, |piece| {
+            client.handle_input(now, piece)
+        });
         self.record(result);
     }
 
-    fn flush_client(&mut self) {
-        if self.pending_client.is_empty() {
-            return;
-        }
+    /// A block of `C:` lines: exactly what one `poll_transmit` returns.
+    fn client_sent(&mut self, expected: &[u8]) {
         let at = self.at();
-        let expected = std::mem::take(&mut self.pending_client);
         let client = self.client();
         let got = client
             .poll_transmit()
             .map(<[u8]>::to_vec)
             .unwrap_or_default();
-        assert_eq!(escape(&got), escape(&expected), "{at}: client bytes");
+        assert_eq!(escape(&got), escape(expected), "{at}: client bytes");
         client.advance_transmit(got.len());
     }
 
@@ -440,40 +359,38 @@ impl Runner {
     fn directive(&mut self, directive: &str, args: &str) {
         let at = self.at();
         match directive {
-            "!config" => {
+            "config" => {
                 assert!(self.client.is_none(), "{at}: !config after start");
                 self.configure(args);
             }
-            "!call" => match self.call(args) {
+            "call" => match self.call(args) {
                 Ok(Some(id)) => self.ids.push(id),
                 Ok(None) => {}
                 Err(reason) => panic!("{at}: call refused: {reason}"),
             },
-            "!misuse" => {
+            "misuse" => {
                 let (api, reason) = args.split_once(" => ").expect("!misuse <api> => <reason>");
                 match self.call(api) {
                     Ok(_) => panic!("{at}: call accepted, expected {reason}"),
                     Err(got) => assert!(got.starts_with(reason), "{at}: refused with {got}"),
                 }
             }
-            "!event" => {
+            "event" => {
                 let event = self.next_event();
                 assert_eq!(self.render(&event).trim_end(), args, "{at}: event");
             }
-            "!message" => self.message(args, true),
-            "!partial" => self.message(args, false),
-            "!new" => {
+            "message" => self.message(args, true),
+            "partial" => self.message(args, false),
+            "new" => {
                 self.finish_session();
-                let chunks = std::mem::take(&mut self.chunks);
-                let next_chunk = self.next_chunk;
+                let splitter = std::mem::replace(&mut self.splitter, transcript::whole());
                 *self = Self {
-                    chunks,
-                    next_chunk,
+                    splitter,
                     line_no: self.line_no,
-                    ..Self::new(&self.name, Vec::new())
+                    ..Self::new(&self.name, transcript::whole())
                 };
             }
-            "!error" => {
+            "error" => {
                 let error = self.error.take();
                 let got = format!("{error:?}");
                 assert!(
@@ -495,21 +412,21 @@ impl Runner {
                     })
                 ));
             }
-            "!eof" => {
+            "eof" => {
                 let now = self.now;
                 let result = self.client().handle_eof(now);
                 self.record(result);
             }
-            "!timeout" => {
+            "timeout" => {
                 let now = self.now;
                 let result = self.client().handle_timeout(now);
                 self.record(result);
             }
-            "!advance" => {
+            "advance" => {
                 let secs: u64 = args.parse().expect("seconds");
                 self.now += Duration::from_secs(secs);
             }
-            "!deadline" => {
+            "deadline" => {
                 let now = self.now;
                 let deadline = self.client().poll_timeout();
                 let expected = if args == "none" {
@@ -519,7 +436,7 @@ impl Runner {
                 };
                 assert_eq!(deadline, expected, "{at}: deadline");
             }
-            other => panic!("{at}: unknown directive {other}"),
+            other => panic!("{at}: unknown directive !{other}"),
         }
     }
 
@@ -710,22 +627,5 @@ impl Runner {
 
 /// All transcript files, sorted, as (name, text).
 pub(crate) fn transcripts() -> Vec<(String, String)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("transcript directory")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_name()
-                .expect("name")
-                .to_string_lossy()
-                .into_owned();
-            (name, std::fs::read_to_string(&path).expect("readable"))
-        })
-        .collect()
+    transcript::corpus(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts"))
 }

@@ -1,16 +1,11 @@
-//! Transcript runner shared by the transcript tests and the split-invariance proptest.
+//! The SMTP side of the transcript runner: configuration, calls and event rendering over the
+//! shared grammar of `mail_testground::transcript` (`S:`/`S>` server bytes, `C:`/`C>` client
+//! bytes, `!read`, escapes, reads and their splits).
 //!
-//! A transcript is a text file of lines:
-//!
-//! - `C: text` the client must have sent `text` + CRLF next; `C> text` without the CRLF.
-//! - `S: text` server bytes (+ CRLF); consecutive `S:`/`S>` lines form one read, fed at the next
-//!   non-`S` line (`!read` ends a read explicitly).
-//! - `# ...` comments, blank lines.
+//! - `C:`/`C>` blocks are matched, in order, against everything the client has transmitted.
 //! - `!directive args`: `!config`, API calls (`!auth`, `!mail`, `!send`, `!write`, `!finish`,
 //!   `!quit`, `!tls`, `!eof`, `!timeout`, `!at`), and expectations (`!event`, `!caps`,
 //!   `!error`, `!misuse`, `!deadline`, `!flights`, `!writes`).
-//!
-//! Escapes in `C:`/`S:` text and in directive values: `\r`, `\n`, `\t`, `\\`, `\xHH`.
 //!
 //! The runner is strict: before each server read every client byte must have been matched by a
 //! `C:` line and every event by an `!event` line, and an error must be matched by `!error` or
@@ -22,46 +17,13 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use mail_testground::transcript::{self, Splitter, StepKind, unescape, unescape_str};
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, BodyType, Client, ClientName, Config, Credentials, Envelope,
     Event, Limits, LineEndingPolicy, Machine, MailOptions, Mechanism, MessageOutcome, Misuse,
     Notify, ProtocolError, Recipient, RecipientOutcome, Reply, Ret, Security, SessionFailure,
     TransactionFailure,
 };
-
-/// Decides how one server read is cut into `handle_input` calls: returns the piece lengths.
-pub(crate) type Splitter<'a> = &'a mut dyn FnMut(usize) -> Vec<usize>;
-
-pub(crate) fn unescape(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            match bytes[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                b'\\' => out.push(b'\\'),
-                b'x' => {
-                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                    i += 2;
-                }
-                other => panic!("unknown escape \\{}", char::from(other)),
-            }
-            i += 2;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn unescape_str(text: &str) -> String {
-    String::from_utf8(unescape(text)).unwrap()
-}
 
 fn class_word(reply: &Reply) -> &'static str {
     match reply.failure_class() {
@@ -301,26 +263,25 @@ pub(crate) struct Outcome {
     pub(crate) error: Option<ProtocolError>,
 }
 
-pub(crate) struct Runner<'a> {
+pub(crate) struct Runner {
     name: String,
     spec: ConfigSpec,
     client: Option<Client>,
     t0: Instant,
     now: Instant,
     sent: Vec<u8>,
-    read: Vec<u8>,
     events: VecDeque<Event>,
     error: Option<ProtocolError>,
     misuse: Option<Misuse>,
-    splitter: Splitter<'a>,
+    splitter: Splitter,
     draining: bool,
     flights: usize,
     written: Option<usize>,
     pub(crate) outcome: Outcome,
 }
 
-impl<'a> Runner<'a> {
-    pub(crate) fn new(name: &str, splitter: Splitter<'a>) -> Self {
+impl Runner {
+    pub(crate) fn new(name: &str, splitter: Splitter) -> Self {
         let t0 = Instant::now();
         Self {
             name: name.to_owned(),
@@ -329,7 +290,6 @@ impl<'a> Runner<'a> {
             t0,
             now: t0,
             sent: Vec::new(),
-            read: Vec::new(),
             events: VecDeque::new(),
             error: None,
             misuse: None,
@@ -380,10 +340,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn feed_read(&mut self, line_no: usize) {
-        if self.read.is_empty() {
-            return;
-        }
+    fn feed_read(&mut self, line_no: usize, data: &[u8]) {
         self.check_settled(line_no);
         if !self.sent.is_empty() {
             self.fail(
@@ -400,23 +357,14 @@ impl<'a> Runner<'a> {
                 &format!("event not matched: {}", render_event(event)),
             );
         }
-        let data = std::mem::take(&mut self.read);
-        let pieces = (self.splitter)(data.len());
-        assert_eq!(pieces.iter().sum::<usize>(), data.len());
         let now = self.now;
         self.client();
-        let mut start = 0;
-        for piece in pieces {
-            let result = self
-                .client
-                .as_mut()
-                .unwrap()
-                .handle_input(now, &data[start..start + piece]);
-            start += piece;
-            if let Err(error) = result {
-                self.error = Some(error);
-                break;
-            }
+        let client = self.client.as_mut().unwrap();
+        let result = transcript::feed(data, &mut self.splitter, |piece| {
+            client.handle_input(now, piece)
+        });
+        if let Err(error) = result {
+            self.error = Some(error);
         }
         self.drain();
     }
@@ -441,44 +389,25 @@ impl<'a> Runner<'a> {
     }
 
     pub(crate) fn run(&mut self, text: &str) {
-        for (index, raw) in text.lines().enumerate() {
-            let line_no = index + 1;
-            let line = raw.trim_end_matches('\r');
-            if line.is_empty() || line.starts_with('#') {
+        for step in transcript::parse(&self.name, text) {
+            let line_no = step.line;
+            if let StepKind::Read(data) = &step.kind {
+                self.feed_read(line_no, data);
                 continue;
             }
-            if let Some(rest) = line.strip_prefix("S: ") {
-                self.read.extend(unescape(rest));
-                self.read.extend_from_slice(b"\r\n");
-                continue;
-            }
-            if let Some(rest) = line.strip_prefix("S> ") {
-                self.read.extend(unescape(rest));
-                continue;
-            }
-            self.feed_read(line_no);
-            if self.client.is_none() && !line.starts_with("!config") {
+            if self.client.is_none()
+                && !matches!(step.kind, StepKind::Directive { name: "config", .. })
+            {
                 self.client();
                 self.drain();
             }
-            if let Some(rest) = line
-                .strip_prefix("C: ")
-                .or_else(|| (line == "C:").then_some(""))
-            {
-                let mut expected = unescape(rest);
-                expected.extend_from_slice(b"\r\n");
-                self.expect_sent(line_no, &expected);
-            } else if let Some(rest) = line.strip_prefix("C> ") {
-                self.expect_sent(line_no, &unescape(rest));
-            } else if let Some(directive) = line.strip_prefix('!') {
-                let (name, args) = directive.split_once(' ').unwrap_or((directive, ""));
-                self.directive(line_no, name, args);
-            } else {
-                self.fail(line_no, &format!("unparsable line {line:?}"));
+            match step.kind {
+                StepKind::Sent(expected) => self.expect_sent(line_no, &expected),
+                StepKind::Directive { name, args } => self.directive(line_no, name, args),
+                StepKind::Read(_) => unreachable!("handled above"),
             }
         }
         let end = text.lines().count() + 1;
-        self.feed_read(end);
         self.check_settled(end);
         if !self.sent.is_empty() {
             self.fail(
@@ -529,7 +458,6 @@ impl<'a> Runner<'a> {
                 }
                 self.spec.apply(args);
             }
-            "read" => {}
             "event" => {
                 let Some(event) = self.events.pop_front() else {
                     self.fail(line_no, &format!("expected event {args:?}, none left"));
@@ -794,29 +722,12 @@ impl<'a> Runner<'a> {
 }
 
 /// Runs a transcript, feeding each server read in the pieces `splitter` chooses.
-pub(crate) fn run_transcript(name: &str, text: &str, splitter: Splitter<'_>) -> Outcome {
+pub(crate) fn run_transcript(name: &str, text: &str, splitter: Splitter) -> Outcome {
     let mut runner = Runner::new(name, splitter);
     runner.run(text);
     runner.outcome
 }
 
-pub(crate) fn whole(len: usize) -> Vec<usize> {
-    if len == 0 { Vec::new() } else { vec![len] }
-}
-
 pub(crate) fn transcripts() -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transcripts");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(path).unwrap())
-        })
-        .collect()
+    transcript::corpus(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts"))
 }
