@@ -23,10 +23,29 @@
 //! block of expected client bytes ([`Step::Sent`]). Escapes `\r \n \t \0 \\ \xHH` work in `S`
 //! and `C` text and wherever a runner calls [`unescape`] on a directive's arguments.
 //!
+//! Directives both runners understand the same way (each protocol adds its own `!config`
+//! settings, call words, event renderings and extra expectations):
+//!
+//! ```text
+//! !call <api>          a call into the client; when the client refuses it, the next line
+//!                      must be !misuse
+//! !misuse <reason>     the refusal's Debug (see "Debug expectations")
+//! !tls / !eof / !timeout   the TLS handshake finished / the server closed / a deadline passed
+//! !error <error>       the previous input failed fatally, with this Debug; the client must then
+//!                      stay silent and repeat the error
+//! !event <rendering>   the next event, as the protocol renders it
+//! !at <secs>           the clock: seconds since the session started (fractions allowed)
+//! !deadline <secs|none>   what poll_timeout returns, in seconds since the session started
+//! ```
+//!
+//! Debug expectations (`!misuse`, `!error`) are the value's `Debug` text exactly, or its
+//! beginning when written with a trailing `..` ([`debug_matches`]).
+//!
 //! `testground/scripts/convert-transcripts.py` rewrites transcripts in the older per-crate
 //! spellings into this grammar.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Decodes the escapes `\r \n \t \0 \\ \xHH`.
 ///
@@ -69,6 +88,75 @@ pub fn escape(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
 }
 
+/// Whether `debug` (a value's `Debug` text) meets the expectation `expected`: equal, or
+/// starting with it when `expected` ends in `..`.
+pub fn debug_matches(expected: &str, debug: &str) -> bool {
+    match expected.strip_suffix("..") {
+        Some(prefix) => debug.starts_with(prefix),
+        None => debug == expected,
+    }
+}
+
+/// The transcript's clock: `!at` sets it, `!deadline` reads against it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    now: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock {
+    /// A clock at the start of a session.
+    pub fn new() -> Self {
+        let start = Instant::now();
+        Self { start, now: start }
+    }
+
+    /// The session's start.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// `!at <secs>`.
+    ///
+    /// # Panics
+    /// When `args` is not a number of seconds, or lies before the current time.
+    pub fn at(&mut self, args: &str) {
+        let at = self.start + seconds(args);
+        assert!(at >= self.now, "!at {args} goes back in time");
+        self.now = at;
+    }
+
+    /// Checks `!deadline <secs|none>` against what the client's `poll_timeout` returned;
+    /// `Err` describes the mismatch.
+    pub fn deadline(&self, args: &str, got: Option<Instant>) -> Result<(), String> {
+        let expected = (args != "none").then(|| self.start + seconds(args));
+        if got == expected {
+            Ok(())
+        } else {
+            let got = got.map(|d| d.saturating_duration_since(self.start).as_secs_f64());
+            Err(format!("expected deadline {args}, got {got:?} s"))
+        }
+    }
+}
+
+fn seconds(args: &str) -> Duration {
+    Duration::from_secs_f64(
+        args.parse::<f64>()
+            .unwrap_or_else(|_| panic!("{args:?} is not seconds")),
+    )
+}
+
 /// One step of a transcript, with the number of its (first) line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step<'a> {
@@ -85,11 +173,11 @@ pub enum StepKind<'a> {
     Read(Vec<u8>),
     /// Client bytes expected next: the bytes of consecutive `C:`/`C>` lines.
     Sent(Vec<u8>),
-    /// `!name args` (arguments trimmed, escapes left to the runner).
+    /// `!name args` (escapes left to the runner).
     Directive {
         /// The name, without the `!`.
         name: &'a str,
-        /// The rest of the line.
+        /// The rest of the line after the first space, as written.
         args: &'a str,
     },
 }
@@ -134,10 +222,7 @@ pub fn parse<'a>(name: &str, text: &'a str) -> Vec<Step<'a>> {
             if name != "read" {
                 steps.push(Step {
                     line: line_no,
-                    kind: StepKind::Directive {
-                        name,
-                        args: args.trim(),
-                    },
+                    kind: StepKind::Directive { name, args },
                 });
             }
             continue;
@@ -305,6 +390,30 @@ mod tests {
             ]
         );
         assert!(matches!(steps[0], Step { line: 1, .. }));
+    }
+
+    #[test]
+    fn debug_expectations_are_exact_or_prefixes() {
+        use super::debug_matches;
+        assert!(debug_matches("NotReady", "NotReady"));
+        assert!(!debug_matches("NotReady", "NotReady(x)"));
+        assert!(debug_matches("Failed..", "Failed(Timeout)"));
+        assert!(!debug_matches("Failed..", "NotReady"));
+    }
+
+    #[test]
+    fn the_clock_counts_from_the_session_start() {
+        let mut clock = super::Clock::new();
+        assert!(clock.deadline("none", None).is_ok());
+        clock.at("1.5");
+        assert_eq!(
+            clock.now() - clock.start(),
+            std::time::Duration::from_millis(1500)
+        );
+        let in_ten = clock.start() + std::time::Duration::from_secs(10);
+        assert!(clock.deadline("10", Some(in_ten)).is_ok());
+        assert!(clock.deadline("9", Some(in_ten)).is_err());
+        assert!(clock.deadline("none", Some(in_ten)).is_err());
     }
 
     #[test]

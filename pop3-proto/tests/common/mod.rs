@@ -2,28 +2,26 @@
 //! shared grammar of `mail_testground::transcript` (`S:`/`S>` server bytes, `C:`/`C>` client
 //! bytes, escapes, reads and their splits).
 //!
-//! Directives:
+//! Directives beyond the shared ones (`!call`, `!misuse`, `!tls`, `!eof`, `!timeout`,
+//! `!error`, `!event`, `!at`, `!deadline`; see that module):
 //!
 //! ```text
 //! !config security=stls pipelining=no max_line=64 reply=30   (before anything else;
 //!                       also cleartext=yes, nonces=counting|none for Config::nonce_source)
-//! C: lines              a block of consecutive C lines must be exactly what one
-//!                       poll_transmit returns
-//! !call <api>           a mutator that must succeed; its id becomes #1, #2, ...
-//! !misuse <api> => <Reason>  a mutator that must be refused with a reason whose Debug
-//!                       starts with <Reason>, handing the value back
-//! !event <rendering>    the next event, rendered as in `render` below
 //! !message #n <msg> <escaped body>   MessageStart, the chunks (concatenated), MessageEnd
 //! !partial #n <msg> <escaped body>   MessageStart and the chunks so far (no MessageEnd)
-//! !error <text>         the previous step failed fatally; the error's Debug contains <text>
-//! !eof / !timeout / !advance <secs> / !deadline <secs|none>
-//! !new                  check the session is complete, then start a fresh one (config reset)
+//! !new                  check the session is complete, then start a fresh one (config and
+//!                       clock reset)
 //! ```
+//!
+//! A block of consecutive `C:` lines must be exactly what one `poll_transmit` returns. A
+//! `!call` that succeeds gives its command id a name: #1, #2, ... in the order of the calls;
+//! a refused one must hand the value back.
 //!
 //! `<api>` is `login <auto|userpass|apop|MECHANISM> <user> <secret> [nonce=<n>] [token]`
 //! (`token`: OAuth credentials instead of a password),
 //! `stat`, `list [n]`, `uidl [n]`, `retr <n> [size]`, `top <n> <lines>`, `dele <n>`, `rset`,
-//! `noop`, `quit`, `capa`, `utf8`, `tls`. Escapes work in bodies and login arguments too.
+//! `noop`, `quit`, `capa`, `utf8`. Escapes work in bodies and login arguments too.
 //!
 //! The runner is strict: every transmitted byte must be declared before the next server
 //! input, every event must be consumed, and at the end nothing may be left over.
@@ -32,10 +30,12 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mail_common::sasl::{Credentials, Mechanism, NonceSource};
-use mail_testground::transcript::{self, Splitter, StepKind, escape, unescape};
+use mail_testground::transcript::{
+    self, Clock, Splitter, StepKind, debug_matches, escape, unescape,
+};
 use pop3_proto::{
     AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Limits, Login, Machine,
     ProtocolError, Response, ResponseCode, Security, Timeouts,
@@ -132,27 +132,27 @@ pub(crate) struct Runner {
     splitter: Splitter,
     config: Config,
     client: Option<Client>,
-    start: Instant,
-    now: Instant,
+    clock: Clock,
     ids: Vec<CommandId>,
     events: VecDeque<Event>,
     error: Option<ProtocolError>,
+    /// The Debug of the last call's refusal, until `!misuse` takes it.
+    misuse: Option<String>,
     line_no: usize,
 }
 
 impl Runner {
     pub(crate) fn new(name: &str, splitter: Splitter) -> Self {
-        let now = Instant::now();
         Self {
             name: name.to_owned(),
             splitter,
             config: Config::new(Security::Implicit),
             client: None,
-            start: now,
-            now,
+            clock: Clock::new(),
             ids: Vec::new(),
             events: VecDeque::new(),
             error: None,
+            misuse: None,
             line_no: 0,
         }
     }
@@ -163,7 +163,7 @@ impl Runner {
 
     fn client(&mut self) -> &mut Client {
         if self.client.is_none() {
-            self.client = Some(Client::new(self.config.clone(), self.start));
+            self.client = Some(Client::new(self.config.clone(), self.clock.start()));
         }
         self.client.as_mut().expect("client")
     }
@@ -173,13 +173,19 @@ impl Runner {
         for step in steps {
             self.line_no = step.line;
             match step.kind {
-                StepKind::Read(data) => self.server_read(&data),
-                StepKind::Sent(expected) => self.client_sent(&expected),
+                StepKind::Read(data) => {
+                    self.no_error();
+                    self.server_read(&data);
+                }
+                StepKind::Sent(expected) => {
+                    self.no_error();
+                    self.client_sent(&expected);
+                }
                 StepKind::Directive { name, args } => {
-                    if name != "error" {
+                    if name != "error" && name != "misuse" {
                         self.no_error();
                     }
-                    self.directive(name, args);
+                    self.directive(name, args.trim());
                 }
             }
         }
@@ -206,12 +212,19 @@ impl Runner {
         }
     }
 
+    /// Nothing failed that a `!error` or `!misuse` line has not matched.
     fn no_error(&self) {
         assert!(
             self.error.is_none(),
             "{}: unexpected error {:?}",
             self.at(),
             self.error
+        );
+        assert!(
+            self.misuse.is_none(),
+            "{}: call refused: {}",
+            self.at(),
+            self.misuse.as_deref().unwrap_or_default()
         );
     }
 
@@ -233,7 +246,7 @@ impl Runner {
 
     fn server_read(&mut self, data: &[u8]) {
         let at = self.at();
-        let now = self.now;
+        let now = self.clock.now();
         self.client();
         let client = self.client.as_mut().expect("client");
         assert_eq!(
@@ -366,13 +379,21 @@ impl Runner {
             "call" => match self.call(args) {
                 Ok(Some(id)) => self.ids.push(id),
                 Ok(None) => {}
-                Err(reason) => panic!("{at}: call refused: {reason}"),
+                Err(reason) => self.misuse = Some(reason),
             },
             "misuse" => {
-                let (api, reason) = args.split_once(" => ").expect("!misuse <api> => <reason>");
-                match self.call(api) {
-                    Ok(_) => panic!("{at}: call accepted, expected {reason}"),
-                    Err(got) => assert!(got.starts_with(reason), "{at}: refused with {got}"),
+                let got = self.misuse.take();
+                assert!(
+                    got.as_deref().is_some_and(|got| debug_matches(args, got)),
+                    "{at}: expected the call refused with {args}, got {got:?}"
+                );
+            }
+            "tls" => {
+                let now = self.clock.now();
+                let result = self.client().tls_established(now);
+                self.collect();
+                if let Err(e) = result {
+                    self.misuse = Some(format!("{e:?}"));
                 }
             }
             "event" => {
@@ -392,13 +413,14 @@ impl Runner {
             }
             "error" => {
                 let error = self.error.take();
-                let got = format!("{error:?}");
                 assert!(
-                    error.is_some() && got.contains(args),
-                    "{at}: expected error containing {args:?}, got {got}"
+                    error
+                        .as_ref()
+                        .is_some_and(|e| debug_matches(args, &format!("{e:?}"))),
+                    "{at}: expected error {args}, got {error:?}"
                 );
                 // Poisoned: the same error again, nothing sent, no deadline.
-                let now = self.now;
+                let now = self.clock.now();
                 let client = self.client();
                 assert_eq!(client.handle_input(now, b"+OK\r\n").err(), error);
                 assert_eq!(client.handle_timeout(now).err(), error);
@@ -413,28 +435,21 @@ impl Runner {
                 ));
             }
             "eof" => {
-                let now = self.now;
+                let now = self.clock.now();
                 let result = self.client().handle_eof(now);
                 self.record(result);
             }
             "timeout" => {
-                let now = self.now;
+                let now = self.clock.now();
                 let result = self.client().handle_timeout(now);
                 self.record(result);
             }
-            "advance" => {
-                let secs: u64 = args.parse().expect("seconds");
-                self.now += Duration::from_secs(secs);
-            }
+            "at" => self.clock.at(args),
             "deadline" => {
-                let now = self.now;
                 let deadline = self.client().poll_timeout();
-                let expected = if args == "none" {
-                    None
-                } else {
-                    Some(now + Duration::from_secs(args.parse().expect("seconds")))
-                };
-                assert_eq!(deadline, expected, "{at}: deadline");
+                if let Err(mismatch) = self.clock.deadline(args, deadline) {
+                    panic!("{at}: {mismatch}");
+                }
             }
             other => panic!("{at}: unknown directive !{other}"),
         }
@@ -548,16 +563,11 @@ impl Runner {
 
     /// Runs an API call; `Err` carries the Debug of the misuse reason.
     fn call(&mut self, api: &str) -> Result<Option<CommandId>, String> {
-        let now = self.now;
+        let now = self.clock.now();
         let words: Vec<&str> = api.split_whitespace().collect();
         let number = |i: usize| -> u32 { words[i].parse().expect("number") };
         let command = match words.as_slice() {
             ["login", ..] => return self.login(&words[1..]).map(Some),
-            ["tls"] => {
-                let result = self.client().tls_established(now);
-                self.collect();
-                return result.map(|()| None).map_err(|e| format!("{e:?}"));
-            }
             ["stat"] => Command::Stat,
             ["list"] => Command::List(None),
             ["list", _] => Command::List(Some(number(1))),
@@ -589,7 +599,7 @@ impl Runner {
     }
 
     fn login(&mut self, words: &[&str]) -> Result<CommandId, String> {
-        let now = self.now;
+        let now = self.clock.now();
         let text = |s: &str| String::from_utf8(unescape(s)).expect("utf-8 argument");
         let [method, user, secret, options @ ..] = words else {
             panic!("bad login {words:?}")

@@ -2,10 +2,13 @@
 //! shared grammar of `mail_testground::transcript` (`S:`/`S>` server bytes, `C:`/`C>` client
 //! bytes, `!read`, escapes, reads and their splits).
 //!
+//! Beyond the shared directives (`!call`, `!misuse`, `!tls`, `!eof`, `!timeout`, `!error`,
+//! `!event`, `!at`, `!deadline`; see that module):
+//!
 //! - `C:`/`C>` blocks are matched, in order, against everything the client has transmitted.
-//! - `!directive args`: `!config`, API calls (`!auth`, `!mail`, `!send`, `!write`, `!finish`,
-//!   `!quit`, `!tls`, `!eof`, `!timeout`, `!at`), and expectations (`!event`, `!caps`,
-//!   `!error`, `!misuse`, `!deadline`, `!flights`, `!writes`).
+//! - `!config key=value...`; `!call` words: `auth`, `mail`, `send`, `write`, `finish`, `quit`.
+//! - Expectations: `!no-event`, `!caps`, `!flights` (transmit slices of the last step); the
+//!   driver's partial writes: `!hold`, `!transmit <n>`, `!release`.
 //!
 //! The runner is strict: before each server read every client byte must have been matched by a
 //! `C:` line and every event by an `!event` line, and an error must be matched by `!error` or
@@ -15,9 +18,10 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
 
-use mail_testground::transcript::{self, Splitter, StepKind, unescape, unescape_str};
+use mail_testground::transcript::{
+    self, Clock, Splitter, StepKind, debug_matches, unescape, unescape_str,
+};
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, BodyType, Client, ClientName, Config, Credentials, Envelope,
     Event, Limits, LineEndingPolicy, Machine, MailOptions, Mechanism, MessageOutcome, Misuse,
@@ -267,8 +271,7 @@ pub(crate) struct Runner {
     name: String,
     spec: ConfigSpec,
     client: Option<Client>,
-    t0: Instant,
-    now: Instant,
+    clock: Clock,
     sent: Vec<u8>,
     events: VecDeque<Event>,
     error: Option<ProtocolError>,
@@ -282,13 +285,11 @@ pub(crate) struct Runner {
 
 impl Runner {
     pub(crate) fn new(name: &str, splitter: Splitter) -> Self {
-        let t0 = Instant::now();
         Self {
             name: name.to_owned(),
             spec: ConfigSpec::new(),
             client: None,
-            t0,
-            now: t0,
+            clock: Clock::new(),
             sent: Vec::new(),
             events: VecDeque::new(),
             error: None,
@@ -303,7 +304,7 @@ impl Runner {
 
     fn client(&mut self) -> &mut Client {
         if self.client.is_none() {
-            self.client = Some(Client::new(self.spec.build(), self.now));
+            self.client = Some(Client::new(self.spec.build(), self.clock.now()));
         }
         self.client.as_mut().unwrap()
     }
@@ -357,7 +358,7 @@ impl Runner {
                 &format!("event not matched: {}", render_event(event)),
             );
         }
-        let now = self.now;
+        let now = self.clock.now();
         self.client();
         let client = self.client.as_mut().unwrap();
         let result = transcript::feed(data, &mut self.splitter, |piece| {
@@ -450,7 +451,7 @@ impl Runner {
         if !expectation {
             self.check_settled(line_no);
         }
-        let now = self.now;
+        let now = self.clock.now();
         match name {
             "config" => {
                 if self.client.is_some() {
@@ -492,7 +493,7 @@ impl Runner {
                     self.fail(line_no, &format!("expected error {args}, none happened"));
                 };
                 let rendered = format!("{error:?}");
-                if rendered != args {
+                if !debug_matches(args, &rendered) {
                     self.fail(line_no, &format!("expected error {args}, got {rendered}"));
                 }
                 self.check_poisoned(line_no, &error);
@@ -502,21 +503,15 @@ impl Runner {
                     self.fail(line_no, &format!("expected misuse {args}, none happened"));
                 };
                 let rendered = format!("{misuse:?}");
-                if rendered != args {
+                if !debug_matches(args, &rendered) {
                     self.fail(line_no, &format!("expected misuse {args}, got {rendered}"));
                 }
             }
-            "at" => {
-                let seconds: f64 = args.parse().unwrap();
-                self.now = self.t0 + Duration::from_secs_f64(seconds);
-            }
+            "at" => self.clock.at(args),
             "deadline" => {
                 let deadline = self.client().poll_timeout();
-                let expected = (args != "none")
-                    .then(|| self.t0 + Duration::from_secs_f64(args.parse::<f64>().unwrap()));
-                if deadline != expected {
-                    let got = deadline.map(|d| d.duration_since(self.t0).as_secs_f64());
-                    self.fail(line_no, &format!("expected deadline {args}, got {got:?}"));
+                if let Err(mismatch) = self.clock.deadline(args, deadline) {
+                    self.fail(line_no, &mismatch);
                 }
             }
             "flights" => {
@@ -555,6 +550,16 @@ impl Runner {
                 let result = self.client().tls_established(now);
                 self.misuse_result(result);
             }
+            "call" => self.call(line_no, args),
+            _ => self.fail(line_no, &format!("unknown directive !{name}")),
+        }
+    }
+
+    /// `!call <api>`: `auth`, `mail`, `send`, `write`, `finish`, `quit`.
+    fn call(&mut self, line_no: usize, api: &str) {
+        let (name, args) = api.split_once(' ').unwrap_or((api, ""));
+        let now = self.clock.now();
+        match name {
             "quit" => {
                 let result = self.client().quit(now);
                 self.misuse_result(result);
@@ -585,13 +590,13 @@ impl Runner {
                 let result = self.client().finish_body(now);
                 self.misuse_result(result);
             }
-            _ => self.fail(line_no, &format!("unknown directive !{name}")),
+            _ => self.fail(line_no, &format!("unknown call {name}")),
         }
     }
 
     /// After a fatal error, the client must stay silent and repeat the error.
     fn check_poisoned(&mut self, line_no: usize, error: &ProtocolError) {
-        let now = self.now;
+        let now = self.clock.now();
         let client = self.client();
         let again = client.handle_input(now, b"250 ok\r\n");
         let timeout = client.handle_timeout(now);
@@ -633,7 +638,7 @@ impl Runner {
         } else {
             Credentials::password(user, secret)
         };
-        let now = self.now;
+        let now = self.clock.now();
         let result = self
             .client()
             .authenticate(now, &credentials, method, &nonce);
@@ -712,7 +717,7 @@ impl Runner {
                 _ => panic!("unknown mail key {key}"),
             }
         }
-        let now = self.now;
+        let now = self.clock.now();
         let result = match body {
             Some(body) => self.client().send_mail_bytes(now, envelope, options, &body),
             None => self.client().send_mail(now, envelope, options),
