@@ -19,8 +19,8 @@
 //! !name args          a directive, interpreted by the protocol's runner
 //! ```
 //!
-//! Consecutive `S` lines form one server read ([`Step::Read`]); consecutive `C` lines form one
-//! block of expected client bytes ([`Step::Sent`]). Escapes `\r \n \t \0 \\ \xHH` work in `S`
+//! Consecutive `S` lines form one server read ([`StepKind::Read`]); consecutive `C` lines form one
+//! block of expected client bytes ([`StepKind::Sent`]). Escapes `\r \n \t \0 \\ \xHH` work in `S`
 //! and `C` text and wherever a runner calls [`unescape`] on a directive's arguments.
 //!
 //! Directives both runners understand the same way (each protocol adds its own `!config`
