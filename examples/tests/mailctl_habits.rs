@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::{mailctl, mailctl_async, scratch, text};
-use std::collections::HashMap;
+use common::{mailctl, mailctl_async, maildir_ids, scratch, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, Once};
@@ -128,26 +127,6 @@ fn messages(maildir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// How many times each Message-ID is in the Maildir.
-fn message_ids(maildir: &Path) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for path in messages(maildir) {
-        let body = std::fs::read(&path).unwrap();
-        let body = String::from_utf8_lossy(&body);
-        let id = body
-            .lines()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(name, _)| name.eq_ignore_ascii_case("message-id"))
-                    .map(|(_, v)| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| path.display().to_string());
-        *ids.entry(id).or_default() += 1;
-    }
-    ids
-}
-
 fn state_files(maildir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(maildir)
         .unwrap()
@@ -220,7 +199,7 @@ fn the_fetch_state_follows_the_mailbox_not_the_connection() {
     assert_eq!(fetched(&fetch_account(&account, &maildir)), 0);
     account_file(&account, "localhost", 11110, "starttls");
     assert_eq!(fetched(&fetch_account(&account, &maildir)), 0);
-    let ids = message_ids(&maildir);
+    let ids = maildir_ids(&maildir);
     assert_eq!(messages(&maildir).len(), 100);
     assert_eq!(ids.len(), 100);
     assert!(ids.values().all(|&n| n == 1));
