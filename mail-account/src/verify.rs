@@ -398,7 +398,7 @@ fn classify_in_context(
     let no_method = match error {
         ConnectError::Pop3 { error, .. } => matches!(
             **error,
-            pop3::Error::Misuse(pop3_proto::Misuse::NoSuitableMethod)
+            pop3::Error::Misuse(pop3_proto::Misuse::NoSuitableMethod { .. })
         ),
         ConnectError::Smtp { error, .. } => matches!(
             **error,
@@ -439,7 +439,7 @@ fn classify_pop3(
         }
         Error::LoginFailed(failure) => classify_pop3_response(&failure.response),
         Error::Misuse(pop3_proto::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
-        Error::Misuse(pop3_proto::Misuse::NoSuitableMethod)
+        Error::Misuse(pop3_proto::Misuse::NoSuitableMethod { .. })
             if server.security == Security::None =>
         {
             // Servers hide their password mechanisms until TLS is up.
