@@ -402,7 +402,7 @@ fn classify_in_context(
         ),
         ConnectError::Smtp { error, .. } => matches!(
             **error,
-            smtp::Error::Misuse(smtp_submit::Misuse::NoCommonMechanism { .. })
+            smtp::Error::Misuse(smtp_submit::Misuse::NoSuitableMethod { .. })
         ),
         ConnectError::Config(_) => false,
     };
@@ -491,7 +491,7 @@ fn classify_smtp(
         Error::Misuse(smtp_submit::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
         Error::Misuse(
             smtp_submit::Misuse::ExtensionNotOffered(smtp_submit::Extension::Auth)
-            | smtp_submit::Misuse::NoCommonMechanism { .. },
+            | smtp_submit::Misuse::NoSuitableMethod { .. },
         ) if server.security == Security::None => {
             // Submission servers hide AUTH (or the password mechanisms) until STARTTLS.
             VerifyFailure::CleartextRefused

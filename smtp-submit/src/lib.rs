@@ -65,6 +65,7 @@
 //! assert_eq!(sent(&mut client), ""); // SMTP servers speak first
 //!
 //! client.handle_input(now, b"220 mail.example.org ESMTP\r\n")?;
+//! assert!(matches!(client.poll_event(), Some(Event::Greeting(reply)) if reply.code() == 220));
 //! assert_eq!(sent(&mut client), "EHLO client.example.org\r\n");
 //! client.handle_input(
 //!     now,
@@ -149,13 +150,15 @@ pub use envelope::{
     Address, BodyType, ClientName, Envelope, InvalidValue, MAX_ADDRESS_LEN, MAX_CLIENT_NAME_LEN,
     MailOptions, Notify, Recipient, Ret, xtext,
 };
-pub use error::{Argument, Extension, Misuse, Phase, ProtocolError};
+pub use error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected};
 pub use event::{
     AuthFailure, Event, MessageOutcome, RecipientOutcome, SessionFailure, TransactionFailure,
     TransactionId,
 };
 pub use mail_common::Machine;
-pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
+pub use mail_common::sasl::{
+    AuthAbort, AuthViolation, Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError,
+};
 pub use reply::{Category, EnhancedStatusCode, Reply};
 
 /// The examples of the crate's README.md, compiled and run as doc tests.
