@@ -1,44 +1,4 @@
-//! The `AUTH` command exchange around a [`SaslClient`], as POP3 (RFC 5034) and SMTP (RFC 4954)
-//! both frame it.
-//!
-//! The two RFCs describe one exchange and differ in two constants, which [`Framing`] carries:
-//! the longest command line (POP3 255 octets, RFC 2449 section 4; SMTP 512, RFC 5321 section
-//! 4.5.3.1.4) and the continuation prefix (`+ ` vs `334 `). Everything else is decided here,
-//! once for both protocols:
-//!
-//! - every client message is base64 on the wire; an empty initial response is `=`;
-//! - the initial response goes on the `AUTH` line only when the whole line, CRLF included,
-//!   stays within the limit; otherwise `AUTH <mechanism>` goes alone and the initial response
-//!   answers the server's empty challenge (a non-empty one there is answered with `*`);
-//! - a challenge that is not base64, that the mechanism cannot answer, or one more than the
-//!   configured cap is answered with `*` (cancel), and the server must then refuse;
-//! - the verdict on the server: a SCRAM server signature that is wrong or missing, a server that
-//!   accepts a cancelled exchange, and a challenge after `*` are [`AuthViolation`]s, which each
-//!   protocol turns into its fatal error. A server that cannot prove it knows the password may
-//!   be an impostor that has just read a proof derived from it; a polite cancel would leave the
-//!   session, and everything the caller sends next, with that server.
-//!
-//! The XOAUTH2/OAUTHBEARER JSON error challenge is answered inside [`SaslClient::step`] as the
-//! mechanisms require (an empty response, or `%x01`, RFC 7628 section 3.2.3) and comes back,
-//! decoded, in the [`Refusal`] that follows.
-//!
-//! ```
-//! use mail_common::sasl::{AuthExchange, Credentials, Framing, Mechanism, SaslClient};
-//!
-//! let framing = Framing::new(255, "+ ");
-//! let sasl = SaslClient::new(Mechanism::Login, &Credentials::password("alice", "secret"), &[])?;
-//! let (mut exchange, line) = AuthExchange::start(framing, sasl, 16);
-//! assert_eq!(line.bytes.expose().as_slice(), b"AUTH LOGIN");
-//! let line = exchange.on_challenge(b"VXNlcm5hbWU6")?; // "Username:"
-//! assert_eq!(line.bytes.expose().as_slice(), b"YWxpY2U=");
-//! let line = exchange.on_challenge(b"UGFzc3dvcmQ6")?; // "Password:"
-//! assert_eq!(line.bytes.expose().as_slice(), b"c2VjcmV0");
-//! let cancelled = exchange.on_challenge(b"VXNlcm5hbWU6")?; // one too many for LOGIN
-//! assert_eq!(cancelled.bytes.expose().as_slice(), b"*");
-//! assert!(exchange.is_cancelled());
-//! assert!(exchange.on_success().is_err()); // accepting a cancelled exchange is a violation
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The `AUTH` command exchange shared by POP3 and SMTP: see [`AuthExchange`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -142,7 +102,47 @@ pub struct Refusal {
     pub oauth_error: Option<Box<OAuthErrorChallenge>>,
 }
 
-/// One `AUTH` exchange on the wire: see the [module documentation](self).
+/// The `AUTH` command exchange around a [`SaslClient`], as POP3 (RFC 5034) and SMTP (RFC 4954)
+/// both frame it.
+///
+/// The two RFCs describe one exchange and differ in two constants, which [`Framing`] carries:
+/// the longest command line (POP3 255 octets, RFC 2449 section 4; SMTP 512, RFC 5321 section
+/// 4.5.3.1.4) and the continuation prefix (`+ ` vs `334 `). Everything else is decided here,
+/// once for both protocols:
+///
+/// - every client message is base64 on the wire; an empty initial response is `=`;
+/// - the initial response goes on the `AUTH` line only when the whole line, CRLF included,
+///   stays within the limit; otherwise `AUTH <mechanism>` goes alone and the initial response
+///   answers the server's empty challenge (a non-empty one there is answered with `*`);
+/// - a challenge that is not base64, that the mechanism cannot answer, or one more than the
+///   configured cap is answered with `*` (cancel), and the server must then refuse;
+/// - the verdict on the server: a SCRAM server signature that is wrong or missing, a server that
+///   accepts a cancelled exchange, and a challenge after `*` are [`AuthViolation`]s, which each
+///   protocol turns into its fatal error. A server that cannot prove it knows the password may
+///   be an impostor that has just read a proof derived from it; a polite cancel would leave the
+///   session, and everything the caller sends next, with that server.
+///
+/// The XOAUTH2/OAUTHBEARER JSON error challenge is answered inside [`SaslClient::step`] as the
+/// mechanisms require (an empty response, or `%x01`, RFC 7628 section 3.2.3) and comes back,
+/// decoded, in the [`Refusal`] that follows.
+///
+/// ```
+/// use mail_common::sasl::{AuthExchange, Credentials, Framing, Mechanism, SaslClient};
+///
+/// let framing = Framing::new(255, "+ ");
+/// let sasl = SaslClient::new(Mechanism::Login, &Credentials::password("alice", "secret"), &[])?;
+/// let (mut exchange, line) = AuthExchange::start(framing, sasl, 16);
+/// assert_eq!(line.bytes.expose().as_slice(), b"AUTH LOGIN");
+/// let line = exchange.on_challenge(b"VXNlcm5hbWU6")?; // "Username:"
+/// assert_eq!(line.bytes.expose().as_slice(), b"YWxpY2U=");
+/// let line = exchange.on_challenge(b"UGFzc3dvcmQ6")?; // "Password:"
+/// assert_eq!(line.bytes.expose().as_slice(), b"c2VjcmV0");
+/// let cancelled = exchange.on_challenge(b"VXNlcm5hbWU6")?; // one too many for LOGIN
+/// assert_eq!(cancelled.bytes.expose().as_slice(), b"*");
+/// assert!(exchange.is_cancelled());
+/// assert!(exchange.on_success().is_err()); // accepting a cancelled exchange is a violation
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// `Debug` shows the mechanism and progress, never a credential.
 #[derive(Debug)]
@@ -287,4 +287,112 @@ impl AuthExchange {
 
 fn encode(bytes: &[u8]) -> Secret<Vec<u8>> {
     Secret::new(STANDARD.encode(bytes).into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuthAbort, AuthExchange, AuthViolation, Framing};
+    use crate::sasl::{Credentials, Mechanism, SaslClient};
+
+    fn start(
+        mechanism: Mechanism,
+        max_line: usize,
+        max_challenges: usize,
+    ) -> (AuthExchange, Vec<u8>) {
+        let credentials = Credentials::password("a", "b");
+        let sasl = SaslClient::new(mechanism, &credentials, b"nonce").unwrap();
+        let (exchange, line) =
+            AuthExchange::start(Framing::new(max_line, "+ "), sasl, max_challenges);
+        (exchange, line.bytes.into_inner())
+    }
+
+    #[test]
+    fn initial_response_inline_up_to_the_limit_crlf_included() {
+        // "AUTH PLAIN " + base64("\0a\0b") (8) + CRLF = 21 octets.
+        let (_, line) = start(Mechanism::Plain, 21, 16);
+        assert_eq!(line, b"AUTH PLAIN AGEAYg==");
+        let (mut exchange, line) = start(Mechanism::Plain, 20, 16);
+        assert_eq!(line, b"AUTH PLAIN");
+        let answer = exchange.on_challenge(b" ").unwrap();
+        assert_eq!(answer.bytes.expose().as_slice(), b"AGEAYg==");
+        assert_eq!(answer.shown, "[redacted]");
+        exchange.on_success().unwrap();
+    }
+
+    #[test]
+    fn a_non_empty_challenge_where_the_deferred_response_is_due_is_cancelled() {
+        let (mut exchange, _) = start(Mechanism::Plain, 20, 16);
+        let answer = exchange.on_challenge(b"dGVzdA==").unwrap();
+        assert_eq!(answer.bytes.expose().as_slice(), b"*");
+        assert_eq!(
+            exchange.into_refusal().aborted,
+            Some(AuthAbort::UnexpectedChallenge)
+        );
+    }
+
+    #[test]
+    fn the_challenge_cap_counts_every_challenge() {
+        let (mut exchange, line) = start(Mechanism::Login, 512, 2);
+        assert_eq!(line, b"AUTH LOGIN");
+        assert_eq!(
+            exchange
+                .on_challenge(b"")
+                .unwrap()
+                .bytes
+                .expose()
+                .as_slice(),
+            b"YQ=="
+        );
+        assert_eq!(
+            exchange
+                .on_challenge(b"")
+                .unwrap()
+                .bytes
+                .expose()
+                .as_slice(),
+            b"Yg=="
+        );
+        assert_eq!(
+            exchange
+                .on_challenge(b"")
+                .unwrap()
+                .bytes
+                .expose()
+                .as_slice(),
+            b"*"
+        );
+        assert!(exchange.is_cancelled());
+        assert_eq!(
+            exchange.into_refusal().aborted,
+            Some(AuthAbort::TooManyChallenges { limit: 2 })
+        );
+    }
+
+    #[test]
+    fn the_server_must_end_a_cancelled_exchange_with_a_refusal() {
+        let (mut exchange, _) = start(Mechanism::CramMd5, 512, 16);
+        assert_eq!(exchange.on_challenge(b"not base64!").unwrap().shown, "*");
+        assert_eq!(
+            exchange.on_challenge(b"PDE+").err(),
+            Some(AuthViolation::ChallengeAfterCancel)
+        );
+        assert_eq!(
+            exchange.on_success(),
+            Err(AuthViolation::CancelledAuthAccepted)
+        );
+        assert_eq!(
+            exchange.into_refusal().aborted,
+            Some(AuthAbort::InvalidChallenge)
+        );
+    }
+
+    #[test]
+    fn scram_success_without_the_server_signature_is_a_violation() {
+        let (mut exchange, line) = start(Mechanism::ScramSha256, 512, 16);
+        assert!(line.starts_with(b"AUTH SCRAM-SHA-256 "));
+        assert!(matches!(
+            exchange.on_success(),
+            Err(AuthViolation::ServerNotAuthenticated(_))
+        ));
+    }
 }
