@@ -398,11 +398,11 @@ fn classify_in_context(
     let no_method = match error {
         ConnectError::Pop3 { error, .. } => matches!(
             **error,
-            pop3::Error::Misuse(pop3_proto::Misuse::NoSuitableMethod)
+            pop3::Error::Misuse(pop3_proto::Misuse::NoSuitableMethod { .. })
         ),
         ConnectError::Smtp { error, .. } => matches!(
             **error,
-            smtp::Error::Misuse(smtp_submit::Misuse::NoCommonMechanism { .. })
+            smtp::Error::Misuse(smtp_submit::Misuse::NoSuitableMethod { .. })
         ),
         ConnectError::Config(_) => false,
     };
@@ -439,7 +439,7 @@ fn classify_pop3(
         }
         Error::LoginFailed(failure) => classify_pop3_response(&failure.response),
         Error::Misuse(pop3_proto::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
-        Error::Misuse(pop3_proto::Misuse::NoSuitableMethod)
+        Error::Misuse(pop3_proto::Misuse::NoSuitableMethod { .. })
             if server.security == Security::None =>
         {
             // Servers hide their password mechanisms until TLS is up.
@@ -491,7 +491,7 @@ fn classify_smtp(
         Error::Misuse(smtp_submit::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
         Error::Misuse(
             smtp_submit::Misuse::ExtensionNotOffered(smtp_submit::Extension::Auth)
-            | smtp_submit::Misuse::NoCommonMechanism { .. },
+            | smtp_submit::Misuse::NoSuitableMethod { .. },
         ) if server.security == Security::None => {
             // Submission servers hide AUTH (or the password mechanisms) until STARTTLS.
             VerifyFailure::CleartextRefused

@@ -40,6 +40,19 @@ pub use line::{LineError, LineReader};
 pub use machine::{Machine, Transmit};
 pub use secret::Secret;
 
+/// A request a sans-IO core refused without queuing anything, with the caller's value handed
+/// back (an `Envelope`, a `Login`, a command), so nothing the caller built is lost. Each
+/// protocol crate names it with its own reason type: `Rejected<T> = mail_common::Rejected<T,
+/// Misuse>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected<T, R> {
+    /// Why it was refused.
+    pub reason: R,
+    /// What the caller passed in, unchanged.
+    pub value: T,
+}
+
 /// The examples of the crate's README.md, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

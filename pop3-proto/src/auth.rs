@@ -1,5 +1,7 @@
-//! Logging in: choosing the method, and running USER/PASS, APOP or an RFC 5034 `AUTH`
-//! exchange as a small step machine that turns server replies into lines to send.
+//! Logging in: choosing the method, and running USER/PASS or APOP as a small step machine that
+//! turns server replies into lines to send. An RFC 5034 `AUTH` exchange is
+//! `mail_common::sasl::AuthExchange` with POP3's [`FRAMING`]; this module only maps its
+//! outcome to POP3 replies, events and errors.
 //!
 //! Kept apart from the session logic because it is where secrets live: everything derived from
 //! a password or token stays in a [`Secret`] until the moment it is appended to the transmit
@@ -7,26 +9,40 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use md5::{Digest as _, Md5};
 
-use mail_common::sasl::{self, Credentials, NonceSource, SaslClient, SaslError};
+use mail_common::sasl::{
+    self, AuthExchange, AuthLine, Credentials, Framing, NonceSource, Refusal, SaslClient,
+};
 use mail_common::{Secret, check_arg};
 
 use crate::capabilities::Capabilities;
 use crate::command::{AuthMethod, Login};
 use crate::error::{Malformed, Misuse, ProtocolError};
-use crate::event::{AuthAbort, LoginFailure};
+use crate::event::LoginFailure;
 use crate::parse::{self, Status};
 
 /// RFC 2449 section 4 / RFC 5034 section 4: a command line is at most 255 octets, CRLF
-/// included; a longer initial response goes after an empty challenge instead.
+/// included.
 const MAX_COMMAND_LINE: usize = 255;
+
+/// RFC 5034 `AUTH`: the 255-octet line and `+ ` continuations; the rest of the exchange is
+/// mail-common's.
+pub(crate) const FRAMING: Framing = Framing::new(MAX_COMMAND_LINE, "+ ");
 
 /// A command line to send (CRLF not included) and what to log instead of it.
 pub(crate) struct Line {
     pub(crate) bytes: Secret<Vec<u8>>,
     pub(crate) shown: String,
+}
+
+impl From<AuthLine> for Line {
+    fn from(line: AuthLine) -> Self {
+        Self {
+            bytes: line.bytes,
+            shown: line.shown,
+        }
+    }
 }
 
 impl Line {
@@ -91,7 +107,9 @@ fn choose(
         (true, true) if tls => Ok(AuthMethod::UserPass),
         (true, _) => Ok(AuthMethod::Apop),
         (false, true) => Ok(AuthMethod::UserPass),
-        (false, false) => Err(Misuse::NoSuitableMethod),
+        (false, false) => Err(Misuse::NoSuitableMethod {
+            offered: caps.sasl.clone(),
+        }),
     }
 }
 
@@ -185,26 +203,14 @@ fn apop_digest(timestamp: &str, password: &Secret<String>) -> Secret<String> {
     Secret::new(hex)
 }
 
-fn base64(bytes: &[u8]) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .encode(bytes)
-        .into_bytes()
-}
-
 enum Step {
     /// `USER` sent; `PASS` follows a positive reply.
-    User { password: Secret<String> },
+    User {
+        password: Secret<String>,
+    },
     /// `PASS` or `APOP` sent: the next reply decides.
     Final,
-    Sasl {
-        client: Box<SaslClient>,
-        /// Base64 initial response that did not fit on the `AUTH` line, sent after the empty
-        /// challenge.
-        deferred_initial: Option<Secret<Vec<u8>>>,
-        challenges: usize,
-    },
-    /// `*` sent; the server's `-ERR` is expected.
-    Cancelled { abort: AuthAbort },
+    Sasl(Box<AuthExchange>),
 }
 
 /// What the session should do after a reply to a login command.
@@ -227,8 +233,13 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    /// Starts a login: the exchange and its first line.
-    pub(crate) fn start(method: AuthMethod, plan: LoginPlan) -> (Self, Line) {
+    /// Starts a login: the exchange and its first line. `max_challenges` caps the SASL
+    /// challenges answered.
+    pub(crate) fn start(
+        method: AuthMethod,
+        plan: LoginPlan,
+        max_challenges: usize,
+    ) -> (Self, Line) {
         let (step, line) = match plan {
             LoginPlan::UserPass { user, password } => (
                 Step::User { password },
@@ -241,34 +252,9 @@ impl Exchange {
                     Line::secret(bytes, &format!("APOP {user} [redacted]")),
                 )
             }
-            LoginPlan::Sasl(mut client) => {
-                let command = format!("AUTH {}", client.mechanism().name());
-                let initial = client
-                    .initial_response()
-                    .map(|ir| match ir.expose().as_slice() {
-                        // RFC 5034: "=" is an empty initial response.
-                        [] => b"=".to_vec(),
-                        bytes => base64(bytes),
-                    });
-                let mut deferred_initial = None;
-                let line = match initial {
-                    Some(ir) if command.len() + 1 + ir.len() + 2 <= MAX_COMMAND_LINE => {
-                        let mut bytes = command.clone().into_bytes();
-                        bytes.push(b' ');
-                        bytes.extend_from_slice(&ir);
-                        Line::secret(bytes, &format!("{command} [redacted]"))
-                    }
-                    too_long_or_none => {
-                        deferred_initial = too_long_or_none.map(Secret::new);
-                        Line::public(command)
-                    }
-                };
-                let step = Step::Sasl {
-                    client,
-                    deferred_initial,
-                    challenges: 0,
-                };
-                (step, line)
+            LoginPlan::Sasl(client) => {
+                let (exchange, line) = AuthExchange::start(FRAMING, *client, max_challenges);
+                (Step::Sasl(Box::new(exchange)), line.into())
             }
         };
         (Self { method, step }, line)
@@ -284,12 +270,7 @@ impl Exchange {
         &mut self,
         status: Status<'_>,
         line: &[u8],
-        max_challenges: usize,
     ) -> Result<Progress, ProtocolError> {
-        let unexpected_continuation = || ProtocolError::Malformed {
-            kind: Malformed::UnexpectedContinuation,
-            excerpt: parse::excerpt(line),
-        };
         let step = std::mem::replace(&mut self.step, Step::Final);
         match (step, status) {
             (Step::User { password }, Status::Ok(_)) => {
@@ -298,104 +279,35 @@ impl Exchange {
             }
             (Step::Final, Status::Ok(_)) => Ok(Progress::Succeeded),
             (Step::User { .. } | Step::Final, Status::Err(text)) => {
-                Ok(Progress::Failed(self.failure(text, None, None)))
+                Ok(Progress::Failed(self.failure(text, Refusal::default())))
             }
             (Step::User { .. } | Step::Final, Status::Continuation(_)) => {
-                Err(unexpected_continuation())
+                Err(ProtocolError::Malformed {
+                    kind: Malformed::UnexpectedContinuation,
+                    excerpt: parse::excerpt(line),
+                })
             }
-            (Step::Sasl { mut client, .. }, Status::Ok(_)) => {
-                // POP3 has no "additional data with success": a SCRAM server-final comes as a
-                // challenge, so by now the server signature must have been checked.
-                client
-                    .finish(None)
-                    .map_err(ProtocolError::ServerNotAuthenticated)?;
+            (Step::Sasl(mut exchange), Status::Ok(_)) => {
+                exchange.on_success().map_err(ProtocolError::Auth)?;
                 Ok(Progress::Succeeded)
             }
-            (Step::Sasl { client, .. }, Status::Err(text)) => {
-                let oauth_error = client.server_error().cloned().map(Box::new);
-                Ok(Progress::Failed(self.failure(text, None, oauth_error)))
-            }
-            (
-                Step::Sasl {
-                    client,
-                    deferred_initial,
-                    challenges,
-                },
-                Status::Continuation(text),
-            ) => self
-                .answer(
-                    client,
-                    deferred_initial,
-                    challenges + 1,
-                    max_challenges,
-                    text,
-                )
-                .map(Progress::Send),
-            (Step::Cancelled { abort }, Status::Err(text)) => {
-                Ok(Progress::Failed(self.failure(text, Some(abort), None)))
-            }
-            (Step::Cancelled { .. }, Status::Ok(_)) => Err(ProtocolError::CancelledLoginAccepted),
-            (Step::Cancelled { .. }, Status::Continuation(_)) => Err(unexpected_continuation()),
-        }
-    }
-
-    /// Answers a SASL challenge, or cancels the exchange when it cannot be answered. A server
-    /// that fails to prove it knows the password is not cancelled politely: it is an impostor,
-    /// and the session ends.
-    fn answer(
-        &mut self,
-        mut client: Box<SaslClient>,
-        mut deferred_initial: Option<Secret<Vec<u8>>>,
-        challenges: usize,
-        max_challenges: usize,
-        text: &[u8],
-    ) -> Result<Line, ProtocolError> {
-        let reply = if challenges > max_challenges {
-            Err(AuthAbort::TooManyChallenges {
-                limit: max_challenges,
-            })
-        } else if let Some(initial) = deferred_initial.take() {
-            if text.trim_ascii().is_empty() {
-                Ok(initial)
-            } else {
-                Err(AuthAbort::UnexpectedChallenge)
-            }
-        } else {
-            parse::challenge(text)
-                .ok_or(AuthAbort::InvalidChallenge)
-                .and_then(|challenge| client.step(&challenge).map_err(AuthAbort::Sasl))
-                .map(|response| Secret::new(base64(response.expose())))
-        };
-        match reply {
-            Ok(response) => {
-                self.step = Step::Sasl {
-                    client,
-                    deferred_initial,
-                    challenges,
-                };
-                Ok(Line::secret(response.into_inner(), "[redacted]"))
-            }
-            Err(AuthAbort::Sasl(
-                error @ (SaslError::ServerSignatureMismatch | SaslError::MissingServerSignature),
-            )) => Err(ProtocolError::ServerNotAuthenticated(error)),
-            Err(abort) => {
-                self.step = Step::Cancelled { abort };
-                Ok(Line::public("*".to_owned()))
+            (Step::Sasl(exchange), Status::Err(text)) => Ok(Progress::Failed(
+                self.failure(text, exchange.into_refusal()),
+            )),
+            (Step::Sasl(mut exchange), Status::Continuation(text)) => {
+                let reply = exchange.on_challenge(text).map_err(ProtocolError::Auth)?;
+                self.step = Step::Sasl(exchange);
+                Ok(Progress::Send(reply.into()))
             }
         }
     }
 
-    fn failure(
-        &self,
-        text: &[u8],
-        aborted: Option<AuthAbort>,
-        oauth_error: Option<Box<sasl::OAuthErrorChallenge>>,
-    ) -> LoginFailure {
+    fn failure(&self, text: &[u8], refusal: Refusal) -> LoginFailure {
         LoginFailure {
             method: self.method,
             response: parse::response(text),
-            aborted,
-            oauth_error,
+            aborted: refusal.aborted,
+            oauth_error: refusal.oauth_error,
         }
     }
 }
@@ -480,7 +392,9 @@ mod tests {
             );
             assert_eq!(
                 choose(&token, &caps, ts, tls),
-                Err(Misuse::NoSuitableMethod)
+                Err(Misuse::NoSuitableMethod {
+                    offered: caps.sasl.clone()
+                })
             );
         }
         caps.sasl.clear();
@@ -497,7 +411,7 @@ mod tests {
         assert_eq!(choose(&password, &caps, ts, true), Ok(AuthMethod::Apop));
         assert_eq!(
             choose(&password, &caps, None, true),
-            Err(Misuse::NoSuitableMethod)
+            Err(Misuse::NoSuitableMethod { offered: vec![] })
         );
         let unknown = Capabilities::default();
         assert_eq!(

@@ -245,7 +245,7 @@ impl Client {
         self.check_usable()?;
         match self.session {
             Session::Authorization => {}
-            Session::Authenticating => return Err(Misuse::LoginInProgress),
+            Session::Authenticating => return Err(Misuse::Busy),
             Session::Transaction => return Err(Misuse::AlreadyLoggedIn),
             other => return Err(Self::unavailable(other)),
         }
@@ -295,7 +295,7 @@ impl Client {
             (Session::Authorization, Command::Capa | Command::Quit | Command::Utf8)
             | (Session::Authenticating, Command::Capa | Command::Quit) => Ok(()),
             (Session::Authorization, _) => Err(Misuse::NotLoggedIn),
-            (Session::Authenticating, _) => Err(Misuse::LoginInProgress),
+            (Session::Authenticating, _) => Err(Misuse::Busy),
             (Session::Transaction, Command::Utf8) => Err(Misuse::AlreadyLoggedIn),
             (Session::Transaction, _) => Ok(()),
             (other, _) => Err(Self::unavailable(other)),
@@ -319,7 +319,7 @@ impl Client {
 
     fn check_usable(&self) -> Result<(), Misuse> {
         match &self.poisoned {
-            Some(error) => Err(Misuse::Failed(Box::new(error.clone()))),
+            Some(error) => Err(Misuse::Fatal(Box::new(error.clone()))),
             None => Ok(()),
         }
     }
@@ -339,7 +339,7 @@ impl Client {
             Session::Greeting | Session::Negotiating | Session::AwaitingTls { .. } => {
                 Misuse::NotReady
             }
-            _ => Misuse::SessionOver,
+            _ => Misuse::Closed,
         }
     }
 
@@ -386,7 +386,8 @@ impl Client {
                     Awaiting::Command(id, command)
                 }
                 Some(Queued::Login(id, method, plan)) => {
-                    let (exchange, line) = Exchange::start(method, plan);
+                    let (exchange, line) =
+                        Exchange::start(method, plan, self.config.limits.max_auth_challenges);
                     self.transmit(&line);
                     self.login = Some(exchange);
                     Awaiting::Login(id)
@@ -527,7 +528,7 @@ impl Client {
         let status = parse::status_line(line);
         if let Ok(Status::Continuation(_)) = status {
             // A SASL challenge: it may be derived from the password, so it stays out of logs.
-            tracing::debug!(target: "pop3_proto", "S: + [redacted]");
+            tracing::debug!(target: "pop3_proto", "S: {}", auth::FRAMING.redacted_challenge());
         } else {
             // DEBUG, with the client's lines: `-vv` shows a failing exchange whole.
             tracing::debug!(target: "pop3_proto", "S: {}", parse::excerpt(line));
@@ -784,7 +785,7 @@ impl Client {
             return Err(ProtocolError::UnsolicitedData);
         };
         let method = exchange.method();
-        let progress = exchange.on_reply(status, line, self.config.limits.max_auth_challenges)?;
+        let progress = exchange.on_reply(status, line)?;
         let event = match progress {
             Progress::Send(line) => {
                 self.transmit(&line);

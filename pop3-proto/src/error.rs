@@ -9,7 +9,7 @@
 //! Server refusals (`-ERR`) are neither: they are [`crate::Event`]s.
 
 use mail_common::ForbiddenByte;
-use mail_common::sasl::SaslError;
+use mail_common::sasl::{AuthViolation, SaslError};
 
 use crate::response::Response;
 
@@ -145,14 +145,13 @@ pub enum ProtocolError {
     /// credential was sent.
     #[error("TLS required but the server refused STLS: {}", .0.text)]
     StlsRefused(Response),
-    /// The server accepted the login but failed to prove that it knows the password (SCRAM
-    /// server signature missing or wrong): it may be an impostor, so nothing it sends can be
-    /// trusted.
-    #[error("the server could not be authenticated: {0}")]
-    ServerNotAuthenticated(SaslError),
-    /// The server accepted a login that the client had cancelled with `*`.
-    #[error("the server accepted a cancelled AUTH exchange")]
-    CancelledLoginAccepted,
+    /// The server broke the `AUTH` exchange in a way that makes it untrustworthy: it failed to
+    /// prove it knows the password (SCRAM server signature missing or wrong: it may be an
+    /// impostor), accepted an exchange the client had cancelled, or sent a challenge after
+    /// `*`. The same tier as in `smtp-submit`: nothing a server that cannot prove itself sends
+    /// can be trusted, so the session ends.
+    #[error(transparent)]
+    Auth(AuthViolation),
 }
 
 /// Why a request of the caller was refused without sending anything.
@@ -184,13 +183,13 @@ pub enum Misuse {
     NotLoggedIn,
     /// A login is queued or in progress; wait for its result.
     #[error("a login is in progress")]
-    LoginInProgress,
+    Busy,
     /// The command is only valid before login (`UTF8`, a second login).
     #[error("already logged in")]
     AlreadyLoggedIn,
     /// `QUIT` was sent or the session has ended.
-    #[error("the session is over")]
-    SessionOver,
+    #[error("the session is closed")]
+    Closed,
     /// [`crate::Limits::max_queued_commands`] commands are already waiting.
     #[error("more than {limit} commands queued")]
     QueueFull {
@@ -202,8 +201,11 @@ pub enum Misuse {
     #[error("refusing to send credentials without TLS")]
     CleartextCredentials,
     /// Automatic login found no method that both the server and the credentials support.
-    #[error("no login method suits the server and the credentials")]
-    NoSuitableMethod,
+    #[error("no login method suits the server and these credentials (SASL offered: {offered:?})")]
+    NoSuitableMethod {
+        /// The SASL mechanisms the server offered.
+        offered: Vec<String>,
+    },
     /// APOP needs a timestamp in the greeting, and there was none.
     #[error("the greeting carries no APOP timestamp")]
     NoApopTimestamp,
@@ -218,15 +220,8 @@ pub enum Misuse {
     NotAwaitingTls,
     /// The client is poisoned by an earlier fatal error.
     #[error("the session failed earlier: {0}")]
-    Failed(Box<ProtocolError>),
+    Fatal(Box<ProtocolError>),
 }
 
 /// A request refused as [`Misuse`], with the caller's value handed back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Rejected<T> {
-    /// Why it was refused.
-    pub reason: Misuse,
-    /// What the caller passed in, unchanged.
-    pub value: T,
-}
+pub type Rejected<T> = mail_common::Rejected<T, Misuse>;

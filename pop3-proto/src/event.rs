@@ -1,7 +1,8 @@
 //! What the client reports to its caller, drained with [`crate::Client::poll_event`].
 
 use bytes::Bytes;
-use mail_common::sasl::{OAuthErrorChallenge, SaslError};
+pub use mail_common::sasl::AuthAbort;
+use mail_common::sasl::OAuthErrorChallenge;
 
 use crate::capabilities::Capabilities;
 use crate::command::{AuthMethod, Command, CommandId};
@@ -23,28 +24,6 @@ pub struct UidEntry {
     pub msg: u32,
     /// The unique-id: printable ASCII, stable across sessions.
     pub uid: String,
-}
-
-/// Why the client cancelled an `AUTH` exchange with `*`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthAbort {
-    /// The SASL mechanism could not answer the server's challenge.
-    #[error(transparent)]
-    Sasl(SaslError),
-    /// A challenge was not valid base64.
-    #[error("the server's challenge is not base64")]
-    InvalidChallenge,
-    /// The server sent a non-empty challenge where RFC 5034 requires an empty one (before the
-    /// initial response that did not fit on the `AUTH` line).
-    #[error("non-empty challenge where an empty one was required")]
-    UnexpectedChallenge,
-    /// More than [`crate::Limits::max_auth_challenges`] challenges.
-    #[error("more than {limit} challenges")]
-    TooManyChallenges {
-        /// The limit.
-        limit: usize,
-    },
 }
 
 /// A login that did not succeed.

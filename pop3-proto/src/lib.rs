@@ -121,7 +121,9 @@ pub use command::{AuthMethod, Command, CommandId, Login};
 pub use config::{Config, Limits, Security, Timeouts};
 pub use error::{Malformed, Misuse, Phase, ProtocolError, Rejected};
 pub use event::{AuthAbort, Event, LoginFailure, ScanEntry, UidEntry};
-pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
+pub use mail_common::sasl::{
+    AuthViolation, Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError,
+};
 pub use mail_common::{FailureClass, Machine};
 pub use response::{Response, ResponseCode};
 

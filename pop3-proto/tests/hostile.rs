@@ -48,7 +48,7 @@ fn server_bytes() -> impl Strategy<Value = Vec<u8>> {
 fn accepted_unless_failed(client: &Client, refusal: Option<Misuse>) {
     match refusal {
         None => {}
-        Some(Misuse::Failed(error)) => assert_eq!(client.error(), Some(&*error)),
+        Some(Misuse::Fatal(error)) => assert_eq!(client.error(), Some(&*error)),
         Some(other) => panic!("refused: {other:?}"),
     }
 }

@@ -12,10 +12,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use mail_common::sasl::{self, Credentials, Mechanism, SaslError};
+use mail_common::sasl::{self, AuthExchange, AuthLine, Credentials, Mechanism, SaslClient};
 use mail_common::{Machine, Transmit, check_arg};
 
-use crate::auth::{AuthExchange, AuthMethod, ChallengeAnswer};
+use crate::auth::{AuthMethod, FRAMING};
 use crate::body::{BodyEncoder, Framing, normalized_len};
 use crate::capabilities::Capabilities;
 use crate::config::{Config, Security};
@@ -23,7 +23,7 @@ use crate::content::ContentScan;
 use crate::envelope::{
     Address, BodyType, Envelope, MailOptions, mail_params, original_recipient, rcpt_params, xtext,
 };
-use crate::error::{Argument, Extension, Misuse, Phase, ProtocolError};
+use crate::error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected};
 use crate::event::{
     AuthFailure, Event, MessageOutcome, RecipientOutcome, SessionFailure, TransactionFailure,
     TransactionId,
@@ -188,6 +188,22 @@ struct WriteStall {
 /// The sans-IO SMTP submission client. See the [crate documentation](crate) for the driving
 /// loop and an example.
 ///
+/// Methods, grouped as in quinn-proto (and as on `pop3_proto::Client`):
+/// - handlers of what the outside world reports: the [`Machine`] methods
+///   (`handle_input`, `handle_eof`, `handle_timeout`, `advance_transmit`) and
+///   [`Client::tls_established`];
+/// - mutators for what the application wants: [`Client::authenticate`],
+///   [`Client::send_mail`], [`Client::send_mail_scanned`], [`Client::send_mail_bytes`],
+///   [`Client::write_body`], [`Client::finish_body`], [`Client::noop`], [`Client::rset`],
+///   [`Client::quit`];
+/// - polls for what the driver must do: [`Machine::poll_transmit`], [`Client::poll_event`],
+///   [`Machine::poll_timeout`];
+/// - getters: [`Client::capabilities`], [`Client::is_tls`], [`Client::authenticated`],
+///   [`Client::error`].
+///
+/// After any handler or mutator, drain `poll_transmit`, `poll_event` and `poll_timeout` before
+/// waiting for I/O again.
+///
 /// Its `Debug` output shows the session state but never buffered bytes (an `AUTH` line may be
 /// waiting in the transmit buffer).
 pub struct Client {
@@ -330,7 +346,7 @@ impl Client {
         }
         let mechanism = match method {
             AuthMethod::Auto => sasl::choose(offered.iter().map(String::as_str), credentials)
-                .ok_or_else(|| Misuse::NoCommonMechanism {
+                .ok_or_else(|| Misuse::NoSuitableMethod {
                     offered: offered.to_vec(),
                 })?,
             AuthMethod::Mechanism(mechanism) => {
@@ -345,10 +361,10 @@ impl Client {
             .nonce_source
             .nonce_for(mechanism, nonce)
             .map_err(Misuse::Sasl)?;
+        let sasl = SaslClient::new(mechanism, credentials, &nonce).map_err(Misuse::Sasl)?;
         let (exchange, line) =
-            AuthExchange::start(mechanism, credentials, &nonce).map_err(Misuse::Sasl)?;
-        tracing::debug!("C: AUTH {} [redacted]", mechanism.name());
-        self.push_wire(now, line.expose());
+            AuthExchange::start(FRAMING, sasl, self.config.limits.max_auth_challenges);
+        self.push_auth_line(now, &line);
         self.expect(now, Pending::Auth);
         self.auth = Some(exchange);
         Ok(mechanism)
@@ -369,8 +385,12 @@ impl Client {
         now: Instant,
         envelope: Envelope,
         options: MailOptions,
-    ) -> Result<TransactionId, Misuse> {
-        self.start_transaction(now, envelope, options, Content::Streamed(None))
+    ) -> Result<TransactionId, Rejected<Envelope>> {
+        self.start_transaction(now, &envelope, options, Content::Streamed(None))
+            .map_err(|reason| Rejected {
+                reason,
+                value: envelope,
+            })
     }
 
     /// [`Client::send_mail`] for a body the caller has already scanned (a file read twice):
@@ -383,8 +403,12 @@ impl Client {
         envelope: Envelope,
         options: MailOptions,
         scan: ContentScan,
-    ) -> Result<TransactionId, Misuse> {
-        self.start_transaction(now, envelope, options, Content::Streamed(Some(scan)))
+    ) -> Result<TransactionId, Rejected<Envelope>> {
+        self.start_transaction(now, &envelope, options, Content::Streamed(Some(scan)))
+            .map_err(|reason| Rejected {
+                reason,
+                value: envelope,
+            })
     }
 
     /// Sends a whole message held in memory. With PIPELINING and CHUNKING and a body of at most
@@ -401,8 +425,12 @@ impl Client {
         envelope: Envelope,
         options: MailOptions,
         body: &[u8],
-    ) -> Result<TransactionId, Misuse> {
-        self.start_transaction(now, envelope, options, Content::Whole(body))
+    ) -> Result<TransactionId, Rejected<Envelope>> {
+        self.start_transaction(now, &envelope, options, Content::Whole(body))
+            .map_err(|reason| Rejected {
+                reason,
+                value: envelope,
+            })
     }
 
     /// Feeds body bytes of the transaction started with [`Client::send_mail`]. Returns how many
@@ -524,7 +552,7 @@ impl Client {
 
     fn check_poisoned(&self) -> Result<(), Misuse> {
         match &self.poisoned {
-            Some(error) => Err(Misuse::Fatal(error.clone())),
+            Some(error) => Err(Misuse::Fatal(Box::new(error.clone()))),
             None => Ok(()),
         }
     }
@@ -567,7 +595,7 @@ impl Client {
     fn start_transaction(
         &mut self,
         now: Instant,
-        envelope: Envelope,
+        envelope: &Envelope,
         mut options: MailOptions,
         content: Content<'_>,
     ) -> Result<TransactionId, Misuse> {
@@ -727,7 +755,7 @@ impl Client {
         }
         self.transaction = Some(Transaction {
             id,
-            recipients: envelope.into_recipient_addresses(),
+            recipients: envelope.recipient_addresses(),
             transfer,
             encoder,
             body: held,
@@ -919,6 +947,15 @@ impl Client {
         self.transmit.push(bytes);
     }
 
+    /// Queues a line of the AUTH exchange; only its redacted rendering is logged.
+    fn push_auth_line(&mut self, now: Instant, line: &AuthLine) {
+        tracing::debug!("C: {}", line.shown);
+        if self.transmit.is_empty() {
+            self.start_write_stall(now);
+        }
+        self.transmit.push_all(&[line.bytes.expose(), b"\r\n"]);
+    }
+
     fn expect(&mut self, now: Instant, kind: Pending) {
         if self.outstanding.is_empty() {
             self.waiting_since = now;
@@ -1017,7 +1054,7 @@ impl Client {
         // DEBUG, with the client's lines: `-vv` shows a failing exchange whole. A SASL
         // challenge may be derived from the password (or carry a token error): never logged.
         if reply.code() == 334 {
-            tracing::debug!("S: 334 [redacted]");
+            tracing::debug!("S: {}", FRAMING.redacted_challenge());
         } else {
             tracing::debug!("S: {reply}");
         }
@@ -1050,15 +1087,15 @@ impl Client {
         }
         match pending {
             Pending::Greeting => self.on_greeting(now, reply)?,
-            Pending::Ehlo => self.on_ehlo(now, reply),
+            Pending::Ehlo => self.on_ehlo(now, reply)?,
             Pending::Helo => {
                 if reply.category() == Category::PositiveCompletion {
-                    self.after_hello(now, Capabilities::from_helo(&reply));
+                    self.after_hello(now, Capabilities::from_helo(&reply))?;
                 } else {
                     self.fail_session(now, SessionFailure::HeloRefused(reply));
                 }
             }
-            Pending::StartTls => self.on_starttls(now, reply)?,
+            Pending::StartTls => self.on_starttls(reply)?,
             Pending::Auth => self.on_auth(now, reply)?,
             Pending::Quit => self.close(),
             Pending::Noop => self.events.push_back(Event::NoopReply(reply)),
@@ -1085,10 +1122,15 @@ impl Client {
     fn on_greeting(&mut self, now: Instant, reply: Reply) -> Result<(), ProtocolError> {
         match reply.code() {
             220 => {
+                self.events.push_back(Event::Greeting(reply));
                 self.state = State::Handshake;
                 self.send_ehlo(now);
             }
-            code if code >= 400 => self.fail_session(now, SessionFailure::GreetingRefused(reply)),
+            code if code >= 400 => {
+                tracing::debug!("greeting refused");
+                self.events.push_back(Event::GreetingRefused(reply));
+                self.begin_quit(now);
+            }
             code => {
                 return Err(ProtocolError::UnexpectedReply {
                     code,
@@ -1103,43 +1145,46 @@ impl Client {
         matches!(self.config.security, Security::StartTls) && !self.tls
     }
 
-    fn on_ehlo(&mut self, now: Instant, reply: Reply) {
+    fn on_ehlo(&mut self, now: Instant, reply: Reply) -> Result<(), ProtocolError> {
         match reply.code() {
-            200..=299 => self.after_hello(now, Capabilities::from_ehlo(&reply)),
+            200..=299 => return self.after_hello(now, Capabilities::from_ehlo(&reply)),
             // "Command not recognised": an old server. HELO offers no STARTTLS, so it is only an
             // option when TLS is not still to be negotiated.
-            500 | 502 if self.must_upgrade() => {
-                self.fail_session(now, SessionFailure::StartTlsNotOffered);
-            }
+            500 | 502 if self.must_upgrade() => return Err(ProtocolError::StartTlsNotOffered),
             500 | 502 => {
                 let line = format!("HELO {}", self.config.client_name.as_str());
                 self.send_command(now, Pending::Helo, &line);
             }
             _ => self.fail_session(now, SessionFailure::EhloRefused(reply)),
         }
+        Ok(())
     }
 
-    fn after_hello(&mut self, now: Instant, capabilities: Capabilities) {
+    fn after_hello(
+        &mut self,
+        now: Instant,
+        capabilities: Capabilities,
+    ) -> Result<(), ProtocolError> {
         if self.must_upgrade() {
-            if capabilities.starttls() {
-                self.send_command(now, Pending::StartTls, "STARTTLS");
-            } else {
-                self.fail_session(now, SessionFailure::StartTlsNotOffered);
+            if !capabilities.starttls() {
+                return Err(ProtocolError::StartTlsNotOffered);
             }
-            return;
+            self.send_command(now, Pending::StartTls, "STARTTLS");
+            return Ok(());
         }
         self.state = State::Ready;
         self.capabilities = Some(capabilities.clone());
         self.events.push_back(Event::Ready(capabilities));
+        Ok(())
     }
 
-    fn on_starttls(&mut self, now: Instant, reply: Reply) -> Result<(), ProtocolError> {
+    fn on_starttls(&mut self, reply: Reply) -> Result<(), ProtocolError> {
         match reply.code() {
             220 => {
                 self.state = State::AwaitingTls;
                 self.events.push_back(Event::StartTls);
             }
-            code if code >= 400 => self.fail_session(now, SessionFailure::StartTlsRefused(reply)),
+            code if code >= 400 => return Err(ProtocolError::StartTlsRefused(reply)),
             code => {
                 return Err(ProtocolError::UnexpectedReply {
                     code,
@@ -1151,75 +1196,34 @@ impl Client {
     }
 
     fn on_auth(&mut self, now: Instant, reply: Reply) -> Result<(), ProtocolError> {
-        let Some(exchange) = self.auth.as_mut() else {
-            return Ok(());
-        };
-        if reply.code() == 334 && exchange.is_cancelled() {
-            // After "*" the server must end the exchange (RFC 4954 section 4).
-            return Err(ProtocolError::UnexpectedReply {
-                code: 334,
-                phase: Phase::Auth,
-            });
-        }
-        if reply.code() == 334 {
-            match exchange.on_challenge(&reply) {
-                ChallengeAnswer::Respond(line) => {
-                    tracing::debug!("C: [redacted]");
-                    self.push_wire(now, line.expose());
-                }
-                ChallengeAnswer::Cancel => {
-                    tracing::debug!("C: *");
-                    self.push_wire(now, b"*\r\n");
-                }
-            }
-            self.outstanding.push_front(Pending::Auth);
-            return Ok(());
-        }
         let Some(mut exchange) = self.auth.take() else {
             return Ok(());
         };
         let mechanism = exchange.mechanism();
-        let cancel_reason = exchange.take_cancel_reason();
-        match (reply.category(), cancel_reason) {
-            (Category::PositiveCompletion, cancel_reason) => {
-                let verified = match cancel_reason {
-                    Some(error) => Err(error),
-                    None => exchange.on_success(),
-                };
-                match verified {
-                    Ok(()) => {
-                        self.authenticated = Some(mechanism);
-                        self.events.push_back(Event::Authenticated { mechanism });
-                    }
-                    Err(error) => {
-                        self.events.push_back(Event::AuthFailed {
-                            mechanism,
-                            failure: AuthFailure::ServerNotVerified(error),
-                        });
-                        self.begin_quit(now);
-                    }
-                }
-            }
-            // The server failed to prove it knows the password: not the real server.
-            (_, Some(error @ SaslError::ServerSignatureMismatch)) => {
-                self.events.push_back(Event::AuthFailed {
-                    mechanism,
-                    failure: AuthFailure::ServerNotVerified(error),
-                });
-                self.begin_quit(now);
-            }
-            (_, Some(error)) => self.events.push_back(Event::AuthFailed {
-                mechanism,
-                failure: AuthFailure::Cancelled { error, reply },
-            }),
-            (_, None) => self.events.push_back(Event::AuthFailed {
-                mechanism,
-                failure: match exchange.oauth_error() {
-                    Some(error) => AuthFailure::TokenRefused { error, reply },
-                    None => AuthFailure::Refused(reply),
-                },
-            }),
+        if reply.code() == 334 {
+            let text = reply.lines().first().map_or("", String::as_str);
+            let line = exchange
+                .on_challenge(text.as_bytes())
+                .map_err(ProtocolError::Auth)?;
+            self.push_auth_line(now, &line);
+            self.outstanding.push_front(Pending::Auth);
+            self.auth = Some(exchange);
+            return Ok(());
         }
+        if reply.category() == Category::PositiveCompletion {
+            exchange.on_success().map_err(ProtocolError::Auth)?;
+            self.authenticated = Some(mechanism);
+            self.events.push_back(Event::Authenticated { mechanism });
+            return Ok(());
+        }
+        let refusal = exchange.into_refusal();
+        let failure = match (refusal.aborted, refusal.oauth_error) {
+            (Some(error), _) => AuthFailure::Cancelled { error, reply },
+            (None, Some(error)) => AuthFailure::TokenRefused { error, reply },
+            (None, None) => AuthFailure::Refused(reply),
+        };
+        self.events
+            .push_back(Event::AuthFailed { mechanism, failure });
         Ok(())
     }
 

@@ -41,6 +41,10 @@ pub struct Limits {
     pub send_window: usize,
     /// Size of a `BDAT` chunk, and the largest body sent as a single `BDAT n LAST`. Default 1 MiB.
     pub chunk_size: usize,
+    /// Most SASL challenges answered in one `AUTH` exchange before the client cancels it with
+    /// `*`. Default 16, as in `pop3-proto`; the mechanisms supported need at most 3, so a
+    /// server that keeps challenging is stalling or probing.
+    pub max_auth_challenges: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             max_ehlo_lines: 64,
             send_window: 64 * 1024,
             chunk_size: 1024 * 1024,
+            max_auth_challenges: 16,
         }
     }
 }
@@ -84,6 +89,12 @@ impl Limits {
     #[must_use]
     pub const fn with_chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = if bytes == 0 { 1 } else { bytes };
+        self
+    }
+    /// Sets [`Limits::max_auth_challenges`].
+    #[must_use]
+    pub const fn with_max_auth_challenges(mut self, challenges: usize) -> Self {
+        self.max_auth_challenges = challenges;
         self
     }
 }

@@ -329,8 +329,8 @@ impl Envelope {
     }
 
     /// The recipient addresses, consuming the envelope.
-    pub(crate) fn into_recipient_addresses(self) -> Vec<Address> {
-        self.recipients.into_iter().map(|r| r.address).collect()
+    pub(crate) fn recipient_addresses(&self) -> Vec<Address> {
+        self.recipients.iter().map(|r| r.address.clone()).collect()
     }
 
     pub(crate) fn is_internationalized(&self) -> bool {

@@ -8,11 +8,11 @@
 //!   nothing more is transmitted. Close the connection.
 
 use mail_common::ForbiddenByte;
-use mail_common::sasl::{Mechanism, SaslError};
+use mail_common::sasl::{AuthViolation, Mechanism, SaslError};
 
 use crate::body::BareLineEnding;
 use crate::content::Undeclared;
-use crate::reply::{MalformedReply, ReplyError};
+use crate::reply::{MalformedReply, Reply, ReplyError};
 
 /// The step of the session a deadline or an unexpected event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +106,26 @@ pub enum ProtocolError {
         /// What the client was waiting for.
         phase: Phase,
     },
+    /// TLS is required ([`Security::StartTls`](crate::Security::StartTls)) but the server does
+    /// not offer STARTTLS (or does not even know EHLO). No credential or mail was sent.
+    ///
+    /// Fatal, as `pop3-proto`'s `StlsNotOffered`: the caller asked for TLS, and a server (or a
+    /// man in the middle stripping the keyword) that will not provide it leaves nothing safe
+    /// to do on this connection. A retry over the same path would meet the same stripper.
+    #[error("TLS required but the server does not offer STARTTLS")]
+    StartTlsNotOffered,
+    /// TLS is required but the server refused STARTTLS (454, 502, ...). No credential or mail
+    /// was sent. Fatal for the same reason as [`ProtocolError::StartTlsNotOffered`]; the reply
+    /// says whether the refusal is transient.
+    #[error("TLS required but the server refused STARTTLS: {0}")]
+    StartTlsRefused(Reply),
+    /// The server broke the `AUTH` exchange in a way that makes it untrustworthy: it failed to
+    /// prove it knows the password (SCRAM server signature missing or wrong: it may be an
+    /// impostor that has just read a password-derived proof), accepted an exchange the client
+    /// had cancelled, or sent a challenge after `*`. The same tier as in `pop3-proto`: nothing
+    /// more is sent to such a server, not even QUIT.
+    #[error(transparent)]
+    Auth(AuthViolation),
 }
 
 impl ProtocolError {
@@ -163,7 +183,7 @@ pub enum Misuse {
     NotAwaitingTls,
     /// The client was poisoned by this fatal error earlier.
     #[error("the session failed earlier: {0}")]
-    Fatal(ProtocolError),
+    Fatal(Box<ProtocolError>),
     /// A free-text argument contains CR, LF or NUL.
     #[error("{argument:?}: {error}")]
     InvalidArgument {
@@ -229,7 +249,7 @@ pub enum Misuse {
     CleartextCredentials,
     /// None of the offered mechanisms suits the credentials.
     #[error("no offered SASL mechanism suits these credentials (offered: {offered:?})")]
-    NoCommonMechanism {
+    NoSuitableMethod {
         /// The server's mechanisms.
         offered: Vec<String>,
     },
@@ -290,6 +310,10 @@ fn describe_undeclared(undeclared: Undeclared) -> &'static str {
 
 impl From<ProtocolError> for Misuse {
     fn from(error: ProtocolError) -> Self {
-        Self::Fatal(error)
+        Self::Fatal(Box::new(error))
     }
 }
+
+/// A request refused as [`Misuse`], with the caller's value (an [`Envelope`](crate::Envelope))
+/// handed back.
+pub type Rejected<T> = mail_common::Rejected<T, Misuse>;

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use mail_common::sasl::{Mechanism, OAuthErrorChallenge, SaslError};
+use mail_common::sasl::{AuthAbort, Mechanism, OAuthErrorChallenge};
 
 use crate::capabilities::Capabilities;
 use crate::envelope::Address;
@@ -25,6 +25,12 @@ impl fmt::Display for TransactionId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The server greeted positively (220); EHLO follows.
+    Greeting(Reply),
+    /// The server greeted with a refusal (554 "no service here", or 421): it will not serve
+    /// this session. The client sends QUIT (RFC 5321 section 3.1) and reports
+    /// [`Event::Closed`].
+    GreetingRefused(Reply),
     /// The server accepted STARTTLS and nothing else is buffered: perform the TLS handshake on
     /// the connection, then call [`Client::tls_established`](crate::Client::tls_established).
     StartTls,
@@ -188,17 +194,14 @@ impl fmt::Display for TransactionFailure {
 pub enum AuthFailure {
     /// The server refused (535 bad credentials, 534 mechanism too weak, 454 temporary, 530 ...).
     Refused(Reply),
-    /// The client cancelled the exchange with `*` because of this SASL error (a malformed
-    /// challenge, for example). `reply` is the server's answer to the cancellation.
+    /// The client cancelled the exchange with `*` (a malformed challenge, one challenge too
+    /// many, ...). `reply` is the server's answer to the cancellation.
     Cancelled {
-        /// The client-side error.
-        error: SaslError,
+        /// Why the client cancelled.
+        error: AuthAbort,
         /// The server's reply to `*`.
         reply: Reply,
     },
-    /// The server reported success without proving it knows the password (SCRAM server
-    /// signature missing or wrong). The client ends the session: this is not the real server.
-    ServerNotVerified(SaslError),
     /// XOAUTH2/OAUTHBEARER: the server refused the token. It first sent its JSON error as a
     /// challenge (answered as the mechanism requires: an empty line, or `%x01`), decoded here,
     /// then the refusal `reply` (typically `535 5.7.8`).
@@ -214,16 +217,10 @@ pub enum AuthFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionFailure {
-    /// The greeting was a refusal (typically 554).
-    GreetingRefused(Reply),
     /// EHLO was refused with something other than "command not recognised".
     EhloRefused(Reply),
     /// HELO (the fallback after EHLO was not recognised) was refused.
     HeloRefused(Reply),
-    /// STARTTLS is required but the server does not offer it (or does not even know EHLO).
-    StartTlsNotOffered,
-    /// STARTTLS is required but the server refused it (454, 502, ...).
-    StartTlsRefused(Reply),
     /// The server is shutting down (421).
     ServiceNotAvailable(Reply),
 }

@@ -13,7 +13,9 @@
 //!   [`ProtocolError::InputAfterStartTls`] (response injection); after the handshake everything
 //!   learnt is forgotten and EHLO is repeated.
 //! - **AUTH** (RFC 4954) with the mechanisms of `mail_common::sasl`, the strongest by default,
-//!   never a silent fallback, never without TLS unless explicitly allowed.
+//!   never a silent fallback, never without TLS unless explicitly allowed. The exchange itself
+//!   (base64, the 512-octet line, `*`, the challenge cap, the SCRAM verdict) is
+//!   `mail_common::sasl::AuthExchange`, shared with POP3.
 //! - **Transactions**: with PIPELINING, `MAIL`, all `RCPT`s and `DATA` leave in one flight; with
 //!   PIPELINING and CHUNKING a small message leaves in one flight with `BDAT n LAST`, one round
 //!   trip per message. Every reply is read and attributed to its command (RFC 2920 section 3.1):
@@ -32,10 +34,15 @@
 //! [`Machine::poll_timeout`], and report it with [`Machine::handle_input`],
 //! [`Machine::handle_eof`] or [`Machine::handle_timeout`].
 //!
-//! Errors come in three tiers: [`Misuse`] (the request was refused, nothing sent, the session is
-//! fine), [`ProtocolError`] (fatal: close the connection; the client is poisoned and sends
-//! nothing more) and server refusals, which are [`Event`]s carrying the [`Reply`] with its code,
-//! enhanced status code and [`FailureClass`](mail_common::FailureClass).
+//! Errors come in three tiers, as in `pop3-proto`: [`Misuse`] (the request was refused, nothing
+//! sent, the session is fine; a refused [`Envelope`] comes back in [`Rejected`]),
+//! [`ProtocolError`] (fatal: close the connection; the client is poisoned and sends nothing
+//! more) and server refusals, which are [`Event`]s carrying the [`Reply`] with its code,
+//! enhanced status code and [`FailureClass`](mail_common::FailureClass). A server that cannot be
+//! trusted with the session is fatal even when it answers politely: a missing or refused
+//! STARTTLS when TLS is required ([`ProtocolError::StartTlsNotOffered`],
+//! [`ProtocolError::StartTlsRefused`]) and a server that fails to prove it knows the password
+//! ([`ProtocolError::Auth`]). A refused login, by contrast, is an event: the user may retry.
 //!
 //! # Example
 //!
@@ -65,6 +72,7 @@
 //! assert_eq!(sent(&mut client), ""); // SMTP servers speak first
 //!
 //! client.handle_input(now, b"220 mail.example.org ESMTP\r\n")?;
+//! assert!(matches!(client.poll_event(), Some(Event::Greeting(reply)) if reply.code() == 220));
 //! assert_eq!(sent(&mut client), "EHLO client.example.org\r\n");
 //! client.handle_input(
 //!     now,
@@ -149,13 +157,15 @@ pub use envelope::{
     Address, BodyType, ClientName, Envelope, InvalidValue, MAX_ADDRESS_LEN, MAX_CLIENT_NAME_LEN,
     MailOptions, Notify, Recipient, Ret, xtext,
 };
-pub use error::{Argument, Extension, Misuse, Phase, ProtocolError};
+pub use error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected};
 pub use event::{
     AuthFailure, Event, MessageOutcome, RecipientOutcome, SessionFailure, TransactionFailure,
     TransactionId,
 };
 pub use mail_common::Machine;
-pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
+pub use mail_common::sasl::{
+    AuthAbort, AuthViolation, Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError,
+};
 pub use reply::{Category, EnhancedStatusCode, MalformedReply, Reply};
 
 /// The examples of the crate's README.md, compiled and run as doc tests.

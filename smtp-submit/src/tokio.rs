@@ -80,8 +80,8 @@ use tracing::Instrument;
 
 use crate::{
     Address, AuthFailure, AuthMethod, Capabilities, Client, Config, ContentScan, Envelope, Event,
-    MailOptions, MessageOutcome, Misuse, Phase, ProtocolError, RecipientOutcome, Reply, Security,
-    SessionFailure, TransactionFailure, TransactionId,
+    MailOptions, MessageOutcome, Misuse, Phase, ProtocolError, RecipientOutcome, Rejected, Reply,
+    Security, SessionFailure, TransactionFailure, TransactionId,
 };
 
 /// Bytes read from the caller's body source per read.
@@ -288,8 +288,8 @@ pub enum Error {
     #[error("the server does not offer STARTTLS (required)")]
     StartTlsNotOffered,
     /// AUTH failed (wrong credentials: 535; mechanism too weak: 534; temporary: 454). The
-    /// session stays usable unless the server could not prove it knows the password
-    /// ([`AuthFailure::ServerNotVerified`]), which ends it.
+    /// session stays usable. (A server that could not prove it knows the password is
+    /// [`Error::Protocol`] with [`ProtocolError::Auth`], which ends it.)
     #[error("AUTH {} failed: {}", mechanism.name(), describe_auth_failure(failure))]
     Auth {
         /// The mechanism tried.
@@ -327,9 +327,6 @@ fn describe_auth_failure(failure: &AuthFailure) -> String {
         AuthFailure::Cancelled { error, reply } => format!("cancelled ({error}); server: {reply}"),
         AuthFailure::TokenRefused { error, reply } => {
             format!("token refused ({error}); server: {reply}")
-        }
-        AuthFailure::ServerNotVerified(error) => {
-            format!("the server did not prove it knows the password ({error})")
         }
     }
 }
@@ -383,6 +380,12 @@ impl Error {
             DriveError::Protocol(ProtocolError::Timeout { phase }) => {
                 Self::Timeout(Timeout::Server { phase })
             }
+            // Fatal in the core (as in POP3); the adapter keeps naming them as before.
+            DriveError::Protocol(ProtocolError::StartTlsNotOffered) => Self::StartTlsNotOffered,
+            DriveError::Protocol(ProtocolError::StartTlsRefused(reply)) => Self::Refused {
+                stage: Stage::StartTls,
+                reply,
+            },
             DriveError::Protocol(error) => Self::Protocol(error),
             DriveError::Transport(error) => Self::from_transport(error),
             other => Self::Io(io::Error::other(other.to_string())),
@@ -392,11 +395,8 @@ impl Error {
     fn from_session_failure(failure: Option<SessionFailure>) -> Self {
         let refused = |stage, reply| Self::Refused { stage, reply };
         match failure {
-            Some(SessionFailure::GreetingRefused(reply)) => refused(Stage::Greeting, reply),
             Some(SessionFailure::EhloRefused(reply)) => refused(Stage::Ehlo, reply),
             Some(SessionFailure::HeloRefused(reply)) => refused(Stage::Helo, reply),
-            Some(SessionFailure::StartTlsNotOffered) => Self::StartTlsNotOffered,
-            Some(SessionFailure::StartTlsRefused(reply)) => refused(Stage::StartTls, reply),
             Some(SessionFailure::ServiceNotAvailable(reply)) => {
                 refused(Stage::ServiceClosing, reply)
             }
@@ -408,6 +408,12 @@ impl Error {
 impl From<Misuse> for Error {
     fn from(misuse: Misuse) -> Self {
         Self::Misuse(misuse)
+    }
+}
+
+impl From<Rejected<Envelope>> for Error {
+    fn from(rejected: Rejected<Envelope>) -> Self {
+        Self::Misuse(rejected.reason)
     }
 }
 
@@ -903,6 +909,15 @@ impl Session {
                     // The core sent QUIT; give the server a moment to answer it.
                     let _ = ::tokio::time::timeout(QUIT_GRACE, self.wait_closed()).await;
                     return Err(Error::from_session_failure(failure));
+                }
+                Event::GreetingRefused(reply) => {
+                    tracing::debug!(%reply, "greeting refused");
+                    // The core sent QUIT; give the server a moment to answer it.
+                    let _ = ::tokio::time::timeout(QUIT_GRACE, self.wait_closed()).await;
+                    return Err(Error::Refused {
+                        stage: Stage::Greeting,
+                        reply,
+                    });
                 }
                 Event::Closed => return Err(Error::from_session_failure(failure.take())),
                 other => tracing::trace!(?other, "event ignored"),

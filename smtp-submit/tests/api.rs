@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use smtp_submit::{
     Address, AuthMethod, Client, ClientName, Config, Credentials, Envelope, Event, InvalidValue,
     Limits, Machine, MailOptions, Mechanism, MessageOutcome, Misuse, Phase, ProtocolError,
-    RecipientOutcome, Security, Timeouts,
+    RecipientOutcome, Rejected, Security, Timeouts,
 };
 
 fn drain(client: &mut Client) -> Vec<u8> {
@@ -29,6 +29,7 @@ fn ready_client(config: Config, ehlo: &str) -> (Client, Instant) {
     client
         .handle_input(now, b"220 mail.example ESMTP\r\n")
         .unwrap();
+    assert!(matches!(client.poll_event(), Some(Event::Greeting(r)) if r.code() == 220));
     drain(&mut client);
     client.handle_input(now, ehlo.as_bytes()).unwrap();
     assert!(matches!(client.poll_event(), Some(Event::Ready(_))));
@@ -159,7 +160,8 @@ fn secrets_stay_out_of_logs() {
         drain(&mut client);
     });
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("C: AUTH LOGIN [redacted]"), "{logs}");
+    // LOGIN has no initial response: its AUTH line carries nothing secret and is shown whole.
+    assert!(logs.contains("C: AUTH LOGIN\n"), "{logs}");
     assert!(logs.contains("C: AUTH PLAIN [redacted]"), "{logs}");
     assert!(logs.contains("C: [redacted]"), "{logs}");
     assert!(logs.contains("C: EHLO client.example"), "{logs}");
@@ -266,12 +268,19 @@ fn fatal_error_poisons_every_call() {
     let (mut client, now) = ready_client(implicit(), "250 mail.example\r\n");
     let error = client.handle_input(now, b"999 what\r\n").unwrap_err();
     let envelope = Envelope::new(None).with_recipient(Address::new("b@example").unwrap());
+    // The refused envelope comes back, unchanged.
     assert_eq!(
-        client.send_mail(now, envelope, MailOptions::default()),
-        Err(Misuse::Fatal(error.clone()))
+        client.send_mail(now, envelope.clone(), MailOptions::default()),
+        Err(Rejected {
+            reason: Misuse::Fatal(Box::new(error.clone())),
+            value: envelope,
+        })
     );
     assert_eq!(client.handle_eof(now), Err(error.clone()));
-    assert_eq!(client.write_body(now, b"x"), Err(Misuse::Fatal(error)));
+    assert_eq!(
+        client.write_body(now, b"x"),
+        Err(Misuse::Fatal(Box::new(error)))
+    );
 }
 
 /// Parses a BDAT stream after the envelope commands: returns the concatenated payloads and

@@ -32,6 +32,7 @@ fn ready_client(source: NonceSource) -> (Client, Instant) {
     client
         .handle_input(now, b"220 mail.example ESMTP\r\n")
         .unwrap();
+    assert!(matches!(client.poll_event(), Some(Event::Greeting(_))));
     drain(&mut client);
     client.handle_input(now, EHLO).unwrap();
     assert!(matches!(client.poll_event(), Some(Event::Ready(_))));

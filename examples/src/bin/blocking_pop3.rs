@@ -13,10 +13,8 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mail_common::Machine;
-use mail_common::sasl::Credentials;
 use mail_common::transport::{TrustRoots, root_store};
-use pop3_proto::{Client, Command, Config, Event, Login, Security};
+use pop3_proto::{Client, Command, Config, Credentials, Event, Login, Machine, Security};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 

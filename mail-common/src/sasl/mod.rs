@@ -1,10 +1,12 @@
 //! Client-side SASL mechanisms as sans-IO step machines, shared by POP3 `AUTH` (RFC 5034) and
 //! SMTP `AUTH` (RFC 4954).
 //!
-//! The protocol crates own the framing: base64 on the wire, whether an initial response fits on
-//! the command line, `*` to cancel, and how the server's final reply is read. This module owns
-//! what goes inside: the mechanism messages, the SCRAM proof and server-signature check, and the
-//! choice of the strongest mechanism both sides support.
+//! Two layers: [`SaslClient`] owns what goes inside an exchange (the mechanism messages, the
+//! SCRAM proof and server-signature check) and [`choose`] the strongest mechanism both sides
+//! support; [`AuthExchange`] owns the `AUTH` command framing both protocols share (base64 on
+//! the wire, whether an initial response fits on the command line, `*` to cancel, the challenge
+//! cap and the verdict on the server), parameterised by a [`Framing`]. The protocol crates only
+//! read their replies and map the outcome to their events and errors.
 //!
 //! All byte strings here are *decoded* (not base64). Anything that contains or is derived from
 //! a password or token comes back wrapped in [`Secret`].
@@ -81,6 +83,7 @@ use md5::Md5;
 
 use crate::Secret;
 
+mod exchange;
 mod nonce;
 mod ntlm;
 mod oauth;
@@ -88,6 +91,7 @@ mod scram;
 #[cfg(test)]
 mod tests;
 
+pub use exchange::{AuthAbort, AuthExchange, AuthLine, AuthViolation, Framing, Refusal};
 pub use nonce::{FillRandom, NONCE_LEN, NonceSource};
 pub use oauth::OAuthErrorChallenge;
 use scram::{ExpectedSignature, ScramClient, ScramHash};

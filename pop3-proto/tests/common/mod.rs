@@ -429,7 +429,7 @@ impl Runner {
                 assert!(matches!(
                     client.send(now, Command::Noop),
                     Err(pop3_proto::Rejected {
-                        reason: pop3_proto::Misuse::Failed(_),
+                        reason: pop3_proto::Misuse::Fatal(_),
                         ..
                     })
                 ));

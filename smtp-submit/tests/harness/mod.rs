@@ -43,6 +43,8 @@ fn render_reply(reply: &Reply) -> String {
 
 pub(crate) fn render_event(event: &Event) -> String {
     match event {
+        Event::Greeting(_) => "Greeting".into(),
+        Event::GreetingRefused(reply) => format!("GreetingRefused {}", render_reply(reply)),
         Event::StartTls => "StartTls".into(),
         Event::Ready(_) => "Ready".into(),
         Event::Authenticated { mechanism } => format!("Authenticated {}", mechanism.name()),
@@ -52,7 +54,6 @@ pub(crate) fn render_event(event: &Event) -> String {
                 AuthFailure::Cancelled { error, reply } => {
                     format!("cancelled {error:?} {}", render_reply(reply))
                 }
-                AuthFailure::ServerNotVerified(error) => format!("unverified {error:?}"),
                 AuthFailure::TokenRefused { error, reply } => {
                     format!("token-refused [{error}] {}", render_reply(reply))
                 }
@@ -93,15 +94,8 @@ pub(crate) fn render_event(event: &Event) -> String {
         }
         Event::SessionFailed(failure) => {
             let detail = match failure {
-                SessionFailure::GreetingRefused(r) => {
-                    format!("greeting-refused {}", render_reply(r))
-                }
                 SessionFailure::EhloRefused(r) => format!("ehlo-refused {}", render_reply(r)),
                 SessionFailure::HeloRefused(r) => format!("helo-refused {}", render_reply(r)),
-                SessionFailure::StartTlsNotOffered => "starttls-not-offered".into(),
-                SessionFailure::StartTlsRefused(r) => {
-                    format!("starttls-refused {}", render_reply(r))
-                }
                 SessionFailure::ServiceNotAvailable(r) => {
                     format!("service-not-available {}", render_reply(r))
                 }
@@ -240,6 +234,9 @@ impl ConfigSpec {
                 "max-line" => self.limits = self.limits.clone().with_max_reply_line(number()),
                 "max-lines" => self.limits = self.limits.clone().with_max_reply_lines(number()),
                 "max-ehlo" => self.limits = self.limits.clone().with_max_ehlo_lines(number()),
+                "max-auth-challenges" => {
+                    self.limits = self.limits.clone().with_max_auth_challenges(number());
+                }
                 _ => panic!("unknown config key {key}"),
             }
         }
@@ -604,7 +601,7 @@ impl Runner {
         let transmit = client.poll_transmit().map(<[u8]>::to_vec);
         if again.as_ref() != Err(error)
             || timeout.as_ref() != Err(error)
-            || quit != Err(Misuse::Fatal(error.clone()))
+            || quit != Err(Misuse::Fatal(Box::new(error.clone())))
             || transmit.is_some()
         {
             self.fail(line_no, "client is not poisoned after a fatal error");
@@ -719,9 +716,19 @@ impl Runner {
         }
         let now = self.clock.now();
         let result = match body {
-            Some(body) => self.client().send_mail_bytes(now, envelope, options, &body),
-            None => self.client().send_mail(now, envelope, options),
+            Some(body) => self
+                .client()
+                .send_mail_bytes(now, envelope.clone(), options, &body),
+            None => self.client().send_mail(now, envelope.clone(), options),
         };
+        // A refusal hands the envelope back unchanged.
+        let result = result.map_err(|rejected| {
+            assert_eq!(
+                rejected.value, envelope,
+                "the refused envelope came back changed"
+            );
+            rejected.reason
+        });
         self.misuse_result(result);
     }
 }
