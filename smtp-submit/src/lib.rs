@@ -60,7 +60,7 @@
 //! }
 //!
 //! let now = Instant::now();
-//! let config = Config::new(ClientName::new("client.example.org")?, Security::Implicit);
+//! let config = Config::new(ClientName::new("client.example.org")?, Security::ImplicitTls);
 //! let mut client = Client::new(config, now);
 //! assert_eq!(sent(&mut client), ""); // SMTP servers speak first
 //!
@@ -136,6 +136,7 @@ mod envelope;
 mod error;
 mod event;
 pub mod reply;
+mod report;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
@@ -157,6 +158,7 @@ pub use event::{
 pub use mail_common::Machine;
 pub use mail_common::sasl::{Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError};
 pub use reply::{Category, EnhancedStatusCode, Reply};
+pub use report::{NotSent, RecipientBatches, RecipientReport, ReportCollector, SendReport};
 
 /// The examples of the crate's README.md, compiled and run as doc tests.
 #[cfg(doctest)]
