@@ -1,21 +1,12 @@
 //! The tokio + rustls adapter (feature `tokio`): a [`Session`] that connects, logs in and runs
-//! commands, driving the sans-IO [`Client`] over [`mail_common::connection::Connection`].
+//! commands, driving the sans-IO [`Client`] over [`mail_common::connection::Connection`]. The
+//! retrieval calls write each message chunk by chunk into any `AsyncWrite` and pipeline many
+//! `RETR`s when the server announces `PIPELINING`.
 //!
-//! - [`Session::connect`] opens TCP (and TLS for [`Security::ImplicitTls`](crate::Security)),
-//!   reads the greeting, asks for the capabilities and, for
-//!   [`Security::StartTls`](crate::Security), upgrades with `STLS` and asks again over TLS. The
-//!   mode is [`Config::security`], given once.
-//! - The commands return the server's answers as values; `-ERR` is [`Error::Refused`].
-//! - The retrieval calls write each message chunk by chunk into any `AsyncWrite` and pipeline
-//!   many `RETR`s when the server announces `PIPELINING` ([`Session::retr_many`],
-//!   [`Session::retrieve`]).
-//!
-//! # Cancel safety
-//!
-//! Deadlines are built in ([`SetupTimeouts`], [`crate::Timeouts`]). The commands are
-//! cancel-safe: the client tags every reply with its command, and the next call reads and
-//! discards what belongs to an abandoned one. A login is not: after a cancelled login every
-//! call returns [`Error::Cancelled`].
+//! Cancel safety: the commands are cancel-safe (the client tags every reply with its command,
+//! and the next call discards what belongs to an abandoned one). A login is not: after a
+//! cancelled login every call returns [`Error::Cancelled`]. Deadlines are built in
+//! ([`crate::Timeouts`], [`SetupTimeouts`]).
 //!
 //! # Example
 //!
@@ -31,12 +22,8 @@
 //!
 //! let stat = session.stat().await?;
 //! println!("{} messages, {} octets", stat.count, stat.size);
-//! for entry in session.uidl().await? {
-//!     // Any `AsyncWrite` (a file, a socket, a hasher) receives the message chunk by chunk.
-//!     let mut out = tokio::io::sink();
-//!     let octets = session.retr_to(entry.msg, &mut out).await?;
-//!     println!("{}: {octets} octets", entry.uid);
-//! }
+//! // Any `AsyncWrite` (a file, a socket, a hasher) receives the message chunk by chunk.
+//! session.retr_to(1, &mut tokio::io::sink()).await?;
 //! session.dele(1).await?;
 //! session.quit().await?; // commits the deletion
 //! # Ok(())
@@ -78,11 +65,7 @@ pub struct Stat {
     pub size: u64,
 }
 
-/// A POP3 session over TCP (and TLS), driven by tokio.
-///
-/// Created by [`Session::connect`], which returns once the session is ready for a login.
-/// Methods take `&mut self`, so commands are issued one at a time; [`Session::retr_many`] and
-/// [`Session::retrieve`] pipeline many `RETR`s when the server allows it.
+/// A POP3 session: greeted, capabilities known, TLS in place as configured, ready for a login.
 ///
 /// Dropping the session closes the connection without `QUIT`: messages marked with
 /// [`Session::dele`] are then kept by the server (RFC 1939 section 6).

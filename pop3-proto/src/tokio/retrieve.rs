@@ -84,7 +84,7 @@ impl Session {
         self.body_to(Command::retr(msg), out).await
     }
 
-    /// `RETR msg` as an [`AsyncRead`](::tokio::io::AsyncRead): the message's bytes
+    /// `RETR msg` as an [`AsyncRead`]: the message's bytes
     /// (dot-unstuffed, line ends as sent), then end of file once the terminator has arrived.
     /// A session error surfaces as an `io::Error` whose inner error is the [`Error`].
     ///

@@ -1,27 +1,12 @@
 //! The tokio + rustls adapter (feature `tokio`): a [`Session`] that connects, authenticates and
 //! submits mail, driving the sans-IO [`Client`] over [`mail_common::connection::Connection`].
+//! A refused recipient next to accepted ones is data ([`crate::SendReport`]); [`Error`] is for what
+//! stops a call. Credentials are never logged: AUTH lines are redacted by the core.
 //!
-//! - [`Session::connect`] opens TCP (and TLS for [`Security::ImplicitTls`](crate::Security)),
-//!   reads the greeting, sends EHLO and, for [`Security::StartTls`](crate::Security), STARTTLS
-//!   and EHLO again over TLS. The mode is [`Config::security`], given once.
-//! - [`Session::send`] streams the body from any [`AsyncRead`]: one read buffer and the core's
-//!   send window (or one `BDAT` chunk) are in memory, never the whole message.
-//!   [`Session::send_bytes`] sends a message held in memory, in one round trip when the server
-//!   offers PIPELINING and CHUNKING.
-//! - A refused recipient next to accepted ones is data: [`SendReport`] lists every recipient's
-//!   outcome. [`Error`] is for what stops a call.
-//!
-//! Every session runs in a `tracing` span (`smtp`) and every call in a child span. Credentials
-//! are never logged: AUTH lines are redacted by the core.
-//!
-//! # Cancel safety
-//!
-//! Deadlines are built in ([`Timeouts`](crate::Timeouts) and [`SetupTimeouts`]). The calls are
-//! *not* cancel-safe: each is a conversation of several commands, and dropping its future part
-//! way leaves it unfinished. The session notices: every later call returns
-//! [`Error::Cancelled`] (and the connection is closed). Whether the server acted on the
-//! cancelled call is unknown. [`Session::connect`] and [`Session::quit`] may be dropped at any
-//! point.
+//! Cancel safety: [`Session::connect`] and [`Session::quit`] may be dropped at any point. The
+//! other calls are conversations of several commands: dropping one part way closes the
+//! session, every later call returns [`Error::Cancelled`], and whether the server acted on the
+//! cancelled call is unknown. Deadlines are built in ([`crate::Timeouts`], [`SetupTimeouts`]).
 //!
 //! # Example
 //!
@@ -53,10 +38,10 @@
 //! ```
 
 mod error;
+mod send;
 
-use std::{io, time::Duration, time::Instant};
+use std::time::{Duration, Instant};
 
-use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 pub use mail_common::connection::ConnectOptions;
 use mail_common::connection::{Connection, StandardPorts};
 use mail_common::sasl::{Credentials, Mechanism};
@@ -65,10 +50,7 @@ pub use mail_common::transport::{Cancelled, SetupTimeouts, TransportError, Trust
 use tracing::Instrument;
 
 pub use self::error::{Error, Stage, Timeout};
-use crate::{
-    AuthMethod, Capabilities, Client, Config, ContentScan, Envelope, Event, MailOptions, Misuse,
-    RecipientBatches, Reply, ReportCollector, SendReport,
-};
+use crate::{AuthMethod, Capabilities, Client, Config, Event, Misuse, Reply};
 
 /// Submissions (RFC 8314) and submission (RFC 6409).
 const PORTS: StandardPorts = StandardPorts {
@@ -76,14 +58,11 @@ const PORTS: StandardPorts = StandardPorts {
     plain: 587,
 };
 
-/// Bytes read from the caller's body source per read.
-const BODY_READ_CHUNK: usize = 64 * 1024;
-
 /// How long a session the server refused may take to answer QUIT before it is just dropped.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
-/// An SMTP submission session over tokio: connected, past EHLO (and STARTTLS), ready to
-/// authenticate and send any number of messages. See the [module documentation](self).
+/// An SMTP submission session: past EHLO (and STARTTLS), ready to authenticate and send any
+/// number of messages.
 #[derive(Debug)]
 pub struct Session {
     conn: Connection<Client>,
@@ -169,8 +148,6 @@ impl Session {
     // ---- authentication ----
 
     /// [`Session::authenticate`] with [`AuthMethod::Auto`] (the name of the POP3 twin's call).
-    ///
-    /// Cancel safety: not cancel-safe, like [`Session::authenticate`].
     pub async fn login(&mut self, credentials: &Credentials) -> Result<Mechanism, Error> {
         self.authenticate(credentials, AuthMethod::Auto).await
     }
@@ -181,9 +158,6 @@ impl Session {
     /// allows cleartext credentials).
     ///
     /// A refusal (535 for wrong credentials) is [`Error::Auth`]; the session stays usable.
-    ///
-    /// Cancel safety: not cancel-safe; whether the server accepted the credentials is then
-    /// unknown.
     pub async fn authenticate(
         &mut self,
         credentials: &Credentials,
@@ -211,104 +185,13 @@ impl Session {
 
     // ---- commands ----
 
-    /// Sends one message whose body is read from `body` as it goes out, never held whole in
-    /// memory: `DATA` (dots stuffed, line endings per [`Config::line_endings`]) or `BDAT` when
-    /// CHUNKING is offered. Refused recipients and a refused message are in the
-    /// [`SendReport`], not errors.
-    ///
-    /// A stream is read once, so it takes one transaction: more recipients than the server's
-    /// `LIMITS RCPTMAX` is [`Misuse::TooManyRecipients`]; use [`Session::send_rewindable`] or
-    /// [`Session::send_bytes`] for more. The body is not inspected before `MAIL FROM`:
-    /// `BODY=8BITMIME` is declared whenever offered, `SMTPUTF8` must be asked for in
-    /// `options`, and undeclared content stops the message before the end of data
-    /// ([`Misuse::UndeclaredContent`], the session is closed).
-    ///
-    /// If reading `body` fails, the connection is closed without ending the data (the server
-    /// discards the partial message) and [`Error::LocalIo`] is returned.
-    ///
-    /// Cancel safety: not cancel-safe; the message may or may not have been delivered.
-    pub async fn send<R>(
-        &mut self,
-        envelope: Envelope,
-        options: MailOptions,
-        body: R,
-    ) -> Result<SendReport, Error>
-    where
-        R: AsyncRead + Unpin,
-    {
-        let span = self.send_span(&envelope);
-        self.guarded("send", span, async |s| {
-            s.send_streaming(envelope, options, body, None).await
-        })
-        .await
-    }
-
-    /// Sends one message from a source that can be read twice (a file): it is scanned once to
-    /// declare exactly what its content needs (`BODY=8BITMIME`, `SMTPUTF8`), rewound, and
-    /// streamed as by [`Session::send`]. When the server lacks a needed extension nothing is
-    /// sent ([`Misuse::ContentNeedsExtension`]). Like [`Session::send_bytes`], a recipient limit
-    /// is met with further transactions, the source being rewound for each.
-    ///
-    /// A failed read during the scan is [`Error::LocalIo`] with nothing sent.
-    ///
-    /// Cancel safety: not cancel-safe; the message may or may not have been delivered.
-    pub async fn send_rewindable<R>(
-        &mut self,
-        envelope: Envelope,
-        options: MailOptions,
-        mut body: R,
-    ) -> Result<SendReport, Error>
-    where
-        R: AsyncRead + AsyncSeek + Unpin,
-    {
-        let span = self.send_span(&envelope);
-        self.guarded("send", span, async |s| {
-            let scan = scan_and_rewind(&mut body).await.map_err(Error::LocalIo)?;
-            let start = body.stream_position().await.map_err(Error::LocalIo)?;
-            let replay = Replay::Source {
-                source: &mut body,
-                start,
-                scan,
-            };
-            s.send_split(envelope, options, replay).await
-        })
-        .await
-    }
-
-    /// Sends a message held in memory. With PIPELINING and CHUNKING and a body of at most
-    /// [`Limits::chunk_size`](crate::Limits::chunk_size) bytes, the whole message leaves in one
-    /// flight. `SIZE=` and `BODY=8BITMIME` are filled in when `options` leaves them unset.
-    ///
-    /// More recipients than one transaction may take go in further transactions of this
-    /// session ([`RecipientBatches`]); each recipient appears once in the [`SendReport`].
-    ///
-    /// Cancel safety: not cancel-safe; the message may or may not have been delivered.
-    pub async fn send_bytes(
-        &mut self,
-        envelope: Envelope,
-        options: MailOptions,
-        body: &[u8],
-    ) -> Result<SendReport, Error> {
-        let span = self.send_span(&envelope);
-        span.record("bytes", body.len());
-        let replay = Replay::<io::Cursor<&[u8]>>::Bytes(body);
-        self.guarded("send_bytes", span, async |s| {
-            s.send_split(envelope, options, replay).await
-        })
-        .await
-    }
-
     /// Sends `NOOP` and returns the server's reply; a refusal is [`Error::Refused`].
-    ///
-    /// Cancel safety: not cancel-safe.
     pub async fn noop(&mut self) -> Result<Reply, Error> {
         self.simple(Stage::Noop).await
     }
 
     /// Sends `RSET` and returns the server's reply; a refusal is [`Error::Refused`]. Never
     /// needed between messages: the client resets by itself after a failed transaction.
-    ///
-    /// Cancel safety: not cancel-safe.
     pub async fn rset(&mut self) -> Result<Reply, Error> {
         self.simple(Stage::Rset).await
     }
@@ -334,16 +217,6 @@ impl Session {
 
     fn client_mut(&mut self) -> &mut Client {
         self.conn.machine()
-    }
-
-    fn send_span(&self, envelope: &Envelope) -> tracing::Span {
-        tracing::debug_span!(
-            parent: &self.span,
-            "send",
-            recipients = envelope.recipients().len(),
-            bytes = tracing::field::Empty,
-            transaction = tracing::field::Empty,
-        )
     }
 
     /// Runs a call that must not be cancelled part way: refused after a cancelled one, and
@@ -414,148 +287,6 @@ impl Session {
         .await
     }
 
-    /// Sends one message in as many transactions as the server's recipient limits need.
-    async fn send_split<R>(
-        &mut self,
-        envelope: Envelope,
-        options: MailOptions,
-        mut body: Replay<'_, R>,
-    ) -> Result<SendReport, Error>
-    where
-        R: AsyncRead + AsyncSeek + Unpin,
-    {
-        if envelope.recipients().is_empty() {
-            return self.one_transaction(envelope, options, &mut body).await;
-        }
-        let mut batches = RecipientBatches::new(&envelope, self.capabilities.rcpt_max());
-        while let Some(part) = batches.next_envelope() {
-            match self.one_transaction(part, options.clone(), &mut body).await {
-                Ok(report) => batches.record(report),
-                Err(error) if batches.is_first() => return Err(error),
-                Err(error) => {
-                    // Earlier transactions went through: their outcomes must not be lost.
-                    tracing::debug!(%error, "no further transaction");
-                    batches.stop(error.to_string());
-                }
-            }
-        }
-        Ok(batches.finish())
-    }
-
-    /// One transaction of [`Session::send_split`].
-    async fn one_transaction<R>(
-        &mut self,
-        envelope: Envelope,
-        options: MailOptions,
-        body: &mut Replay<'_, R>,
-    ) -> Result<SendReport, Error>
-    where
-        R: AsyncRead + AsyncSeek + Unpin,
-    {
-        match body {
-            Replay::Bytes(bytes) => {
-                self.take_arrived().await?;
-                let sent = envelope.clone();
-                let id =
-                    self.client_mut()
-                        .send_mail_bytes(Instant::now(), envelope, options, bytes)?;
-                tracing::Span::current().record("transaction", tracing::field::display(id));
-                let mut collector = ReportCollector::new(id, &sent);
-                self.wait(|event| collector.take(event)).await
-            }
-            Replay::Source {
-                source,
-                start,
-                scan,
-            } => {
-                let rewound = source.seek(io::SeekFrom::Start(*start)).await;
-                rewound.map_err(Error::LocalIo)?;
-                self.send_streaming(envelope, options, &mut **source, Some(*scan))
-                    .await
-            }
-        }
-    }
-
-    /// The body pump: feeds the client what the source gives, as fast as the server takes it,
-    /// reading the next piece while the last one is written.
-    async fn send_streaming<R>(
-        &mut self,
-        envelope: Envelope,
-        options: MailOptions,
-        mut body: R,
-        scan: Option<ContentScan>,
-    ) -> Result<SendReport, Error>
-    where
-        R: AsyncRead + Unpin,
-    {
-        self.take_arrived().await?;
-        let now = Instant::now();
-        let sent = envelope.clone();
-        let id = match scan {
-            Some(scan) => self
-                .client_mut()
-                .send_mail_scanned(now, envelope, options, scan)?,
-            None => self.client_mut().send_mail(now, envelope, options)?,
-        };
-        tracing::Span::current().record("transaction", tracing::field::display(id));
-        let mut collector = ReportCollector::new(id, &sent);
-        let mut buf = vec![0_u8; BODY_READ_CHUNK].into_boxed_slice();
-        // `buf[start..end]` was read from the source and not yet taken by the client.
-        let (mut start, mut end) = (0, 0);
-        let mut eof = false;
-        loop {
-            let now = Instant::now();
-            let mut failed = false;
-            while start < end {
-                match self.client_mut().write_body(now, &buf[start..end]) {
-                    Ok(0) => break,
-                    Ok(taken) => start += taken,
-                    Err(Misuse::TransactionFailed) => {
-                        failed = true;
-                        break;
-                    }
-                    Err(misuse) => return Err(self.abandon(Error::Misuse(misuse)).await),
-                }
-            }
-            if start == end {
-                (start, end) = (0, 0);
-                if eof && !failed {
-                    match self.client_mut().finish_body(now) {
-                        Ok(()) => break,
-                        Err(Misuse::TransactionFailed) => failed = true,
-                        Err(misuse) => return Err(self.abandon(Error::Misuse(misuse)).await),
-                    }
-                }
-            }
-            let want_read = !failed && !eof && start == end;
-            let (source, read_buf) = (&mut body, &mut buf);
-            let read = async move {
-                if want_read {
-                    source.read(read_buf).await
-                } else {
-                    std::future::pending().await
-                }
-            };
-            let woke = self
-                .wait_or(
-                    |event| match event {
-                        Event::BodyWritable { transaction } if transaction == id => Some(None),
-                        event => collector.take(event).map(Some),
-                    },
-                    read,
-                )
-                .await?;
-            match woke {
-                Until::Other(Ok(0)) => eof = true,
-                Until::Other(Ok(n)) => end = n,
-                Until::Other(Err(error)) => return Err(self.abandon(Error::LocalIo(error)).await),
-                Until::Done(None) => {}
-                Until::Done(Some(report)) => return Ok(report),
-            }
-        }
-        self.wait(|event| collector.take(event)).await
-    }
-
     /// Feeds the client whatever arrived while the session was idle: a reply nobody asked for
     /// is then a protocol error, and a 421 sent while idle ends the session now
     /// ([`Stage::ServiceClosing`]), before the next command is written.
@@ -621,48 +352,4 @@ impl Session {
         });
         Ok(closed.await.map(drop)?)
     }
-
-    /// Gives up on a message in the middle of its body: the only safe way out is to close the
-    /// connection without ending the data, so the server discards what it got.
-    async fn abandon(&mut self, error: Error) -> Error {
-        tracing::debug!(%error, "abandoning the message: closing the connection");
-        self.conn.close().await;
-        error
-    }
-}
-
-/// A body that can be sent again, for the further transactions a recipient limit needs.
-enum Replay<'a, R> {
-    /// Held in memory.
-    Bytes(&'a [u8]),
-    /// Read from `source`, rewound to `start` for each transaction; scanned already.
-    Source {
-        source: &'a mut R,
-        start: u64,
-        scan: ContentScan,
-    },
-}
-
-/// Reads `source` to its end through a [`ContentScan`], then seeks back to where it started.
-async fn scan_and_rewind<R>(source: &mut R) -> io::Result<ContentScan>
-where
-    R: AsyncRead + AsyncSeek + Unpin,
-{
-    let start = source.stream_position().await?;
-    let mut scan = ContentScan::new();
-    let mut buf = vec![0_u8; BODY_READ_CHUNK].into_boxed_slice();
-    loop {
-        let n = source.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        scan.feed(&buf[..n]);
-    }
-    source.seek(io::SeekFrom::Start(start)).await?;
-    tracing::debug!(
-        eight_bit = scan.needs_8bitmime(),
-        utf8_headers = scan.needs_smtputf8(),
-        "message scanned"
-    );
-    Ok(scan)
 }
