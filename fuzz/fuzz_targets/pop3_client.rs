@@ -39,11 +39,11 @@ fuzz_target!(|data: &[u8]| {
         .with_max_line(512)
         .with_max_listing_entries(64)
         .with_max_message_size(64 * 1024);
-    let security = if seed & 1 == 0 { Security::Plaintext } else { Security::Stls };
+    let security = if seed & 1 == 0 { Security::Plaintext } else { Security::StartTls };
     let config = Config::new(security)
         .with_limits(limits)
         .with_pipelining(seed & 2 != 0)
-        .dangerously_allow_cleartext_credentials(true);
+        .allow_cleartext_credentials_dangerously(true);
     let start = Instant::now();
     let mut now = start;
     let mut client = Client::new(config, now);

@@ -17,8 +17,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mail_common::Secret;
+use mail_common::connection::ConnectOptions;
 use mail_common::sasl::{Credentials, Mechanism};
-use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
+use mail_common::transport::{SetupTimeouts, TrustRoots};
 use pop3_proto::tokio as pop3;
 use smtp_submit::tokio as smtp;
 
@@ -114,8 +115,7 @@ pub struct ServerSettings {
     pub allow_plaintext_credentials: bool,
     /// Limit for the TCP connect and for the TLS handshake, each.
     pub setup_timeout: Duration,
-    /// The local address to connect from (`None`: the system chooses). POP3 only: the SMTP
-    /// adapter cannot bind one, so [`smtp_connect`] refuses settings that set it.
+    /// The local address to connect from (`None`: the system chooses).
     pub local_addr: Option<IpAddr>,
     /// Limit for the server's greeting (`None`: the protocol crate's default, 60 s for POP3
     /// and 30 s for SMTP). A port that expects implicit TLS says nothing to a plaintext
@@ -219,48 +219,21 @@ impl ServerSettings {
         Ok(settings)
     }
 
-    fn timeouts(&self) -> SetupTimeouts {
-        SetupTimeouts::uniform(self.setup_timeout)
+    /// Where and how to connect, for either adapter.
+    fn options(&self) -> ConnectOptions {
+        let mut options = ConnectOptions::new(self.host.clone())
+            .with_port(self.port)
+            .with_trust_roots(self.trust_roots.clone())
+            .with_timeouts(SetupTimeouts::uniform(self.setup_timeout));
+        options.tls_name.clone_from(&self.tls_name);
+        options.local_addr = self.local_addr;
+        options
     }
 }
 
-/// The kind of a failure, for advice and for a command line's one-line message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailureKind {
-    /// The TCP connection failed (host unknown, refused, unreachable).
-    Network,
-    /// TLS failed: certificate not trusted, not valid for the name, expired, no STARTTLS, or
-    /// implicit TLS against a port that greets in plaintext.
-    Tls,
-    /// The server rejected the credentials or the mechanism.
-    Auth,
-    /// The server broke the protocol (or a limit was exceeded).
-    Protocol,
-    /// The server did not answer in time.
-    Timeout,
-    /// The server refused a command (a reply, not a broken session).
-    Refused,
-    /// The settings or the credential are unusable.
-    Config,
-    /// A local file could not be read or written.
-    LocalIo,
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Network => "network",
-            Self::Tls => "TLS",
-            Self::Auth => "authentication",
-            Self::Protocol => "protocol",
-            Self::Timeout => "timeout",
-            Self::Refused => "server refused",
-            Self::Config => "settings",
-            Self::LocalIo => "local I/O",
-        })
-    }
-}
+/// The kind of a failure, for advice and for a command line's one-line message: what both
+/// adapters' errors answer with `kind()`.
+pub use mail_common::FailureKind;
 
 /// Logging in failed.
 #[derive(Debug, thiserror::Error)]
@@ -312,57 +285,12 @@ impl From<CredentialError> for ConnectError {
     }
 }
 
-fn transport_kind(error: &TransportError) -> FailureKind {
-    match error {
-        TransportError::Tls { .. }
-        | TransportError::PlaintextGreeting { .. }
-        | TransportError::CaFile { .. }
-        | TransportError::InvalidServerName(_) => FailureKind::Tls,
-        TransportError::Timeout { .. } | TransportError::NoGreeting { .. } => FailureKind::Timeout,
-        _ => FailureKind::Network,
-    }
-}
-
-/// The kind of a POP3 adapter error.
-pub fn pop3_failure_kind(error: &pop3::Error) -> FailureKind {
-    match error {
-        pop3::Error::Transport(t) => transport_kind(t),
-        pop3::Error::Timeout(_) => FailureKind::Timeout,
-        pop3::Error::LoginFailed(_) => FailureKind::Auth,
-        pop3::Error::Refused { .. } | pop3::Error::GreetingRefused(_) => FailureKind::Refused,
-        pop3::Error::Misuse(_) => FailureKind::Config,
-        pop3::Error::Output(_) => FailureKind::LocalIo,
-        pop3::Error::Protocol(
-            pop3_proto::ProtocolError::StlsNotOffered | pop3_proto::ProtocolError::StlsRefused(_),
-        ) => FailureKind::Tls,
-        _ => FailureKind::Protocol,
-    }
-}
-
-/// The kind of an SMTP adapter error.
-pub fn smtp_failure_kind(error: &smtp::Error) -> FailureKind {
-    match error {
-        smtp::Error::Transport(t) => transport_kind(t),
-        smtp::Error::Timeout(_) => FailureKind::Timeout,
-        smtp::Error::Auth { .. } => FailureKind::Auth,
-        smtp::Error::StartTlsNotOffered => FailureKind::Tls,
-        // A message needing an extension this server lacks: the server cannot take it.
-        smtp::Error::Refused { .. }
-        | smtp::Error::Misuse(smtp_submit::Misuse::ContentNeedsExtension(_)) => {
-            FailureKind::Refused
-        }
-        smtp::Error::Misuse(_) => FailureKind::Config,
-        smtp::Error::Body(_) => FailureKind::LocalIo,
-        _ => FailureKind::Protocol,
-    }
-}
-
 impl ConnectError {
     /// What kind of failure this is.
     pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Pop3 { error, .. } => pop3_failure_kind(error),
-            Self::Smtp { error, .. } => smtp_failure_kind(error),
+            Self::Pop3 { error, .. } => error.kind(),
+            Self::Smtp { error, .. } => error.kind(),
             Self::Config(_) => FailureKind::Config,
         }
     }
@@ -399,23 +327,8 @@ pub(crate) fn pop3_error(server: &ServerSettings, error: pop3::Error) -> Connect
 ///
 /// [`ConnectError::Pop3`] for anything the session reports.
 pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, ConnectError> {
-    let security = match server.security {
-        Security::ImplicitTls => pop3_proto::Security::Implicit,
-        Security::Starttls => pop3_proto::Security::Stls,
-        Security::None => pop3_proto::Security::Plaintext,
-    };
-    let mut options = pop3::ConnectOptions::new(server.host.clone(), security)
-        .with_port(server.port)
-        .with_trust_roots(server.trust_roots.clone())
-        .with_timeouts(server.timeouts());
-    if let Some(name) = &server.tls_name {
-        options = options.with_tls_name(name.clone());
-    }
-    if let Some(addr) = server.local_addr {
-        options = options.with_local_addr(addr);
-    }
-    let mut config = pop3_proto::Config::new(security)
-        .dangerously_allow_cleartext_credentials(server.allow_plaintext_credentials);
+    let mut config = pop3_proto::Config::new(server.security.into())
+        .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
     if let Some(limit) = server.greeting_timeout {
         config.timeouts = config.timeouts.with_greeting(limit);
     }
@@ -426,7 +339,7 @@ pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, Conn
             .with_reply(limit)
             .with_data(limit);
     }
-    pop3::Session::connect(options, config)
+    pop3::Session::connect(&server.options(), config)
         .await
         .map_err(|error| pop3_error(server, error))
 }
@@ -542,37 +455,10 @@ pub(crate) fn smtp_error(server: &ServerSettings, error: smtp::Error) -> Connect
 ///
 /// # Errors
 ///
-/// [`ConnectError::Smtp`] for anything the session reports; [`ConnectError::Config`] when
-/// [`ServerSettings::local_addr`] is set (the SMTP adapter cannot bind a local address).
+/// [`ConnectError::Smtp`] for anything the session reports.
 pub async fn smtp_connect(server: &ServerSettings) -> Result<smtp::Session, ConnectError> {
-    if server.local_addr.is_some() {
-        return Err(ConnectError::Config(
-            "the SMTP client cannot connect from a chosen local address".into(),
-        ));
-    }
-    let (security, core_security) = match server.security {
-        Security::ImplicitTls => (
-            smtp::ConnectSecurity::ImplicitTls,
-            smtp_submit::Security::Implicit,
-        ),
-        Security::Starttls => (
-            smtp::ConnectSecurity::StartTls,
-            smtp_submit::Security::StartTls,
-        ),
-        Security::None => (
-            smtp::ConnectSecurity::PlaintextDangerously,
-            smtp_submit::Security::Plaintext,
-        ),
-    };
-    let mut options = smtp::ConnectOptions::new(server.host.clone(), server.port, security)
-        .with_trust_roots(server.trust_roots.clone())
-        .with_timeouts(server.timeouts());
-    if let Some(name) = &server.tls_name {
-        options = options.with_tls_name(name.clone());
-    }
-    let client_name = smtp_submit::ClientName::new("localhost")
-        .map_err(|e| ConnectError::Config(format!("EHLO name: {e}")))?;
-    let mut config = smtp_submit::Config::new(client_name, core_security)
+    let mut config = smtp_submit::Config::default()
+        .with_security(server.security.into())
         .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
     if let Some(limit) = server.greeting_timeout {
         config.timeouts = config.timeouts.with_greeting(limit);
@@ -589,7 +475,7 @@ pub async fn smtp_connect(server: &ServerSettings) -> Result<smtp::Session, Conn
             .with_data_block(limit)
             .with_data_termination(limit);
     }
-    smtp::Session::connect(&options, config)
+    smtp::Session::connect(&server.options(), config)
         .await
         .map_err(|error| smtp_error(server, error))
 }

@@ -37,8 +37,8 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let (store, _recovered) = Store::open("Maildir", "Maildir/.pop3-journal")?;
 //! let store = deliver::shared(store);
-//! let options = ConnectOptions::implicit_tls("pop.example.org");
-//! let mut session = Session::connect(options, Config::default()).await?;
+//! let options = ConnectOptions::new("pop.example.org");
+//! let mut session = Session::connect(&options, Config::default()).await?;
 //! session.login(Credentials::password("alice", "secret")).await?;
 //! let fetch_options = FetchOptions::new(RetentionPolicy::KeepForever);
 //! let report = fetch(session, &store, &fetch_options, SystemTime::now(), |event| {

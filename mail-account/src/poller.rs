@@ -370,7 +370,7 @@ pub fn classify_pop3(error: &Pop3Error, login_delay: Option<Duration>) -> Retry 
             },
         };
     }
-    match crate::connect::pop3_failure_kind(error) {
+    match error.kind() {
         FailureKind::Network
         | FailureKind::Timeout
         | FailureKind::Protocol

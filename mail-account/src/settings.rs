@@ -71,6 +71,17 @@ impl Security {
     }
 }
 
+/// The protocol crates' spelling of the same mode.
+impl From<Security> for mail_common::Security {
+    fn from(security: Security) -> Self {
+        match security {
+            Security::ImplicitTls => Self::ImplicitTls,
+            Security::Starttls => Self::StartTls,
+            Security::None => Self::Plaintext,
+        }
+    }
+}
+
 impl fmt::Display for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

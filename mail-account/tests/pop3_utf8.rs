@@ -44,11 +44,11 @@ async fn courier_serves_the_original_messages_after_utf8() {
     let login = mail_testground::courier_login(&ALICE);
     // The problem: a session that does not send UTF8 gets a notice instead of message 11,
     // whose header has raw UTF-8.
-    let options = pop3_proto::tokio::ConnectOptions::new(HOST, pop3_proto::Security::Implicit)
+    let options = pop3_proto::tokio::ConnectOptions::new(HOST)
         .with_port(COURIER_POP3S.port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME);
-    let mut plain = pop3_proto::tokio::Session::connect(options, pop3_proto::Config::default())
+    let mut plain = pop3_proto::tokio::Session::connect(&options, pop3_proto::Config::default())
         .await
         .unwrap();
     assert_eq!(plain.capabilities().unwrap().utf8, Some(true), "UTF8 USER");

@@ -20,3 +20,42 @@ impl FailureClass {
         matches!(self, Self::Transient)
     }
 }
+
+/// What kind of failure ended an adapter call, for advice and for a command line's exit code.
+/// Both tokio adapters' errors answer it with `kind()`, so callers classify once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The TCP connection failed (host unknown, refused, unreachable) or broke.
+    Network,
+    /// TLS failed: certificate not trusted, not valid for the name, expired, no STARTTLS, or
+    /// implicit TLS against a port that greets in plaintext.
+    Tls,
+    /// The server rejected the credentials or the mechanism.
+    Auth,
+    /// The server broke the protocol (or a limit was exceeded).
+    Protocol,
+    /// The server did not answer in time.
+    Timeout,
+    /// The server refused a command (a reply, not a broken session).
+    Refused,
+    /// The request or the settings are unusable (refused by the client before sending).
+    Config,
+    /// The caller's own reader or writer failed (a message file, an output file).
+    LocalIo,
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Network => "network",
+            Self::Tls => "TLS",
+            Self::Auth => "authentication",
+            Self::Protocol => "protocol",
+            Self::Timeout => "timeout",
+            Self::Refused => "server refused",
+            Self::Config => "settings",
+            Self::LocalIo => "local I/O",
+        })
+    }
+}

@@ -8,7 +8,9 @@
 //!   anything is sent.
 //! - [`date`]: RFC 5322 date formatting for the mail the account layer and the test server
 //!   compose.
-//! - [`class`]: [`FailureClass`], the transient/permanent classification of a server refusal.
+//! - [`class`]: [`FailureClass`], the transient/permanent classification of a server refusal,
+//!   and [`FailureKind`], what both adapters' errors answer with `kind()`.
+//! - [`security`](mod@security): [`Security`], how a connection is protected.
 //! - [`machine`]: the [`Machine`] trait every sans-IO core implements, and [`Transmit`], the
 //!   outgoing buffer with partial-write accounting.
 //! - [`sasl`]: client-side SASL mechanisms (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2,
@@ -16,14 +18,18 @@
 //! - `happy_eyeballs` (feature `tokio`): RFC 8305 connection racing over a host's IPv6 and IPv4
 //!   addresses, so a black-holed address costs one short delay, not the connect deadline.
 //! - `transport` (feature `tokio`): TCP + rustls connection set-up, STARTTLS/STLS upgrade and the
-//!   trust-root choice, shared by both tokio adapters.
+//!   trust-root choice.
+//! - `connection` (feature `tokio`): what both tokio adapters' sessions are built on: the
+//!   `ConnectOptions`, the set-up loop, the broken flag and the cancelled-call check.
 //!
-//! Nothing outside `transport` performs I/O, reads a clock or spawns a task.
+//! Nothing outside `transport` and `connection` performs I/O, reads a clock or spawns a task.
 #![forbid(unsafe_code)]
 
 pub mod arg;
 pub mod class;
 pub mod date;
+#[cfg(feature = "tokio")]
+pub mod connection;
 #[cfg(feature = "tokio")]
 pub mod happy_eyeballs;
 pub mod line;
@@ -31,14 +37,16 @@ pub mod machine;
 pub mod sasl;
 pub mod scan;
 pub mod secret;
+pub mod security;
 #[cfg(feature = "tokio")]
 pub mod transport;
 
 pub use arg::{ForbiddenByte, check_arg};
-pub use class::FailureClass;
+pub use class::{FailureClass, FailureKind};
 pub use line::{LineError, LineReader};
 pub use machine::{Machine, Transmit};
 pub use secret::Secret;
+pub use security::Security;
 
 /// A request a sans-IO core refused without queuing anything, with the caller's value handed
 /// back (an `Envelope`, a `Login`, a command), so nothing the caller built is lost. Each

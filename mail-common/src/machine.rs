@@ -6,7 +6,7 @@
 //!
 //! 1. write what [`Machine::poll_transmit`] offers, then report how much went out with
 //!    [`Machine::advance_transmit`];
-//! 2. drain the protocol's events (a method of each core, not part of this trait);
+//! 2. drain the protocol's events with [`Machine::poll_event`];
 //! 3. wait for input, end of stream, or the instant from [`Machine::poll_timeout`], and report it
 //!    with [`Machine::handle_input`], [`Machine::handle_eof`] or [`Machine::handle_timeout`].
 //!
@@ -20,6 +20,28 @@ pub trait Machine {
     /// A fatal error: the peer broke the protocol, a limit was exceeded, or a deadline passed.
     /// After an error the machine is poisoned and the connection should be closed.
     type Error;
+
+    /// What the core reports to its driver: replies, set-up progress, the end of the session.
+    type Event;
+
+    /// The core's refusal of a request it was given in the wrong state (nothing was sent).
+    type Misuse;
+
+    /// The next event, if any. Drain it after every handler call.
+    #[must_use]
+    fn poll_event(&mut self) -> Option<Self::Event>;
+
+    /// True for the event that asks the driver to run the TLS handshake now (STARTTLS or STLS
+    /// accepted); the driver then calls [`Machine::tls_established`].
+    fn wants_tls(event: &Self::Event) -> bool;
+
+    /// Reports that the TLS handshake the core asked for succeeded. Bytes that arrived before it
+    /// were already refused by the core; capabilities are asked for again over TLS.
+    fn tls_established(&mut self, now: Instant) -> Result<(), Self::Misuse>;
+
+    /// True when `error` is the greeting's deadline passing: a driver then names the likely
+    /// cause (a port that expects TLS from the first byte waits silently for the handshake).
+    fn is_greeting_timeout(error: &Self::Error) -> bool;
 
     /// Feeds bytes received from the peer.
     fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), Self::Error>;

@@ -134,6 +134,21 @@ pub enum TransportError {
     },
 }
 
+impl TransportError {
+    /// What kind of failure this is.
+    pub const fn kind(&self) -> crate::FailureKind {
+        use crate::FailureKind;
+        match self {
+            Self::Tls { .. }
+            | Self::PlaintextGreeting { .. }
+            | Self::CaFile { .. }
+            | Self::InvalidServerName(_) => FailureKind::Tls,
+            Self::Timeout { .. } | Self::NoGreeting { .. } => FailureKind::Timeout,
+            Self::Connect { .. } => FailureKind::Network,
+        }
+    }
+}
+
 /// True for the well-known ports that expect TLS from the first byte (RFC 8314): 465 (SMTP
 /// submission), 995 (POP3), 993 (IMAP).
 pub const fn is_implicit_tls_port(port: u16) -> bool {
@@ -582,6 +597,12 @@ pub enum DriveError<E> {
     /// The TLS upgrade failed.
     #[error(transparent)]
     Transport(TransportError),
+    /// An earlier fatal error ended the session (see [`crate::connection::Connection`]).
+    #[error("the session is closed")]
+    Closed,
+    /// An earlier call was cancelled part way (see [`CallTracker`]).
+    #[error(transparent)]
+    Cancelled(Cancelled),
 }
 
 /// Runs a sans-IO [`Machine`] over a [`MailStream`].

@@ -6,7 +6,7 @@
 //! protocol requires before the caller may act (capabilities, `STLS`, capabilities again)
 //! happens here, so a driver cannot skip it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Instant;
 
@@ -123,6 +123,9 @@ pub struct Client {
     tls: bool,
     logged_in: bool,
     utf8: bool,
+    /// Message sizes from the last `LIST` (and `LIST n`s since): the size hint of a `RETR`
+    /// sent without one, for budgeting the pipelining window.
+    sizes: HashMap<u32, u64>,
     next_id: u64,
     greeting_deadline: Instant,
     /// When the client last sent a command into an idle connection or received bytes: reply and
@@ -149,7 +152,7 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for a connection that was just opened (and, with [`Security::Implicit`],
+    /// A client for a connection that was just opened (and, with [`Security::ImplicitTls`],
     /// whose TLS handshake is done). The first thing it expects is the greeting.
     pub fn new(config: Config, now: Instant) -> Self {
         Self {
@@ -164,9 +167,10 @@ impl Client {
             login: None,
             caps: None,
             apop_timestamp: None,
-            tls: config.security == Security::Implicit,
+            tls: config.security == Security::ImplicitTls,
             logged_in: false,
             utf8: false,
+            sizes: HashMap::new(),
             next_id: 0,
             greeting_deadline: now + config.timeouts.greeting,
             last_progress: now,
@@ -250,7 +254,7 @@ impl Client {
             other => return Err(Self::unavailable(other)),
         }
         let cleartext_ok = match self.config.security {
-            Security::Plaintext => self.config.allows_cleartext_credentials(),
+            Security::Plaintext => self.config.cleartext_credentials_allowed(),
             _ => self.tls,
         };
         if !cleartext_ok {
@@ -270,7 +274,20 @@ impl Client {
     /// Queues a command. It is sent at once, or when the pipelining window (or, without
     /// pipelining, the previous reply) allows. Its answer arrives as events carrying the
     /// returned id.
-    pub fn send(&mut self, now: Instant, command: Command) -> Result<CommandId, Rejected<Command>> {
+    ///
+    /// A `RETR` without a size hint gets the size the last `LIST` gave for the message.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        mut command: Command,
+    ) -> Result<CommandId, Rejected<Command>> {
+        if let Command::Retr {
+            msg,
+            size_hint: hint @ None,
+        } = &mut command
+        {
+            *hint = self.sizes.get(msg).copied();
+        }
         if let Err(reason) = self.check_command(command) {
             return Err(Rejected {
                 reason,
@@ -626,7 +643,7 @@ impl Client {
         now: Instant,
         caps: Capabilities,
     ) -> Result<(), ProtocolError> {
-        if self.config.security == Security::Stls && !self.tls {
+        if self.config.security == Security::StartTls && !self.tls {
             // Without CAPA nothing is known, so STLS is worth a try; a server that lists its
             // capabilities without STLS is taken at its word.
             if caps.announced && !caps.stls {
@@ -677,10 +694,11 @@ impl Client {
                 let (count, size) = parse::stat(text).map_err(malformed)?;
                 Event::Stat { id, count, size }
             }
-            Command::List(Some(_)) => Event::Listed {
-                id,
-                entry: parse::scan_entry(text).map_err(malformed)?,
-            },
+            Command::List(Some(_)) => {
+                let entry = parse::scan_entry(text).map_err(malformed)?;
+                self.sizes.insert(entry.msg, entry.size);
+                Event::Listed { id, entry }
+            }
             Command::Uidl(Some(_)) => Event::UidListed {
                 id,
                 entry: uid_entry(text, line, self.config.limits.max_uid_len)?,
@@ -765,7 +783,10 @@ impl Client {
                 });
             }
             Reading::Capabilities { caps, .. } => self.capabilities_known(now, caps)?,
-            Reading::Listing(entries) => self.events.push_back(Event::Listing { id, entries }),
+            Reading::Listing(entries) => {
+                self.sizes = entries.iter().map(|e| (e.msg, e.size)).collect();
+                self.events.push_back(Event::Listing { id, entries });
+            }
             Reading::UidListing(entries) => {
                 self.events.push_back(Event::UidListing { id, entries });
             }
@@ -827,6 +848,29 @@ fn uid_entry(text: &[u8], line: &[u8], max_uid_len: usize) -> Result<UidEntry, P
 
 impl Machine for Client {
     type Error = ProtocolError;
+    type Event = Event;
+    type Misuse = Misuse;
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Self::poll_event(self)
+    }
+
+    fn wants_tls(event: &Event) -> bool {
+        matches!(event, Event::StartTls)
+    }
+
+    fn tls_established(&mut self, now: Instant) -> Result<(), Misuse> {
+        Self::tls_established(self, now)
+    }
+
+    fn is_greeting_timeout(error: &ProtocolError) -> bool {
+        matches!(
+            error,
+            ProtocolError::Timeout {
+                phase: Phase::Greeting
+            }
+        )
+    }
 
     fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), ProtocolError> {
         self.check_poisoned()?;

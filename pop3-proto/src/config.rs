@@ -9,22 +9,7 @@ use std::time::Duration;
 
 use mail_common::sasl::NonceSource;
 
-/// How the connection is protected against eavesdropping and tampering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Security {
-    /// TLS is set up by the driver before the greeting (port 995, RFC 8314). The default,
-    /// because nothing is ever exchanged in the clear.
-    #[default]
-    Implicit,
-    /// Plain connection upgraded with `STLS` (RFC 2595) before anything else happens. TLS is
-    /// required: if the server does not offer `STLS` or refuses it, the session stops with an
-    /// error before any credential is sent.
-    Stls,
-    /// No TLS at all. Credentials are refused unless
-    /// [`Config::dangerously_allow_cleartext_credentials`] is set.
-    Plaintext,
-}
+pub use mail_common::Security;
 
 /// Bounds on what the server can make the client hold or do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +198,9 @@ impl Timeouts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// How the connection is protected. Default [`Security::Implicit`].
+    /// How the connection is protected. Default [`Security::ImplicitTls`] (POP3S, port 995);
+    /// with [`Security::StartTls`] the client upgrades with `STLS` (RFC 2595) before anything
+    /// else and stops if the server does not offer or refuses it.
     pub security: Security,
     /// Resource bounds.
     pub limits: Limits,
@@ -250,6 +237,13 @@ impl Config {
         }
     }
 
+    /// Sets [`Config::security`].
+    #[must_use]
+    pub const fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Sets [`Config::limits`].
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -284,13 +278,13 @@ impl Config {
     /// Only meaningful with [`Security::Plaintext`]; intended for loopback tests and legacy
     /// servers on trusted networks. Anyone on the path can read or replay what is sent.
     #[must_use]
-    pub const fn dangerously_allow_cleartext_credentials(mut self, allow: bool) -> Self {
+    pub const fn allow_cleartext_credentials_dangerously(mut self, allow: bool) -> Self {
         self.cleartext_credentials = allow;
         self
     }
 
-    /// Whether [`Config::dangerously_allow_cleartext_credentials`] was set.
-    pub const fn allows_cleartext_credentials(&self) -> bool {
+    /// Whether [`Config::allow_cleartext_credentials_dangerously`] was set.
+    pub const fn cleartext_credentials_allowed(&self) -> bool {
         self.cleartext_credentials
     }
 }

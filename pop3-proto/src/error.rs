@@ -137,11 +137,11 @@ pub enum ProtocolError {
         /// What the client was waiting for.
         phase: Phase,
     },
-    /// TLS is required ([`crate::Security::Stls`]) but the server's capabilities do not
+    /// TLS is required ([`crate::Security::StartTls`]) but the server's capabilities do not
     /// include `STLS`. No credential was sent.
     #[error("TLS required but the server does not offer STLS")]
     StlsNotOffered,
-    /// TLS is required ([`crate::Security::Stls`]) but the server refused `STLS`. No
+    /// TLS is required ([`crate::Security::StartTls`]) but the server refused `STLS`. No
     /// credential was sent.
     #[error("TLS required but the server refused STLS: {}", .0.text)]
     StlsRefused(Response),
@@ -197,7 +197,7 @@ pub enum Misuse {
         limit: usize,
     },
     /// The connection is not protected by TLS and cleartext credentials were not allowed
-    /// ([`crate::Config::dangerously_allow_cleartext_credentials`]).
+    /// ([`crate::Config::allow_cleartext_credentials_dangerously`]).
     #[error("refusing to send credentials without TLS")]
     CleartextCredentials,
     /// Automatic login found no method that both the server and the credentials support.

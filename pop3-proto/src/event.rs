@@ -44,7 +44,7 @@ pub struct LoginFailure {
 
 /// Something the caller should know about.
 ///
-/// A session produces: [`Event::Greeting`], then (with [`crate::Security::Stls`])
+/// A session produces: [`Event::Greeting`], then (with [`crate::Security::StartTls`])
 /// [`Event::StartTls`], then [`Event::Ready`]; after [`crate::Client::login`]
 /// [`Event::LoggedIn`] or [`Event::LoginFailed`]; one reply event per command; and
 /// [`Event::Closed`] at the end.
@@ -169,4 +169,27 @@ pub enum Event {
     /// The server closed the connection after answering `QUIT` (or after refusing the
     /// greeting). The session is over.
     Closed,
+}
+
+impl Event {
+    /// The command this event answers, if it answers one: what a driver that pipelines
+    /// commands (or abandons one part way) matches replies with.
+    pub const fn command_id(&self) -> Option<CommandId> {
+        match self {
+            Self::LoggedIn { id, .. }
+            | Self::LoginFailed { id, .. }
+            | Self::Stat { id, .. }
+            | Self::Listing { id, .. }
+            | Self::Listed { id, .. }
+            | Self::UidListing { id, .. }
+            | Self::UidListed { id, .. }
+            | Self::MessageStart { id, .. }
+            | Self::MessageChunk { id, .. }
+            | Self::MessageEnd { id, .. }
+            | Self::Capabilities { id, .. }
+            | Self::Done { id, .. }
+            | Self::Refused { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
 }

@@ -9,13 +9,13 @@
 //!
 //! # What the client does by itself
 //!
-//! - After the greeting it asks for the capabilities (`CAPA`); with [`Security::Stls`] it then
+//! - After the greeting it asks for the capabilities (`CAPA`); with [`Security::StartTls`] it then
 //!   upgrades with `STLS`, asks the driver to run the handshake ([`Event::StartTls`]), forgets
 //!   the capabilities and asks again. Any byte received between the `STLS` reply and the
 //!   handshake is fatal ([`ProtocolError::InputAfterStartTls`]). Only then comes
 //!   [`Event::Ready`].
 //! - It refuses to send any credential over a connection without TLS, unless told otherwise
-//!   with a loudly named option ([`Config::dangerously_allow_cleartext_credentials`]).
+//!   with a loudly named option ([`Config::allow_cleartext_credentials_dangerously`]).
 //! - It pipelines commands when the server announces `PIPELINING` (RFC 2449), within a window
 //!   of commands and expected bytes ([`Limits`]); otherwise it sends one command per reply.
 //!   Commands the caller queues beyond the window wait inside the client.
@@ -51,7 +51,7 @@
 //! }
 //!
 //! let now = Instant::now();
-//! let mut client = Client::new(Config::new(Security::Implicit), now);
+//! let mut client = Client::new(Config::new(Security::ImplicitTls), now);
 //!
 //! client.handle_input(now, b"+OK POP3 ready\r\n")?;
 //! assert!(matches!(client.poll_event(), Some(Event::Greeting(_))));

@@ -18,14 +18,14 @@ use pop3_proto::{
 async fn connect(security: Security) -> Session {
     mail_testground::require(&[COURIER_POP3, COURIER_POP3S]);
     let port = match security {
-        Security::Implicit => COURIER_POP3S.port,
+        Security::ImplicitTls => COURIER_POP3S.port,
         _ => COURIER_POP3.port,
     };
-    let options = ConnectOptions::new(HOST, security)
+    let options = ConnectOptions::new(HOST)
         .with_port(port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME);
-    Session::connect(options, Config::default())
+    Session::connect(&options, Config::new(security))
         .await
         .unwrap_or_else(|e| panic!("connect {security:?}: {e}"))
 }
@@ -64,7 +64,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test]
 async fn capabilities_and_automatic_login_over_stls_and_pop3s() {
-    for security in [Security::Stls, Security::Implicit] {
+    for security in [Security::StartTls, Security::ImplicitTls] {
         let mut session = connect(security).await;
         assert!(session.is_tls());
         let caps = session.capabilities().unwrap().clone();
@@ -92,7 +92,7 @@ async fn utf8_mode_gives_the_whole_mailbox_byte_for_byte() {
         .collect();
     assert_eq!(utf8_messages.len(), 9, "every 11th message");
 
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     session.login(credentials()).await.unwrap();
     for &i in &utf8_messages {
         let mut got = Vec::new();
@@ -105,7 +105,7 @@ async fn utf8_mode_gives_the_whole_mailbox_byte_for_byte() {
     }
     session.quit().await.unwrap();
 
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     session.utf8().await.unwrap();
     session.login(credentials()).await.unwrap();
     assert!(session.client().is_utf8());
@@ -116,7 +116,7 @@ async fn utf8_mode_gives_the_whole_mailbox_byte_for_byte() {
     }
     session.quit().await.unwrap();
 
-    let mut session = connect(Security::Stls).await;
+    let mut session = connect(Security::StartTls).await;
     session.utf8().await.unwrap();
     session.login(credentials()).await.unwrap();
     session.list().await.unwrap(); // size hints for the window

@@ -28,10 +28,10 @@ fn require_dovecot() {
 fn options(security: Security) -> ConnectOptions {
     require_dovecot();
     let port = match security {
-        Security::Implicit => DOVECOT_POP3S.port,
+        Security::ImplicitTls => DOVECOT_POP3S.port,
         _ => DOVECOT_POP3.port,
     };
-    ConnectOptions::new(HOST, security)
+    ConnectOptions::new(HOST)
         .with_port(port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME)
@@ -44,13 +44,13 @@ fn strict(security: Security) -> ConnectOptions {
 }
 
 async fn connect(security: Security) -> Session {
-    Session::connect(options(security), Config::default())
+    Session::connect(&options(security), Config::new(security))
         .await
         .unwrap_or_else(|e| panic!("connect {security:?}: {e}"))
 }
 
 async fn logged_in(user: User) -> Session {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     session
         .login(credentials(user))
         .await
@@ -153,7 +153,7 @@ fn assert_same_message(msg: u32, got: &[u8], expected: &[u8]) {
 
 #[tokio::test]
 async fn implicit_tls_on_pop3s() {
-    let session = connect(Security::Implicit).await;
+    let session = connect(Security::ImplicitTls).await;
     assert!(session.is_tls());
     assert!(
         session.greeting().text.contains("ready"),
@@ -171,7 +171,7 @@ async fn implicit_tls_on_pop3s() {
 
 #[tokio::test]
 async fn stls_upgrade_then_capabilities_again() {
-    let mut session = connect(Security::Stls).await;
+    let mut session = connect(Security::StartTls).await;
     assert!(session.is_tls());
     let caps = session.capabilities().expect("CAPA over TLS").clone();
     assert!(
@@ -189,16 +189,16 @@ async fn stls_upgrade_then_capabilities_again() {
 async fn untrusted_certificate_is_a_transport_error() {
     require_dovecot();
     // The web PKI does not know the test ground's private CA.
-    let webpki = options(Security::Implicit).with_trust_roots(TrustRoots::WebPki);
-    let error = Session::connect(webpki, Config::default())
+    let webpki = options(Security::ImplicitTls).with_trust_roots(TrustRoots::WebPki);
+    let error = Session::connect(&webpki, Config::default())
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
     assert!(error.is_fatal());
 
     // The right CA, but a name the certificate is not issued for.
-    let wrong_name = options(Security::Stls).with_tls_name("wrong.example");
-    let error = Session::connect(wrong_name, Config::default())
+    let wrong_name = options(Security::StartTls).with_tls_name("wrong.example");
+    let error = Session::connect(&wrong_name, Config::new(Security::StartTls))
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
@@ -207,7 +207,7 @@ async fn untrusted_certificate_is_a_transport_error() {
 // ---- every login method ----
 
 async fn login_over_pop3s(method: AuthMethod) {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     let used = session
         .login_with(Login::using(method, credentials(ALICE)))
         .await
@@ -268,9 +268,12 @@ async fn scram_without_a_nonce_from_the_caller_uses_the_configured_source() {
     for source in [NonceSource::default(), counting] {
         for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha1] {
             let config = Config::default().with_nonce_source(source);
-            let mut session = Session::connect(options(Security::Implicit), config)
-                .await
-                .unwrap();
+            let mut session = Session::connect(
+                &options(Security::ImplicitTls),
+                config.with_security(Security::ImplicitTls),
+            )
+            .await
+            .unwrap();
             let method = session
                 .login_with(Login::using(
                     AuthMethod::Sasl(mechanism),
@@ -284,9 +287,12 @@ async fn scram_without_a_nonce_from_the_caller_uses_the_configured_source() {
         }
     }
     let config = Config::default().with_nonce_source(NonceSource::none());
-    let mut session = Session::connect(options(Security::Implicit), config)
-        .await
-        .unwrap();
+    let mut session = Session::connect(
+        &options(Security::ImplicitTls),
+        config.with_security(Security::ImplicitTls),
+    )
+    .await
+    .unwrap();
     let error = session.login(credentials(ALICE)).await.unwrap_err();
     assert!(
         matches!(
@@ -306,7 +312,7 @@ async fn scram_without_a_nonce_from_the_caller_uses_the_configured_source() {
 
 #[tokio::test]
 async fn automatic_login_picks_the_strongest_mechanism() {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     let method = session.login(credentials(ALICE)).await.unwrap();
     assert_eq!(method, AuthMethod::Sasl(Mechanism::ScramSha256));
     session.quit().await.unwrap();
@@ -314,7 +320,7 @@ async fn automatic_login_picks_the_strongest_mechanism() {
 
 #[tokio::test]
 async fn wrong_password_is_an_auth_refusal_and_the_session_goes_on() {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     for method in [
         AuthMethod::UserPass,
         AuthMethod::Sasl(Mechanism::ScramSha256),
@@ -346,9 +352,10 @@ async fn wrong_password_is_an_auth_refusal_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn strict_listener_with_stls_allows_every_method() {
-    let mut session = Session::connect(strict(Security::Stls), Config::default())
-        .await
-        .unwrap();
+    let mut session =
+        Session::connect(&strict(Security::StartTls), Config::new(Security::StartTls))
+            .await
+            .unwrap();
     let caps = session.capabilities().unwrap();
     assert!(
         caps.user && caps.sasl.iter().any(|m| m == "PLAIN"),
@@ -364,9 +371,12 @@ async fn strict_listener_with_stls_allows_every_method() {
 
 #[tokio::test]
 async fn strict_listener_plaintext_client_refuses_without_opt_in() {
-    let mut session = Session::connect(strict(Security::Plaintext), Config::default())
-        .await
-        .unwrap();
+    let mut session = Session::connect(
+        &strict(Security::Plaintext),
+        Config::new(Security::Plaintext),
+    )
+    .await
+    .unwrap();
     assert!(!session.is_tls());
     let caps = session.capabilities().unwrap();
     assert!(
@@ -390,10 +400,13 @@ async fn strict_listener_plaintext_client_refuses_without_opt_in() {
 
 #[tokio::test]
 async fn strict_listener_refuses_cleartext_user_pass_after_opt_in() {
-    let config = Config::new(Security::Plaintext).dangerously_allow_cleartext_credentials(true);
-    let mut session = Session::connect(strict(Security::Plaintext), config)
-        .await
-        .unwrap();
+    let config = Config::new(Security::Plaintext).allow_cleartext_credentials_dangerously(true);
+    let mut session = Session::connect(
+        &strict(Security::Plaintext),
+        config.with_security(Security::Plaintext),
+    )
+    .await
+    .unwrap();
     for method in [AuthMethod::UserPass, AuthMethod::Sasl(Mechanism::Plain)] {
         let error = session
             .login_with(Login::using(method, credentials(ALICE)))
@@ -420,10 +433,13 @@ async fn strict_listener_refuses_cleartext_user_pass_after_opt_in() {
 
 #[tokio::test]
 async fn trusted_address_plaintext_with_opt_in() {
-    let config = Config::new(Security::Plaintext).dangerously_allow_cleartext_credentials(true);
-    let mut session = Session::connect(options(Security::Plaintext), config)
-        .await
-        .unwrap();
+    let config = Config::new(Security::Plaintext).allow_cleartext_credentials_dangerously(true);
+    let mut session = Session::connect(
+        &options(Security::Plaintext),
+        config.with_security(Security::Plaintext),
+    )
+    .await
+    .unwrap();
     session
         .login_with(Login::using(AuthMethod::UserPass, credentials(ALICE)))
         .await
@@ -655,13 +671,13 @@ async fn failing_writer_is_an_output_error_and_the_session_goes_on() {
     let expected = alice_expected();
     let mut session = logged_in(ALICE).await;
     let error = session.retr_to(50, &mut Broken).await.unwrap_err();
-    assert!(matches!(error, Error::Output(_)), "{error:?}");
+    assert!(matches!(error, Error::LocalIo(_)), "{error:?}");
     assert!(!error.is_fatal());
     let error = session
         .retr_many(1..=20, |_| Broken, |_, _| {})
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Output(_)), "{error:?}");
+    assert!(matches!(error, Error::LocalIo(_)), "{error:?}");
     // Both replies were drained: the next command is answered correctly.
     assert_same_message(3, &session.retr(3).await.unwrap(), &expected[2]);
     session.quit().await.unwrap();
@@ -671,7 +687,7 @@ async fn failing_writer_is_an_output_error_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn refusals_and_misuse_leave_the_session_usable() {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     // Before login.
     let error = session.stat().await.unwrap_err();
     assert!(
@@ -761,7 +777,7 @@ fn passwords_never_reach_the_logs() {
                 AuthMethod::Sasl(Mechanism::Plain),
                 AuthMethod::Sasl(Mechanism::Login),
             ] {
-                let mut session = connect(Security::Implicit).await;
+                let mut session = connect(Security::ImplicitTls).await;
                 session
                     .login_with(Login::using(method, credentials(ALICE)))
                     .await
@@ -927,7 +943,7 @@ async fn a_cancelled_retr_is_finished_by_the_next_call() {
 
 #[tokio::test]
 async fn a_cancelled_login_leaves_a_session_that_says_so() {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     // A zero timeout polls the login once (it sends and waits for the server), then drops it.
     let dropped =
         tokio::time::timeout(std::time::Duration::ZERO, session.login(credentials(ALICE))).await;
@@ -949,8 +965,8 @@ async fn a_cancelled_login_leaves_a_session_that_says_so() {
 
 #[tokio::test]
 async fn implicit_tls_against_the_stls_port_says_stls_is_wanted() {
-    let options = options(Security::Implicit).with_port(DOVECOT_POP3.port);
-    let error = Session::connect(options, Config::default())
+    let options = options(Security::ImplicitTls).with_port(DOVECOT_POP3.port);
+    let error = Session::connect(&options, Config::default())
         .await
         .unwrap_err();
     let Error::Transport(TransportError::PlaintextGreeting { port, greeting, .. }) = &error else {
@@ -969,10 +985,10 @@ async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
     // Dovecot on 11995 waits for a ClientHello and says nothing. A short greeting wait keeps
     // the test fast; the assertion is on the error, not on the time taken.
     let wait = std::time::Duration::from_secs(2);
-    let options = options(Security::Stls).with_port(DOVECOT_POP3S.port);
-    let config =
-        Config::default().with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
-    let error = Session::connect(options, config).await.unwrap_err();
+    let options = options(Security::StartTls).with_port(DOVECOT_POP3S.port);
+    let config = Config::new(Security::StartTls)
+        .with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
+    let error = Session::connect(&options, config).await.unwrap_err();
     let Error::Transport(TransportError::NoGreeting {
         host,
         port,

@@ -96,7 +96,7 @@ fn hammer(security: Security, limits: Limits, input: &[u8], chunks: &[usize]) {
     let now = Instant::now();
     let config = Config::new(security)
         .with_limits(limits)
-        .dangerously_allow_cleartext_credentials(true);
+        .allow_cleartext_credentials_dangerously(true);
     let mut client = Client::new(config, now);
     let mut rest = input;
     for size in chunks.iter().cycle() {
@@ -130,7 +130,7 @@ proptest! {
     fn never_panics(
         input in server_bytes(),
         chunks in proptest::collection::vec(1_usize..64, 1..16),
-        security in prop_oneof![Just(Security::Implicit), Just(Security::Stls), Just(Security::Plaintext)],
+        security in prop_oneof![Just(Security::ImplicitTls), Just(Security::StartTls), Just(Security::Plaintext)],
     ) {
         hammer(security, Limits::default(), &input, &chunks);
         let tight = Limits::default()
@@ -147,7 +147,7 @@ proptest! {
     fn a_valid_prefix_then_garbage(garbage in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut input = b"+OK hi <1@h>\r\n+OK\r\nUSER\r\nPIPELINING\r\n.\r\n+OK\r\n+OK\r\n".to_vec();
         input.extend_from_slice(&garbage);
-        hammer(Security::Implicit, Limits::default(), &input, &[7]);
+        hammer(Security::ImplicitTls, Limits::default(), &input, &[7]);
     }
 }
 

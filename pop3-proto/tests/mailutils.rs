@@ -22,10 +22,10 @@ use pop3_proto::{
 fn options(security: Security) -> ConnectOptions {
     mail_testground::require(&[MAILUTILS_POP3, MAILUTILS_POP3S]);
     let port = match security {
-        Security::Implicit => MAILUTILS_POP3S.port,
+        Security::ImplicitTls => MAILUTILS_POP3S.port,
         _ => MAILUTILS_POP3.port,
     };
-    ConnectOptions::new(HOST, security)
+    ConnectOptions::new(HOST)
         .with_port(port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME)
@@ -37,7 +37,7 @@ async fn connect(security: Security) -> Session {
 }
 
 async fn connect_unsettled(security: Security) -> Session {
-    Session::connect(options(security), Config::default())
+    Session::connect(&options(security), Config::new(security))
         .await
         .unwrap_or_else(|e| panic!("connect {security:?}: {e}"))
 }
@@ -47,7 +47,7 @@ fn credentials(user: User) -> Credentials {
 }
 
 async fn logged_in(user: User) -> Session {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     session
         .login(credentials(user))
         .await
@@ -117,7 +117,7 @@ async fn settle() {
     static SETTLED: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
     let mut settled = SETTLED.lock().await;
     if !*settled {
-        let mut session = connect_unsettled(Security::Implicit).await;
+        let mut session = connect_unsettled(Security::ImplicitTls).await;
         session
             .login_with(Login::using(AuthMethod::UserPass, credentials(ALICE)))
             .await
@@ -158,7 +158,7 @@ fn assert_same_message(msg: u32, got: &[u8], expected: &[u8]) {
 /// An automatic login inside TLS must use USER/PASS (the only method CAPA announces), not APOP.
 #[tokio::test]
 async fn automatic_login_uses_user_pass_although_the_greeting_has_an_apop_timestamp() {
-    for security in [Security::Implicit, Security::Stls] {
+    for security in [Security::ImplicitTls, Security::StartTls] {
         let mut session = connect(security).await;
         assert!(session.is_tls());
         let greeting = &session.greeting().text;
@@ -180,7 +180,7 @@ async fn automatic_login_uses_user_pass_although_the_greeting_has_an_apop_timest
 /// an ordinary login failure, and USER/PASS works afterwards in the same session.
 #[tokio::test]
 async fn explicit_apop_is_refused_and_user_pass_works_after_it() {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     let error = session
         .login_with(Login::using(AuthMethod::Apop, credentials(ALICE)))
         .await
@@ -200,7 +200,7 @@ async fn explicit_apop_is_refused_and_user_pass_works_after_it() {
 
 #[tokio::test]
 async fn capabilities_before_and_after_stls() {
-    let session = connect(Security::Stls).await;
+    let session = connect(Security::StartTls).await;
     let caps = session.capabilities().expect("CAPA over TLS");
     assert!(!caps.stls, "post-TLS capabilities: {caps:?}");
     assert!(
@@ -213,7 +213,7 @@ async fn capabilities_before_and_after_stls() {
 
 #[tokio::test]
 async fn wrong_password_is_a_permanent_login_failure() {
-    let mut session = connect(Security::Implicit).await;
+    let mut session = connect(Security::ImplicitTls).await;
     let wrong = Credentials::password(mail_testground::mailutils_login(&ALICE), "not-it");
     let error = session.login(wrong).await.unwrap_err();
     assert!(matches!(error, Error::LoginFailed(_)), "{error:?}");
@@ -272,7 +272,7 @@ async fn retr_every_message_byte_for_byte() {
 
 #[tokio::test]
 async fn pipelined_retr_many_of_the_whole_mailbox_over_stls() {
-    let mut session = connect(Security::Stls).await;
+    let mut session = connect(Security::StartTls).await;
     session.login(credentials(ALICE)).await.unwrap();
     let expected = mailutils_messages(ALICE);
     assert!(session.client().is_pipelining());

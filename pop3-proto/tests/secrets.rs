@@ -38,7 +38,7 @@ fn credentials_stay_out_of_debug_errors_and_logs() {
     const PASSWORD: &str = "hunter2-very-secret";
     let logs = logs_of(|| {
         let now = Instant::now();
-        let mut client = Client::new(Config::new(Security::Implicit), now);
+        let mut client = Client::new(Config::new(Security::ImplicitTls), now);
         client
             .handle_input(now, b"+OK hi <1.2@host>\r\n+OK\r\nUSER\r\n.\r\n")
             .unwrap();
@@ -77,7 +77,7 @@ fn sasl_lines_are_redacted_in_logs() {
     const PLAIN_RESPONSE: &str = "AGFsaWNlAHNlY3JldA==";
     const LOGIN_PASSWORD: &str = "c2VjcmV0";
     let now = Instant::now();
-    let mut client = Client::new(Config::new(Security::Implicit), now);
+    let mut client = Client::new(Config::new(Security::ImplicitTls), now);
     let logs = logs_of(|| {
         client
             .handle_input(now, b"+OK hi\r\n+OK\r\nSASL PLAIN LOGIN\r\n.\r\n")

@@ -36,7 +36,7 @@ fn stuff(body: &[u8]) -> Vec<u8> {
 /// A logged-in, pipelining client that has sent `RETR 1` and `NOOP`.
 fn retrieving() -> Client {
     let now = Instant::now();
-    let mut client = Client::new(Config::new(Security::Implicit), now);
+    let mut client = Client::new(Config::new(Security::ImplicitTls), now);
     let feed = |client: &mut Client, bytes: &[u8]| {
         client.handle_input(now, bytes).unwrap();
         let n = client.poll_transmit().map_or(0, <[u8]>::len);

@@ -251,13 +251,13 @@ impl fmt::Debug for Client {
 
 impl Client {
     /// A client for a connection that was just opened (after the TLS handshake for
-    /// [`Security::Implicit`]). It waits for the greeting; nothing is sent before it.
+    /// [`Security::ImplicitTls`]). It waits for the greeting; nothing is sent before it.
     pub fn new(config: Config, now: Instant) -> Self {
         let mut outstanding = VecDeque::new();
         outstanding.push_back(Pending::Greeting);
         Self {
             reader: ReplyReader::new(config.limits.max_reply_line),
-            tls: config.security == Security::Implicit,
+            tls: config.security == Security::ImplicitTls,
             config,
             state: State::Greeting,
             transmit: Transmit::new(),
@@ -1380,6 +1380,29 @@ fn encode_dsn_text(
 
 impl Machine for Client {
     type Error = ProtocolError;
+    type Event = Event;
+    type Misuse = Misuse;
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Self::poll_event(self)
+    }
+
+    fn wants_tls(event: &Event) -> bool {
+        matches!(event, Event::StartTls)
+    }
+
+    fn tls_established(&mut self, now: Instant) -> Result<(), Misuse> {
+        Self::tls_established(self, now)
+    }
+
+    fn is_greeting_timeout(error: &ProtocolError) -> bool {
+        matches!(
+            error,
+            ProtocolError::Timeout {
+                phase: Phase::Greeting
+            }
+        )
+    }
 
     fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), ProtocolError> {
         if let Some(error) = &self.poisoned {

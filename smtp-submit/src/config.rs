@@ -10,20 +10,7 @@ use crate::body::LineEndingPolicy;
 use crate::envelope::ClientName;
 use mail_common::sasl::NonceSource;
 
-/// How the connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Security {
-    /// TLS from the first byte (port 465, RFC 8314). The driver completes the handshake before
-    /// feeding the greeting.
-    Implicit,
-    /// Plain connection upgraded with STARTTLS (port 587). Required: if the server does not
-    /// offer it or refuses it, the session ends before any credential or mail is sent.
-    StartTls,
-    /// No TLS at all. Mail may be sent; credentials only with
-    /// [`Config::allow_cleartext_credentials_dangerously`].
-    Plaintext,
-}
+pub use mail_common::Security;
 
 /// Bounds on memory and on what the server may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +177,9 @@ impl Timeouts {
 pub struct Config {
     /// The name sent with EHLO/HELO.
     pub client_name: ClientName,
-    /// TLS mode.
+    /// How the connection is protected. Default [`Security::ImplicitTls`] (port 465); with
+    /// [`Security::StartTls`] the client upgrades before anything else and ends the session
+    /// if the server does not offer or refuses STARTTLS.
     pub security: Security,
     /// Memory and input bounds.
     pub limits: Limits,
@@ -209,10 +198,10 @@ pub struct Config {
 }
 
 /// `EHLO localhost` ([`ClientName::localhost`]) over implicit TLS, with the defaults of
-/// [`Config::new`]. The tokio adapter takes the TLS mode from its connect options instead.
+/// [`Config::new`].
 impl Default for Config {
     fn default() -> Self {
-        Self::new(ClientName::localhost(), Security::Implicit)
+        Self::new(ClientName::localhost(), Security::ImplicitTls)
     }
 }
 
@@ -237,6 +226,13 @@ impl Config {
     #[must_use]
     pub fn with_client_name(mut self, client_name: ClientName) -> Self {
         self.client_name = client_name;
+        self
+    }
+
+    /// Sets [`Config::security`].
+    #[must_use]
+    pub const fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
         self
     }
 

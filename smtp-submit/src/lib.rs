@@ -67,7 +67,7 @@
 //! }
 //!
 //! let now = Instant::now();
-//! let config = Config::new(ClientName::new("client.example.org")?, Security::Implicit);
+//! let config = Config::new(ClientName::new("client.example.org")?, Security::ImplicitTls);
 //! let mut client = Client::new(config, now);
 //! assert_eq!(sent(&mut client), ""); // SMTP servers speak first
 //!
@@ -144,6 +144,7 @@ mod envelope;
 mod error;
 mod event;
 mail_common::internal_modules!(body, capabilities, reply);
+mod report;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
@@ -167,6 +168,7 @@ pub use mail_common::sasl::{
     AuthAbort, AuthViolation, Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError,
 };
 pub use reply::{Category, EnhancedStatusCode, MalformedReply, Reply};
+pub use report::{NotSent, RecipientBatches, RecipientReport, ReportCollector, SendReport};
 
 /// The examples of the crate's README.md, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -39,7 +39,7 @@ fn ready_client(config: Config, ehlo: &str) -> (Client, Instant) {
 fn implicit() -> Config {
     Config::new(
         ClientName::new("client.example").unwrap(),
-        Security::Implicit,
+        Security::ImplicitTls,
     )
 }
 

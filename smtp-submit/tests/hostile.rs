@@ -13,13 +13,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use mail_testground::hostile::{HostileServer, Pki, ServerCert, Step, Transcript};
 use smtp_submit::tokio::{
-    ConnectOptions, ConnectSecurity, Error, SendReport, Session, SetupTimeouts, Stage, Timeout,
-    TransportError, TrustRoots,
+    ConnectOptions, Error, Session, SetupTimeouts, Stage, Timeout, TransportError, TrustRoots,
 };
 use smtp_submit::{
     Address, Argument, AuthMethod, ClientName, Config, Credentials, Envelope, MailOptions,
-    Mechanism, MessageOutcome, Misuse, Phase, ProtocolError, Recipient, Security, Timeouts,
-    TransactionFailure,
+    Mechanism, MessageOutcome, Misuse, Phase, ProtocolError, Recipient, Security, SendReport,
+    Timeouts, TransactionFailure,
 };
 
 /// Every deadline of these tests: short, so stalls fail fast, but far above loopback latency.
@@ -114,7 +113,7 @@ fn config() -> Config {
         .with_data_termination(DEADLINE);
     Config::new(
         ClientName::new("client.example").unwrap(),
-        Security::Implicit,
+        Security::ImplicitTls,
     )
     .with_timeouts(timeouts)
 }
@@ -188,20 +187,17 @@ impl Hostile {
         Self { pki, server }
     }
 
-    async fn connect(&self, security: ConnectSecurity) -> Result<Session, Error> {
+    async fn connect(&self, security: Security) -> Result<Session, Error> {
         self.connect_with(security, config()).await
     }
 
-    async fn connect_with(
-        &self,
-        security: ConnectSecurity,
-        config: Config,
-    ) -> Result<Session, Error> {
-        let options = ConnectOptions::new("127.0.0.1", self.server.port(), security)
+    async fn connect_with(&self, security: Security, config: Config) -> Result<Session, Error> {
+        let options = ConnectOptions::new("127.0.0.1")
+            .with_port(self.server.port())
             .with_trust_roots(TrustRoots::CaFile(self.pki.ca_file()))
             .with_tls_name("localhost")
             .with_timeouts(SetupTimeouts::uniform(DEADLINE));
-        Session::connect(&options, config).await
+        Session::connect(&options, config.with_security(security)).await
     }
 
     async fn finish(self) -> Transcript {
@@ -281,10 +277,7 @@ async fn starttls_injection_same_packet() {
     let mut script = starttls_prelude();
     script.push(Step::send("220 go ahead\r\n250 forged\r\n"));
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     assert_eq!(protocol(&error), &ProtocolError::InputAfterStartTls);
     let t = hostile.finish().await;
     assert_eq!(t.lines, ["EHLO client.example", "STARTTLS"]);
@@ -311,10 +304,7 @@ async fn starttls_injection_separate_write_immediately() {
         Step::StartTls,
     ]);
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     injection_refused(&error);
     let t = hostile.finish().await;
     assert!(t.encrypted.is_empty());
@@ -330,10 +320,7 @@ async fn starttls_injection_separate_write_after_a_pause() {
         Step::StartTls,
     ]);
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     injection_refused(&error);
     let t = hostile.finish().await;
     assert!(t.encrypted.is_empty());
@@ -343,10 +330,7 @@ async fn starttls_injection_separate_write_after_a_pause() {
 
 async fn starttls_session_fails(script: Vec<Step>) -> (Error, Transcript) {
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     (error, hostile.finish().await)
 }
 
@@ -418,10 +402,7 @@ async fn greeting_refused(line: &str) -> Error {
         script.extend([Step::expect("QUIT"), Step::send("221 bye\r\n")]);
     }
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::ImplicitTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::ImplicitTls).await.unwrap_err();
     let t = hostile.finish().await;
     assert_eq!(t.lines, if quit { &["QUIT"][..] } else { &[] });
     assert!(t.encrypted.is_empty() || quit);
@@ -459,10 +440,7 @@ async fn plaintext_without_opt_in_sends_no_credential() {
         Step::send("221 bye\r\n"),
     ];
     let hostile = Hostile::start(script).await;
-    let mut session = hostile
-        .connect(ConnectSecurity::PlaintextDangerously)
-        .await
-        .unwrap();
+    let mut session = hostile.connect(Security::Plaintext).await.unwrap();
     for method in [
         AuthMethod::Auto,
         AuthMethod::Mechanism(Mechanism::Plain),
@@ -501,7 +479,7 @@ async fn ehlo_before_tls_is_forgotten() {
     ];
     script.extend([Step::expect("QUIT"), Step::send("221 bye\r\n")]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::StartTls).await.unwrap();
+    let mut session = hostile.connect(Security::StartTls).await.unwrap();
     let error = session
         .authenticate(&credentials(), AuthMethod::Auto)
         .await
@@ -524,10 +502,7 @@ async fn ehlo_before_tls_is_forgotten() {
 
 async fn implicit_with(cert: impl FnOnce(&Pki) -> ServerCert) -> Error {
     let hostile = Hostile::with_cert(vec![Step::StartTls, Step::send(GREETING)], cert).await;
-    let error = hostile
-        .connect(ConnectSecurity::ImplicitTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::ImplicitTls).await.unwrap_err();
     let t = hostile.finish().await;
     assert!(t.lines.is_empty() && t.encrypted.is_empty());
     error
@@ -561,10 +536,7 @@ async fn implicit_expired() {
 #[tokio::test]
 async fn implicit_handshake_stall() {
     let hostile = Hostile::start(vec![Step::StallHandshake]).await;
-    let error = hostile
-        .connect(ConnectSecurity::ImplicitTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::ImplicitTls).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -582,10 +554,7 @@ async fn starttls_with(cert: impl FnOnce(&Pki) -> ServerCert) -> Error {
     let mut script = starttls_prelude();
     script.extend([Step::send("220 go ahead\r\n"), Step::StartTls]);
     let hostile = Hostile::with_cert(script, cert).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     let t = hostile.finish().await;
     assert!(t.encrypted.is_empty());
     error
@@ -620,10 +589,7 @@ async fn starttls_handshake_stall() {
     let mut script = starttls_prelude();
     script.extend([Step::send("220 go ahead\r\n"), Step::StallHandshake]);
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -641,10 +607,7 @@ async fn starttls_handshake_stall() {
 
 async fn implicit_fails(script: Vec<Step>) -> Error {
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::ImplicitTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::ImplicitTls).await.unwrap_err();
     drop(hostile.finish().await);
     error
 }
@@ -722,7 +685,7 @@ async fn invalid_utf8_and_nul_bytes() {
         Step::send("221 bye\r\n"),
     ];
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     assert!(session.capabilities().pipelining());
     let reply = session.noop().await.unwrap();
     assert_eq!(reply.code(), 250);
@@ -775,7 +738,7 @@ async fn intermediate_reply_to_mail() {
         Step::send("354 go on, send it now\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let error = session
         .send_bytes(envelope(&["a"]), MailOptions::default(), &body())
         .await
@@ -796,7 +759,7 @@ async fn intermediate_reply_to_mail() {
 
 async fn stalls_in(script: Vec<Step>, run: impl AsyncFnOnce(&mut Session) -> Error) -> Phase {
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let error = run(&mut session).await;
     drop(session);
     hostile.finish().await;
@@ -841,10 +804,7 @@ async fn stall_starttls() {
     let mut script = starttls_prelude();
     script.push(Step::Stall);
     let hostile = Hostile::start(script).await;
-    let error = hostile
-        .connect(ConnectSecurity::StartTls)
-        .await
-        .unwrap_err();
+    let error = hostile.connect(Security::StartTls).await.unwrap_err();
     assert_eq!(server_timeout(&error), Phase::StartTls);
     hostile.finish().await;
 }
@@ -962,7 +922,7 @@ async fn stall_bdat() {
 
 async fn closed_send(script: Vec<Step>, streamed: bool) -> Error {
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let result = if streamed {
         let line = format!("{MARKER} {}\r\n", "y".repeat(100));
         let big = line.repeat(20_000).into_bytes();
@@ -1061,7 +1021,7 @@ async fn data_354_after_every_recipient_failed(streamed: bool, final_reply: &str
         Step::send("221 bye\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = if streamed {
         session
             .send(
@@ -1118,7 +1078,7 @@ async fn bdat_250_with_wrong_count() {
         Step::send("221 bye\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_bytes(envelope(&["a"]), MailOptions::default(), &body)
         .await
@@ -1146,7 +1106,7 @@ async fn bdat_250_before_the_chunk() {
         Step::send("221 bye\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_bytes(envelope(&["a"]), MailOptions::default(), &body)
         .await
@@ -1169,7 +1129,7 @@ async fn duplicate_reply_shifts_into_data() {
         Step::send("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let error = send_error(&mut session).await;
     assert_eq!(
         protocol(&error),
@@ -1195,7 +1155,7 @@ async fn duplicate_reply_in_bdat_flight() {
         Step::send("250 ok\r\n250 ok\r\n250 queued\r\n250 queued again\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let error = send_error(&mut session).await;
     assert_eq!(
         protocol(&error),
@@ -1223,7 +1183,7 @@ async fn duplicate_reply_after_the_transaction() {
         Step::send("250 fine\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_bytes(envelope(&["a"]), MailOptions::default(), &body)
         .await
@@ -1249,7 +1209,7 @@ async fn unsolicited_421_while_idle() {
         Step::Pause(DEADLINE),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let error = send_error(&mut session).await;
     assert!(
@@ -1289,7 +1249,7 @@ async fn refused_transaction(envelope: Envelope, options: MailOptions) -> (Misus
     let mut script = ready(&["PIPELINING", "DSN", "AUTH PLAIN"]);
     script.extend([Step::expect("QUIT"), Step::send("221 bye\r\n")]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let error = session
         .send_bytes(envelope, options, &body())
         .await
@@ -1336,7 +1296,7 @@ async fn caller_injection_auth_credentials() {
     let mut script = ready(&["AUTH PLAIN"]);
     script.extend([Step::expect("QUIT"), Step::send("221 bye\r\n")]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     for credentials in [
         Credentials::password(USER, "pass\0word"),
         Credentials::password("vic\0tim", PASSWORD),
@@ -1363,7 +1323,7 @@ async fn caller_injection_auth_credentials() {
         Step::send("221 bye\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     session
         .authenticate(
             &Credentials::password(USER, password),
@@ -1390,7 +1350,7 @@ async fn message_outcome_sent_only_after_the_final_reply() {
         Step::send("250 2.0.0 queued\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_bytes(envelope(&["a"]), MailOptions::default(), &body())
         .await
@@ -1416,7 +1376,7 @@ async fn cancelled_send_mid_data() {
         Step::Stall,
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     // Far shorter than the session's own deadlines (DEADLINE), so the drop always comes first.
     let cut = Duration::from_millis(200);
     let dropped = tokio::time::timeout(
@@ -1461,7 +1421,7 @@ async fn scanned_file_declares_what_its_content_needs() {
         ]);
     }
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let files: [&[u8]; 3] = [
         b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nhi\r\n",
         b"Subject: hi\r\n\r\ncaf\xc3\xa9\r\n",
@@ -1537,7 +1497,7 @@ async fn limits_rcptmax_splits_up_front() {
     script.extend(transaction(&["250 ok", "250 ok"]));
     script.extend(transaction(&["250 ok"]));
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     assert_eq!(session.capabilities().rcpt_max(), Some(2));
     let report = session
         .send_bytes(
@@ -1591,7 +1551,7 @@ async fn too_many_recipients_452_continues_in_another_transaction() {
     ]));
     script.extend(transaction(&["250 2.1.5 ok", "250 2.1.5 ok"]));
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_rewindable(
             envelope(&["r0", "r1", "r2", "r3", "r4"]),
@@ -1637,7 +1597,7 @@ async fn limits_mailmax_stops_with_every_recipient_named() {
     let mut script = ready(&["PIPELINING", "LIMITS MAILMAX=1 RCPTMAX=1"]);
     script.extend(transaction(&["250 ok"]));
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_bytes(envelope(&["r0", "r1"]), MailOptions::default(), &body())
         .await
@@ -1671,7 +1631,7 @@ async fn one_flight_then_quit_without_waiting() {
         Step::Stall,
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_bytes(envelope(&["a"]), MailOptions::default(), &body())
         .await
@@ -1697,7 +1657,7 @@ async fn small_file_goes_in_one_flight() {
         Step::send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n"),
     ]);
     let hostile = Hostile::start(script).await;
-    let mut session = hostile.connect(ConnectSecurity::ImplicitTls).await.unwrap();
+    let mut session = hostile.connect(Security::ImplicitTls).await.unwrap();
     let report = session
         .send_rewindable(
             envelope(&["a"]),

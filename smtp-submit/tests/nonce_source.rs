@@ -24,7 +24,7 @@ fn drain(client: &mut Client) -> Vec<u8> {
 fn ready_client(source: NonceSource) -> (Client, Instant) {
     let config = Config::new(
         ClientName::new("client.example").unwrap(),
-        Security::Implicit,
+        Security::ImplicitTls,
     )
     .with_nonce_source(source);
     let now = Instant::now();

@@ -99,7 +99,7 @@ proptest! {
         starttls in any::<bool>(),
     ) {
         let run = |cuts: &[usize]| {
-            let security = if starttls { Security::StartTls } else { Security::Implicit };
+            let security = if starttls { Security::StartTls } else { Security::ImplicitTls };
             let config = Config::new(ClientName::new("c.example").unwrap(), security);
             let now = Instant::now();
             let mut client = Client::new(config, now);
@@ -171,7 +171,7 @@ fn client_rejects_every_hostile_shape_with_a_typed_error() {
     ];
     for (input, expected) in cases {
         let now = Instant::now();
-        let config = Config::new(ClientName::new("c.example").unwrap(), Security::Implicit);
+        let config = Config::new(ClientName::new("c.example").unwrap(), Security::ImplicitTls);
         let mut client = Client::new(config, now);
         assert_eq!(
             client.handle_input(now, input),
@@ -194,7 +194,7 @@ fn client_rejects_every_hostile_shape_with_a_typed_error() {
 #[test]
 fn many_reply_lines_are_bounded() {
     let now = Instant::now();
-    let config = Config::new(ClientName::new("c.example").unwrap(), Security::Implicit);
+    let config = Config::new(ClientName::new("c.example").unwrap(), Security::ImplicitTls);
     let mut client = Client::new(config, now);
     let mut flood = b"220 ok\r\n".to_vec();
     for _ in 0..10_000 {

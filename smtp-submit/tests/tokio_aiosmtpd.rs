@@ -7,10 +7,10 @@
 mod tokio_support;
 
 use mail_testground::{self as tg, AIOSMTPD_SUBMISSION, AIOSMTPD_SUBMISSIONS, GRACE};
-use smtp_submit::tokio::{ConnectSecurity, Error};
+use smtp_submit::tokio::Error;
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, Credentials, Envelope, MailOptions, Mechanism,
-    RecipientOutcome, TransactionFailure,
+    RecipientOutcome, Security, TransactionFailure,
 };
 use tokio_support::*;
 
@@ -20,7 +20,7 @@ fn to_grace() -> Envelope {
 
 #[tokio::test]
 async fn starttls_every_mechanism_and_streamed_data_delivery() {
-    let session = connect(AIOSMTPD_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+    let session = connect(AIOSMTPD_SUBMISSION, Security::StartTls, config()).await;
     assert!(session.is_tls());
     let caps = session.capabilities().clone();
     assert!(!caps.pipelining() && !caps.chunking(), "{caps:?}");
@@ -29,7 +29,7 @@ async fn starttls_every_mechanism_and_streamed_data_delivery() {
         assert!(caps.auth_mechanisms().iter().any(|m| m == name), "{caps:?}");
     }
     for mechanism in [Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5] {
-        let mut session = connect(AIOSMTPD_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+        let mut session = connect(AIOSMTPD_SUBMISSION, Security::StartTls, config()).await;
         let used = session
             .authenticate(&grace_credentials(), AuthMethod::Mechanism(mechanism))
             .await
@@ -49,7 +49,7 @@ async fn starttls_every_mechanism_and_streamed_data_delivery() {
 
 #[tokio::test]
 async fn starttls_wrong_password_and_no_auth() {
-    let mut session = connect(AIOSMTPD_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+    let mut session = connect(AIOSMTPD_SUBMISSION, Security::StartTls, config()).await;
     // Without AUTH aiosmtpd refuses MAIL (530): the transaction fails, the session does not.
     let report = session
         .send_bytes(
@@ -108,8 +108,7 @@ async fn starttls_wrong_password_and_no_auth() {
 
 #[tokio::test]
 async fn implicit_tls_many_messages_in_lockstep_with_refusals() {
-    let mut session =
-        connect_as_grace(AIOSMTPD_SUBMISSIONS, ConnectSecurity::ImplicitTls, config()).await;
+    let mut session = connect_as_grace(AIOSMTPD_SUBMISSIONS, Security::ImplicitTls, config()).await;
     assert!(session.is_tls());
     assert_eq!(
         session.authenticated(),

@@ -11,15 +11,15 @@
 mod tokio_support;
 
 use mail_testground::{self as tg, DOVECOT_POP3S, DOVECOT_SUBMISSION, DOVECOT_SUBMISSIONS, LIAM};
-use smtp_submit::tokio::{ConnectSecurity, Error, Session};
+use smtp_submit::tokio::{Error, Session};
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, Credentials, Envelope, Extension, MailOptions, Mechanism,
-    Misuse, TransactionFailure,
+    Misuse, Security, TransactionFailure,
 };
 use tokio_support::*;
 
-const STARTTLS: ConnectSecurity = ConnectSecurity::StartTls;
-const IMPLICIT: ConnectSecurity = ConnectSecurity::ImplicitTls;
+const STARTTLS: Security = Security::StartTls;
+const IMPLICIT: Security = Security::ImplicitTls;
 
 fn liam() -> Address {
     Address::new(LIAM.address).unwrap()
@@ -33,7 +33,7 @@ fn to_liam() -> Envelope {
     Envelope::new(Some(liam())).with_recipient(liam())
 }
 
-async fn connect_as_liam(endpoint: tg::Endpoint, security: ConnectSecurity) -> Session {
+async fn connect_as_liam(endpoint: tg::Endpoint, security: Security) -> Session {
     let mut session = connect(endpoint, security, config()).await;
     session
         .authenticate(&liam_credentials(), AuthMethod::Auto)
@@ -45,14 +45,14 @@ async fn connect_as_liam(endpoint: tg::Endpoint, security: ConnectSecurity) -> S
 /// The message carrying `token`, fetched back from liam's mailbox over Dovecot POP3S.
 async fn fetch_back_over_pop3(token: &str) -> Vec<u8> {
     use pop3_proto::tokio::{ConnectOptions, Session as Pop3Session, TrustRoots};
-    let options = ConnectOptions::new(tg::HOST, pop3_proto::Security::Implicit)
+    let options = ConnectOptions::new(tg::HOST)
         .with_port(DOVECOT_POP3S.port)
         .with_trust_roots(TrustRoots::CaFile(tg::ca_file()))
         .with_tls_name(tg::TLS_NAME);
     let needle = format!("Message-ID: <{token}@");
     // Delivery through Postfix is asynchronous: poll.
     for _ in 0..100 {
-        let mut pop3 = Pop3Session::connect(options.clone(), pop3_proto::Config::default())
+        let mut pop3 = Pop3Session::connect(&options, pop3_proto::Config::default())
             .await
             .unwrap();
         pop3.login(liam_credentials()).await.unwrap();

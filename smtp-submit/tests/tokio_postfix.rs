@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use mail_testground::{
     self as tg, GRACE, POSTFIX_LEGACY, POSTFIX_PLAIN, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS,
 };
-use smtp_submit::tokio::{ConnectSecurity, Error, Session, TransportError, TrustRoots};
+use smtp_submit::tokio::{Error, Session, TransportError, TrustRoots};
 use smtp_submit::{
     AuthFailure, AuthMethod, BodyType, Credentials, Envelope, Extension, Limits, MailOptions,
-    Mechanism, MessageOutcome, Misuse, TransactionFailure,
+    Mechanism, MessageOutcome, Misuse, Security, TransactionFailure,
 };
 use tokio_support::*;
 
-const STARTTLS: ConnectSecurity = ConnectSecurity::StartTls;
-const IMPLICIT: ConnectSecurity = ConnectSecurity::ImplicitTls;
+const STARTTLS: Security = Security::StartTls;
+const IMPLICIT: Security = Security::ImplicitTls;
 
 fn grace_maildir() -> std::path::PathBuf {
     user_maildir(&GRACE)
@@ -417,7 +417,7 @@ async fn legacy_minimal_ehlo_falls_back_to_lockstep_data() {
 
 #[tokio::test]
 async fn plaintext_needs_both_loud_opt_ins_for_credentials() {
-    let plain = ConnectSecurity::PlaintextDangerously;
+    let plain = Security::Plaintext;
     let mut session = connect(POSTFIX_PLAIN, plain, config()).await;
     assert!(!session.is_tls());
     let error = session
@@ -454,9 +454,10 @@ async fn plaintext_needs_both_loud_opt_ins_for_credentials() {
 #[tokio::test]
 async fn transport_and_tls_failures_are_errors() {
     // Nothing listens on port 1.
-    let options = options(POSTFIX_SUBMISSIONS, IMPLICIT);
+    let options = options(POSTFIX_SUBMISSIONS);
+    let config = || config().with_security(IMPLICIT);
     let mut closed = options.clone();
-    closed.port = 1;
+    closed.port = Some(1);
     let error = Session::connect(&closed, config()).await.unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
     assert!(error.is_transient());
@@ -471,13 +472,14 @@ async fn transport_and_tls_failures_are_errors() {
     let wrong_name = options.clone().with_tls_name("wrong.example");
     let error = Session::connect(&wrong_name, config()).await.unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
-    let wrong_name =
-        tokio_support::options(POSTFIX_SUBMISSION, STARTTLS).with_tls_name("wrong.example");
-    let error = Session::connect(&wrong_name, config()).await.unwrap_err();
+    let wrong_name = tokio_support::options(POSTFIX_SUBMISSION).with_tls_name("wrong.example");
+    let error = Session::connect(&wrong_name, tokio_support::config())
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::Transport(_)), "{error:?}");
 
     // Implicit TLS against a port that speaks plain SMTP: the handshake fails or times out.
-    let mut not_tls = tokio_support::options(POSTFIX_PLAIN, IMPLICIT);
+    let mut not_tls = tokio_support::options(POSTFIX_PLAIN);
     not_tls.timeouts = smtp_submit::tokio::SetupTimeouts::uniform(Duration::from_secs(3));
     let error = Session::connect(&not_tls, config()).await.unwrap_err();
     assert!(
@@ -615,7 +617,7 @@ async fn a_failing_body_source_abandons_the_message() {
             .send(to_grace(), MailOptions::default(), source)
             .await
             .unwrap_err();
-        assert!(matches!(error, Error::Body(_)), "{error:?}");
+        assert!(matches!(error, Error::LocalIo(_)), "{error:?}");
         assert!(matches!(session.noop().await, Err(Error::Closed)));
         session.quit().await.unwrap();
         // The server saw the connection end inside the data: nothing is delivered.
@@ -720,8 +722,8 @@ async fn implicit_tls_against_the_starttls_port_says_starttls_is_wanted() {
     // Postfix on 10587 greets in plaintext; rustls alone reported "received corrupt message of
     // type InvalidContentType".
     let error = Session::connect(
-        &options(POSTFIX_SUBMISSION, ConnectSecurity::ImplicitTls),
-        config(),
+        &options(POSTFIX_SUBMISSION),
+        config().with_security(Security::ImplicitTls),
     )
     .await
     .unwrap_err();
@@ -747,12 +749,9 @@ async fn starttls_against_the_implicit_tls_port_names_host_port_and_cause() {
     // the test fast; the assertion is on the error, not on the time taken.
     let wait = Duration::from_secs(2);
     let config = config().with_timeouts(test_timeouts().with_greeting(wait));
-    let error = Session::connect(
-        &options(POSTFIX_SUBMISSIONS, ConnectSecurity::StartTls),
-        config,
-    )
-    .await
-    .unwrap_err();
+    let error = Session::connect(&options(POSTFIX_SUBMISSIONS), config)
+        .await
+        .unwrap_err();
     let Error::Transport(TransportError::NoGreeting {
         port,
         after,
@@ -943,19 +942,16 @@ async fn twelve_hundred_recipients_through_postfix_each_get_one_copy() {
     assert_eq!(whole_copies(&maildir, &token).len(), 1);
 }
 
-/// The newcomer's path: `ConnectOptions::implicit_tls` (465 unless told otherwise),
+/// The newcomer's path: `ConnectOptions::new` (465 unless told otherwise),
 /// `Config::default()` (EHLO localhost), `login`, `Envelope::mail_from(..).to(..)`, and
 /// `ensure_sent` turning Postfix's refusal of the only recipient into `Error::NotSent` with the
 /// report and the 550 inside; an accepted message passes through `ensure_sent` unchanged.
 #[tokio::test]
 async fn shortcuts_and_ensure_sent_against_postfix() {
-    let defaults = smtp_submit::tokio::ConnectOptions::implicit_tls(tg::HOST);
-    assert_eq!(defaults.port, 465);
-    let starttls = smtp_submit::tokio::ConnectOptions::starttls(tg::HOST);
-    assert_eq!((starttls.port, starttls.security), (587, STARTTLS));
-    let options = options(POSTFIX_SUBMISSIONS, IMPLICIT);
+    assert_eq!(smtp_submit::Config::default().security, IMPLICIT);
+    let options = options(POSTFIX_SUBMISSIONS);
     let mut session = Session::connect(
-        &smtp_submit::tokio::ConnectOptions::implicit_tls(tg::HOST)
+        &smtp_submit::tokio::ConnectOptions::new(tg::HOST)
             .with_port(POSTFIX_SUBMISSIONS.port)
             .with_trust_roots(options.trust_roots.clone())
             .with_tls_name(tg::TLS_NAME),
@@ -977,6 +973,7 @@ async fn shortcuts_and_ensure_sent_against_postfix() {
         .await
         .unwrap()
         .ensure_sent()
+        .map_err(Error::from)
         .unwrap_err();
     let Error::NotSent(not_sent) = &error else {
         panic!("{error:?}")

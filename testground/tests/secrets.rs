@@ -23,7 +23,7 @@ use mail_testground::{
 };
 use pop3_proto::tokio::{ConnectOptions as PopOptions, Session as PopSession, TrustRoots};
 use pop3_proto::{AuthMethod as PopMethod, Login, Machine as _};
-use smtp_submit::tokio::{ConnectOptions, ConnectSecurity, Session as SmtpSession};
+use smtp_submit::tokio::{ConnectOptions, Session as SmtpSession};
 use smtp_submit::{Address, AuthMethod, ClientName, Envelope, MailOptions};
 
 const TOKEN: &str = "ya29.hostile-oauth-token-5f2c9d81";
@@ -92,12 +92,12 @@ fn oauth() -> Credentials {
 // ---- real servers ----
 
 fn pop_options(security: pop3_proto::Security) -> PopOptions {
-    let port = if security == pop3_proto::Security::Implicit {
+    let port = if security == pop3_proto::Security::ImplicitTls {
         DOVECOT_POP3S.port
     } else {
         DOVECOT_POP3.port
     };
-    PopOptions::new(HOST, security)
+    PopOptions::new(HOST)
         .with_port(port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME)
@@ -105,13 +105,14 @@ fn pop_options(security: pop3_proto::Security) -> PopOptions {
 
 async fn pop3_session(method: Option<PopMethod>, debug: &mut Vec<String>) {
     let security = if method.is_some() {
-        pop3_proto::Security::Implicit
+        pop3_proto::Security::ImplicitTls
     } else {
-        pop3_proto::Security::Stls
+        pop3_proto::Security::StartTls
     };
-    let mut session = PopSession::connect(pop_options(security), pop3_proto::Config::default())
-        .await
-        .expect("connect to Dovecot");
+    let mut session =
+        PopSession::connect(&pop_options(security), pop3_proto::Config::new(security))
+            .await
+            .expect("connect to Dovecot");
     let login = match method {
         Some(method) => Login::using(method, judy()),
         None => Login::auto(judy()),
@@ -132,7 +133,8 @@ async fn pop3_session(method: Option<PopMethod>, debug: &mut Vec<String>) {
 }
 
 async fn smtp_session(mechanism: Mechanism, debug: &mut Vec<String>) {
-    let options = ConnectOptions::new(HOST, POSTFIX_SUBMISSION.port, ConnectSecurity::StartTls)
+    let options = ConnectOptions::new(HOST)
+        .with_port(POSTFIX_SUBMISSION.port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME);
     let config = smtp_submit::Config::new(
@@ -217,11 +219,11 @@ async fn pop3_hostile(
 ) -> Vec<String> {
     let pki = Pki::generate();
     let server = HostileServer::start(pop3_script(exchange), pki.leaf_for("localhost")).await;
-    let options = PopOptions::new("127.0.0.1", pop3_proto::Security::Implicit)
+    let options = PopOptions::new("127.0.0.1")
         .with_port(server.port())
         .with_trust_roots(TrustRoots::CaFile(pki.ca_file()))
         .with_tls_name("localhost");
-    let mut session = PopSession::connect(options, pop3_proto::Config::default())
+    let mut session = PopSession::connect(&options, pop3_proto::Config::default())
         .await
         .unwrap();
     let result = session.login_with(Login::using(method, credentials)).await;
@@ -245,12 +247,13 @@ async fn smtp_hostile(
 ) -> Vec<String> {
     let pki = Pki::generate();
     let server = HostileServer::start(smtp_script(exchange), pki.leaf_for("localhost")).await;
-    let options = ConnectOptions::new("127.0.0.1", server.port(), ConnectSecurity::ImplicitTls)
+    let options = ConnectOptions::new("127.0.0.1")
+        .with_port(server.port())
         .with_trust_roots(TrustRoots::CaFile(pki.ca_file()))
         .with_tls_name("localhost");
     let config = smtp_submit::Config::new(
         ClientName::new("client.example").unwrap(),
-        smtp_submit::Security::Implicit,
+        smtp_submit::Security::ImplicitTls,
     );
     let mut session = SmtpSession::connect(&options, config).await.unwrap();
     let result = session
@@ -523,9 +526,9 @@ fn debug_redacts() {
     }
 
     // pop3-proto
-    let config = pop3_proto::Config::default().dangerously_allow_cleartext_credentials(true);
+    let config = pop3_proto::Config::default().allow_cleartext_credentials_dangerously(true);
     show(&config);
-    show(&PopOptions::stls("pop.example").with_trust_roots(TrustRoots::CaFile("/ca.pem".into())));
+    show(&PopOptions::new("pop.example").with_trust_roots(TrustRoots::CaFile("/ca.pem".into())));
     let login = Login::using(PopMethod::UserPass, password.clone()).with_nonce(b"nonce".to_vec());
     show(&login);
     show(&Login::using(
@@ -557,15 +560,11 @@ fn debug_redacts() {
     // smtp-submit
     let config = smtp_submit::Config::new(
         ClientName::new("client.example").unwrap(),
-        smtp_submit::Security::Implicit,
+        smtp_submit::Security::ImplicitTls,
     )
     .allow_cleartext_credentials_dangerously(true);
     show(&config);
-    show(&ConnectOptions::new(
-        "smtp.example",
-        465,
-        ConnectSecurity::ImplicitTls,
-    ));
+    show(&ConnectOptions::new("smtp.example").with_port(465));
     let mut client = smtp_submit::Client::new(config, now);
     client
         .handle_input(now, b"220 hi\r\n250-hi\r\n250 AUTH PLAIN\r\n")

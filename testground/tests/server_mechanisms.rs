@@ -32,26 +32,23 @@ async fn server() -> TestServer {
 
 async fn pop3(server: &TestServer, security: Security) -> pop3_proto::tokio::Session {
     let port = match security {
-        Security::Implicit => server.pop3s_addr().port(),
+        Security::ImplicitTls => server.pop3s_addr().port(),
         _ => server.pop3_addr().port(),
     };
-    let options = pop3_proto::tokio::ConnectOptions::new("127.0.0.1", security)
+    let options = pop3_proto::tokio::ConnectOptions::new("127.0.0.1")
         .with_port(port)
         .with_trust_roots(server.trust_roots())
         .with_tls_name(server.tls_server_name());
-    pop3_proto::tokio::Session::connect(options, PopConfig::default())
+    pop3_proto::tokio::Session::connect(&options, PopConfig::new(security))
         .await
         .expect("POP3 connect")
 }
 
 async fn smtp(server: &TestServer) -> smtp_submit::tokio::Session {
-    let options = smtp_submit::tokio::ConnectOptions::new(
-        "127.0.0.1",
-        server.submission_addr().port(),
-        smtp_submit::tokio::ConnectSecurity::StartTls,
-    )
-    .with_trust_roots(server.trust_roots())
-    .with_tls_name(server.tls_server_name());
+    let options = smtp_submit::tokio::ConnectOptions::new("127.0.0.1")
+        .with_port(server.submission_addr().port())
+        .with_trust_roots(server.trust_roots())
+        .with_tls_name(server.tls_server_name());
     let config = SmtpConfig::new(
         ClientName::new("client.example").unwrap(),
         SmtpSecurity::StartTls,
@@ -64,7 +61,7 @@ async fn smtp(server: &TestServer) -> smtp_submit::tokio::Session {
 #[tokio::test]
 async fn pop3_offers_and_accepts_every_mechanism_a_real_server_does() {
     let server = server().await;
-    let session = pop3(&server, Security::Stls).await;
+    let session = pop3(&server, Security::StartTls).await;
     let sasl = session.capabilities().unwrap().sasl.clone();
     assert_eq!(
         sasl,
@@ -74,7 +71,7 @@ async fn pop3_offers_and_accepts_every_mechanism_a_real_server_does() {
     session.quit().await.unwrap();
 
     // Automatic login picks SCRAM-SHA-256, as against Dovecot.
-    let mut session = pop3(&server, Security::Implicit).await;
+    let mut session = pop3(&server, Security::ImplicitTls).await;
     let used = session
         .login(Credentials::password(USER, PASS))
         .await
@@ -85,7 +82,7 @@ async fn pop3_offers_and_accepts_every_mechanism_a_real_server_does() {
 
     for mechanism in SCRAM_AND_CO {
         for password in [PASS, "wrong"] {
-            let mut session = pop3(&server, Security::Implicit).await;
+            let mut session = pop3(&server, Security::ImplicitTls).await;
             let login = Login::using(
                 PopMethod::Sasl(mechanism),
                 Credentials::password(USER, password),
@@ -99,7 +96,7 @@ async fn pop3_offers_and_accepts_every_mechanism_a_real_server_does() {
         }
     }
     for method in [PopMethod::UserPass, PopMethod::Apop] {
-        let mut session = pop3(&server, Security::Implicit).await;
+        let mut session = pop3(&server, Security::ImplicitTls).await;
         let login = Login::using(method, Credentials::password(USER, PASS));
         session.login_with(login).await.unwrap();
     }

@@ -10,9 +10,8 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use mail_testground::{DOVECOT_POP3S, HOST, JUDY, POSTFIX_SUBMISSION, TLS_NAME};
-use pop3_proto::Security as PopSecurity;
 use pop3_proto::tokio::{ConnectOptions as PopOptions, Session as PopSession};
-use smtp_submit::tokio::{ConnectOptions, ConnectSecurity, Session, SetupTimeouts, TrustRoots};
+use smtp_submit::tokio::{ConnectOptions, Session, SetupTimeouts, TrustRoots};
 use smtp_submit::{
     Address, AuthMethod, ClientName, Config, Credentials, Envelope, MailOptions, Security,
 };
@@ -118,7 +117,8 @@ fn smtp_config(chunking: bool) -> Config {
 }
 
 async fn submit(sends: &[(String, Vec<u8>)], chunking: bool, streamed_every_other: bool) {
-    let options = ConnectOptions::new(HOST, POSTFIX_SUBMISSION.port, ConnectSecurity::StartTls)
+    let options = ConnectOptions::new(HOST)
+        .with_port(POSTFIX_SUBMISSION.port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME)
         .with_timeouts(SetupTimeouts::uniform(Duration::from_secs(10)));
@@ -157,11 +157,11 @@ async fn submit(sends: &[(String, Vec<u8>)], chunking: bool, streamed_every_othe
 }
 
 async fn pop3() -> PopSession {
-    let options = PopOptions::new(HOST, PopSecurity::Implicit)
+    let options = PopOptions::new(HOST)
         .with_port(DOVECOT_POP3S.port)
         .with_trust_roots(TrustRoots::CaFile(mail_testground::ca_file()))
         .with_tls_name(TLS_NAME);
-    let mut session = PopSession::connect(options, pop3_proto::Config::default())
+    let mut session = PopSession::connect(&options, pop3_proto::Config::default())
         .await
         .expect("connect to Dovecot POP3S");
     session

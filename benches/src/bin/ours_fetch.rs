@@ -25,7 +25,7 @@ async fn run(args: &Args) {
     let fail = |what: &str, e: &dyn std::fmt::Display| -> ! { die(NAME, &format!("{what}: {e}")) };
     let mut maildir = Maildir::create(&args.path("maildir"), !args.flag("no-fsync"))
         .unwrap_or_else(|e| fail("--maildir", &e));
-    let options = ConnectOptions::implicit_tls(args.get_or("host", "127.0.0.1".to_owned()))
+    let options = ConnectOptions::new(args.get_or("host", "127.0.0.1".to_owned()))
         .with_port(args.required("port"))
         .with_trust_roots(TrustRoots::CaFile(args.path("ca")))
         .with_tls_name(args.get_or("tls-name", "localhost".to_owned()));
@@ -34,7 +34,7 @@ async fn run(args: &Args) {
     if let Some(n) = args.opt::<usize>("max-in-flight") {
         config.limits = config.limits.with_max_in_flight(n);
     }
-    let mut session = Session::connect(options, config)
+    let mut session = Session::connect(&options, config)
         .await
         .unwrap_or_else(|e| fail("connect", &e));
     session

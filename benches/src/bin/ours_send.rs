@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mail_benches::args::{Args, die};
 use mail_benches::maildir::BlockingReader;
-use smtp_submit::tokio::{ConnectOptions, ConnectSecurity, Session, TrustRoots};
+use smtp_submit::tokio::{ConnectOptions, Session, TrustRoots};
 use smtp_submit::{
     Address, AuthMethod, ClientName, Config, Credentials, Envelope, MailOptions, Security,
 };
@@ -29,15 +29,16 @@ async fn run(args: &Args) {
     let count: u64 = args.get_or("count", 1);
     let message_path = args.path("message");
     let security = if args.flag("implicit") {
-        ConnectSecurity::ImplicitTls
+        Security::ImplicitTls
     } else {
-        ConnectSecurity::StartTls
+        Security::StartTls
     };
-    let options = ConnectOptions::new(host, port, security)
+    let options = ConnectOptions::new(host)
+        .with_port(port)
         .with_trust_roots(TrustRoots::CaFile(args.path("ca")))
         .with_tls_name(args.get_or("tls-name", "localhost".to_owned()));
     let name = ClientName::new("bench.testground.example").expect("valid name");
-    let config = Config::new(name, Security::StartTls);
+    let config = Config::new(name, security);
     let fail = |what: &str, e: &dyn std::fmt::Display| -> ! { die(NAME, &format!("{what}: {e}")) };
 
     let mut session = Session::connect(&options, config)

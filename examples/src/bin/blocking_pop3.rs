@@ -85,7 +85,7 @@ fn main() -> Result<(), Error> {
     tcp.set_nodelay(true)?;
     let mut stream = StreamOwned::new(ClientConnection::new(Arc::new(config), name)?, tcp);
 
-    let mut client = Client::new(Config::new(Security::Implicit), Instant::now());
+    let mut client = Client::new(Config::new(Security::ImplicitTls), Instant::now());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match next_event(&mut client, &mut stream, &mut buf)? {

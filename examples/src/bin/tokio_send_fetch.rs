@@ -41,7 +41,7 @@ async fn main() -> Result<(), Error> {
     // Send: implicit TLS on 465, EHLO localhost, AUTH with the strongest mechanism offered; a
     // refused message is an error (ensure_sent).
     let (smtp_host, smtp_port) = host_port(smtp_host, 465)?;
-    let options = smtp::ConnectOptions::implicit_tls(smtp_host)
+    let options = smtp::ConnectOptions::new(smtp_host)
         .with_port(smtp_port)
         .with_trust_roots(roots.clone());
     let mut session = smtp::Session::connect(&options, smtp_submit::Config::default()).await?;
@@ -58,10 +58,10 @@ async fn main() -> Result<(), Error> {
 
     // Fetch: POP3S on 995, every message into memory (pipelined), left on the server.
     let (pop3_host, pop3_port) = host_port(pop3_host, 995)?;
-    let options = pop3::ConnectOptions::implicit_tls(pop3_host)
+    let options = pop3::ConnectOptions::new(pop3_host)
         .with_port(pop3_port)
         .with_trust_roots(roots);
-    let mut session = pop3::Session::connect(options, pop3_proto::Config::default()).await?;
+    let mut session = pop3::Session::connect(&options, pop3_proto::Config::default()).await?;
     session.login(credentials).await?;
     for (msg, body) in session.retr_all().await? {
         println!("message {msg}: {} bytes", body.len());

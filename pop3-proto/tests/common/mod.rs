@@ -146,7 +146,7 @@ impl Runner {
         Self {
             name: name.to_owned(),
             splitter,
-            config: Config::new(Security::Implicit),
+            config: Config::new(Security::ImplicitTls),
             client: None,
             clock: Clock::new(),
             ids: Vec::new(),
@@ -504,7 +504,7 @@ impl Runner {
     fn configure(&mut self, args: &str) {
         let mut limits = Limits::default();
         let mut timeouts = Timeouts::default();
-        let mut security = Security::Implicit;
+        let mut security = Security::ImplicitTls;
         let mut pipelining = true;
         let mut cleartext = false;
         let mut nonces = NonceSource::system();
@@ -516,8 +516,8 @@ impl Runner {
             match key {
                 "security" => {
                     security = match value {
-                        "implicit" => Security::Implicit,
-                        "stls" => Security::Stls,
+                        "implicit" => Security::ImplicitTls,
+                        "stls" => Security::StartTls,
                         "plaintext" => Security::Plaintext,
                         other => panic!("security {other}"),
                     }
@@ -558,7 +558,7 @@ impl Runner {
             .with_timeouts(timeouts)
             .with_pipelining(pipelining)
             .with_nonce_source(nonces)
-            .dangerously_allow_cleartext_credentials(cleartext);
+            .allow_cleartext_credentials_dangerously(cleartext);
     }
 
     /// Runs an API call; `Err` carries the Debug of the misuse reason.

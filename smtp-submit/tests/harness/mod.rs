@@ -213,7 +213,7 @@ impl ConfigSpec {
             match key {
                 "security" => {
                     self.security = Some(match value {
-                        "implicit" => Security::Implicit,
+                        "implicit" => Security::ImplicitTls,
                         "starttls" => Security::StartTls,
                         "plaintext" => Security::Plaintext,
                         _ => panic!("unknown security {value}"),
@@ -246,7 +246,7 @@ impl ConfigSpec {
         let name = self.name.clone().unwrap_or_else(|| "client.example".into());
         Config::new(
             ClientName::new(name).unwrap(),
-            self.security.unwrap_or(Security::Implicit),
+            self.security.unwrap_or(Security::ImplicitTls),
         )
         .with_pipelining(self.pipelining)
         .with_chunking(self.chunking)

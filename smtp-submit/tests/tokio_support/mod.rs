@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mail_testground::{self as tg, Endpoint, GRACE, User};
-use smtp_submit::tokio::{ConnectOptions, ConnectSecurity, Session, SetupTimeouts, TrustRoots};
+use smtp_submit::tokio::{ConnectOptions, Session, SetupTimeouts, TrustRoots};
 use smtp_submit::{Address, AuthMethod, ClientName, Config, Credentials, Security, Timeouts};
 
 /// Deadlines short enough that a hung test fails instead of waiting for RFC 5321's minutes.
@@ -30,16 +30,17 @@ pub fn config() -> Config {
     .with_timeouts(test_timeouts())
 }
 
-pub fn options(endpoint: Endpoint, security: ConnectSecurity) -> ConnectOptions {
+pub fn options(endpoint: Endpoint) -> ConnectOptions {
     tg::require(&[endpoint]);
-    ConnectOptions::new(tg::HOST, endpoint.port, security)
+    ConnectOptions::new(tg::HOST)
+        .with_port(endpoint.port)
         .with_trust_roots(TrustRoots::CaFile(tg::ca_file()))
         .with_tls_name(tg::TLS_NAME)
         .with_timeouts(SetupTimeouts::uniform(Duration::from_secs(10)))
 }
 
-pub async fn connect(endpoint: Endpoint, security: ConnectSecurity, config: Config) -> Session {
-    Session::connect(&options(endpoint, security), config)
+pub async fn connect(endpoint: Endpoint, security: Security, config: Config) -> Session {
+    Session::connect(&options(endpoint), config.with_security(security))
         .await
         .unwrap_or_else(|e| panic!("connect to {}: {e}", endpoint.name))
 }
@@ -48,11 +49,7 @@ pub fn grace_credentials() -> Credentials {
     Credentials::password(GRACE.name, GRACE.password)
 }
 
-pub async fn connect_as_grace(
-    endpoint: Endpoint,
-    security: ConnectSecurity,
-    config: Config,
-) -> Session {
+pub async fn connect_as_grace(endpoint: Endpoint, security: Security, config: Config) -> Session {
     let mut session = connect(endpoint, security, config).await;
     session
         .authenticate(&grace_credentials(), AuthMethod::Auto)

@@ -165,10 +165,7 @@ impl From<smtp_submit::tokio::Error> for Exit {
         if error.is_transient() {
             Self::new(EX_TEMPFAIL, error.to_string())
         } else {
-            Self::for_kind(
-                mail_account::connect::smtp_failure_kind(&error),
-                error.to_string(),
-            )
+            Self::for_kind(error.kind(), error.to_string())
         }
     }
 }

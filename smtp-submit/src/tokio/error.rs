@@ -1,0 +1,262 @@
+//! [`Error`], what stops a [`Session`](super::Session) call.
+
+use std::{fmt, io, time::Duration};
+
+use mail_common::FailureKind;
+use mail_common::sasl::Mechanism;
+use mail_common::transport::{Cancelled, DriveError, SetupPhase, TransportError};
+
+use crate::{AuthFailure, Misuse, NotSent, Phase, ProtocolError, Reply, SessionFailure};
+
+/// A step of the session a server refusal belongs to (see [`Error::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The greeting (typically 554: the server will not talk to this client).
+    Greeting,
+    /// EHLO.
+    Ehlo,
+    /// HELO, the fallback for servers that do not know EHLO.
+    Helo,
+    /// STARTTLS.
+    StartTls,
+    /// NOOP.
+    Noop,
+    /// RSET.
+    Rset,
+    /// The server closed the service (421) between commands.
+    ServiceClosing,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Greeting => "greeting",
+            Self::Ehlo => "EHLO",
+            Self::Helo => "HELO",
+            Self::StartTls => "STARTTLS",
+            Self::Noop => "NOOP",
+            Self::Rset => "RSET",
+            Self::ServiceClosing => "service",
+        })
+    }
+}
+
+/// A deadline that passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// Connection set-up: TCP connect or a TLS handshake.
+    Setup {
+        /// Which step.
+        phase: SetupPhase,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The server did not answer (or did not read the body) in time.
+    Server {
+        /// What the client was waiting for.
+        phase: Phase,
+    },
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Setup { phase, after } => write!(f, "{phase} timed out after {after:?}"),
+            Self::Server { phase } => write!(f, "no progress from the server in phase {phase:?}"),
+        }
+    }
+}
+
+/// Why a [`Session`](super::Session) call failed. A server refusal of one recipient or one
+/// message is not an error: see [`crate::SendReport`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Connection set-up failed: TCP connect, the CA file, the TLS name, the TLS handshake,
+    /// the wrong TLS mode for the port ([`TransportError::PlaintextGreeting`]), or no greeting
+    /// in time ([`TransportError::NoGreeting`], which names the likely cause). Fatal.
+    #[error(transparent)]
+    Transport(TransportError),
+    /// Reading or writing the established connection failed. Fatal.
+    #[error("connection I/O failed: {0}")]
+    Io(#[source] io::Error),
+    /// A deadline passed. Fatal.
+    #[error("timed out: {0}")]
+    Timeout(Timeout),
+    /// The server broke the protocol (or closed the connection unexpectedly). Fatal.
+    #[error("SMTP protocol error: {0}")]
+    Protocol(ProtocolError),
+    /// The server refused a step of the session; [`Error::class`] says whether trying again
+    /// later may help.
+    #[error("{stage} refused: {reply}")]
+    Refused {
+        /// What was refused.
+        stage: Stage,
+        /// The server's reply.
+        reply: Reply,
+    },
+    /// STARTTLS is required but the server does not offer it. Nothing else was sent. Fatal.
+    #[error("the server does not offer STARTTLS (required)")]
+    StartTlsNotOffered,
+    /// AUTH failed (wrong credentials: 535; mechanism too weak: 534; temporary: 454). The
+    /// session stays usable. (A server that could not prove it knows the password is
+    /// [`Error::Protocol`] with [`ProtocolError::Auth`], which ends it.)
+    #[error("AUTH {} failed: {}", mechanism.name(), describe_auth_failure(failure))]
+    Auth {
+        /// The mechanism tried.
+        mechanism: Mechanism,
+        /// Why.
+        failure: AuthFailure,
+    },
+    /// The request was refused before anything was sent (see [`Misuse`]); the session goes
+    /// on, except after a failure in the middle of a message body, which closes it.
+    #[error(transparent)]
+    Misuse(Misuse),
+    /// Reading the caller's message body failed. The connection was closed without ending the
+    /// data, so the server discards the partial message.
+    #[error("reading the message body failed: {0}")]
+    LocalIo(#[source] io::Error),
+    /// The session is closed (after QUIT, a 421, or an earlier fatal error).
+    #[error("the session is closed")]
+    Closed,
+    /// An earlier call was cancelled part way (its future was dropped): the session was
+    /// closed, and this is the answer to every later call. Connect again. Whether the server
+    /// acted on the cancelled call (delivered a message, for `send`) is unknown.
+    #[error(transparent)]
+    Cancelled(Cancelled),
+    /// What [`crate::SendReport::ensure_sent`] turns a report that is not sent into. The
+    /// session goes on.
+    #[error(transparent)]
+    NotSent(NotSent),
+}
+
+fn describe_auth_failure(failure: &AuthFailure) -> String {
+    match failure {
+        AuthFailure::Refused(reply) => reply.to_string(),
+        AuthFailure::Cancelled { error, reply } => format!("cancelled ({error}); server: {reply}"),
+        AuthFailure::TokenRefused { error, reply } => {
+            format!("token refused ({error}); server: {reply}")
+        }
+    }
+}
+
+impl Error {
+    /// The server reply behind this error, if there is one.
+    pub const fn reply(&self) -> Option<&Reply> {
+        match self {
+            Self::Refused { reply, .. }
+            | Self::Auth {
+                failure:
+                    AuthFailure::Refused(reply)
+                    | AuthFailure::Cancelled { reply, .. }
+                    | AuthFailure::TokenRefused { reply, .. },
+                ..
+            } => Some(reply),
+            Self::NotSent(not_sent) => not_sent.reply(),
+            _ => None,
+        }
+    }
+
+    /// For server refusals: whether retrying later may help.
+    pub fn class(&self) -> Option<mail_common::FailureClass> {
+        self.reply().and_then(Reply::failure_class)
+    }
+
+    /// True when trying again later may succeed: a 4yz reply, a timeout, or a connection
+    /// failure. False for 5yz replies, protocol errors, misuse and TLS certificate failures.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Io(_) | Self::Timeout(_) | Self::Closed => true,
+            Self::NotSent(not_sent) => not_sent.is_transient(),
+            Self::Transport(error) => matches!(
+                error,
+                TransportError::Connect { .. } | TransportError::NoGreeting { .. }
+            ),
+            _ => self
+                .class()
+                .is_some_and(mail_common::FailureClass::is_transient),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub const fn kind(&self) -> FailureKind {
+        match self {
+            Self::Transport(error) => error.kind(),
+            Self::Io(_) => FailureKind::Network,
+            Self::Timeout(_) => FailureKind::Timeout,
+            Self::Auth { .. } => FailureKind::Auth,
+            Self::StartTlsNotOffered => FailureKind::Tls,
+            // A message needing an extension this server lacks: the server cannot take it.
+            Self::Refused { .. }
+            | Self::NotSent(_)
+            | Self::Misuse(Misuse::ContentNeedsExtension(_)) => FailureKind::Refused,
+            Self::Misuse(_) => FailureKind::Config,
+            Self::LocalIo(_) => FailureKind::LocalIo,
+            _ => FailureKind::Protocol,
+        }
+    }
+
+    pub(super) fn from_session_failure(failure: Option<SessionFailure>) -> Self {
+        let refused = |stage, reply| Self::Refused { stage, reply };
+        match failure {
+            Some(SessionFailure::EhloRefused(reply)) => refused(Stage::Ehlo, reply),
+            Some(SessionFailure::HeloRefused(reply)) => refused(Stage::Helo, reply),
+            Some(SessionFailure::ServiceNotAvailable(reply)) => {
+                refused(Stage::ServiceClosing, reply)
+            }
+            _ => Self::Closed,
+        }
+    }
+}
+
+impl From<TransportError> for Error {
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Timeout { phase, after } => {
+                Self::Timeout(Timeout::Setup { phase, after })
+            }
+            error => Self::Transport(error),
+        }
+    }
+}
+
+impl From<DriveError<ProtocolError>> for Error {
+    fn from(error: DriveError<ProtocolError>) -> Self {
+        match error {
+            DriveError::Io(error) => Self::Io(error),
+            DriveError::Protocol(ProtocolError::Timeout { phase }) => {
+                Self::Timeout(Timeout::Server { phase })
+            }
+            // Fatal in the core (as in POP3); the adapter keeps naming them as before.
+            DriveError::Protocol(ProtocolError::StartTlsNotOffered) => Self::StartTlsNotOffered,
+            DriveError::Protocol(ProtocolError::StartTlsRefused(reply)) => Self::Refused {
+                stage: Stage::StartTls,
+                reply,
+            },
+            DriveError::Protocol(error) => Self::Protocol(error),
+            DriveError::Transport(error) => error.into(),
+            DriveError::Cancelled(cancelled) => Self::Cancelled(cancelled),
+            _ => Self::Closed,
+        }
+    }
+}
+
+impl From<Misuse> for Error {
+    fn from(misuse: Misuse) -> Self {
+        Self::Misuse(misuse)
+    }
+}
+
+impl From<crate::Rejected<crate::Envelope>> for Error {
+    fn from(rejected: crate::Rejected<crate::Envelope>) -> Self {
+        Self::Misuse(rejected.reason)
+    }
+}
+
+impl From<NotSent> for Error {
+    fn from(not_sent: NotSent) -> Self {
+        Self::NotSent(not_sent)
+    }
+}
