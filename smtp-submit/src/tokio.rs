@@ -84,6 +84,8 @@ use crate::{
     SessionFailure, TransactionFailure, TransactionId,
 };
 
+mod many;
+
 /// Bytes read from the caller's body source per read.
 const BODY_READ_CHUNK: usize = 64 * 1024;
 
