@@ -27,9 +27,9 @@
 
 pub mod arg;
 pub mod class;
-pub mod date;
 #[cfg(feature = "tokio")]
 pub mod connection;
+pub mod date;
 #[cfg(feature = "tokio")]
 pub mod happy_eyeballs;
 pub mod line;

@@ -336,26 +336,30 @@ fn unstuff_words(
             .try_into()
             .expect("sixteen bytes");
         let kept = scan::squeeze_out(room, word, stuffing);
-        if stuffing == 0 {
-            quiet += WORD;
-            if quiet >= PACK_BELOW {
-                // The run began after the last stuffing dot of the last word that had one.
-                let (at, out_at, flags) = last_stuffed;
-                let (to, written) = if flags == 0 {
-                    (at, out_at)
-                } else {
-                    let byte = 7 - (flags.leading_zeros() / 8) as usize;
-                    (at + byte + 1, out_at + byte + 1 - scan::count_flags(flags))
-                };
-                return Words {
-                    to,
-                    written,
-                    long_run: true,
-                };
-            }
-        } else {
-            quiet = 0;
-            last_stuffed = (i, written, stuffing);
+        // Whether a word holds stuffing follows the line lengths, which a branch predictor
+        // cannot guess in a body of short lines of mixed lengths: select without branching.
+        let keep = usize::from(stuffing == 0).wrapping_neg();
+        let keep_flags = u64::from(stuffing == 0).wrapping_neg();
+        quiet = (quiet + WORD) & keep;
+        last_stuffed = (
+            (last_stuffed.0 & keep) | (i & !keep),
+            (last_stuffed.1 & keep) | (written & !keep),
+            (last_stuffed.2 & keep_flags) | (stuffing & !keep_flags),
+        );
+        if quiet >= PACK_BELOW {
+            // The run began after the last stuffing dot of the last word that had one.
+            let (at, out_at, flags) = last_stuffed;
+            let (to, written) = if flags == 0 {
+                (at, out_at)
+            } else {
+                let byte = 7 - (flags.leading_zeros() / 8) as usize;
+                (at + byte + 1, out_at + byte + 1 - scan::count_flags(flags))
+            };
+            return Words {
+                to,
+                written,
+                long_run: true,
+            };
         }
         written += kept;
         after_lf = lf >> 56;

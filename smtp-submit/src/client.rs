@@ -157,6 +157,14 @@ struct Transaction {
     final_reply: Option<Reply>,
     /// What a streamed body has shown so far.
     scan: ContentScan,
+    /// Commands of this transaction in `plan`, not sent yet.
+    planned: usize,
+    /// Commands of this transaction sent and still waiting for their reply.
+    sent: usize,
+    /// Encoded body size, counted against [`Limits::max_pipelined_bytes`] while in flight.
+    ///
+    /// [`Limits::max_pipelined_bytes`]: crate::Limits::max_pipelined_bytes
+    bytes: usize,
     /// `BODY=` and `SMTPUTF8` as declared in `MAIL FROM`.
     declared: (Option<BodyType>, bool),
 }
@@ -222,7 +230,11 @@ pub struct Client {
     capabilities: Option<Capabilities>,
     authenticated: Option<Mechanism>,
     auth: Option<AuthExchange>,
-    transaction: Option<Transaction>,
+    /// Transactions in flight, oldest first. Their commands sit in `plan` and `outstanding`
+    /// in the same order, one transaction's after the other's, so a reply belongs to the
+    /// oldest transaction still waiting for one. Only the newest may have a body still being
+    /// written (and then it is the only one).
+    transactions: VecDeque<Transaction>,
     reset_needed: bool,
     next_transaction: u64,
     poisoned: Option<ProtocolError>,
@@ -243,7 +255,10 @@ impl fmt::Debug for Client {
                 "auth_in_progress",
                 &self.auth.as_ref().map(AuthExchange::mechanism),
             )
-            .field("transaction", &self.transaction.as_ref().map(|tx| tx.id))
+            .field(
+                "transactions",
+                &self.transactions.iter().map(|tx| tx.id).collect::<Vec<_>>(),
+            )
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
     }
@@ -270,7 +285,7 @@ impl Client {
             capabilities: None,
             authenticated: None,
             auth: None,
-            transaction: None,
+            transactions: VecDeque::new(),
             reset_needed: false,
             next_transaction: 0,
             poisoned: None,
@@ -445,7 +460,7 @@ impl Client {
         let chunk_size = self.config.limits.chunk_size;
         let mut taken = 0;
         while taken < data.len() {
-            let Some(tx) = self.transaction.as_ref() else {
+            let Some(tx) = self.transactions.back() else {
                 break;
             };
             if tx.transfer == Transfer::Bdat && tx.body.len() >= chunk_size {
@@ -456,7 +471,7 @@ impl Client {
                 break;
             }
             let piece = &data[taken..taken + room];
-            if let Some(tx) = self.transaction.as_mut() {
+            if let Some(tx) = self.transactions.back_mut() {
                 let mut scan = tx.scan;
                 scan.feed(piece);
                 if let Some(undeclared) = scan.undeclared(tx.declared.0, tx.declared.1) {
@@ -476,7 +491,7 @@ impl Client {
             }
         }
         if taken < data.len()
-            && let Some(tx) = self.transaction.as_mut()
+            && let Some(tx) = self.transactions.back_mut()
         {
             tx.blocked = true;
         }
@@ -487,7 +502,7 @@ impl Client {
     /// for `DATA`, `BDAT n LAST` for CHUNKING.
     pub fn finish_body(&mut self, now: Instant) -> Result<(), Misuse> {
         self.check_body_writable()?;
-        let Some(tx) = self.transaction.as_mut() else {
+        let Some(tx) = self.transactions.back_mut() else {
             return Err(Misuse::NoBodyInProgress);
         };
         match tx.transfer {
@@ -497,6 +512,7 @@ impl Client {
                     .extend_with(|buf| tx.encoder.finish(buf))
                     .map_err(Misuse::BareLineEnding)?;
                 tx.finished = true;
+                tx.sent += 1;
                 if was_empty {
                     self.start_write_stall(now);
                 }
@@ -561,7 +577,9 @@ impl Client {
     fn check_ready(&self) -> Result<(), Misuse> {
         self.check_poisoned()?;
         match self.state {
-            State::Ready if self.auth.is_some() || self.transaction.is_some() => Err(Misuse::Busy),
+            State::Ready if self.auth.is_some() || !self.transactions.is_empty() => {
+                Err(Misuse::Busy)
+            }
             State::Ready => Ok(()),
             State::Closing | State::Closed => Err(Misuse::Closed),
             State::Greeting | State::Handshake | State::AwaitingTls => Err(Misuse::NotReady),
@@ -570,7 +588,7 @@ impl Client {
 
     fn check_body_writable(&self) -> Result<(), Misuse> {
         self.check_poisoned()?;
-        let Some(tx) = self.transaction.as_ref().filter(|tx| tx.streaming) else {
+        let Some(tx) = self.transactions.back().filter(|tx| tx.streaming) else {
             return Err(Misuse::NoBodyInProgress);
         };
         if tx.failure.is_some() {
@@ -599,7 +617,7 @@ impl Client {
         mut options: MailOptions,
         content: Content<'_>,
     ) -> Result<TransactionId, Misuse> {
-        self.check_ready()?;
+        self.check_can_start(matches!(content, Content::Whole(_)))?;
         let caps = self.capabilities.clone().unwrap_or_default();
         if envelope.recipients().is_empty() {
             return Err(Misuse::NoRecipients);
@@ -732,33 +750,25 @@ impl Client {
             None => None,
         };
 
+        let bytes = encoded.as_ref().map_or(0, Vec::len);
+        self.check_window(bytes)?;
+
         let declared = (options.body, smtputf8);
         let id = TransactionId(self.next_transaction);
         self.next_transaction += 1;
         tracing::debug!(transaction = %id, recipients = rcpt_lines.len(), "starting transaction");
-        if std::mem::take(&mut self.reset_needed) {
-            self.plan_command(Pending::Rset, "RSET".to_owned());
-        }
-        self.plan_command(Pending::Mail, mail_line);
-        for (index, line) in rcpt_lines.into_iter().enumerate() {
-            self.plan_command(Pending::Rcpt(index), line);
-        }
+        // Behind a transaction still in flight, whose fate is unknown: a refusal may leave the
+        // server holding it (all recipients refused, a failed BDAT), and this MAIL would then
+        // be refused as nested. RSET costs no round trip here and keeps each transaction
+        // independent of its neighbours.
+        let reset = std::mem::take(&mut self.reset_needed) || !self.transactions.is_empty();
         let streaming = encoded.is_none();
-        let mut held = Vec::new();
-        match (transfer, encoded) {
-            (Transfer::Data, encoded) => {
-                self.plan_command(Pending::Data, "DATA".to_owned());
-                held = encoded.unwrap_or_default();
-            }
-            (Transfer::Bdat, Some(encoded)) => self.plan_bdat_chunks(encoded),
-            (Transfer::Bdat, None) => {}
-        }
-        self.transaction = Some(Transaction {
+        self.transactions.push_back(Transaction {
             id,
             recipients: envelope.recipient_addresses(),
             transfer,
             encoder,
-            body: held,
+            body: Vec::new(),
             streaming,
             mail_accepted: false,
             rcpt_replies: 0,
@@ -771,13 +781,101 @@ impl Client {
             final_reply: None,
             scan: ContentScan::new(),
             declared,
+            planned: 0,
+            sent: 0,
+            bytes,
         });
+        if reset {
+            self.plan_command(Pending::Rset, "RSET".to_owned());
+        }
+        self.plan_command(Pending::Mail, mail_line);
+        for (index, line) in rcpt_lines.into_iter().enumerate() {
+            self.plan_command(Pending::Rcpt(index), line);
+        }
+        match (transfer, encoded) {
+            (Transfer::Data, encoded) => {
+                self.plan_command(Pending::Data, "DATA".to_owned());
+                if let (Some(tx), Some(encoded)) = (self.transactions.back_mut(), encoded) {
+                    tx.body = encoded;
+                }
+            }
+            (Transfer::Bdat, Some(encoded)) => self.plan_bdat_chunks(encoded),
+            (Transfer::Bdat, None) => {}
+        }
         self.pump(now);
         Ok(id)
     }
 
+    /// Ready for `MAIL`: no AUTH in progress, and either nothing in flight or (for a whole
+    /// message, with PIPELINING) only transactions whose every command is planned already.
+    fn check_can_start(&self, whole: bool) -> Result<(), Misuse> {
+        self.check_poisoned()?;
+        match self.state {
+            State::Ready if self.auth.is_some() => Err(Misuse::Busy),
+            State::Ready if self.transactions.is_empty() => Ok(()),
+            // A streamed body keeps the newest transaction open, and it must stay the only
+            // one: its chunks are planned as it is written.
+            State::Ready
+                if !whole
+                    || !self.pipelining()
+                    || self.transactions.back().is_some_and(|tx| !tx.finished) =>
+            {
+                Err(Misuse::Busy)
+            }
+            State::Ready => Ok(()),
+            State::Closing | State::Closed => Err(Misuse::Closed),
+            State::Greeting | State::Handshake | State::AwaitingTls => Err(Misuse::NotReady),
+        }
+    }
+
+    /// The window of [`Limits::max_pipelined_transactions`] and
+    /// [`Limits::max_pipelined_bytes`]; the first transaction always fits.
+    ///
+    /// [`Limits::max_pipelined_transactions`]: crate::Limits::max_pipelined_transactions
+    /// [`Limits::max_pipelined_bytes`]: crate::Limits::max_pipelined_bytes
+    fn check_window(&self, bytes: usize) -> Result<(), Misuse> {
+        if self.transactions.is_empty() {
+            return Ok(());
+        }
+        let limits = &self.config.limits;
+        let in_flight: usize = self.transactions.iter().map(|tx| tx.bytes).sum();
+        if self.transactions.len() >= limits.max_pipelined_transactions
+            || in_flight.saturating_add(bytes) > limits.max_pipelined_bytes
+        {
+            return Err(Misuse::WindowFull {
+                transactions: self.transactions.len(),
+                bytes: in_flight,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many more transactions [`Client::send_mail_bytes`] would take now without
+    /// [`Misuse::Busy`] or [`Misuse::WindowFull`], leaving bytes aside: 0 while a streamed
+    /// body, AUTH or a transaction without PIPELINING is in progress, or before the session
+    /// is ready.
+    pub fn transactions_room(&self) -> usize {
+        if self.check_can_start(true).is_err() {
+            return 0;
+        }
+        if self.transactions.is_empty() {
+            return self.config.limits.max_pipelined_transactions.max(1);
+        }
+        self.config
+            .limits
+            .max_pipelined_transactions
+            .saturating_sub(self.transactions.len())
+    }
+
+    /// How many transactions are in flight (started, not yet reported by
+    /// [`Event::MessageDone`]).
+    pub fn transactions_in_flight(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// Plans a command of the newest transaction.
     fn plan_command(&mut self, kind: Pending, line: String) {
-        self.plan.push_back(Planned {
+        self.plan_for_newest(Planned {
             kind,
             line,
             payload: Vec::new(),
@@ -786,11 +884,33 @@ impl Client {
 
     fn plan_bdat(&mut self, payload: Vec<u8>, last: bool) {
         let line = format!("BDAT {}{}", payload.len(), if last { " LAST" } else { "" });
-        self.plan.push_back(Planned {
+        self.plan_for_newest(Planned {
             kind: Pending::Bdat { last },
             line,
             payload,
         });
+    }
+
+    fn plan_for_newest(&mut self, planned: Planned) {
+        if let Some(tx) = self.transactions.back_mut() {
+            tx.planned += 1;
+        }
+        self.plan.push_back(planned);
+    }
+
+    /// Drops the commands of transaction `index` not sent yet. They are at the front of the
+    /// plan: every older transaction has no command left to send (the plan keeps order).
+    fn drop_planned(&mut self, index: usize) {
+        let Some(tx) = self.transactions.get_mut(index) else {
+            return;
+        };
+        let count = std::mem::take(&mut tx.planned).min(self.plan.len());
+        self.plan.drain(..count);
+    }
+
+    /// The transaction the next transaction reply belongs to: the oldest still waiting for one.
+    fn receiving(&self) -> Option<usize> {
+        self.transactions.iter().position(|tx| tx.sent > 0)
     }
 
     /// Splits a whole encoded body into `BDAT` chunks of at most `chunk_size` bytes.
@@ -804,15 +924,24 @@ impl Client {
         self.plan_bdat(encoded, true);
     }
 
-    /// Sends planned commands: all of them with PIPELINING, otherwise one per reply.
+    /// Sends planned commands: all of them with PIPELINING, otherwise one per reply. Nothing
+    /// goes behind a `DATA` awaiting its 354 (RFC 2920 section 3.1: DATA ends a group; the
+    /// body, then the next transaction's commands, follow the 354).
     fn pump(&mut self, now: Instant) {
         while !self.plan.is_empty() {
             if !self.outstanding.is_empty() && !self.pipelining() {
                 break;
             }
+            if self.outstanding.contains(&Pending::Data) {
+                break;
+            }
             let Some(planned) = self.plan.pop_front() else {
                 break;
             };
+            if let Some(tx) = self.transactions.iter_mut().find(|tx| tx.planned > 0) {
+                tx.planned -= 1;
+                tx.sent += 1;
+            }
             tracing::debug!("C: {}", planned.line);
             if self.transmit.is_empty() {
                 self.start_write_stall(now);
@@ -825,7 +954,7 @@ impl Client {
 
     /// How many more input bytes `write_body` may take now.
     fn body_room(&self) -> usize {
-        let Some(tx) = self.transaction.as_ref() else {
+        let Some(tx) = self.transactions.back() else {
             return 0;
         };
         let limits = &self.config.limits;
@@ -854,7 +983,7 @@ impl Client {
         if !self.can_flush_chunk() {
             return;
         }
-        let Some(tx) = self.transaction.as_mut() else {
+        let Some(tx) = self.transactions.back_mut() else {
             return;
         };
         let payload = std::mem::take(&mut tx.body);
@@ -863,7 +992,7 @@ impl Client {
     }
 
     fn encode_body(&mut self, now: Instant, data: &[u8]) -> Result<(), Misuse> {
-        let Some(tx) = self.transaction.as_mut() else {
+        let Some(tx) = self.transactions.back_mut() else {
             return Err(Misuse::NoBodyInProgress);
         };
         if tx.transfer == Transfer::Data && tx.data_go {
@@ -887,7 +1016,7 @@ impl Client {
     /// Emits `BodyWritable` when a blocked writer may go on.
     fn update_writable(&mut self) {
         let room = self.body_room();
-        if let Some(tx) = self.transaction.as_mut()
+        if let Some(tx) = self.transactions.back_mut()
             && tx.blocked
             && tx.failure.is_none()
             && !tx.finished
@@ -899,36 +1028,37 @@ impl Client {
         }
     }
 
-    /// Ends the transaction once every reply belonging to it has arrived.
+    /// Ends transactions, oldest first, once every reply belonging to them has arrived.
     fn maybe_conclude(&mut self) {
-        let Some(tx) = self.transaction.as_ref() else {
-            return;
-        };
-        let done = tx.failure.is_some() || tx.final_reply.is_some();
-        if !done || !self.plan.is_empty() || self.outstanding.iter().any(|p| p.in_transaction()) {
-            return;
-        }
-        let Some(tx) = self.transaction.take() else {
-            return;
-        };
-        let outcome = match (tx.failure, tx.final_reply) {
-            (Some(failure), _) => {
-                // The server still holds the transaction unless MAIL failed or the end of data
-                // closed it: clear it before the next MAIL.
-                self.reset_needed = tx.mail_accepted && !tx.data_ended;
-                MessageOutcome::Failed(failure)
+        while let Some(tx) = self.transactions.front() {
+            let done = tx.failure.is_some() || tx.final_reply.is_some();
+            if !done || tx.planned > 0 || tx.sent > 0 {
+                return;
             }
-            (None, Some(reply)) => MessageOutcome::Sent {
-                reply,
-                accepted: tx.accepted,
-            },
-            (None, None) => return,
-        };
-        tracing::debug!(transaction = %tx.id, ?outcome, "transaction done");
-        self.events.push_back(Event::MessageDone {
-            transaction: tx.id,
-            outcome,
-        });
+            let Some(tx) = self.transactions.pop_front() else {
+                return;
+            };
+            let outcome = match (tx.failure, tx.final_reply) {
+                (Some(failure), _) => {
+                    // The server still holds the transaction unless MAIL failed or the end of
+                    // data closed it: clear it before the next MAIL (one started already has
+                    // its RSET).
+                    self.reset_needed =
+                        tx.mail_accepted && !tx.data_ended && self.transactions.is_empty();
+                    MessageOutcome::Failed(failure)
+                }
+                (None, Some(reply)) => MessageOutcome::Sent {
+                    reply,
+                    accepted: tx.accepted,
+                },
+                (None, None) => return,
+            };
+            tracing::debug!(transaction = %tx.id, ?outcome, "transaction done");
+            self.events.push_back(Event::MessageDone {
+                transaction: tx.id,
+                outcome,
+            });
+        }
     }
 
     // ---- wire helpers -------------------------------------------------------------------
@@ -1012,9 +1142,9 @@ impl Client {
         if let Some(front) = self.outstanding.front() {
             return front.phase();
         }
-        match (&self.state, &self.transaction) {
-            (State::AwaitingTls, _) => Phase::TlsHandshake,
-            (_, Some(_)) => Phase::DataBlock,
+        match self.state {
+            State::AwaitingTls => Phase::TlsHandshake,
+            _ if !self.transactions.is_empty() => Phase::DataBlock,
             _ => Phase::Idle,
         }
     }
@@ -1101,15 +1231,30 @@ impl Client {
             Pending::Noop => self.events.push_back(Event::NoopReply(reply)),
             Pending::UserRset => self.events.push_back(Event::RsetReply(reply)),
             Pending::Rset => {
+                if let Some(tx) = self.receiving() {
+                    self.transactions[tx].sent -= 1;
+                }
                 if !reply.is_positive() {
                     tracing::warn!("RSET refused: {reply}");
                 }
             }
-            Pending::Mail => self.on_mail(reply),
-            Pending::Rcpt(index) => self.on_rcpt(index, reply),
-            Pending::Data => self.on_data(now, reply),
-            Pending::DataEnd => self.on_data_end(reply),
-            Pending::Bdat { last } => self.on_bdat(last, reply),
+            Pending::Mail
+            | Pending::Rcpt(_)
+            | Pending::Data
+            | Pending::DataEnd
+            | Pending::Bdat { .. } => {
+                if let Some(tx) = self.receiving() {
+                    self.transactions[tx].sent -= 1;
+                    match pending {
+                        Pending::Mail => self.on_mail(tx, reply),
+                        Pending::Rcpt(index) => self.on_rcpt(tx, index, reply),
+                        Pending::Data => self.on_data(now, tx, reply),
+                        Pending::DataEnd => self.on_data_end(tx, reply),
+                        Pending::Bdat { last } => self.on_bdat(tx, last, reply),
+                        _ => {}
+                    }
+                }
+            }
         }
         if pending.in_transaction() {
             self.maybe_conclude();
@@ -1227,22 +1372,22 @@ impl Client {
         Ok(())
     }
 
-    fn on_mail(&mut self, reply: Reply) {
-        let Some(tx) = self.transaction.as_mut() else {
+    fn on_mail(&mut self, tx: usize, reply: Reply) {
+        let Some(t) = self.transactions.get_mut(tx) else {
             return;
         };
         if reply.category() == Category::PositiveCompletion {
-            tx.mail_accepted = true;
+            t.mail_accepted = true;
         } else {
-            tx.failure = Some(TransactionFailure::MailRejected(reply));
-            tx.body = Vec::new();
-            // Lockstep: the rest of the plan is pointless now.
-            self.plan.clear();
+            t.failure = Some(TransactionFailure::MailRejected(reply));
+            t.body = Vec::new();
+            // Lockstep: the rest of this transaction is pointless now.
+            self.drop_planned(tx);
         }
     }
 
-    fn on_rcpt(&mut self, index: usize, reply: Reply) {
-        let Some(tx) = self.transaction.as_mut() else {
+    fn on_rcpt(&mut self, tx_index: usize, index: usize, reply: Reply) {
+        let Some(tx) = self.transactions.get_mut(tx_index) else {
             return;
         };
         tx.rcpt_replies += 1;
@@ -1268,12 +1413,12 @@ impl Client {
         if tx.rcpt_replies == tx.recipients.len() && tx.accepted == 0 && tx.failure.is_none() {
             tx.failure = Some(TransactionFailure::NoValidRecipients { reply: None });
             tx.body = Vec::new();
-            self.plan.clear();
+            self.drop_planned(tx_index);
         }
     }
 
-    fn on_data(&mut self, now: Instant, reply: Reply) {
-        let Some(tx) = self.transaction.as_mut() else {
+    fn on_data(&mut self, now: Instant, tx_index: usize, reply: Reply) {
+        let Some(tx) = self.transactions.get_mut(tx_index) else {
             return;
         };
         if reply.code() != 354 {
@@ -1287,6 +1432,7 @@ impl Client {
                 tx.failure = Some(TransactionFailure::NoValidRecipients { reply: None });
             }
             tx.body = Vec::new();
+            tx.sent += 1;
             tracing::debug!("C: . (empty body: no valid recipients)");
             self.push_wire(now, b".\r\n");
             self.expect(now, Pending::DataEnd);
@@ -1294,6 +1440,9 @@ impl Client {
         }
         tx.data_go = true;
         let finished = tx.finished;
+        if finished {
+            tx.sent += 1;
+        }
         let body = std::mem::take(&mut tx.body);
         if !body.is_empty() {
             tracing::debug!(bytes = body.len(), "C: <body>");
@@ -1304,8 +1453,8 @@ impl Client {
         }
     }
 
-    fn on_data_end(&mut self, reply: Reply) {
-        let Some(tx) = self.transaction.as_mut() else {
+    fn on_data_end(&mut self, tx: usize, reply: Reply) {
+        let Some(tx) = self.transactions.get_mut(tx) else {
             return;
         };
         tx.data_ended = true;
@@ -1320,8 +1469,8 @@ impl Client {
         }
     }
 
-    fn on_bdat(&mut self, last: bool, reply: Reply) {
-        let Some(tx) = self.transaction.as_mut() else {
+    fn on_bdat(&mut self, tx_index: usize, last: bool, reply: Reply) {
+        let Some(tx) = self.transactions.get_mut(tx_index) else {
             return;
         };
         if reply.category() == Category::PositiveCompletion {
@@ -1332,12 +1481,13 @@ impl Client {
         }
         // RFC 3030 section 2: after a failed BDAT no further chunk may be sent.
         tx.fail_body(reply, false);
-        self.plan.clear();
+        self.drop_planned(tx_index);
     }
 
-    /// 421: the server is going away; everything in flight is lost.
+    /// 421: the server is going away. Transactions already reported stay as reported (the
+    /// server took or refused them before saying goodbye); every one still in flight is lost.
     fn service_closing(&mut self, reply: Reply) {
-        if let Some(tx) = self.transaction.take() {
+        for tx in std::mem::take(&mut self.transactions) {
             self.events.push_back(Event::MessageDone {
                 transaction: tx.id,
                 outcome: MessageOutcome::Failed(TransactionFailure::ServiceClosing(reply.clone())),

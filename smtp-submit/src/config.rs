@@ -32,6 +32,15 @@ pub struct Limits {
     /// `*`. Default 16, as in `pop3-proto`; the mechanisms supported need at most 3, so a
     /// server that keeps challenging is stalling or probing.
     pub max_auth_challenges: usize,
+    /// Most transactions in flight at once with PIPELINING (RFC 2920): whole messages
+    /// ([`Client::send_mail_bytes`](crate::Client::send_mail_bytes)) started before the earlier
+    /// ones are answered, so a run of messages is not one round trip each. 1 sends one
+    /// transaction at a time. Default 32.
+    pub max_pipelined_transactions: usize,
+    /// Most encoded body bytes of the transactions in flight; the first transaction always
+    /// goes, however large. Bounds what the client holds for messages not yet answered.
+    /// Default 4 MiB.
+    pub max_pipelined_bytes: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +52,8 @@ impl Default for Limits {
             send_window: 64 * 1024,
             chunk_size: 1024 * 1024,
             max_auth_challenges: 16,
+            max_pipelined_transactions: 32,
+            max_pipelined_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -82,6 +93,18 @@ impl Limits {
     #[must_use]
     pub const fn with_max_auth_challenges(mut self, challenges: usize) -> Self {
         self.max_auth_challenges = challenges;
+        self
+    }
+    /// Sets [`Limits::max_pipelined_transactions`] (at least 1).
+    #[must_use]
+    pub const fn with_max_pipelined_transactions(mut self, count: usize) -> Self {
+        self.max_pipelined_transactions = if count == 0 { 1 } else { count };
+        self
+    }
+    /// Sets [`Limits::max_pipelined_bytes`].
+    #[must_use]
+    pub const fn with_max_pipelined_bytes(mut self, bytes: usize) -> Self {
+        self.max_pipelined_bytes = bytes;
         self
     }
 }

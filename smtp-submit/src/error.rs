@@ -175,6 +175,21 @@ pub enum Misuse {
     /// Another AUTH exchange or mail transaction is in progress.
     #[error("an AUTH exchange or a mail transaction is in progress")]
     Busy,
+    /// The window of pipelined transactions is full ([`Limits::max_pipelined_transactions`]
+    /// or [`Limits::max_pipelined_bytes`]): start this one after the next
+    /// [`Event::MessageDone`](crate::Event::MessageDone).
+    ///
+    /// [`Limits::max_pipelined_transactions`]: crate::Limits::max_pipelined_transactions
+    /// [`Limits::max_pipelined_bytes`]: crate::Limits::max_pipelined_bytes
+    #[error(
+        "{transactions} transaction(s) of {bytes} bytes in flight: the pipelining window is full"
+    )]
+    WindowFull {
+        /// Transactions in flight.
+        transactions: usize,
+        /// Their encoded body bytes.
+        bytes: usize,
+    },
     /// The session has ended (QUIT, a session failure, or 421).
     #[error("the session is closed")]
     Closed,

@@ -18,9 +18,13 @@
 //!   `mail_common::sasl::AuthExchange`, shared with POP3.
 //! - **Transactions**: with PIPELINING, `MAIL`, all `RCPT`s and `DATA` leave in one flight; with
 //!   PIPELINING and CHUNKING a small message leaves in one flight with `BDAT n LAST`, one round
-//!   trip per message. Every reply is read and attributed to its command (RFC 2920 section 3.1):
-//!   per-recipient outcomes, an empty `.` when `DATA` was accepted but no recipient was, `RSET`
-//!   before the next message only after a failed one.
+//!   trip per message. Whole messages are also pipelined across transactions (RFC 2920): the
+//!   next message leaves before the replies to the one before arrive, within a window of
+//!   [`Limits::max_pipelined_transactions`] and [`Limits::max_pipelined_bytes`], each opening
+//!   with an `RSET` so a refusal of its predecessor cannot leak into it. Every reply is read and
+//!   attributed to its command and its transaction (RFC 2920 section 3.1): per-recipient
+//!   outcomes, an empty `.` when `DATA` was accepted but no recipient was, `RSET` before the next
+//!   message after a failed one.
 //! - **Body**: streamed with a bounded window; dots stuffed at every line start including byte 0,
 //!   bare CR/LF normalised (or refused), so no input can end the data early (see [`LineEndingPolicy`]).
 //! - **Envelope**: typed and validated ([`Address`], [`MailOptions`], [`Recipient`]); SIZE,

@@ -38,6 +38,7 @@
 //! ```
 
 mod error;
+mod many;
 mod send;
 
 use std::time::{Duration, Instant};

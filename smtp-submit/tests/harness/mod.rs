@@ -231,6 +231,15 @@ impl ConfigSpec {
                 }
                 "chunk" => self.limits = self.limits.clone().with_chunk_size(number()),
                 "window" => self.limits = self.limits.clone().with_send_window(number()),
+                "in-flight" => {
+                    self.limits = self
+                        .limits
+                        .clone()
+                        .with_max_pipelined_transactions(number());
+                }
+                "in-flight-bytes" => {
+                    self.limits = self.limits.clone().with_max_pipelined_bytes(number());
+                }
                 "max-line" => self.limits = self.limits.clone().with_max_reply_line(number()),
                 "max-lines" => self.limits = self.limits.clone().with_max_reply_lines(number()),
                 "max-ehlo" => self.limits = self.limits.clone().with_max_ehlo_lines(number()),
