@@ -1101,13 +1101,12 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
 
     async fn step_probe(&self, c: &mut Collector, domain: &str) {
         let opts = &self.options.probe_options;
-        let connector = match mail_common::transport::tls_connector(&opts.trust) {
-            Ok(t) => t,
-            Err(e) => {
-                c.step(Step::Probe, domain, format!("cannot set up TLS: {e}"));
-                return;
-            }
-        };
+        // Every probe builds its own connector from the same roots: an unusable CA file is
+        // reported once here instead of once per probe.
+        if let Err(e) = mail_common::transport::tls_connector(&opts.trust) {
+            c.step(Step::Probe, domain, format!("cannot set up TLS: {e}"));
+            return;
+        }
         let rejected_hosts = |protocols: &[Protocol]| -> Vec<String> {
             let mut hosts: Vec<String> = c
                 .rejected
@@ -1133,8 +1132,8 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
             Vec::new()
         };
         let ((best_in, tried_in), (best_out, tried_out)) = tokio::join!(
-            probe::probe_first(&self.dns, &connector, in_targets, opts),
-            probe::probe_first(&self.dns, &connector, out_targets, opts),
+            probe::probe_first(&self.dns, in_targets, opts),
+            probe::probe_first(&self.dns, out_targets, opts),
         );
         for attempt in tried_in.iter().chain(&tried_out) {
             let t = &attempt.target;

@@ -11,7 +11,7 @@
 //! - [`autoconfig`]: the `config-v1.1.xml` parser.
 //! - [`dns`], [`http`]: the injectable resolver and HTTP client, with hickory and reqwest/rustls
 //!   defaults.
-//! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS.
+//! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS with the protocol crates' sessions.
 //! - [`domain`]: addresses, UTS-46 and PSL helpers.
 //! - [`compose`]: a simple text message with the headers a mail client adds.
 //! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.

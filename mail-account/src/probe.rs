@@ -1,35 +1,26 @@
 //! Step 5 of discovery: guess host names and probe them.
 //!
-//! A probe resolves the host with the injected resolver, connects (TLS first: implicit TLS ports
-//! are tried before STARTTLS ones), reads the greeting, asks `CAPA` or `EHLO`, performs STLS or
-//! STARTTLS where the port needs it (the certificate is checked against the guessed host name
-//! either way) and says `QUIT`. Nothing is authenticated and nothing is sent. Plaintext is never
-//! probed: a port without TLS is not a candidate.
+//! A probe resolves the host with the injected resolver and connects to the address with the
+//! protocol crates' own sessions ([`pop3_proto::tokio::Session::connect`],
+//! [`smtp_submit::tokio::Session::connect`]), TLS first: implicit TLS ports are tried before
+//! STARTTLS ones. The session reads the greeting, asks `CAPA` or `EHLO`, performs STLS or
+//! STARTTLS where the port needs it (refusing bytes injected before the handshake), and the
+//! certificate is checked against the guessed host name either way; then the probe says
+//! `QUIT`. Nothing is authenticated and nothing is sent. Plaintext is never probed: a port
+//! without TLS is not a candidate.
 //!
-//! Every read is bounded (line length, lines per reply) and every step has a deadline; at most
+//! The sessions bound every read (their `Limits`) and every step has a deadline; at most
 //! [`ProbeOptions::concurrency`] probes run at once.
 
 use std::{net::IpAddr, sync::Mutex, time::Duration};
 
 use futures_util::{StreamExt, stream};
-use mail_common::{
-    LineReader,
-    transport::{
-        MailStream, SetupTimeouts, TlsConnector, TransportError, TrustRoots, Wrapping, connect,
-        server_name,
-    },
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
 
 use crate::{
     dns::DnsResolver,
     settings::{Protocol, Security},
 };
-
-/// Longest line accepted from a probed server.
-const MAX_LINE: usize = 2048;
-/// Most lines accepted in one reply (CAPA list, EHLO reply).
-const MAX_LINES: usize = 100;
 
 /// What step 5 tries.
 #[derive(Debug, Clone)]
@@ -93,11 +84,12 @@ pub struct ProbeTarget {
 pub struct ProbeSuccess {
     /// The address connected to.
     pub address: IpAddr,
-    /// The greeting line.
+    /// POP3: the greeting text. SMTP: the name the server gives in its EHLO reply (the
+    /// adapter keeps that, not the greeting).
     pub greeting: String,
     /// SASL mechanisms offered after TLS (`USER` included for POP3 when offered).
     pub auth_mechanisms: Vec<String>,
-    /// The TLS version and cipher suite.
+    /// The TLS mode, and the name the certificate was verified for.
     pub tls: Option<String>,
 }
 
@@ -169,7 +161,6 @@ pub fn targets(
 /// order (not in completion order), plus every probe that was started.
 pub async fn probe_first<R: DnsResolver>(
     dns: &R,
-    connector: &TlsConnector,
     targets: Vec<ProbeTarget>,
     options: &ProbeOptions,
 ) -> (Option<(ProbeTarget, ProbeSuccess)>, Vec<ProbeAttempt>) {
@@ -184,7 +175,7 @@ pub async fn probe_first<R: DnsResolver>(
             });
             s.len() - 1
         };
-        let outcome = probe_one(dns, connector, &target, options).await;
+        let outcome = probe_one(dns, &target, options).await;
         started_ref.lock().expect("probe log lock")[index]
             .outcome
             .clone_from(&outcome);
@@ -202,10 +193,11 @@ pub async fn probe_first<R: DnsResolver>(
     (best, started.into_inner().expect("probe log lock"))
 }
 
-/// Probes one target.
+/// Probes one target: resolves the host with the injected resolver, then lets the protocol
+/// crate's session connect to the address found, checking the certificate against the guessed
+/// host name.
 pub async fn probe_one<R: DnsResolver>(
     dns: &R,
-    connector: &TlsConnector,
     target: &ProbeTarget,
     options: &ProbeOptions,
 ) -> Result<ProbeSuccess, ProbeFailure> {
@@ -216,229 +208,146 @@ pub async fn probe_one<R: DnsResolver>(
     let address = *addresses
         .first()
         .ok_or_else(|| ProbeFailure::Resolve(format!("no address for {}", target.host)))?;
-    let wrapping = if target.security == Security::ImplicitTls {
-        Wrapping::ImplicitTls
-    } else {
-        Wrapping::Plain
+    // The sessions' own deadlines bound every reply; the outer one bounds the whole probe, so
+    // a server that trickles bytes cannot hold a probe slot for long.
+    let whole = options
+        .connect_timeout
+        .saturating_mul(2)
+        .saturating_add(options.io_timeout.saturating_mul(4));
+    let probe = async {
+        if target.protocol == Protocol::Smtp {
+            probe_smtp(address, target, options).await
+        } else {
+            probe_pop3(address, target, options).await
+        }
     };
-    let timeouts = SetupTimeouts::uniform(options.connect_timeout);
-    let stream = connect(
-        &address.to_string(),
-        target.port,
-        wrapping,
-        connector,
-        &target.host,
-        timeouts,
-    )
-    .await
-    .map_err(transport_failure)?;
-    let conn = Conn {
-        stream,
-        reader: LineReader::new(MAX_LINE),
-        io_timeout: options.io_timeout,
+    let (greeting, auth_mechanisms) = tokio::time::timeout(whole, probe)
+        .await
+        .map_err(|_| ProbeFailure::Timeout("the probe as a whole".into()))??;
+    let mode = match (target.security, target.protocol) {
+        (Security::Starttls, Protocol::Pop3) => "STLS",
+        (Security::Starttls, _) => "STARTTLS",
+        _ => "implicit TLS",
     };
-    let mut success = if target.protocol == Protocol::Smtp {
-        probe_smtp(conn, connector, target, options).await?
-    } else {
-        probe_pop3(conn, connector, target, options).await?
-    };
-    success.address = address;
-    Ok(success)
+    Ok(ProbeSuccess {
+        address,
+        greeting,
+        auth_mechanisms,
+        tls: Some(format!("{mode}, certificate valid for {}", target.host)),
+    })
 }
 
+/// Connects, reads the greeting and the capabilities (again after STLS), says `QUIT`.
 async fn probe_pop3(
-    mut conn: Conn,
-    connector: &TlsConnector,
+    address: IpAddr,
     target: &ProbeTarget,
     options: &ProbeOptions,
-) -> Result<ProbeSuccess, ProbeFailure> {
-    let greeting = conn.line().await?;
-    if !greeting.starts_with("+OK") {
-        return Err(ProbeFailure::Protocol(greeting));
-    }
-    let mut capa = conn.pop3_capa().await?;
-    if target.security == Security::Starttls {
-        if !capa.iter().any(|c| c.eq_ignore_ascii_case("STLS")) {
-            return Err(ProbeFailure::NoStarttls);
+) -> Result<(String, Vec<String>), ProbeFailure> {
+    use pop3_proto::tokio::{ConnectOptions, Error, Session};
+    let security = if target.security == Security::ImplicitTls {
+        pop3_proto::Security::Implicit
+    } else {
+        pop3_proto::Security::Stls
+    };
+    let connect = ConnectOptions::new(address.to_string(), security)
+        .with_port(target.port)
+        .with_tls_name(&target.host)
+        .with_trust_roots(options.trust.clone())
+        .with_timeouts(SetupTimeouts::uniform(options.connect_timeout));
+    let mut config = pop3_proto::Config::new(security);
+    config.timeouts = config
+        .timeouts
+        .with_greeting(options.io_timeout)
+        .with_reply(options.io_timeout)
+        .with_data(options.io_timeout)
+        .with_tls_handshake(options.connect_timeout);
+    let session = Session::connect(connect, config)
+        .await
+        .map_err(|error| match error {
+            Error::Transport(e) => transport_failure(e),
+            Error::Timeout(phase) => ProbeFailure::Timeout(phase.to_string()),
+            Error::Io(e) => ProbeFailure::Connect(e.to_string()),
+            Error::Protocol(pop3_proto::ProtocolError::StlsNotOffered) => ProbeFailure::NoStarttls,
+            other => ProbeFailure::Protocol(other.to_string()),
+        })?;
+    let greeting = session.greeting().text.clone();
+    let mut mechanisms = Vec::new();
+    if let Some(caps) = session.capabilities() {
+        mechanisms.clone_from(&caps.sasl);
+        if caps.user {
+            mechanisms.push("USER".into());
         }
-        conn.send("STLS").await?;
-        let reply = conn.line().await?;
-        if !reply.starts_with("+OK") {
-            return Err(ProbeFailure::Protocol(reply));
-        }
-        conn = conn.upgrade(connector, &target.host, options).await?;
-        capa = conn.pop3_capa().await?;
     }
-    let mut mechs: Vec<String> = capa
-        .iter()
-        .filter_map(|c| c.strip_prefix("SASL "))
-        .flat_map(|m| m.split_whitespace().map(str::to_owned))
-        .collect();
-    if capa.iter().any(|c| c.eq_ignore_ascii_case("USER")) {
-        mechs.push("USER".into());
-    }
-    let _ = conn.send("QUIT").await;
-    Ok(ProbeSuccess {
-        address: IpAddr::from([0, 0, 0, 0]),
-        greeting,
-        auth_mechanisms: mechs,
-        tls: conn.stream.tls_summary(),
-    })
+    quit_quietly(session.quit_without_waiting()).await;
+    Ok((greeting, mechanisms))
 }
 
+/// Connects, reads the greeting, says `EHLO` (again after STARTTLS), says `QUIT`. The
+/// adapter keeps the EHLO reply, not the greeting: the name the server gives there is
+/// reported instead.
 async fn probe_smtp(
-    mut conn: Conn,
-    connector: &TlsConnector,
+    address: IpAddr,
     target: &ProbeTarget,
     options: &ProbeOptions,
-) -> Result<ProbeSuccess, ProbeFailure> {
-    let greeting = conn.smtp_reply(220).await?;
-    let greeting = greeting.into_iter().next().unwrap_or_default();
-    conn.send(&format!("EHLO {}", options.ehlo_name)).await?;
-    let mut ehlo = conn.smtp_reply(250).await?;
-    if target.security == Security::Starttls {
-        if !ehlo
-            .iter()
-            .skip(1)
-            .any(|l| l.eq_ignore_ascii_case("STARTTLS"))
-        {
-            return Err(ProbeFailure::NoStarttls);
-        }
-        conn.send("STARTTLS").await?;
-        conn.smtp_reply(220).await?;
-        conn = conn.upgrade(connector, &target.host, options).await?;
-        conn.send(&format!("EHLO {}", options.ehlo_name)).await?;
-        ehlo = conn.smtp_reply(250).await?;
-    }
-    let mechs = ehlo
+) -> Result<(String, Vec<String>), ProbeFailure> {
+    use smtp_submit::tokio::{ConnectOptions, ConnectSecurity, Error, Session};
+    let (connect_security, security) = if target.security == Security::ImplicitTls {
+        (
+            ConnectSecurity::ImplicitTls,
+            smtp_submit::Security::Implicit,
+        )
+    } else {
+        (ConnectSecurity::StartTls, smtp_submit::Security::StartTls)
+    };
+    let name = smtp_submit::ClientName::new(&options.ehlo_name)
+        .map_err(|e| ProbeFailure::Protocol(format!("EHLO name: {e}")))?;
+    let connect = ConnectOptions::new(address.to_string(), target.port, connect_security)
+        .with_tls_name(&target.host)
+        .with_trust_roots(options.trust.clone())
+        .with_timeouts(SetupTimeouts::uniform(options.connect_timeout));
+    let mut timeouts = smtp_submit::Timeouts::default();
+    timeouts.greeting = options.io_timeout;
+    timeouts.command = options.io_timeout;
+    let config = smtp_submit::Config::new(name, security).with_timeouts(timeouts);
+    let session = Session::connect(&connect, config)
+        .await
+        .map_err(|error| match error {
+            Error::Transport(e) => transport_failure(e),
+            Error::Timeout(t) => ProbeFailure::Timeout(t.to_string()),
+            Error::Io(e) => ProbeFailure::Connect(e.to_string()),
+            Error::StartTlsNotOffered => ProbeFailure::NoStarttls,
+            other => ProbeFailure::Protocol(other.to_string()),
+        })?;
+    let caps = session.capabilities();
+    let greeting = caps.server_name().to_owned();
+    let mechanisms = caps
+        .auth_mechanisms()
         .iter()
-        .skip(1)
-        .find_map(|l| {
-            let upper = l.to_ascii_uppercase();
-            upper
-                .strip_prefix("AUTH ")
-                .or_else(|| upper.strip_prefix("AUTH="))
-                .map(|m| m.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        })
-        .unwrap_or_default();
-    let _ = conn.send("QUIT").await;
-    Ok(ProbeSuccess {
-        address: IpAddr::from([0, 0, 0, 0]),
-        greeting,
-        auth_mechanisms: mechs,
-        tls: conn.stream.tls_summary(),
-    })
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
+    quit_quietly(session.quit_without_waiting()).await;
+    Ok((greeting, mechanisms))
+}
+
+/// A probe has what it came for before `QUIT`; a server that does not take it is not worth
+/// waiting for.
+async fn quit_quietly<E: std::fmt::Display>(quit: impl Future<Output = Result<(), E>>) {
+    if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(1), quit).await {
+        tracing::debug!(%error, "probe QUIT failed");
+    }
 }
 
 fn transport_failure(e: TransportError) -> ProbeFailure {
     match e {
-        TransportError::Timeout { .. } => ProbeFailure::Timeout(e.to_string()),
-        TransportError::Tls { .. } => ProbeFailure::Tls(e.to_string()),
+        TransportError::Timeout { .. } | TransportError::NoGreeting { .. } => {
+            ProbeFailure::Timeout(e.to_string())
+        }
+        TransportError::Tls { .. } | TransportError::CaFile { .. } => {
+            ProbeFailure::Tls(e.to_string())
+        }
         TransportError::Connect { .. } => ProbeFailure::Connect(e.to_string()),
+        TransportError::PlaintextGreeting { .. } => ProbeFailure::Protocol(e.to_string()),
         other => ProbeFailure::Connect(other.to_string()),
-    }
-}
-
-struct Conn {
-    stream: MailStream,
-    reader: LineReader,
-    io_timeout: Duration,
-}
-
-impl Conn {
-    async fn line(&mut self) -> Result<String, ProbeFailure> {
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.reader.next_line() {
-                Ok(Some(line)) => return Ok(String::from_utf8_lossy(&line).into_owned()),
-                Ok(None) => {}
-                Err(e) => return Err(ProbeFailure::Protocol(e.to_string())),
-            }
-            let n = tokio::time::timeout(self.io_timeout, self.stream.read(&mut buf))
-                .await
-                .map_err(|_| ProbeFailure::Timeout("waiting for the server's reply".into()))?
-                .map_err(|e| ProbeFailure::Connect(e.to_string()))?;
-            if n == 0 {
-                return Err(ProbeFailure::Protocol("connection closed".into()));
-            }
-            self.reader.extend(&buf[..n]);
-        }
-    }
-
-    async fn send(&mut self, command: &str) -> Result<(), ProbeFailure> {
-        let data = format!("{command}\r\n");
-        tokio::time::timeout(self.io_timeout, self.stream.write_all(data.as_bytes()))
-            .await
-            .map_err(|_| ProbeFailure::Timeout("sending".into()))?
-            .map_err(|e| ProbeFailure::Connect(e.to_string()))?;
-        tokio::time::timeout(self.io_timeout, self.stream.flush())
-            .await
-            .map_err(|_| ProbeFailure::Timeout("sending".into()))?
-            .map_err(|e| ProbeFailure::Connect(e.to_string()))
-    }
-
-    async fn pop3_capa(&mut self) -> Result<Vec<String>, ProbeFailure> {
-        self.send("CAPA").await?;
-        let status = self.line().await?;
-        if !status.starts_with("+OK") {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        loop {
-            let line = self.line().await?;
-            if line == "." {
-                return Ok(out);
-            }
-            if out.len() >= MAX_LINES {
-                return Err(ProbeFailure::Protocol("CAPA list too long".into()));
-            }
-            out.push(line.strip_prefix('.').unwrap_or(&line).to_owned());
-        }
-    }
-
-    /// Reads a (multi-line) SMTP reply and checks its code; returns the text of each line.
-    async fn smtp_reply(&mut self, expected: u16) -> Result<Vec<String>, ProbeFailure> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.line().await?;
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
-            if code != Some(expected) {
-                return Err(ProbeFailure::Protocol(line));
-            }
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_owned());
-            if last {
-                return Ok(lines);
-            }
-            if lines.len() >= MAX_LINES {
-                return Err(ProbeFailure::Protocol("reply too long".into()));
-            }
-        }
-    }
-
-    async fn upgrade(
-        self,
-        connector: &TlsConnector,
-        host: &str,
-        options: &ProbeOptions,
-    ) -> Result<Self, ProbeFailure> {
-        if !self.reader.is_empty() {
-            // Bytes after the go-ahead, before the handshake: a response injection.
-            return Err(ProbeFailure::Protocol(
-                "data received after the STARTTLS go-ahead".into(),
-            ));
-        }
-        let name = server_name(host).map_err(transport_failure)?;
-        let stream = self
-            .stream
-            .upgrade(connector, name, options.connect_timeout)
-            .await
-            .map_err(transport_failure)?;
-        Ok(Self {
-            stream,
-            reader: LineReader::new(MAX_LINE),
-            io_timeout: self.io_timeout,
-        })
     }
 }
 
