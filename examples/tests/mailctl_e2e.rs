@@ -19,7 +19,9 @@ static HEIDI_LOCK: Mutex<()> = Mutex::new(());
 
 fn mailctl() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mailctl"));
-    command.env("MAILCTL_TEST_PASSWORD", "unused");
+    command
+        .env("MAILCTL_TEST_PASSWORD", "unused")
+        .env("MAILCTL_PROVIDER_FILE", mail_testground::provider_file());
     command
 }
 
@@ -173,7 +175,10 @@ fn discover_offline_names_the_test_ground_with_sources() {
         stdout.contains("outgoing: SMTP 127.0.0.1:10465 (implicit TLS)"),
         "{stdout}"
     );
-    assert!(stdout.contains("<- bundled demo entry"), "{stdout}");
+    assert!(
+        stdout.contains("<- extra provider entry testground"),
+        "{stdout}"
+    );
     assert!(stdout.contains("network:  no request made"), "{stdout}");
 
     let output = run(mailctl().args(["discover", "taro@gmail.com", "--offline", "--json"]));
@@ -564,10 +569,7 @@ fn the_offline_demo_runs_discover_verify_send_and_fetch() {
         "{stdout}\n{}",
         text(&output.stderr)
     );
-    assert!(
-        stdout.contains("<- bundled demo entry (loopback)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("<- extra provider entry demo"), "{stdout}");
     assert!(stdout.contains("found it over POP3 after"), "{stdout}");
     assert!(stdout.contains("fetched 3 messages"), "{stdout}");
     assert!(

@@ -13,8 +13,11 @@ use mail_testground::{MIA, User};
 
 static MIA_LOCK: Mutex<()> = Mutex::new(());
 
+/// `mailctl`, with the test ground's provider file for discovery.
 fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+    command.env("MAILCTL_PROVIDER_FILE", mail_testground::provider_file());
+    command
 }
 
 fn run(command: &mut Command) -> Output {

@@ -2,8 +2,11 @@
 
 use std::process::{Command, Output};
 
+/// `mailctl`, with the test ground's provider file for discovery.
 fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+    command.env("MAILCTL_PROVIDER_FILE", mail_testground::provider_file());
+    command
 }
 
 fn discover(address: &str) -> (String, serde_json::Value) {

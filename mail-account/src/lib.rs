@@ -9,9 +9,9 @@
 //! - [`providers`]: the bundled database (generated from the Thunderbird ISPDB, MPL-2.0, plus
 //!   curated entries and hints).
 //! - [`autoconfig`]: the `config-v1.1.xml` parser.
-//! - [`dns`], [`http`]: the injectable resolver and HTTP client, with hickory and reqwest/rustls
-//!   defaults.
-//! - [`probe`]: step 5, greeting + CAPA/EHLO probes over TLS with the protocol crates' sessions.
+//!   Under it: [`discover::dns`], [`discover::http`] (the injectable resolver and HTTP client,
+//!   with hickory and reqwest/rustls defaults) and [`discover::probe`] (step 5, greeting +
+//!   CAPA/EHLO probes over TLS with the protocol crates' sessions).
 //! - [`domain`]: addresses, UTS-46 and PSL helpers.
 //! - [`compose`]: a simple text message with the headers a mail client adds.
 //! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.
@@ -37,17 +37,14 @@ pub mod compose;
 pub mod connect;
 pub mod deliver;
 pub mod discover;
-pub mod dns;
 pub mod domain;
 pub mod fetch;
 pub mod headers;
-pub mod http;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod oauth;
 pub mod poller;
 pub mod preview;
-pub mod probe;
 pub mod providers;
 pub mod roundtrip;
 pub mod settings;

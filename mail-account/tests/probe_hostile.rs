@@ -5,8 +5,8 @@
 use std::{net::IpAddr, time::Duration};
 
 use mail_account::{
-    dns::{DnsError, DnsResolver, MxRecord, SrvRecord},
-    probe::{ProbeFailure, ProbeOptions, ProbeTarget, probe_one},
+    discover::dns::{DnsError, DnsResolver, MxRecord, SrvRecord},
+    discover::probe::{ProbeFailure, ProbeOptions, ProbeTarget, probe_one},
     settings::{Protocol, Security},
 };
 use mail_common::transport::TrustRoots;

@@ -8,9 +8,8 @@
 //!   iCloud, Japanese ISPs), each with a source and a checked date, and per-provider [`Hint`]s.
 //!   A curated entry may replace an ISPDB entry (`replaces_ispdb`), taking over its domains.
 //!
-//! Plus one demo entry (`demo.example`, `testground.example`) that points at 127.0.0.1, so a
-//! demo can discover settings offline; its host and ports are overridable
-//! ([`crate::discover::DemoEndpoints`]).
+//! Only real providers are here. Test and demo servers (loopback) are given to discovery by
+//! the caller instead: [`crate::discover::DiscoveryOptions::extra_providers`].
 
 use std::{borrow::Cow, fmt::Write as _, io, path::Path};
 
@@ -28,13 +27,6 @@ pub mod ispdb_oauth2_generated;
 pub mod oauth2;
 
 pub use ispdb_generated::ISPDB_COMMIT;
-
-/// The demo entry's default host (the test ground's loopback address).
-pub const DEMO_HOST: &str = curated::DEMO_HOST;
-/// The demo entry's default POP3 port (implicit TLS; the test ground's Dovecot POP3S).
-pub const DEMO_POP3_PORT: u16 = curated::DEMO_POP3_PORT;
-/// The demo entry's default submission port (implicit TLS; the test ground's Postfix).
-pub const DEMO_SUBMISSION_PORT: u16 = curated::DEMO_SUBMISSION_PORT;
 
 /// A server of a bundled entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +75,6 @@ pub enum Origin {
         /// When they were last checked (ISO date).
         checked: &'static str,
     },
-    /// The demo/test entry: loopback servers, never a real provider.
-    Demo,
 }
 
 /// What kind of advice a [`Hint`] gives.
@@ -165,14 +155,9 @@ impl Provider {
                 .iter()
                 .any(|s| domain == *s || domain.strip_suffix(s).is_some_and(|p| p.ends_with('.')))
     }
-
-    /// True for the demo entry.
-    pub fn is_demo(&self) -> bool {
-        self.origin == Origin::Demo
-    }
 }
 
-/// Every bundled entry: curated (and demo) first, then the ISPDB table.
+/// Every bundled entry: curated first, then the ISPDB table.
 pub fn all() -> impl Iterator<Item = &'static Provider> {
     curated::CURATED.iter().chain(ispdb_generated::ISPDB.iter())
 }

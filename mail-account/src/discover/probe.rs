@@ -18,7 +18,7 @@ use futures_util::{StreamExt, stream};
 use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
 
 use crate::{
-    dns::DnsResolver,
+    discover::dns::DnsResolver,
     settings::{Protocol, Security},
 };
 
