@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use mail_common::Secret;
 use mail_common::sasl::{Credentials, Mechanism};
-use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
+use mail_common::transport::{SetupTimeouts, TrustRoots};
 use pop3_proto::tokio as pop3;
 use smtp_submit::tokio as smtp;
 
+use crate::diagnose::{FailureKind, pop3_failure_kind, smtp_failure_kind};
 use crate::settings::{Account, AuthMethod, CredentialError, Security};
 
 /// What to log in with.
@@ -224,44 +225,6 @@ impl ServerSettings {
     }
 }
 
-/// The kind of a failure, for advice and for a command line's one-line message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailureKind {
-    /// The TCP connection failed (host unknown, refused, unreachable).
-    Network,
-    /// TLS failed: certificate not trusted, not valid for the name, expired, no STARTTLS, or
-    /// implicit TLS against a port that greets in plaintext.
-    Tls,
-    /// The server rejected the credentials or the mechanism.
-    Auth,
-    /// The server broke the protocol (or a limit was exceeded).
-    Protocol,
-    /// The server did not answer in time.
-    Timeout,
-    /// The server refused a command (a reply, not a broken session).
-    Refused,
-    /// The settings or the credential are unusable.
-    Config,
-    /// A local file could not be read or written.
-    LocalIo,
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Network => "network",
-            Self::Tls => "TLS",
-            Self::Auth => "authentication",
-            Self::Protocol => "protocol",
-            Self::Timeout => "timeout",
-            Self::Refused => "server refused",
-            Self::Config => "settings",
-            Self::LocalIo => "local I/O",
-        })
-    }
-}
-
 /// Logging in failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -309,51 +272,6 @@ impl ConnectError {
 impl From<CredentialError> for ConnectError {
     fn from(error: CredentialError) -> Self {
         Self::Config(error.to_string())
-    }
-}
-
-fn transport_kind(error: &TransportError) -> FailureKind {
-    match error {
-        TransportError::Tls { .. }
-        | TransportError::PlaintextGreeting { .. }
-        | TransportError::CaFile { .. }
-        | TransportError::InvalidServerName(_) => FailureKind::Tls,
-        TransportError::Timeout { .. } | TransportError::NoGreeting { .. } => FailureKind::Timeout,
-        _ => FailureKind::Network,
-    }
-}
-
-/// The kind of a POP3 adapter error.
-pub fn pop3_failure_kind(error: &pop3::Error) -> FailureKind {
-    match error {
-        pop3::Error::Transport(t) => transport_kind(t),
-        pop3::Error::Timeout(_) => FailureKind::Timeout,
-        pop3::Error::LoginFailed(_) => FailureKind::Auth,
-        pop3::Error::Refused { .. } | pop3::Error::GreetingRefused(_) => FailureKind::Refused,
-        pop3::Error::Misuse(_) => FailureKind::Config,
-        pop3::Error::Output(_) => FailureKind::LocalIo,
-        pop3::Error::Protocol(
-            pop3_proto::ProtocolError::StlsNotOffered | pop3_proto::ProtocolError::StlsRefused(_),
-        ) => FailureKind::Tls,
-        _ => FailureKind::Protocol,
-    }
-}
-
-/// The kind of an SMTP adapter error.
-pub fn smtp_failure_kind(error: &smtp::Error) -> FailureKind {
-    match error {
-        smtp::Error::Transport(t) => transport_kind(t),
-        smtp::Error::Timeout(_) => FailureKind::Timeout,
-        smtp::Error::Auth { .. } => FailureKind::Auth,
-        smtp::Error::StartTlsNotOffered => FailureKind::Tls,
-        // A message needing an extension this server lacks: the server cannot take it.
-        smtp::Error::Refused { .. }
-        | smtp::Error::Misuse(smtp_submit::Misuse::ContentNeedsExtension(_)) => {
-            FailureKind::Refused
-        }
-        smtp::Error::Misuse(_) => FailureKind::Config,
-        smtp::Error::Body(_) => FailureKind::LocalIo,
-        _ => FailureKind::Protocol,
     }
 }
 

@@ -15,8 +15,7 @@
 //! - [`domain`]: addresses, UTS-46 and PSL helpers.
 //! - [`compose`]: a simple text message with the headers a mail client adds.
 //! - [`headers`]: recipients from To/Cc/Bcc and Bcc removal, for sendmail-style submission.
-//! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session, with
-//!   failures sorted into kinds a person can act on.
+//! - [`connect`]: from settings to a logged-in POP3 or authenticated SMTP session.
 //! - [`deliver`]: the commit protocol of a delivery target (stage, make durable, acknowledge)
 //!   as a trait, implemented by the Maildir [`store::Store`].
 //! - [`fetch`]: the crash-safe POP3 fetch engine (a session into a [`deliver::Delivery`]).
@@ -25,9 +24,10 @@
 //! - [`preview`]: what is on a POP3 server (`LIST`, `UIDL`, `TOP n 0`), with header fields
 //!   decoded (RFC 2047, Japanese legacy charsets, broken real-world encodings).
 //! - [`roundtrip`]: send a test message to oneself and find it over POP3 by its Message-ID.
-//! - [`verify`]: login verification (log in to both servers, send nothing) with failures
-//!   classified for advice: wrong password, app password, POP disabled, OAuth2, certificate,
-//!   port blocked, cleartext refused.
+//! - [`verify`]: login verification (log in to both servers, send nothing).
+//! - [`diagnose`]: one classification of failures: the coarse [`diagnose::FailureKind`] (exit
+//!   statuses) and the advice-giving [`diagnose::VerifyFailure`] (wrong password, app password,
+//!   POP disabled, OAuth2, certificate, port blocked, cleartext refused).
 //! - `keyring` (feature `keyring`): passwords from the OS keyring (Keychain, Windows
 //!   Credential Manager, Secret Service) for `[credential.keyring]` settings.
 #![forbid(unsafe_code)]
@@ -36,6 +36,7 @@ pub mod autoconfig;
 pub mod compose;
 pub mod connect;
 pub mod deliver;
+pub mod diagnose;
 pub mod discover;
 pub mod domain;
 pub mod fetch;

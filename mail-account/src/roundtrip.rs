@@ -32,9 +32,9 @@ use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::compose::SimpleMessage;
 use crate::connect::{
-    ConnectError, FailureKind, LoginSecret, ServerSettings, pop3_error, pop3_login, smtp_error,
-    smtp_login,
+    ConnectError, LoginSecret, ServerSettings, pop3_error, pop3_login, smtp_error, smtp_login,
 };
+use crate::diagnose::FailureKind;
 
 /// How the round trip runs.
 #[derive(Debug, Clone)]

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use mail_account::connect::{FailureKind, LoginSecret};
+use mail_account::connect::LoginSecret;
 use mail_account::discover::{DiscoveryReport, ServerReport};
 use mail_account::settings::ManualSettings;
-use mail_account::verify::{VerifyFailure, VerifyOptions, verify_account};
+use mail_account::verify::{VerifyOptions, verify_account};
 use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
 use mail_common::transport::TrustRoots;
 
@@ -140,23 +140,12 @@ pub(crate) async fn verify_logins(
                 println!("FAIL  {role}: {failure}");
                 println!("      advice: {}", failure.advice());
                 first_failure.get_or_insert_with(|| {
-                    Failure::new(failure_kind(failure), format!("{role}: {failure}"))
+                    Failure::new(failure.kind(), format!("{role}: {failure}"))
                 });
             }
         }
     }
     first_failure.map_or(Ok(()), Err)
-}
-
-fn failure_kind(failure: &VerifyFailure) -> FailureKind {
-    match failure {
-        VerifyFailure::CertificateInvalid { .. } | VerifyFailure::CleartextRefused => {
-            FailureKind::Tls
-        }
-        VerifyFailure::PortBlocked { .. } => FailureKind::Timeout,
-        VerifyFailure::Other(_) => FailureKind::Protocol,
-        _ => FailureKind::Auth,
-    }
 }
 
 fn print_server(role: &str, server: Option<&ServerReport>) {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mail_account::connect::FailureKind;
+use mail_account::diagnose::FailureKind;
 use mail_account::discover::DiscoveryReport;
 use mail_account::oauth::LoopbackOptions;
 use mail_account::oauth::{ClientIdentity, OAuth2Credential, OAuthClient, OAuthError, TokenFile};

@@ -26,7 +26,7 @@ mod watch;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mail_account::connect::FailureKind;
+use mail_account::diagnose::FailureKind;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -154,11 +154,11 @@ impl From<mail_account::connect::ConnectError> for Failure {
 impl From<smtp_submit::tokio::Error> for Failure {
     fn from(error: smtp_submit::tokio::Error) -> Self {
         if let Some(refusal) = mail_account::oauth::smtp_oauth_refusal(&error) {
-            let kind = mail_account::connect::smtp_failure_kind(&error);
+            let kind = mail_account::diagnose::smtp_failure_kind(&error);
             return login::refused_token(kind, &error.to_string(), refusal);
         }
         Self::new(
-            mail_account::connect::smtp_failure_kind(&error),
+            mail_account::diagnose::smtp_failure_kind(&error),
             error.to_string(),
         )
     }
@@ -168,7 +168,7 @@ impl From<mail_account::fetch::FetchError> for Failure {
     fn from(error: mail_account::fetch::FetchError) -> Self {
         use mail_account::fetch::FetchError;
         let kind = match &error {
-            FetchError::Pop3(inner) => mail_account::connect::pop3_failure_kind(inner),
+            FetchError::Pop3(inner) => mail_account::diagnose::pop3_failure_kind(inner),
             FetchError::Store(_) | FetchError::Write(_) => FailureKind::LocalIo,
             _ => FailureKind::Protocol,
         };

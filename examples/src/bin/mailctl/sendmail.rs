@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use mail_account::compose::{mailbox_header, rfc5322_date};
-use mail_account::connect::{ConnectError, FailureKind, ServerSettings, smtp_login};
+use mail_account::connect::{ConnectError, ServerSettings, smtp_login};
+use mail_account::diagnose::FailureKind;
 use mail_account::headers::{has_header, header_recipients, remove_header};
 use smtp_submit::{Address, Envelope, MailOptions};
 use tokio::io::AsyncReadExt as _;
@@ -166,7 +167,7 @@ impl From<smtp_submit::tokio::Error> for Exit {
             Self::new(EX_TEMPFAIL, error.to_string())
         } else {
             Self::for_kind(
-                mail_account::connect::smtp_failure_kind(&error),
+                mail_account::diagnose::smtp_failure_kind(&error),
                 error.to_string(),
             )
         }
