@@ -255,7 +255,7 @@ fn verify_send_and_fetch_with_every_retention_policy() {
 
     // verify: a test message goes out over SMTP and is found (and removed) over POP3.
     let output = run(mailctl()
-        .args(["verify", "--account"])
+        .args(["roundtrip", "--account"])
         .arg(&account)
         .env("TG_PASSWORD", FRANK.password));
     let stdout = text(&output.stdout);

@@ -98,7 +98,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     let smtp = trust(ServerSettings::outgoing(&account)?);
     let secret = LoginSecret::password(password);
 
-    say("verify: send a test message to ourselves and fetch it back");
+    say("roundtrip: send a test message to ourselves and fetch it back");
     let roundtrip = send_and_fetch_back(
         ADDRESS,
         &smtp,

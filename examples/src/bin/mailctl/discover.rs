@@ -75,19 +75,10 @@ pub(crate) async fn run(args: Args) -> Outcome {
     }
     if args.verify {
         let var = args.password_env.as_deref().unwrap_or_default();
-        let password = std::env::var(var).map_err(|_| {
-            Failure::settings(format!(
-                "environment variable {var} (--password-env) is not set"
-            ))
-        })?;
+        let secret = LoginSecret::from_env(var)?;
         let mut options = VerifyOptions::default();
         options.trust_roots = args.ca_file.clone().map(TrustRoots::WebPkiAndCaFile);
-        Box::pin(verify_logins(
-            &report,
-            &LoginSecret::password(password),
-            &options,
-        ))
-        .await?;
+        Box::pin(verify_logins(&report, &secret, &options)).await?;
     }
     crate::accounts::save_discovered(
         &args.save,
