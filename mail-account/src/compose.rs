@@ -27,6 +27,8 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::text::Text;
 
+use crate::date::{DAYS_FROM_THURSDAY, MONTHS, civil_from_days};
+
 /// A plain-text message with the usual headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleMessage {
@@ -234,13 +236,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// English day names from the weekday of 1970-01-01 on (index: days since the epoch mod 7).
-pub(crate) const DAYS_FROM_THURSDAY: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-/// English month names, January first.
-pub(crate) const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
 /// `Tue, 14 Nov 2023 22:13:20 +0000` (RFC 5322 §3.3), in UTC.
 pub fn rfc5322_date(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -254,25 +249,6 @@ pub fn rfc5322_date(time: SystemTime) -> String {
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// algorithm).
-pub(crate) fn civil_from_days(days: u64) -> (u64, u8, u8) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (
-        year,
-        u8::try_from(month).unwrap_or(1),
-        u8::try_from(day).unwrap_or(1),
     )
 }
 

@@ -30,29 +30,51 @@
 //!   POP disabled, OAuth2, certificate, port blocked, cleartext refused).
 //! - `keyring` (feature `keyring`): passwords from the OS keyring (Keychain, Windows
 //!   Credential Manager, Secret Service) for `[credential.keyring]` settings.
+//!
+//! Cargo features (all on by default): `discover` (DNS, HTTPS autoconfig, probes), `store`
+//! (the Maildir/journal/mbox/MDA store, std only), `session` (both protocol adapters: connect,
+//! verify, diagnose, fetch, poller, preview, roundtrip, compose, headers, OAuth 2.0 tokens;
+//! implies `store`). With none of them the crate is data and lookup only: `settings`,
+//! `providers`, `autoconfig` (its types) and `domain`.
 #![forbid(unsafe_code)]
 
 pub mod autoconfig;
+#[cfg(feature = "session")]
 pub mod compose;
+#[cfg(feature = "session")]
 pub mod connect;
+#[cfg(feature = "store")]
 pub mod deliver;
+#[cfg(feature = "session")]
 pub mod diagnose;
+#[cfg(feature = "discover")]
 pub mod discover;
 pub mod domain;
+#[cfg(feature = "session")]
 pub mod fetch;
+#[cfg(feature = "session")]
 pub mod headers;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod oauth;
+#[cfg(feature = "session")]
 pub mod poller;
+#[cfg(feature = "session")]
 pub mod preview;
 pub mod providers;
+#[cfg(feature = "session")]
 pub mod roundtrip;
 pub mod settings;
 /// Crash-safe local storage for a POP3 fetch: Maildir delivery, state journal, retention.
+#[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "session")]
 pub mod verify;
 
+#[cfg(feature = "store")]
+mod date;
+
+#[cfg(feature = "discover")]
 pub use discover::{Discoverer, DiscoveryOptions, DiscoveryReport, Source, discover_offline};
 pub use domain::EmailAddress;
 pub use settings::{Account, ManualSettings};

@@ -11,10 +11,14 @@
 //! Only real providers are here. Test and demo servers (loopback) are given to discovery by
 //! the caller instead: [`crate::discover::DiscoveryOptions::extra_providers`].
 
-use std::{borrow::Cow, fmt::Write as _, io, path::Path};
+use std::borrow::Cow;
+#[cfg(feature = "discover")]
+use std::{fmt::Write as _, io, path::Path};
 
+#[cfg(feature = "discover")]
+use crate::autoconfig;
 use crate::{
-    autoconfig::{self, ServerEntry},
+    autoconfig::ServerEntry,
     domain,
     settings::{AuthMethod, Protocol, Security, Username},
 };
@@ -203,10 +207,12 @@ pub fn lookup_mx(mx_host: &str) -> Option<(&'static Provider, String)> {
     None
 }
 
+#[cfg(feature = "discover")]
 fn rust_str(s: &str) -> String {
     format!("{s:?}")
 }
 
+#[cfg(feature = "discover")]
 fn security_path(s: Security) -> &'static str {
     match s {
         Security::ImplicitTls => "Security::ImplicitTls",
@@ -215,6 +221,7 @@ fn security_path(s: Security) -> &'static str {
     }
 }
 
+#[cfg(feature = "discover")]
 fn auth_path(a: AuthMethod) -> &'static str {
     match a {
         AuthMethod::Automatic => "AuthMethod::Automatic",
@@ -225,6 +232,7 @@ fn auth_path(a: AuthMethod) -> &'static str {
     }
 }
 
+#[cfg(feature = "discover")]
 fn protocol_path(p: Protocol) -> &'static str {
     match p {
         Protocol::Pop3 => "Protocol::Pop3",
@@ -233,6 +241,7 @@ fn protocol_path(p: Protocol) -> &'static str {
     }
 }
 
+#[cfg(feature = "discover")]
 /// The generator of [`ispdb_generated`]: reads every `*.xml` in an ISPDB folder (and the commit
 /// named in its `SOURCE.md`) and renders the Rust table. The `gen-provider-db` tool writes the
 /// result; a test checks that the checked-in file matches it.
