@@ -81,7 +81,10 @@ fn discover_offline_names_the_test_ground_with_sources() {
         stdout.contains("outgoing: SMTP 127.0.0.1:10465 (implicit TLS)"),
         "{stdout}"
     );
-    assert!(stdout.contains("<- bundled demo entry"), "{stdout}");
+    assert!(
+        stdout.contains("<- extra provider entry testground"),
+        "{stdout}"
+    );
     assert!(stdout.contains("network:  no request made"), "{stdout}");
 
     let output = run(mailctl().args(["discover", "taro@gmail.com", "--offline", "--json"]));
@@ -158,7 +161,7 @@ fn verify_send_and_fetch_with_every_retention_policy() {
 
     // verify: a test message goes out over SMTP and is found (and removed) over POP3.
     let output = run(mailctl()
-        .args(["verify", "--account"])
+        .args(["roundtrip", "--account"])
         .arg(&account)
         .env("TG_PASSWORD", FRANK.password));
     let stdout = text(&output.stdout);
@@ -472,10 +475,7 @@ fn the_offline_demo_runs_discover_verify_send_and_fetch() {
         "{stdout}\n{}",
         text(&output.stderr)
     );
-    assert!(
-        stdout.contains("<- bundled demo entry (loopback)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("<- extra provider entry demo"), "{stdout}");
     assert!(stdout.contains("found it over POP3 after"), "{stdout}");
     assert!(stdout.contains("fetched 3 messages"), "{stdout}");
     assert!(

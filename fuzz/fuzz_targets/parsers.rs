@@ -17,7 +17,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse::uid_entry(data);
     let _ = parse::listing_line(data);
     let _ = parse::capability(data);
-    let _ = parse::challenge(data);
     let _ = parse::excerpt(data);
 
     // SMTP: single lines, then a stream of replies.

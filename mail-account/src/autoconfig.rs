@@ -105,6 +105,7 @@ pub fn convert_placeholders(text: &str) -> String {
     out
 }
 
+#[cfg(feature = "discover")]
 fn auth_method(value: &str) -> Option<AuthMethod> {
     Some(match value.trim() {
         "password-cleartext" | "plain" => AuthMethod::PasswordCleartext,
@@ -115,6 +116,7 @@ fn auth_method(value: &str) -> Option<AuthMethod> {
     })
 }
 
+#[cfg(feature = "discover")]
 fn child_text<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> {
     node.children()
         .find(|c| c.has_tag_name(name))
@@ -122,6 +124,7 @@ fn child_text<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> 
         .map(str::trim)
 }
 
+#[cfg(feature = "discover")]
 /// Parses a `config-v1.1.xml` document.
 pub fn parse(xml: &str) -> Result<ClientConfig, AutoconfigError> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| AutoconfigError::Xml(e.to_string()))?;
@@ -166,6 +169,7 @@ pub fn parse(xml: &str) -> Result<ClientConfig, AutoconfigError> {
     Ok(config)
 }
 
+#[cfg(feature = "discover")]
 fn parse_server(node: roxmltree::Node<'_, '_>, config: &mut ClientConfig) {
     let kind = node.attribute("type").unwrap_or("");
     let protocol = match (node.tag_name().name(), kind) {
@@ -228,6 +232,7 @@ fn parse_server(node: roxmltree::Node<'_, '_>, config: &mut ClientConfig) {
     });
 }
 
+#[cfg(feature = "discover")]
 #[cfg(test)]
 mod tests {
     use super::*;

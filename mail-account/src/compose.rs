@@ -27,6 +27,7 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::text::Text;
 
+
 /// A plain-text message with the usual headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleMessage {
@@ -237,7 +238,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// `Tue, 14 Nov 2023 22:13:20 +0000` (RFC 5322 §3.3), in UTC. One implementation for the
 /// workspace: the embedded test server stamps its `Received` headers with it too.
 pub use mail_common::date::rfc5322_date;
-pub(crate) use mail_common::date::{DAYS_FROM_THURSDAY, MONTHS, civil_from_days};
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,9 @@ use mail_common::transport::{SetupTimeouts, TrustRoots};
 use pop3_proto::tokio as pop3;
 use smtp_submit::tokio as smtp;
 
-use crate::settings::{Account, AuthMethod, CredentialError, Security};
+use crate::diagnose::FailureKind;
+use crate::oauth::OAuth2Credential;
+use crate::settings::{Account, AuthMethod, Credential, CredentialError, Security};
 
 /// What to log in with.
 #[derive(Clone)]
@@ -39,6 +41,45 @@ impl LoginSecret {
     /// A password.
     pub fn password(password: impl Into<String>) -> Self {
         Self::Password(Secret::new(password.into()))
+    }
+
+    /// A password from the environment variable `var`.
+    ///
+    /// # Errors
+    ///
+    /// [`CredentialError::EnvMissing`] when it is not set (or not Unicode).
+    pub fn from_env(var: &str) -> Result<Self, CredentialError> {
+        std::env::var(var)
+            .map(Self::password)
+            .map_err(|_| CredentialError::EnvMissing(var.to_owned()))
+    }
+
+    /// The secret to log in to `account` with, by precedence: a password from the environment
+    /// variable `password_env` names (the caller's explicit choice for this run, such as a
+    /// command-line flag) wins over the account's credential; an OAuth 2.0 credential gives
+    /// the access token `oauth2_token` returns (the caller owns the token store and any sign-in
+    /// prompt); any other credential gives its password (inline, environment, command,
+    /// keyring). `Ok(None)`: the account has no credential and none was given.
+    ///
+    /// # Errors
+    ///
+    /// The environment variable unset, the credential unusable, or what `oauth2_token`
+    /// returns.
+    pub fn for_account<E: From<CredentialError>>(
+        account: &Account,
+        password_env: Option<&str>,
+        oauth2_token: impl FnOnce(&OAuth2Credential) -> Result<Secret<String>, E>,
+    ) -> Result<Option<Self>, E> {
+        if let Some(var) = password_env {
+            return Ok(Some(Self::from_env(var)?));
+        }
+        match &account.credential {
+            None => Ok(None),
+            Some(Credential::OAuth2(oauth)) => {
+                oauth2_token(oauth).map(|t| Some(Self::OAuth2Token(t)))
+            }
+            Some(credential) => Ok(Some(Self::Password(credential.password()?))),
+        }
     }
 
     fn credentials(&self, username: &str) -> Credentials {
@@ -151,6 +192,25 @@ impl ServerSettings {
         }
     }
 
+    /// Refuses, before any connection is made, settings that would send a credential
+    /// without TLS, unless [`ServerSettings::allow_plaintext_credentials`] is set. The
+    /// protocol clients refuse it too, at login time; this says so up front, in words.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Config`] naming the risk.
+    pub fn check_cleartext(&self) -> Result<(), ConnectError> {
+        if self.security == Security::None
+            && self.login != LoginMethod::None
+            && !self.allow_plaintext_credentials
+        {
+            return Err(ConnectError::Config(
+                "refusing to send a password without TLS: anyone on the path could read it".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The incoming server of `account`.
     ///
     /// # Errors
@@ -230,10 +290,6 @@ impl ServerSettings {
         options
     }
 }
-
-/// The kind of a failure, for advice and for a command line's one-line message: what both
-/// adapters' errors answer with `kind()`.
-pub use mail_common::FailureKind;
 
 /// Logging in failed.
 #[derive(Debug, thiserror::Error)]
@@ -587,5 +643,58 @@ auth = "password-cleartext"
             ServerSettings::incoming(&account),
             Err(ConnectError::Config(text)) if text.contains("rot13")
         ));
+    }
+
+    #[test]
+    fn an_explicit_password_variable_wins_over_the_accounts_credential() {
+        use super::LoginSecret;
+        use crate::settings::{Credential, CredentialError};
+        use mail_common::Secret;
+        let never =
+            |_: &crate::oauth::OAuth2Credential| -> Result<Secret<String>, CredentialError> {
+                unreachable!("no OAuth2 credential here")
+            };
+        let password = |secret: Option<LoginSecret>| match secret {
+            Some(LoginSecret::Password(p)) => p.expose().clone(),
+            other => panic!("{other:?}"),
+        };
+        let mut account = account("");
+        assert!(matches!(
+            LoginSecret::for_account(&account, None, never),
+            Ok(None)
+        ));
+        account.credential = Some(Credential::Password(Secret::new("from-file".into())));
+        assert_eq!(
+            password(LoginSecret::for_account(&account, None, never).unwrap()),
+            "from-file"
+        );
+        // PATH is set wherever the tests run (setting a variable needs unsafe code).
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            password(LoginSecret::for_account(&account, Some("PATH"), never).unwrap()),
+            path
+        );
+        let unset = "MAIL_ACCOUNT_TEST_VARIABLE_NEVER_SET";
+        assert!(matches!(
+            LoginSecret::for_account(&account, Some(unset), never),
+            Err(CredentialError::EnvMissing(var)) if var == unset
+        ));
+    }
+
+    #[test]
+    fn a_password_without_tls_is_refused_up_front_unless_allowed() {
+        use crate::settings::Security;
+        let mut server = ServerSettings::new("mail.example.jp", 110, Security::None, "taro");
+        assert!(matches!(
+            server.check_cleartext(),
+            Err(ConnectError::Config(text)) if text.contains("without TLS")
+        ));
+        server.allow_plaintext_credentials = true;
+        assert!(server.check_cleartext().is_ok());
+        server.allow_plaintext_credentials = false;
+        server.login = LoginMethod::None;
+        assert!(server.check_cleartext().is_ok(), "nothing to send");
+        let tls = ServerSettings::new("mail.example.jp", 995, Security::ImplicitTls, "taro");
+        assert!(tls.check_cleartext().is_ok());
     }
 }

@@ -312,6 +312,7 @@ pub fn lock<D>(delivery: &Mutex<D>) -> Result<MutexGuard<'_, D>> {
     delivery.lock().map_err(|_| StoreError::Poisoned)
 }
 
+#[cfg(feature = "session")]
 /// Runs `work` on the delivery on tokio's blocking pool (never on an async worker thread)
 /// and waits for it. If the waiting future is dropped, `work` still runs to its end.
 ///

@@ -367,17 +367,16 @@ async fn fetch_inner<D: Delivery>(
         deferred,
     });
 
-    let stopped = retrieve_into_store(
-        &mut session,
+    let stopped = FetchRun {
         store,
         options,
-        &key_of,
-        &sizes,
-        &to_fetch,
-        &mut report,
-        &mut on_event,
+        key_of: &key_of,
+        sizes: &sizes,
+        report: &mut report,
+        on_event: &mut on_event,
         stop,
-    )
+    }
+    .retrieve_into_store(&mut session, &to_fetch)
     .await?;
     if stopped {
         // Dropped without QUIT (responses may still be in flight): nothing is deleted.
@@ -482,121 +481,130 @@ impl<D: Delivery> Batch<D> {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
-async fn retrieve_into_store<D: Delivery>(
-    session: &mut Session,
-    store: &SharedDelivery<D>,
-    options: &FetchOptions,
-    key_of: &HashMap<u32, &str>,
-    sizes: &HashMap<u32, u64>,
-    to_fetch: &[u32],
-    report: &mut FetchReport,
-    on_event: &mut impl FnMut(&FetchEvent),
-    stop: Option<&tokio::sync::watch::Receiver<bool>>,
-) -> Result<bool, FetchError> {
-    let mut batch = Batch::new();
-    let received = receive(
-        session, store, options, key_of, sizes, to_fetch, &mut batch, report, on_event, stop,
-    )
-    .await;
-    match received {
-        Ok(stopped) => {
-            batch.commit(store, report, on_event).await?;
-            Ok(stopped)
-        }
-        // The messages of the batch arrived complete before the session failed: keep them.
-        Err(FetchError::Pop3(e)) => {
-            if let Err(store_error) = batch.commit(store, report, on_event).await {
-                tracing::warn!(%store_error, "committing the last batch after a POP3 error");
-            }
-            Err(FetchError::Pop3(e))
-        }
-        // A local failure: the uncommitted messages are given up (dropped with `batch`),
-        // and they stay on the server.
-        Err(other) => Err(other),
-    }
+/// What the retrieval of one fetch works with: the delivery, the options, the server's
+/// listing, the report being filled in, and the caller's event sink and stop signal.
+struct FetchRun<'a, D: Delivery, E: FnMut(&FetchEvent)> {
+    store: &'a SharedDelivery<D>,
+    options: &'a FetchOptions,
+    /// The delivery key of each message number.
+    key_of: &'a HashMap<u32, &'a str>,
+    /// The size the server listed for each message number.
+    sizes: &'a HashMap<u32, u64>,
+    report: &'a mut FetchReport,
+    on_event: &'a mut E,
+    stop: Option<&'a tokio::sync::watch::Receiver<bool>>,
 }
 
-/// Streams the messages into the delivery's staging area, committing `batch` whenever it is
-/// full. What is left in `batch` at the end is the caller's to commit. Returns whether it
-/// stopped early because `stop` was set.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the arguments
-async fn receive<D: Delivery>(
-    session: &mut Session,
-    store: &SharedDelivery<D>,
-    options: &FetchOptions,
-    key_of: &HashMap<u32, &str>,
-    sizes: &HashMap<u32, u64>,
-    to_fetch: &[u32],
-    batch: &mut Batch<D>,
-    report: &mut FetchReport,
-    on_event: &mut impl FnMut(&FetchEvent),
-    stop: Option<&tokio::sync::watch::Receiver<bool>>,
-) -> Result<bool, FetchError> {
-    let stop_asked = || stop.is_some_and(|stop| *stop.borrow());
-    if stop_asked() {
-        return Ok(true);
-    }
-    let mut retrieval = session.retrieve(to_fetch.iter().copied());
-    while let Some(event) = retrieval.next().await? {
-        let msg = match event {
-            RetrievalEvent::Start { msg } => msg,
-            RetrievalEvent::Refused { msg, response } => {
-                report.refused += 1;
-                on_event(&FetchEvent::Refused { msg, response });
-                continue;
+impl<D: Delivery, E: FnMut(&FetchEvent)> FetchRun<'_, D, E> {
+    /// Retrieves `to_fetch` into the delivery and commits what arrived complete. Returns
+    /// whether it stopped early because the stop signal was set.
+    async fn retrieve_into_store(
+        &mut self,
+        session: &mut Session,
+        to_fetch: &[u32],
+    ) -> Result<bool, FetchError> {
+        let mut batch = Batch::new();
+        let received = self.receive(session, to_fetch, &mut batch).await;
+        match received {
+            Ok(stopped) => {
+                batch.commit(self.store, self.report, self.on_event).await?;
+                Ok(stopped)
             }
-            other => {
-                tracing::debug!(?other, "retrieval event outside a message ignored");
-                continue;
+            // The messages of the batch arrived complete before the session failed: keep
+            // them.
+            Err(FetchError::Pop3(e)) => {
+                if let Err(store_error) = batch.commit(self.store, self.report, self.on_event).await
+                {
+                    tracing::warn!(%store_error, "committing the last batch after a POP3 error");
+                }
+                Err(FetchError::Pop3(e))
             }
-        };
-        let key = key_of.get(&msg).copied().unwrap_or_default().to_owned();
-        let size = sizes.get(&msg).copied().unwrap_or(0);
-        // A store error ends the fetch: the session is dropped without QUIT, nothing deleted.
-        // Staging creates a file: on the blocking pool, like every metadata change.
-        let mut staging =
-            run_blocking(store, move |d| d.stage(&key, size, SystemTime::now())).await?;
-        let mut converter = LineEndingWriter::new(options.line_endings);
-        loop {
-            match retrieval.next().await? {
-                Some(RetrievalEvent::Chunk { data, .. }) => {
-                    converter
-                        .write(&mut ChunkWriter::<D>(&mut staging), &data)
-                        .map_err(FetchError::Write)?;
-                    on_event(&FetchEvent::Received {
-                        octets: data.len() as u64,
-                    });
-                }
-                Some(RetrievalEvent::End { octets, .. }) => {
-                    converter
-                        .finish(&mut ChunkWriter::<D>(&mut staging))
-                        .map_err(FetchError::Write)?;
-                    let staged = deliver::lock(store)?.finish(staging)?;
-                    tracing::trace!(msg, octets, "received");
-                    batch.bytes += octets;
-                    batch.staged.push(staged);
-                    batch.octets.push(octets);
-                    if batch.is_full() {
-                        batch.commit(store, report, on_event).await?;
-                    }
-                    if stop_asked() {
-                        return Ok(true);
-                    }
-                    break;
-                }
-                // The adapter reports a message's Start, Chunks and End in a row; anything
-                // else (or the end) here means the message did not complete: the staged
-                // message is given up when `staging` drops, and it stays on the server.
-                Some(other) => {
-                    tracing::warn!(?other, "message {msg} ended early");
-                    break;
-                }
-                None => return Ok(false),
-            }
+            // A local failure: the uncommitted messages are given up (dropped with `batch`),
+            // and they stay on the server.
+            Err(other) => Err(other),
         }
     }
-    Ok(false)
+
+    /// Streams the messages into the delivery's staging area, committing `batch` whenever it
+    /// is full. What is left in `batch` at the end is the caller's to commit. Returns whether
+    /// it stopped early because the stop signal was set.
+    async fn receive(
+        &mut self,
+        session: &mut Session,
+        to_fetch: &[u32],
+        batch: &mut Batch<D>,
+    ) -> Result<bool, FetchError> {
+        let (store, options, stop) = (self.store, self.options, self.stop);
+        let stop_asked = || stop.is_some_and(|stop| *stop.borrow());
+        if stop_asked() {
+            return Ok(true);
+        }
+        let mut retrieval = session.retrieve(to_fetch.iter().copied());
+        while let Some(event) = retrieval.next().await? {
+            let msg = match event {
+                RetrievalEvent::Start { msg } => msg,
+                RetrievalEvent::Refused { msg, response } => {
+                    self.report.refused += 1;
+                    (self.on_event)(&FetchEvent::Refused { msg, response });
+                    continue;
+                }
+                other => {
+                    tracing::debug!(?other, "retrieval event outside a message ignored");
+                    continue;
+                }
+            };
+            let key = self
+                .key_of
+                .get(&msg)
+                .copied()
+                .unwrap_or_default()
+                .to_owned();
+            let size = self.sizes.get(&msg).copied().unwrap_or(0);
+            // A store error ends the fetch: the session is dropped without QUIT, nothing deleted.
+            // Staging creates a file: on the blocking pool, like every metadata change.
+            let mut staging =
+                run_blocking(store, move |d| d.stage(&key, size, SystemTime::now())).await?;
+            let mut converter = LineEndingWriter::new(options.line_endings);
+            loop {
+                match retrieval.next().await? {
+                    Some(RetrievalEvent::Chunk { data, .. }) => {
+                        converter
+                            .write(&mut ChunkWriter::<D>(&mut staging), &data)
+                            .map_err(FetchError::Write)?;
+                        (self.on_event)(&FetchEvent::Received {
+                            octets: data.len() as u64,
+                        });
+                    }
+                    Some(RetrievalEvent::End { octets, .. }) => {
+                        converter
+                            .finish(&mut ChunkWriter::<D>(&mut staging))
+                            .map_err(FetchError::Write)?;
+                        let staged = deliver::lock(store)?.finish(staging)?;
+                        tracing::trace!(msg, octets, "received");
+                        batch.bytes += octets;
+                        batch.staged.push(staged);
+                        batch.octets.push(octets);
+                        if batch.is_full() {
+                            batch.commit(store, self.report, self.on_event).await?;
+                        }
+                        if stop_asked() {
+                            return Ok(true);
+                        }
+                        break;
+                    }
+                    // The adapter reports a message's Start, Chunks and End in a row; anything
+                    // else (or the end) here means the message did not complete: the staged
+                    // message is given up when `staging` drops, and it stays on the server.
+                    Some(other) => {
+                        tracing::warn!(?other, "message {msg} ended early");
+                        break;
+                    }
+                    None => return Ok(false),
+                }
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// [`Write`] into a delivery's staged message.

@@ -74,10 +74,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::connect::{
-    ConnectError, FailureKind, LoginSecret, ServerSettings, pop3_authenticate, pop3_connect,
-};
+use crate::connect::{ConnectError, LoginSecret, ServerSettings, pop3_authenticate, pop3_connect};
 use crate::deliver::{Delivery, SharedDelivery};
+use crate::diagnose::FailureKind;
 use crate::fetch::{FetchError, FetchOptions, FetchReport, fetch_until};
 use crate::store::StoreError;
 

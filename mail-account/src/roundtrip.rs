@@ -32,9 +32,9 @@ use smtp_submit::{Address, Envelope, MailOptions};
 
 use crate::compose::SimpleMessage;
 use crate::connect::{
-    ConnectError, FailureKind, LoginSecret, ServerSettings, pop3_error, pop3_login, smtp_error,
-    smtp_login,
+    ConnectError, LoginSecret, ServerSettings, pop3_error, pop3_login, smtp_error, smtp_login,
 };
+use crate::diagnose::FailureKind;
 
 /// How the round trip runs.
 #[derive(Debug, Clone)]
@@ -181,8 +181,8 @@ pub async fn send_and_fetch_back(
     let mut message = SimpleMessage::new(
         address,
         [address],
-        "mailctl verify: test message",
-        "This message was sent by `mailctl verify` to check this account's settings.\n\
+        "mailctl roundtrip: test message",
+        "This message was sent by `mailctl roundtrip` to check this account's settings.\n\
          It is deleted once found.\n",
     )
     .with_header("X-Mailctl-Verify", "1");

@@ -492,6 +492,7 @@ pub struct TlsOptions {
 
 impl TlsOptions {
     /// The trust roots these options describe.
+    #[cfg(any(feature = "discover", feature = "session"))]
     pub fn trust_roots(&self) -> mail_common::transport::TrustRoots {
         use mail_common::transport::TrustRoots;
         self.extra_ca_file

@@ -9,12 +9,12 @@ use std::{sync::Arc, time::Duration};
 
 use discovery_support::{DnsServer, HttpsServer, Rr, TestCa, autoconfig_xml};
 use mail_account::{
-    Discoverer,
-    discover::{DiscoveryOptions, RequestKind, Source, Step, WarningKind},
-    dns::HickoryDns,
-    http::HttpsClient,
-    probe::ProbeOptions,
-    providers::{HintKind, Origin},
+    Discoverer, autoconfig,
+    discover::{
+        DiscoveryOptions, RequestKind, Source, Step, WarningKind, dns::HickoryDns,
+        http::HttpsClient, probe::ProbeOptions,
+    },
+    providers::{self, HintKind, Origin},
     settings::{AuthMethod, ManualSettings, PartialServer, Protocol, Security, Username},
 };
 use mail_common::transport::TrustRoots;
@@ -726,33 +726,55 @@ async fn step5_upgrades_hosts_of_rejected_entries_first() {
 }
 
 #[test]
-fn demo_entry_is_offline_flagged_and_overridable() {
+fn extra_providers_answer_step_1_offline_and_test_servers_are_not_bundled() {
+    // Loopback test and demo servers are not in the production table.
+    for domain in ["demo.example", "testground.example"] {
+        assert!(providers::lookup(domain).is_none(), "{domain}");
+    }
     let r = mail_account::discover_offline(
-        "alice@demo.example",
+        "alice@testground.example",
         &ManualSettings::default(),
         &DiscoveryOptions::default(),
     )
     .unwrap();
+    assert!(r.incoming.is_none() && r.outgoing.is_none());
+
+    let xml = autoconfig_xml(
+        "testground.example",
+        &[
+            ("pop3", "127.0.0.1", 2995, "SSL", "%EMAILLOCALPART%"),
+            ("smtp", "::1", 25, "plain", "%EMAILLOCALPART%"),
+            ("smtp", "::1", 2465, "SSL", "%EMAILLOCALPART%"),
+        ],
+    );
+    let mut o = DiscoveryOptions::default();
+    o.extra_providers = vec![autoconfig::parse(&xml).unwrap()];
+    let r =
+        mail_account::discover_offline("alice@TestGround.example", &ManualSettings::default(), &o)
+            .unwrap();
     assert!(r.requests.is_empty());
     let i = r.incoming.as_ref().unwrap();
-    assert_eq!((i.host.value.as_str(), i.port.value), ("127.0.0.1", 11995));
-    assert_eq!(r.warnings_of(WarningKind::DemoEntry).count(), 1);
-    assert!(matches!(
+    assert_eq!((i.host.value.as_str(), i.port.value), ("127.0.0.1", 2995));
+    assert_eq!(
         i.host.source,
-        Source::BundledDb {
-            origin: Origin::Demo,
-            ..
+        Source::ExtraProvider {
+            provider: "testground.example".into()
         }
-    ));
-    let mut o = DiscoveryOptions::default();
-    o.demo.host = "::1".into();
-    o.demo.pop3_port = 2995;
-    o.demo.submission_port = 2465;
-    let r = mail_account::discover_offline("alice@demo.example", &ManualSettings::default(), &o)
-        .unwrap();
-    assert_eq!(r.incoming.as_ref().unwrap().port.value, 2995);
+    );
+    assert_eq!(i.username.value, Username::new("{local}"));
+    assert!(i.host.source.to_string().contains("extra provider entry"));
+    // The ranking rules hold for extra entries too: port 25 is rejected, 465 chosen.
     let out = r.outgoing.clone().unwrap();
     assert_eq!((out.host.value.as_str(), out.port.value), ("::1", 2465));
+    assert_eq!(r.warnings_of(WarningKind::Port25Submission).count(), 1);
+    assert!(r.oauth2.is_none());
     assert!(!r.has_hint(HintKind::AppPassword));
+    // Other domains still go to the bundled database.
+    let r =
+        mail_account::discover_offline("taro@gmail.com", &ManualSettings::default(), &o).unwrap();
+    assert!(matches!(
+        r.incoming.unwrap().host.source,
+        Source::BundledDb { .. }
+    ));
     let _ = Arc::new(());
 }

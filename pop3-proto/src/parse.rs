@@ -273,13 +273,6 @@ pub fn capability(line: &[u8]) -> Option<Capability> {
     }))
 }
 
-/// Decodes the base64 payload of a `+ ` continuation; `None` if it is not base64.
-pub fn challenge(text: &[u8]) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim_ascii())
-        .ok()
-}
-
 /// The start of a line, printable, for error messages: at most 80 bytes, with control and
 /// non-ASCII bytes escaped.
 pub fn excerpt(line: &[u8]) -> String {
@@ -405,13 +398,10 @@ mod tests {
     }
 
     #[test]
-    fn listing_lines_and_challenges() {
+    fn listing_lines() {
         assert_eq!(listing_line(b"."), None);
         assert_eq!(listing_line(b"..x"), Some(&b".x"[..]));
         assert_eq!(listing_line(b"1 2"), Some(&b"1 2"[..]));
-        assert_eq!(challenge(b""), Some(Vec::new()));
-        assert_eq!(challenge(b"dGVzdA== "), Some(b"test".to_vec()));
-        assert_eq!(challenge(b"not base64!"), None);
     }
 
     #[test]

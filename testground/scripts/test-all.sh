@@ -72,6 +72,12 @@ cargo test --workspace --all-features --locked
 step "cargo check (default features: the sans-IO cores build without tokio)"
 cargo check --workspace --all-targets --locked
 
+step "cargo check mail-account feature sets (none: data and lookup only; each alone)"
+cargo check -p mail-account --no-default-features --locked
+cargo check -p mail-account --no-default-features --features discover --locked
+cargo check -p mail-account --no-default-features --features store --locked
+cargo check -p mail-account --no-default-features --features session --locked
+
 if [[ -x fuzz/run-smoke.sh ]] && ((FUZZ_SECONDS > 0)); then
   step "fuzzing every target for ${FUZZ_SECONDS} s"
   fuzz/run-smoke.sh "$FUZZ_SECONDS"

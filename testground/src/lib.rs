@@ -392,6 +392,14 @@ pub fn ca_file() -> PathBuf {
     dir().join("certs/ca.crt")
 }
 
+/// The test ground as a provider description (`conf/autoconfig-testground.xml`, Mozilla
+/// autoconfig): Dovecot POP3S and Postfix submissions on 127.0.0.1 for `testground.example`.
+/// Loopback servers have no place in the bundled provider table; discovery gets them from
+/// this file (`mailctl --provider-file`, `DiscoveryOptions::extra_providers`).
+pub fn provider_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/autoconfig-testground.xml")
+}
+
 /// The Maildir a user's mail is stored in (Dovecot serves it; Postfix delivers into it).
 pub fn maildir(user: &User) -> PathBuf {
     dir().join("mail").join(user.name).join("Maildir")

@@ -14,8 +14,12 @@ use mail_testground::User;
 const PASSWORD_ENV: &str = "TG_PASSWORD";
 
 /// The mailctl binary of this build.
+/// `mailctl`, with the test ground's provider file for discovery (the test ground's domain is
+/// not in the bundled provider database).
 pub(crate) fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+    command.env("MAILCTL_PROVIDER_FILE", mail_testground::provider_file());
+    command
 }
 
 /// Runs `command` to the end.

@@ -31,14 +31,6 @@ use AuthMethod as A;
 use Protocol::{Imap, Pop3, Smtp};
 use Security::{ImplicitTls as Tls, Starttls};
 
-/// Loopback defaults of the demo entry: the test ground's Dovecot POP3S and Postfix
-/// submissions ports.
-pub(crate) const DEMO_HOST: &str = "127.0.0.1";
-/// Demo POP3 port (implicit TLS).
-pub(crate) const DEMO_POP3_PORT: u16 = 11995;
-/// Demo submission port (implicit TLS).
-pub(crate) const DEMO_SUBMISSION_PORT: u16 = 10465;
-
 pub(super) static CURATED: &[Provider] = &[
     Provider {
         id: "outlook.com",
@@ -422,69 +414,5 @@ pub(super) static CURATED: &[Provider] = &[
             checked: "2026-12-02",
         },
         replaces_ispdb: Some("iijmio-mail.jp"),
-    },
-    Provider {
-        id: "demo",
-        name: "Demo (loopback test servers)",
-        domains: &["demo.example"],
-        domain_suffixes: &[],
-        mx_domains: &[],
-        servers: &[
-            server(
-                Pop3,
-                DEMO_HOST,
-                DEMO_POP3_PORT,
-                Tls,
-                "{address}",
-                &[A::Automatic],
-            ),
-            server(
-                Smtp,
-                DEMO_HOST,
-                DEMO_SUBMISSION_PORT,
-                Tls,
-                "{address}",
-                &[A::Automatic],
-            ),
-        ],
-        pop3_leave_on_server: Some(true),
-        hints: &[Hint::new(
-            HintKind::Note,
-            "Demo entry: loopback test servers, not a real provider.",
-        )],
-        origin: Origin::Demo,
-        replaces_ispdb: None,
-    },
-    Provider {
-        id: "testground",
-        name: "Test ground (loopback Dovecot and Postfix)",
-        domains: &["testground.example"],
-        domain_suffixes: &[],
-        mx_domains: &[],
-        servers: &[
-            server(
-                Pop3,
-                DEMO_HOST,
-                DEMO_POP3_PORT,
-                Tls,
-                "{local}",
-                &[A::Automatic],
-            ),
-            server(
-                Smtp,
-                DEMO_HOST,
-                DEMO_SUBMISSION_PORT,
-                Tls,
-                "{local}",
-                &[A::Automatic],
-            ),
-        ],
-        pop3_leave_on_server: Some(true),
-        hints: &[Hint::new(
-            HintKind::Note,
-            "Test ground entry: the project's loopback Dovecot and Postfix, not a real provider; their logins are bare user names.",
-        )],
-        origin: Origin::Demo,
-        replaces_ispdb: None,
     },
 ];

@@ -8,14 +8,17 @@
 //!   iCloud, Japanese ISPs), each with a source and a checked date, and per-provider [`Hint`]s.
 //!   A curated entry may replace an ISPDB entry (`replaces_ispdb`), taking over its domains.
 //!
-//! Plus one demo entry (`demo.example`, `testground.example`) that points at 127.0.0.1, so a
-//! demo can discover settings offline; its host and ports are overridable
-//! ([`crate::discover::DemoEndpoints`]).
+//! Only real providers are here. Test and demo servers (loopback) are given to discovery by
+//! the caller instead: [`crate::discover::DiscoveryOptions::extra_providers`].
 
-use std::{borrow::Cow, fmt::Write as _, io, path::Path};
+use std::borrow::Cow;
+#[cfg(feature = "discover")]
+use std::{fmt::Write as _, io, path::Path};
 
+#[cfg(feature = "discover")]
+use crate::autoconfig;
 use crate::{
-    autoconfig::{self, ServerEntry},
+    autoconfig::ServerEntry,
     domain,
     settings::{AuthMethod, Protocol, Security, Username},
 };
@@ -28,13 +31,6 @@ pub mod ispdb_oauth2_generated;
 pub mod oauth2;
 
 pub use ispdb_generated::ISPDB_COMMIT;
-
-/// The demo entry's default host (the test ground's loopback address).
-pub const DEMO_HOST: &str = curated::DEMO_HOST;
-/// The demo entry's default POP3 port (implicit TLS; the test ground's Dovecot POP3S).
-pub const DEMO_POP3_PORT: u16 = curated::DEMO_POP3_PORT;
-/// The demo entry's default submission port (implicit TLS; the test ground's Postfix).
-pub const DEMO_SUBMISSION_PORT: u16 = curated::DEMO_SUBMISSION_PORT;
 
 /// A server of a bundled entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +79,6 @@ pub enum Origin {
         /// When they were last checked (ISO date).
         checked: &'static str,
     },
-    /// The demo/test entry: loopback servers, never a real provider.
-    Demo,
 }
 
 /// What kind of advice a [`Hint`] gives.
@@ -165,14 +159,9 @@ impl Provider {
                 .iter()
                 .any(|s| domain == *s || domain.strip_suffix(s).is_some_and(|p| p.ends_with('.')))
     }
-
-    /// True for the demo entry.
-    pub fn is_demo(&self) -> bool {
-        self.origin == Origin::Demo
-    }
 }
 
-/// Every bundled entry: curated (and demo) first, then the ISPDB table.
+/// Every bundled entry: curated first, then the ISPDB table.
 pub fn all() -> impl Iterator<Item = &'static Provider> {
     curated::CURATED.iter().chain(ispdb_generated::ISPDB.iter())
 }
@@ -218,10 +207,12 @@ pub fn lookup_mx(mx_host: &str) -> Option<(&'static Provider, String)> {
     None
 }
 
+#[cfg(feature = "discover")]
 fn rust_str(s: &str) -> String {
     format!("{s:?}")
 }
 
+#[cfg(feature = "discover")]
 fn security_path(s: Security) -> &'static str {
     match s {
         Security::ImplicitTls => "Security::ImplicitTls",
@@ -230,6 +221,7 @@ fn security_path(s: Security) -> &'static str {
     }
 }
 
+#[cfg(feature = "discover")]
 fn auth_path(a: AuthMethod) -> &'static str {
     match a {
         AuthMethod::Automatic => "AuthMethod::Automatic",
@@ -240,6 +232,7 @@ fn auth_path(a: AuthMethod) -> &'static str {
     }
 }
 
+#[cfg(feature = "discover")]
 fn protocol_path(p: Protocol) -> &'static str {
     match p {
         Protocol::Pop3 => "Protocol::Pop3",
@@ -248,6 +241,7 @@ fn protocol_path(p: Protocol) -> &'static str {
     }
 }
 
+#[cfg(feature = "discover")]
 /// The generator of [`ispdb_generated`]: reads every `*.xml` in an ISPDB folder (and the commit
 /// named in its `SOURCE.md`) and renders the Rust table. The `gen-provider-db` tool writes the
 /// result; a test checks that the checked-in file matches it.

@@ -11,6 +11,7 @@
 //! No entry carries a client id: each installation registers its own application (see the
 //! README) and puts the id in the account file, a flag or the environment.
 
+#[cfg(feature = "discover")]
 use std::{fmt::Write as _, io, path::Path};
 
 use super::{Origin, Provider};
@@ -231,6 +232,7 @@ pub fn for_provider_id(id: &str) -> Option<&'static OAuth2Provider> {
         })
 }
 
+#[cfg(feature = "discover")]
 /// Renders `ispdb_oauth2_generated.rs` from the `<oAuth2>` blocks of an ISPDB folder. The
 /// `gen-provider-db` tool writes it next to the server table; a test checks that the
 /// checked-in file matches.

@@ -508,7 +508,7 @@ impl Quoter {
 
 /// `asctime`-style UTC time, as in `From ` lines: `Sat Dec  5 15:58:10 2026`.
 fn asctime(secs: u64) -> String {
-    use crate::compose::{DAYS_FROM_THURSDAY, MONTHS, civil_from_days};
+    use crate::date::{DAYS_FROM_THURSDAY, MONTHS, civil_from_days};
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);

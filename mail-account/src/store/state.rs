@@ -30,7 +30,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Result, io_err};
 use super::{ReconcileReport, Store};
+#[cfg(feature = "session")]
 use crate::connect::{ConnectError, ServerSettings};
+#[cfg(feature = "session")]
 use crate::settings::Account;
 
 /// The prefix of every default state journal's file name (a dot file, so mail readers skip
@@ -50,6 +52,8 @@ enum ServerIdentity {
     /// A host name as given (lower-cased, without a trailing dot).
     Host(String),
     /// An account, by its address.
+    // Built from an account's settings, which needs `session`.
+    #[cfg_attr(not(feature = "session"), allow(dead_code))]
     Account(String),
 }
 
@@ -63,6 +67,7 @@ impl MailboxIdentity {
     }
 
     /// The login and host of `settings`; the port and the TLS mode are left out.
+    #[cfg(feature = "session")]
     pub fn for_server(settings: &ServerSettings) -> Self {
         Self::new(settings.username.clone(), &settings.host)
     }
@@ -73,6 +78,7 @@ impl MailboxIdentity {
     /// # Errors
     ///
     /// When the username template needs a value the address does not give.
+    #[cfg(feature = "session")]
     pub fn for_account(account: &Account) -> Result<Self, ConnectError> {
         let settings = ServerSettings::incoming(account)?;
         Ok(Self {

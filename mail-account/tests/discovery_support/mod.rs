@@ -23,8 +23,8 @@ use hickory_server::{
     store::in_memory::InMemoryAuthority,
 };
 use mail_account::{
-    dns::HickoryDns,
-    http::{HttpsClient, HttpsOptions},
+    discover::dns::HickoryDns,
+    discover::http::{HttpsClient, HttpsOptions},
 };
 use mail_common::transport::TrustRoots;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};

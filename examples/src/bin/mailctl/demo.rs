@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use mail_account::DiscoveryOptions;
+use mail_account::autoconfig::{ClientConfig, ServerEntry};
 use mail_account::compose::SimpleMessage;
 use mail_account::connect::{LoginSecret, ServerSettings, pop3_login, smtp_login};
-use mail_account::discover::DemoEndpoints;
 use mail_account::fetch::{FetchOptions, fetch};
 use mail_account::roundtrip::{RoundtripOptions, send_and_fetch_back};
-use mail_account::settings::Security;
+use mail_account::settings::{AuthMethod, Protocol, Security, Username};
 use mail_account::store::{RetentionPolicy, Store};
 use mail_testground::server::TestServer;
 use smtp_submit::{Address, Envelope, MailOptions};
@@ -28,6 +28,30 @@ const ADDRESS: &str = "demo@demo.example";
 
 fn say(title: &str) {
     println!("\n== {title}");
+}
+
+/// The loopback servers as a provider description for `demo.example`: what a provider's
+/// autoconfig file would say, with the ports the servers got.
+fn demo_provider(server: &TestServer) -> ClientConfig {
+    let entry = |protocol, addr: std::net::SocketAddr| ServerEntry {
+        protocol,
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        security: Security::ImplicitTls,
+        username: Username::address(),
+        auth: vec![AuthMethod::Automatic],
+    };
+    ClientConfig {
+        provider_id: "demo".into(),
+        display_name: Some("Demo (loopback test servers)".into()),
+        domains: vec!["demo.example".into()],
+        servers: vec![
+            entry(Protocol::Pop3, server.pop3s_addr()),
+            entry(Protocol::Smtp, server.submissions_addr()),
+        ],
+        pop3_leave_on_server: Some(true),
+        ..ClientConfig::default()
+    }
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -56,16 +80,10 @@ pub(crate) async fn run(args: Args) -> Outcome {
     );
 
     say(&format!(
-        "discover {ADDRESS} (offline, bundled provider data)"
+        "discover {ADDRESS} (offline: the demo servers given as an extra provider entry)"
     ));
     let mut options = DiscoveryOptions::default();
-    let mut demo = DemoEndpoints::default();
-    demo.host = server.pop3s_addr().ip().to_string();
-    demo.pop3_port = server.pop3s_addr().port();
-    demo.pop3_security = Security::ImplicitTls;
-    demo.submission_port = server.submissions_addr().port();
-    demo.submission_security = Security::ImplicitTls;
-    options.demo = demo;
+    options.extra_providers.push(demo_provider(&server));
     let report = discover(ADDRESS, true, &options).await?;
     print_text(&report);
     let account = report
@@ -80,7 +98,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     let smtp = trust(ServerSettings::outgoing(&account)?);
     let secret = LoginSecret::password(password);
 
-    say("verify: send a test message to ourselves and fetch it back");
+    say("roundtrip: send a test message to ourselves and fetch it back");
     let roundtrip = send_and_fetch_back(
         ADDRESS,
         &smtp,

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use mail_account::connect::{FailureKind, LoginSecret};
+use mail_account::connect::LoginSecret;
 use mail_account::discover::{DiscoveryReport, ServerReport};
 use mail_account::settings::ManualSettings;
-use mail_account::verify::{VerifyFailure, VerifyOptions, verify_account};
+use mail_account::verify::{VerifyOptions, verify_account};
 use mail_account::{Discoverer, DiscoveryOptions, discover_offline};
 use mail_common::transport::TrustRoots;
 
@@ -16,7 +16,8 @@ use crate::{Failure, Outcome};
 pub(crate) struct Args {
     /// The mail address.
     address: String,
-    /// Use only the bundled provider database (no DNS, no HTTP, no probes).
+    /// Use only the provider files and the bundled provider database (no DNS, no HTTP, no
+    /// probes).
     #[arg(long)]
     offline: bool,
     /// Print JSON instead of text.
@@ -33,11 +34,38 @@ pub(crate) struct Args {
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
     #[command(flatten)]
+    providers: ProviderArgs,
+    #[command(flatten)]
     save: crate::accounts::SaveArgs,
 }
 
+/// Where discovery finds providers besides the bundled database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ProviderArgs {
+    /// A provider description (Mozilla autoconfig, config-v1.1.xml) consulted before the
+    /// bundled database, for the domains it lists: your site's own servers, or test servers.
+    /// Repeatable.
+    #[arg(long, value_name = "XML", env = "MAILCTL_PROVIDER_FILE")]
+    provider_file: Vec<PathBuf>,
+}
+
+impl ProviderArgs {
+    /// Default discovery options with the provider files read in.
+    pub(crate) fn options(&self) -> Result<DiscoveryOptions, Failure> {
+        let mut options = DiscoveryOptions::default();
+        for path in &self.provider_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::settings(format!("{}: {e}", path.display())))?;
+            let config = mail_account::autoconfig::parse(&text)
+                .map_err(|e| Failure::settings(format!("{}: {e}", path.display())))?;
+            options.extra_providers.push(config);
+        }
+        Ok(options)
+    }
+}
+
 pub(crate) async fn run(args: Args) -> Outcome {
-    let report = discover(&args.address, args.offline, &DiscoveryOptions::default()).await?;
+    let report = discover(&args.address, args.offline, &args.providers.options()?).await?;
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::local(format!("cannot write the report as JSON: {e}")))?;
@@ -47,19 +75,10 @@ pub(crate) async fn run(args: Args) -> Outcome {
     }
     if args.verify {
         let var = args.password_env.as_deref().unwrap_or_default();
-        let password = std::env::var(var).map_err(|_| {
-            Failure::settings(format!(
-                "environment variable {var} (--password-env) is not set"
-            ))
-        })?;
+        let secret = LoginSecret::from_env(var)?;
         let mut options = VerifyOptions::default();
         options.trust_roots = args.ca_file.clone().map(TrustRoots::WebPkiAndCaFile);
-        Box::pin(verify_logins(
-            &report,
-            &LoginSecret::password(password),
-            &options,
-        ))
-        .await?;
+        Box::pin(verify_logins(&report, &secret, &options)).await?;
     }
     crate::accounts::save_discovered(
         &args.save,
@@ -112,23 +131,12 @@ pub(crate) async fn verify_logins(
                 println!("FAIL  {role}: {failure}");
                 println!("      advice: {}", failure.advice());
                 first_failure.get_or_insert_with(|| {
-                    Failure::new(failure_kind(failure), format!("{role}: {failure}"))
+                    Failure::new(failure.kind(), format!("{role}: {failure}"))
                 });
             }
         }
     }
     first_failure.map_or(Ok(()), Err)
-}
-
-fn failure_kind(failure: &VerifyFailure) -> FailureKind {
-    match failure {
-        VerifyFailure::CertificateInvalid { .. } | VerifyFailure::CleartextRefused => {
-            FailureKind::Tls
-        }
-        VerifyFailure::PortBlocked { .. } => FailureKind::Timeout,
-        VerifyFailure::Other(_) => FailureKind::Protocol,
-        _ => FailureKind::Auth,
-    }
 }
 
 fn print_server(role: &str, server: Option<&ServerReport>) {

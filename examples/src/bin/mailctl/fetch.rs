@@ -15,7 +15,7 @@ use mail_account::store::{
 
 use crate::server::{Role, ServerArgs};
 use crate::{Failure, Outcome};
-use mail_account::connect::FailureKind;
+use mail_account::diagnose::FailureKind;
 
 /// How `mailctl fetch` keeps its state and which file modes it uses (shown in `--help`).
 pub(crate) const FETCH_HELP: &str = "\

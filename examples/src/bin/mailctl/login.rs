@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mail_account::connect::FailureKind;
+use mail_account::diagnose::FailureKind;
 use mail_account::discover::DiscoveryReport;
 use mail_account::oauth::LoopbackOptions;
 use mail_account::oauth::{ClientIdentity, OAuth2Credential, OAuthClient, OAuthError, TokenFile};
@@ -109,9 +109,12 @@ pub(crate) struct Args {
     /// with PKCE and a loopback redirect). Default: the provider's preferred one.
     #[arg(long, value_name = "GRANT")]
     grant: Option<String>,
-    /// Use only the bundled provider database (no DNS, no HTTP) to find the servers.
+    /// Use only the provider files and the bundled provider database (no DNS, no HTTP) to
+    /// find the servers.
     #[arg(long)]
     offline: bool,
+    #[command(flatten)]
+    providers: crate::discover::ProviderArgs,
     /// Override the authorization endpoint (other tenants, other providers, tests).
     #[arg(long, value_name = "URL")]
     authorization_url: Option<String>,
@@ -222,7 +225,7 @@ pub(crate) async fn run(args: Args) -> crate::Outcome {
     let report = Box::pin(crate::discover::discover(
         &args.address,
         args.offline,
-        &mail_account::discover::DiscoveryOptions::default(),
+        &args.providers.options()?,
     ))
     .await?;
     let mut account = report

@@ -1,8 +1,8 @@
 //! `mailctl`: set up a mail account, fetch over POP3 into a Maildir, send over SMTP.
 //!
-//! The command line is mostly flags and printing; the work is done by `mail-account`,
-//! `pop3-proto` and `smtp-submit`. A few choices still live here: default ports per role and
-//! which credential source wins (`server.rs`).
+//! The command line is flags and printing; the work, and the choices (default ports per role,
+//! which credential source wins, the cleartext refusal, failure kinds), are `mail-account`'s,
+//! `pop3-proto`'s and `smtp-submit`'s.
 #![forbid(unsafe_code)]
 
 // First, and with `macro_use`: its `println!`/`eprintln!` replace the standard ones in every
@@ -17,16 +17,16 @@ mod discover;
 mod fetch;
 mod list;
 mod login;
+mod roundtrip;
 mod send;
 mod sendmail;
 mod server;
-mod verify;
 mod watch;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mail_account::connect::FailureKind;
+use mail_account::diagnose::FailureKind;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -78,8 +78,10 @@ enum Command {
     List(list::Args),
     /// Send an RFC 5322 message (a file, stdin, or composed from --subject/--body).
     Send(send::Args),
-    /// Prove an account works: send a test message to itself and fetch it back.
-    Verify(verify::Args),
+    /// Prove an account works end to end: send a test message to itself and fetch it back
+    /// (`verify` is its earlier name; `discover --verify` only logs in).
+    #[command(visible_alias = "verify")]
+    Roundtrip(roundtrip::Args),
     /// Offline demo: start loopback POP3 and SMTP servers, then discover, send and fetch.
     Demo(demo::Args),
     /// List the named accounts of the configuration file (the default marked with *).
@@ -139,6 +141,14 @@ impl Failure {
             FailureKind::Refused => 9,
             _ => 10,
         }
+    }
+}
+
+/// An unusable credential (a variable unset, a password command that failed) is a settings
+/// failure.
+impl From<mail_account::settings::CredentialError> for Failure {
+    fn from(error: mail_account::settings::CredentialError) -> Self {
+        Self::settings(error.to_string())
     }
 }
 
@@ -216,7 +226,7 @@ fn main() -> ExitCode {
             Command::Watch(args) => watch::run(args).await,
             Command::List(args) => list::run(args).await,
             Command::Send(args) => send::run(args).await,
-            Command::Verify(args) => verify::run(args).await,
+            Command::Roundtrip(args) => roundtrip::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Accounts(args) => accounts::run(&args),
             Command::Completions(args) => completions::run(&args),

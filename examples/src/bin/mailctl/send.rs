@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use mail_account::compose::SimpleMessage;
-use mail_account::connect::{FailureKind, smtp_login};
+use mail_account::connect::smtp_login;
+use mail_account::diagnose::FailureKind;
 use smtp_submit::{Address, Envelope, MailOptions, RecipientOutcome};
 
 use crate::server::{Role, ServerArgs};

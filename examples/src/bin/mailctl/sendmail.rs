@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use mail_account::compose::{mailbox_header, rfc5322_date};
-use mail_account::connect::{ConnectError, FailureKind, ServerSettings, smtp_login};
+use mail_account::connect::{ConnectError, ServerSettings, smtp_login};
+use mail_account::diagnose::FailureKind;
 use mail_account::headers::{has_header, header_recipients, remove_header};
 use smtp_submit::{Address, Envelope, MailOptions};
 use tokio::io::AsyncReadExt as _;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use mail_account::Account;
 use mail_account::connect::{LoginMethod, LoginSecret, ServerSettings};
-use mail_account::settings::{Credential, Security};
+use mail_account::settings::{Protocol, Security};
 use mail_common::transport::TrustRoots;
 
 use crate::Failure;
@@ -90,31 +90,14 @@ pub(crate) struct Resolved {
     pub(crate) account: Option<Account>,
 }
 
-/// The secret of an account's credential (or of `--password-env`, which wins).
+/// The secret of an account's credential, or of `--password-env`, which wins (the precedence
+/// is [`LoginSecret::for_account`]'s).
 pub(crate) fn account_secret(
     account: &Account,
     password_env: Option<&str>,
 ) -> Result<Option<LoginSecret>, Failure> {
-    if let Some(var) = password_env {
-        return env_secret(var).map(Some);
-    }
-    match &account.credential {
-        None => Ok(None),
-        Some(Credential::OAuth2(oauth)) => {
-            crate::login::access_token(account, oauth).map(|t| Some(LoginSecret::OAuth2Token(t)))
-        }
-        Some(credential) => credential
-            .password()
-            .map(|p| Some(LoginSecret::Password(p)))
-            .map_err(|e| Failure::settings(e.to_string())),
-    }
-}
-
-fn env_secret(var: &str) -> Result<LoginSecret, Failure> {
-    std::env::var(var).map(LoginSecret::password).map_err(|_| {
-        Failure::settings(format!(
-            "environment variable {var} (--password-env) is not set"
-        ))
+    LoginSecret::for_account(account, password_env, |oauth| {
+        crate::login::access_token(account, oauth)
     })
 }
 
@@ -160,14 +143,13 @@ impl ServerArgs {
                 TlsMode::Starttls => Security::Starttls,
                 TlsMode::None => Security::None,
             };
-            let port = self.port.unwrap_or(match (role, self.tls) {
-                (Role::Incoming, TlsMode::Implicit) => 995,
-                (Role::Incoming, _) => 110,
-                (Role::Outgoing, TlsMode::Implicit) => 465,
-                (Role::Outgoing, _) => 587,
-            });
+            let protocol = match role {
+                Role::Incoming => Protocol::Pop3,
+                Role::Outgoing => Protocol::Smtp,
+            };
+            let port = self.port.unwrap_or_else(|| protocol.default_port(security));
             let secret = match &self.password_env {
-                Some(var) => Some(env_secret(var)?),
+                Some(var) => Some(LoginSecret::from_env(var)?),
                 None => None,
             };
             let mut settings = ServerSettings::new(host, port, security, user);
@@ -190,15 +172,11 @@ impl ServerArgs {
                 "no password: give --password-env VAR (or a credential in the account file)",
             ));
         }
-        if needs_secret
-            && settings.security == Security::None
-            && !settings.allow_plaintext_credentials
-        {
-            return Err(Failure::settings(
-                "refusing to send a password without TLS; use --tls implicit or starttls, \
-                 or add --allow-plaintext if you accept that anyone on the path can read it",
-            ));
-        }
+        settings.check_cleartext().map_err(|e| {
+            Failure::settings(format!(
+                "{e}; use --tls implicit or starttls, or add --allow-plaintext if you accept that"
+            ))
+        })?;
         Ok(Resolved {
             settings,
             secret,

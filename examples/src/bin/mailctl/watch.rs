@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_account::Account;
-use mail_account::connect::FailureKind;
 use mail_account::connect::ServerSettings;
 use mail_account::deliver;
+use mail_account::diagnose::FailureKind;
 use mail_account::fetch::FetchOptions;
 use mail_account::poller::{
     CheckFailure, CheckOutcome, PollEvent, PolledAccount, Poller, PollerConfig, Retry,

@@ -1,4 +1,5 @@
-//! `mailctl verify`.
+//! `mailctl roundtrip` (alias `verify`, its earlier name): send a test message to the
+//! account itself and fetch it back. `mailctl discover --verify` is the login-only check.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use mail_common::transport::TrustRoots;
 use crate::server::account_secret;
 use crate::{Failure, Outcome};
 
-/// Flags of `mailctl verify`.
+/// Flags of `mailctl roundtrip`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The account: a name in the configuration file or an account file (default: the
