@@ -11,7 +11,6 @@
 //! (RFC 1939 allows it), a capability with unexpected arguments is kept as
 //! [`Capability::Other`] instead of failing the session.
 
-use base64::Engine as _;
 use nom::branch::alt;
 use nom::bytes::complete::{tag, tag_no_case, take_while1};
 use nom::character::complete::{digit1, space0, space1};
