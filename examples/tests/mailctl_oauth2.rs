@@ -363,10 +363,13 @@ impl Mock {
             .base_url()
             .trim_start_matches("http://")
             .to_owned();
-        let listener = self
-            .runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .unwrap_or_else(|e| panic!("port {port} for the Dovecot oauth2 passdb: {e}"));
+        // Waits while a test of another binary (mail-account's poller_oauth2) holds the port.
+        assert_eq!(port, mail_testground::OAUTH2_PASSDB_PORT);
+        let listener =
+            mail_testground::take_oauth2_passdb_port(std::time::Duration::from_secs(300));
+        listener.set_nonblocking(true).unwrap();
+        let _guard = self.runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         self.runtime.spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();

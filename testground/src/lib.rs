@@ -468,3 +468,29 @@ pub fn require(endpoints: &[Endpoint]) {
 pub fn require_running() {
     require(&ALL_ENDPOINTS);
 }
+
+/// The fixed loopback port Dovecot's oauth2 passdb sends bearer tokens to for validation
+/// (`testground/conf/dovecot-oauth2-passdb.conf.ext`): a test forwards it to the OAuth 2.0
+/// server it started (whose own port is random). Its tokens open [`OLIVIA`]'s mailbox.
+pub const OAUTH2_PASSDB_PORT: u16 = 18080;
+
+/// Takes [`OAUTH2_PASSDB_PORT`] for the caller's authorization server, waiting up to `limit`
+/// while another test holds it. Owning the listener is the lock: tests in other binaries (run
+/// at the same time by another `cargo test`) wait for each other instead of failing, and the
+/// port is free again when the listener is dropped. Blocks the calling thread.
+pub fn take_oauth2_passdb_port(limit: Duration) -> std::net::TcpListener {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", OAUTH2_PASSDB_PORT)) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "port {OAUTH2_PASSDB_PORT} (Dovecot's oauth2 passdb) still taken after {limit:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("port {OAUTH2_PASSDB_PORT} (Dovecot's oauth2 passdb): {e}"),
+        }
+    }
+}
