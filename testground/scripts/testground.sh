@@ -280,6 +280,15 @@ setup_ntlm() {
   ntlm_postfix_cmd check || die "postfix check failed (config $NTLM_PF/etc, log $LOGS/postfix-ntlm.log)"
 }
 
+# ntlm_reset_mail: empties the NTLM users' Maildirs (only ever delivered to, by tests).
+ntlm_reset_mail() {
+  local u
+  for u in "${NTLM_USERS[@]}"; do
+    [[ -d $MAILROOT/$u/Maildir ]] || continue
+    find "$MAILROOT/$u/Maildir/new" "$MAILROOT/$u/Maildir/cur" "$MAILROOT/$u/Maildir/tmp" -type f -delete 2>/dev/null || true
+  done
+}
+
 start_ntlm() {
   if ntlm_postfix_pid >/dev/null; then say "postfix-ntlm already running (pid $(ntlm_postfix_pid))"; return; fi
   ntlm_postfix_cmd start || die "postfix-ntlm did not start; see $LOGS/postfix-ntlm.log"
@@ -482,6 +491,7 @@ cmd_reset_mail() {
   # aiosmtpd's catch-all Maildir is emptied too.
   rm -rf "$AIO/Maildir"
   mkdir -p "$AIO/Maildir/cur" "$AIO/Maildir/new" "$AIO/Maildir/tmp"
+  ntlm_reset_mail
 }
 
 cmd_setup() {
@@ -804,7 +814,7 @@ usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
   reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
                  (alice, erin, frank, kate, mia, noah 100; carol, heidi 2000;
                  bob, dave, grace, ivan, judy, liam, olivia 0); alice and noah also
-                 in mailutils' own copy, alice in Courier's
+                 in mailutils' own copy, alice in Courier's; pat's (NTLM) emptied
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify
