@@ -564,8 +564,8 @@ fn login_delay_of(session: &pop3_proto::tokio::Session) -> Option<Duration> {
         .map(|policy| Duration::from_secs(policy.value))
 }
 
-/// One check; the flag is true when the server refused the login itself (not the network, not
-/// TLS): what [`pop3_oauth2_check`] answers with a refresh.
+/// One check; the flag is true when the server refused the credentials (not the network, not
+/// TLS, not `[IN-USE]` or `[LOGIN-DELAY]`): what [`pop3_oauth2_check`] answers with a refresh.
 async fn check_pop3<D: Delivery>(
     server: &ServerSettings,
     secret: &LoginSecret,
@@ -580,12 +580,12 @@ async fn check_pop3<D: Delivery>(
     };
     let announced = login_delay_of(&session);
     if let Err(e) = pop3_authenticate(&mut session, server, secret).await {
+        let retry = classify_connect(&e, announced);
+        // `[IN-USE]` and `[LOGIN-DELAY]` refuse the session, not the credentials.
         let refused = matches!(&e, ConnectError::Pop3 { error, .. }
-            if matches!(**error, Pop3Error::LoginFailed(_)));
-        return (
-            failed(e.to_string(), classify_connect(&e, announced)),
-            refused,
-        );
+            if matches!(**error, Pop3Error::LoginFailed(_)))
+            && !matches!(retry, Retry::InUse | Retry::LoginDelay(_));
+        return (failed(e.to_string(), retry), refused);
     }
     // The value after login is the user's own when the server said `USER`.
     let login_delay = login_delay_of(&session).or(announced);
