@@ -311,3 +311,69 @@ async fn a_revoked_grant_parks_the_account_when_dovecot_refuses_the_token() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[IN-USE]` refuses the session, not the token: a token login refused with it keeps the
+/// IN-USE rule and is not followed by a refresh (the token URL here is unreachable, so a
+/// refresh would turn the outcome into a network failure).
+#[tokio::test]
+async fn an_in_use_refusal_of_a_token_login_triggers_no_refresh() {
+    use mail_account::oauth::StoredTokens;
+    use mail_account::poller::CheckOutcome;
+    use mail_common::Secret;
+    use mail_testground::hostile::{HostileServer, Pki, Step};
+    let pki = Pki::generate();
+    let server = HostileServer::start(
+        vec![
+            Step::StartTls,
+            Step::send("+OK scripted\r\n"),
+            Step::expect("CAPA"),
+            Step::send("+OK\r\nSASL OAUTHBEARER XOAUTH2\r\nUIDL\r\nRESP-CODES\r\n.\r\n"),
+            Step::expect("AUTH"),
+            Step::send("-ERR [IN-USE] another session holds the mailbox\r\n"),
+            Step::Close,
+        ],
+        pki.leaf_for("localhost"),
+    )
+    .await;
+    let dir = scratch("in-use");
+    let file = TokenFile::new(dir.join("tokens.json"));
+    let stored = StoredTokens {
+        refresh_token: Some(Secret::new("refresh-token".into())),
+        access_token: Some(Secret::new("access-token".into())),
+        // Valid for ages: the check uses it as is.
+        expires_at: Some(u64::from(u32::MAX) * 4),
+    };
+    file.save(&stored).unwrap();
+    let credential = OAuth2Credential {
+        client_id: Some(CLIENT.into()),
+        client_secret: None,
+        token_url: "http://127.0.0.1:1/token".into(),
+        authorization_url: None,
+        device_authorization_url: None,
+        scopes: vec!["openid".into()],
+        token_file: file.path().to_owned(),
+    };
+    let identity = ClientIdentity::resolve(None, None, Some(&credential)).unwrap();
+    let client = OAuthClient::new(credential, identity, &TrustRoots::WebPki).unwrap();
+    let (store, _) = Store::open(dir.join("Maildir"), dir.join("journal")).unwrap();
+    let mut settings =
+        ServerSettings::new("localhost", server.port(), Security::ImplicitTls, "someone");
+    settings.trust_roots = TrustRoots::CaFile(pki.ca_file());
+    let check = pop3_oauth2_check(
+        settings,
+        client,
+        file.clone(),
+        deliver::shared(store),
+        FetchOptions::new(RetentionPolicy::KeepForever),
+    );
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let outcome = check(stop).await;
+    server.finish().await;
+    assert!(
+        matches!(&outcome, CheckOutcome::Failed(f)
+            if f.retry == Retry::InUse && !f.reason.contains("OAuth2")),
+        "{outcome:?}"
+    );
+    assert_eq!(file.load().unwrap(), stored, "the tokens are untouched");
+    let _ = std::fs::remove_dir_all(&dir);
+}
