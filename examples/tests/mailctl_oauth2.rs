@@ -355,10 +355,13 @@ impl Mock {
             .base_url()
             .trim_start_matches("http://")
             .to_owned();
-        let listener = self
-            .runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .unwrap_or_else(|e| panic!("port {port} for the Dovecot oauth2 passdb: {e}"));
+        // Waits while a test of another binary (mail-account's poller_oauth2) holds the port.
+        assert_eq!(port, mail_testground::OAUTH2_PASSDB_PORT);
+        let listener =
+            mail_testground::take_oauth2_passdb_port(std::time::Duration::from_secs(300));
+        listener.set_nonblocking(true).unwrap();
+        let _guard = self.runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         self.runtime.spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();
@@ -926,4 +929,89 @@ fn login_save_writes_a_named_account_then_send_and_fetch_with_dash_a() {
         &dir.join("Maildir"),
         &subject,
     );
+}
+
+/// `mailctl watch` with an OAuth2 account: it checks olivia's mailbox with the token through
+/// Dovecot's oauth2 passdb; once the grant is revoked (both tokens, the access token still
+/// within its recorded lifetime) the refused login is followed by a refresh, which is
+/// `invalid_grant`, and the account is parked with that reason instead of being checked again
+/// with the dead token. With no account left, watch ends on its own (a settings failure, 10).
+#[test]
+fn watch_parks_an_oauth2_account_whose_grant_is_revoked() {
+    use std::io::BufRead as _;
+    let _port = dovecot_port();
+    let mock = Mock::start();
+    mock.forward(DOVECOT_OAUTH_PORT);
+    let dir = scratch("watch");
+    let config = dir.join("accounts.toml");
+    let token_file = dir.join("olivia.tokens.json");
+    device_login_to(
+        &mock,
+        &[
+            "--save".as_ref(),
+            "olivia".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &["--ca-file", mail_testground::ca_file().to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "username = \"{local}\"",
+            &format!("username = \"{MOCK_USER}\""),
+        ),
+    )
+    .unwrap();
+    let mut child = mailctl()
+        .args(["watch", "--interval", "1", "--config"])
+        .arg(&config)
+        .arg("--maildir")
+        .arg(dir.join("Maildir"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watch that never ends would hang the read below: kill it after two minutes.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next_line = || {
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "watch ended early");
+        line
+    };
+    // The first check logs in with the token.
+    loop {
+        let line = next_line();
+        assert!(!line.contains("not checked again"), "{line}");
+        if line.starts_with("olivia: ") && line.contains(" new (") {
+            break;
+        }
+    }
+    let saved = tokens(&token_file);
+    for token in ["access_token", "refresh_token"] {
+        mock.revoke(saved[token].as_str().unwrap());
+    }
+    let parked = loop {
+        let line = next_line();
+        if line.contains("not checked again") {
+            break line;
+        }
+    };
+    assert!(
+        parked.starts_with("olivia: ") && parked.contains("invalid_grant"),
+        "{parked}"
+    );
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("nothing left to watch"), "{stderr}");
+    let access = saved["access_token"].as_str().unwrap();
+    assert!(!stderr.contains(access) && !parked.contains(access));
 }

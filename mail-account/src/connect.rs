@@ -121,7 +121,7 @@ pub enum LoginMethod {
 impl LoginMethod {
     /// Parses a name as given on a command line: `auto`, `user`, `apop`, `none`, or a SASL
     /// mechanism name (`plain`, `login`, `cram-md5`, `scram-sha-1`, `scram-sha-256`, `xoauth2`,
-    /// `oauthbearer`), case-insensitive.
+    /// `oauthbearer`, `ntlm`), case-insensitive.
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "auto" => Some(Self::Auto),

@@ -78,6 +78,7 @@ use crate::connect::{ConnectError, LoginSecret, ServerSettings, pop3_authenticat
 use crate::deliver::{Delivery, SharedDelivery};
 use crate::diagnose::FailureKind;
 use crate::fetch::{FetchError, FetchOptions, FetchReport, fetch_until};
+use crate::oauth::{OAuthClient, OAuthError, TokenFile};
 use crate::store::StoreError;
 
 /// Limits and timings of a [`Poller`].
@@ -403,6 +404,118 @@ fn classify_store(error: &StoreError) -> Retry {
 /// backs off).
 pub type SecretSource = Arc<dyn Fn() -> Result<LoginSecret, CheckFailure> + Send + Sync>;
 
+/// A [`SecretSource`] for an OAuth 2.0 account: the access token cached in `file`, refreshed
+/// through `client` shortly before it expires (the rotated refresh token saved first, see
+/// [`OAuthClient::access_token`]).
+///
+/// What a failure means for the schedule: an expired or revoked grant (`invalid_grant`), no
+/// stored tokens, a refusal by the authorization server or unusable settings park the account
+/// with the error and "sign in again" advice (retrying cannot help, and providers lock out
+/// clients that keep presenting a revoked grant); an unreachable authorization server or an
+/// unreadable token file backs off.
+///
+/// Called on tokio's blocking pool (as [`pop3_check_with`] does): it waits for the refresh
+/// with the runtime's handle.
+pub fn oauth2_secret(client: OAuthClient, file: TokenFile) -> SecretSource {
+    Arc::new(move || {
+        let token = tokio::runtime::Handle::try_current()
+            .map_err(|e| CheckFailure::new(format!("OAuth2: {e}"), Retry::Backoff))?
+            .block_on(client.access_token(&file))
+            .map_err(|error| oauth_failure(&error))?;
+        Ok(LoginSecret::OAuth2Token(token))
+    })
+}
+
+/// The schedule rule for an OAuth 2.0 failure: only an unreachable authorization server or an
+/// unreadable token file can pass; anything else needs a person.
+fn oauth_failure(error: &OAuthError) -> CheckFailure {
+    let retry = match error {
+        OAuthError::Http(_) | OAuthError::TimedOut(_) | OAuthError::TokenFile { .. } => {
+            Retry::Backoff
+        }
+        _ => Retry::Park,
+    };
+    let mut reason = format!("OAuth2: {error}");
+    // (The message of a grant to renew already says to sign in again.)
+    if let Some(advice) = error.advice().filter(|_| !error.needs_new_sign_in()) {
+        reason.push_str(": ");
+        reason.push_str(advice);
+    }
+    CheckFailure::new(reason, retry)
+}
+
+/// [`pop3_check_with`] for an OAuth 2.0 account ([`oauth2_secret`]), which also handles the
+/// server refusing the access token: the token is refreshed at once, whatever its recorded
+/// lifetime, because a token can be revoked before it expires. If the refresh is refused
+/// (`invalid_grant`: the grant was revoked) the account is parked with that reason; if it
+/// succeeds, the check backs off and the next one uses the new token.
+///
+/// Without this a revoked access token would be presented again at every check until its
+/// recorded expiry (an hour, typically), and servers do not all say that the token was
+/// refused: Dovecot 2.3 answers a token its authorization server no longer knows with
+/// `-ERR [SYS/TEMP]`, a temporary failure.
+pub fn pop3_oauth2_check<D: Delivery>(
+    server: ServerSettings,
+    client: OAuthClient,
+    file: TokenFile,
+    delivery: SharedDelivery<D>,
+    options: FetchOptions,
+) -> Check {
+    let server = Arc::new(server);
+    let source = oauth2_secret(client.clone(), file.clone());
+    Arc::new(move |stop| {
+        let server = Arc::clone(&server);
+        let source = Arc::clone(&source);
+        let delivery = Arc::clone(&delivery);
+        let options = options.clone();
+        let (client, file) = (client.clone(), file.clone());
+        Box::pin(async move {
+            let secret = match secret_of(source).await {
+                Ok(secret) => secret,
+                Err(failure) => return CheckOutcome::Failed(failure),
+            };
+            let (outcome, login_refused) =
+                check_pop3(&server, &secret, &delivery, &options, &stop).await;
+            let CheckOutcome::Failed(failure) = outcome else {
+                return outcome;
+            };
+            if !login_refused {
+                return CheckOutcome::Failed(failure);
+            }
+            match refresh_now(&client, &file).await {
+                Ok(()) => CheckOutcome::Failed(CheckFailure::new(
+                    format!(
+                        "{} (access token refused; refreshed for the next check)",
+                        failure.reason
+                    ),
+                    Retry::Backoff,
+                )),
+                Err(error) => {
+                    let mut park = oauth_failure(&error);
+                    park.reason = format!("{}; after: {}", park.reason, failure.reason);
+                    CheckOutcome::Failed(park)
+                }
+            }
+        })
+    })
+}
+
+/// Refreshes `file`'s tokens now, under its lock.
+async fn refresh_now(client: &OAuthClient, file: &TokenFile) -> Result<(), OAuthError> {
+    let _lock = file.lock().await?;
+    let stored = file.load()?;
+    client.refresh(file, &stored).await.map(drop)
+}
+
+/// Asks `source` for the check's secret on tokio's blocking pool.
+async fn secret_of(source: SecretSource) -> Result<LoginSecret, CheckFailure> {
+    match tokio::task::spawn_blocking(move || source()).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(CheckFailure::new(e.to_string(), Retry::Backoff)),
+    }
+}
+
 /// The usual [`Check`]: log in to `server` over POP3 and fetch into `delivery` with
 /// `options`, stopping between messages on shutdown; the server's `LOGIN-DELAY` is reported
 /// for the schedule, and failures are sorted into the schedule's rules.
@@ -432,15 +545,13 @@ pub fn pop3_check_with<D: Delivery>(
         let delivery = Arc::clone(&delivery);
         let options = options.clone();
         Box::pin(async move {
-            let secret = match tokio::task::spawn_blocking(move || secret()).await {
-                Ok(Ok(secret)) => secret,
-                Ok(Err(failure)) => return CheckOutcome::Failed(failure),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => {
-                    return CheckOutcome::Failed(CheckFailure::new(e.to_string(), Retry::Backoff));
-                }
+            let secret = match secret_of(secret).await {
+                Ok(secret) => secret,
+                Err(failure) => return CheckOutcome::Failed(failure),
             };
-            check_pop3(&server, &secret, &delivery, &options, &stop).await
+            check_pop3(&server, &secret, &delivery, &options, &stop)
+                .await
+                .0
         })
     })
 }
@@ -452,39 +563,48 @@ fn login_delay_of(session: &pop3_proto::tokio::Session) -> Option<Duration> {
         .map(|policy| Duration::from_secs(policy.value))
 }
 
+/// One check; the flag is true when the server refused the credentials (not the network, not
+/// TLS, not `[IN-USE]` or `[LOGIN-DELAY]`): what [`pop3_oauth2_check`] answers with a refresh.
 async fn check_pop3<D: Delivery>(
     server: &ServerSettings,
     secret: &LoginSecret,
     delivery: &SharedDelivery<D>,
     options: &FetchOptions,
     stop: &watch::Receiver<bool>,
-) -> CheckOutcome {
+) -> (CheckOutcome, bool) {
     let failed = |reason: String, retry| CheckOutcome::Failed(CheckFailure::new(reason, retry));
     let mut session = match pop3_connect(server).await {
         Ok(session) => session,
-        Err(e) => return failed(e.to_string(), classify_connect(&e, None)),
+        Err(e) => return (failed(e.to_string(), classify_connect(&e, None)), false),
     };
     let announced = login_delay_of(&session);
     if let Err(e) = pop3_authenticate(&mut session, server, secret).await {
-        return failed(e.to_string(), classify_connect(&e, announced));
+        let retry = classify_connect(&e, announced);
+        // `[IN-USE]` and `[LOGIN-DELAY]` refuse the session, not the credentials.
+        let refused = matches!(&e, ConnectError::Pop3 { error, .. }
+            if matches!(**error, Pop3Error::LoginFailed(_)))
+            && !matches!(retry, Retry::InUse | Retry::LoginDelay(_));
+        return (failed(e.to_string(), retry), refused);
     }
     // The value after login is the user's own when the server said `USER`.
     let login_delay = login_delay_of(&session).or(announced);
-    match fetch_until(session, delivery, options, SystemTime::now(), |_| {}, stop).await {
-        Ok(report) => CheckOutcome::Fetched {
-            report,
-            login_delay,
-        },
-        Err(FetchError::Pop3(e)) => {
-            let retry = classify_pop3(&e, login_delay);
-            failed(format!("POP3 {}: {e}", server.host), retry)
-        }
-        Err(FetchError::Store(e)) => {
-            let retry = classify_store(&e);
-            failed(format!("local store: {e}"), retry)
-        }
-        Err(e) => failed(e.to_string(), Retry::Backoff),
-    }
+    let outcome =
+        match fetch_until(session, delivery, options, SystemTime::now(), |_| {}, stop).await {
+            Ok(report) => CheckOutcome::Fetched {
+                report,
+                login_delay,
+            },
+            Err(FetchError::Pop3(e)) => {
+                let retry = classify_pop3(&e, login_delay);
+                failed(format!("POP3 {}: {e}", server.host), retry)
+            }
+            Err(FetchError::Store(e)) => {
+                let retry = classify_store(&e);
+                failed(format!("local store: {e}"), retry)
+            }
+            Err(e) => failed(e.to_string(), Retry::Backoff),
+        };
+    (outcome, false)
 }
 
 /// A running poller: one task per account.

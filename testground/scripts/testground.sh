@@ -11,6 +11,9 @@
 #   Postfix 3.7 SMTP   10025 (plain, STARTTLS optional, AUTH in clear), 10026 (legacy EHLO),
 #                      10587 (STARTTLS required), 10465 (implicit TLS)
 #   aiosmtpd (venv)    12025 (plain, STARTTLS optional), 12587 (STARTTLS required), 12465 (implicit TLS)
+#   Postfix + Cyrus    16587 (STARTTLS required), 16465 (implicit TLS): a second Postfix instance whose
+#   SASL (NTLM)        AUTH is Cyrus SASL with a sasldb (NTLM SCRAM-SHA-256 PLAIN LOGIN), for the NTLM
+#                      users only (pat / pat-pass); see the NTLM block below
 #
 # All state lives in $TESTGROUND_DIR (default /tmp/testground). Users: alice, bob, carol, dave and
 # the per-suite scratch users erin, frank, grace, heidi, ivan, judy, kate, liam, mia, noah, olivia, each with password <user>-pass, address <user>@testground.example. CA: $TESTGROUND_DIR/certs/ca.crt.
@@ -51,7 +54,7 @@ SYSPY=/usr/bin/python3
 [[ -x $SYSPY ]] || SYSPY="$(command -v python3)"
 
 # port -> "server: description" (order = status output order)
-PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465 13110 13995 14587 14465 15110 15995)
+PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465 13110 13995 14587 14465 15110 15995 16587 16465)
 declare -A PORT_INFO=(
   [11110]="dovecot  POP3 plain + STLS"
   [11995]="dovecot  POP3S implicit TLS"
@@ -68,6 +71,8 @@ declare -A PORT_INFO=(
   [14465]="dovecot  submissions, implicit TLS"
   [15110]="courier  POP3 plain + STLS (IPv4 only)"
   [15995]="courier  POP3S implicit TLS (IPv4 only)"
+  [16587]="postfix-ntlm submission (Cyrus SASL: NTLM), STARTTLS required"
+  [16465]="postfix-ntlm submissions (Cyrus SASL: NTLM), implicit TLS"
 )
 declare -A PORT_LOG=(
   [11110]=dovecot.log [11995]=dovecot.log
@@ -75,6 +80,7 @@ declare -A PORT_LOG=(
   [12025]=aiosmtpd.log [12587]=aiosmtpd.log [12465]=aiosmtpd.log
   [13110]=mailutils.log [13995]=mailutils.log [14587]=dovecot.log [14465]=dovecot.log
   [15110]=courier.log [15995]=courier.log
+  [16587]=postfix-ntlm.log [16465]=postfix-ntlm.log
 )
 
 say() { printf 'testground: %s\n' "$*"; }
@@ -207,6 +213,97 @@ courier_pids() {
   done <"$COURIER/run/pids"
 }
 
+# ---------------------------------------------------------------- NTLM (Cyrus SASL)
+# "Secure Password Authentication" (AUTH NTLM) needs a server that checks NTLM responses
+# itself: Debian's Dovecot does NTLM only through Samba's winbind. Cyrus SASL's NTLM plugin
+# (libntlm.so in libsasl2-modules) does, against the plaintext passwords of a sasldb. Postfix
+# speaks Cyrus SASL (`postconf -a`), so a second Postfix instance with its own config, queue,
+# data dir and log serves it: it is set up, started and stopped without touching the main
+# instance. Its users live only in its sasldb and its vmailbox (Maildirs under $MAILROOT).
+# Facts found on the way: Debian's smtpd reads $config_directory/sasl/smtpd.conf and ignores
+# cyrus_sasl_config_path; the plugin verifies NTLMv2 responses (log: "incorrect NTLMv2
+# response" for a wrong password), with the sasldb entry's realm = smtpd_sasl_local_domain.
+# POP3 with AUTH NTLM is not here: cyrus-pop3d (the POP3 server on the same Cyrus SASL)
+# conflicts with dovecot-pop3d and mailutils-pop3d (pop3-server), so it would have to be
+# unpacked like Courier with cyrus-common and its libraries (libclamav12, libxapian30,
+# libical3, libzephyr4, ...), plus Cyrus' master, imapd.conf and a mailbox database.
+NTLM_PF="$TG/postfix-ntlm"
+NTLM_USERS=(pat)
+NTLM_PKGS=(sasl2-bin libsasl2-modules libsasl2-modules-db)
+
+ntlm_postfix_pid() { pid_from "$NTLM_PF/spool/pid/master.pid" master; }
+
+# ntlm_postfix_cmd ARGS...: postfix_cmd for the NTLM instance.
+ntlm_postfix_cmd() {
+  if ! postfix -c "$NTLM_PF/etc" "$@" </dev/null >>"$LOGS/postfix-ntlm-cmd.out" 2>&1; then
+    if [[ $1 == check ]]; then
+      script -qec "postfix -c $NTLM_PF/etc check" /dev/null </dev/null 2>&1 | tail -n 20 >&2 || true
+    else
+      tail -n 10 "$LOGS/postfix-ntlm.log" >&2 2>/dev/null || true
+    fi
+    return 1
+  fi
+}
+
+install_ntlm() {
+  apt_install "${NTLM_PKGS[@]}"
+}
+
+setup_ntlm() {
+  command -v saslpasswd2 >/dev/null && [[ -e /usr/lib/x86_64-linux-gnu/sasl2/libntlm.so ||
+    -n "$(find /usr/lib -name libntlm.so -path '*sasl2*' -print -quit 2>/dev/null)" ]] ||
+    die "Cyrus SASL (sasl2-bin, libsasl2-modules) not installed: run install first"
+  local u
+  mkdir -p "$NTLM_PF/etc/sasl" "$NTLM_PF/spool" "$NTLM_PF/data"
+  chown postfix:postfix "$NTLM_PF/data"
+  chmod 755 "$NTLM_PF" "$NTLM_PF/etc/sasl"
+  render postfix-ntlm-main.cf "$NTLM_PF/etc/main.cf"
+  render postfix-ntlm-master.cf "$NTLM_PF/etc/master.cf"
+  render cyrus-sasl-smtpd.conf "$NTLM_PF/etc/sasl/smtpd.conf"
+  for u in "${NTLM_USERS[@]}"; do echo "$u@testground.example  $u/Maildir/"; done >"$NTLM_PF/etc/vmailbox.tmp"
+  put_file "$NTLM_PF/etc/vmailbox.tmp" "$NTLM_PF/etc/vmailbox"
+  echo "sink.testground.example  discard:benchmark sink" >"$NTLM_PF/etc/transport.tmp"
+  put_file "$NTLM_PF/etc/transport.tmp" "$NTLM_PF/etc/transport"
+  # Passwords set on every run (saslpasswd2 creates or overwrites; realm = smtpd_sasl_local_domain).
+  for u in "${NTLM_USERS[@]}"; do
+    printf '%s' "$u-pass" | saslpasswd2 -p -c -f "$NTLM_PF/sasldb2" -u testground.example "$u" ||
+      die "saslpasswd2 for $u failed"
+    # Postfix's virtual(8) delivers as vmail and cannot create the home under the root-owned root.
+    if [[ ! -d $MAILROOT/$u/Maildir/cur ]]; then
+      mkdir -p "$MAILROOT/$u/Maildir/cur" "$MAILROOT/$u/Maildir/new" "$MAILROOT/$u/Maildir/tmp"
+      chown -R vmail:vmail "$MAILROOT/$u"
+    fi
+  done
+  # smtpd runs as postfix and opens the sasldb read-only.
+  chown root:postfix "$NTLM_PF/sasldb2"
+  chmod 640 "$NTLM_PF/sasldb2"
+  ntlm_postfix_cmd check || die "postfix check failed (config $NTLM_PF/etc, log $LOGS/postfix-ntlm.log)"
+}
+
+# ntlm_reset_mail: empties the NTLM users' Maildirs (only ever delivered to, by tests).
+ntlm_reset_mail() {
+  local u
+  for u in "${NTLM_USERS[@]}"; do
+    [[ -d $MAILROOT/$u/Maildir ]] || continue
+    find "$MAILROOT/$u/Maildir/new" "$MAILROOT/$u/Maildir/cur" "$MAILROOT/$u/Maildir/tmp" -type f -delete 2>/dev/null || true
+  done
+}
+
+start_ntlm() {
+  if ntlm_postfix_pid >/dev/null; then say "postfix-ntlm already running (pid $(ntlm_postfix_pid))"; return; fi
+  ntlm_postfix_cmd start || die "postfix-ntlm did not start; see $LOGS/postfix-ntlm.log"
+  say "postfix-ntlm started (pid $(ntlm_postfix_pid || echo '?'))"
+}
+
+# stop_ntlm: returns 1 when nothing was running.
+stop_ntlm() {
+  local pid
+  pid="$(ntlm_postfix_pid)" || return 1
+  ntlm_postfix_cmd stop || kill -TERM "$pid" 2>/dev/null || true
+  wait_gone "$pid" 15 || kill_pid "$pid" "postfix-ntlm master"
+  say "stopped postfix-ntlm (pid $pid)"
+}
+
 # ---------------------------------------------------------------- install
 
 cmd_install() {
@@ -226,6 +323,7 @@ cmd_install() {
     "$VENV/bin/pip" install -q "aiosmtpd==$AIOSMTPD_VERSION" || die "pip install aiosmtpd failed"
   fi
   install_courier
+  install_ntlm
 }
 
 courier_unpacked() {
@@ -393,6 +491,7 @@ cmd_reset_mail() {
   # aiosmtpd's catch-all Maildir is emptied too.
   rm -rf "$AIO/Maildir"
   mkdir -p "$AIO/Maildir/cur" "$AIO/Maildir/new" "$AIO/Maildir/tmp"
+  ntlm_reset_mail
 }
 
 cmd_setup() {
@@ -446,6 +545,7 @@ cmd_setup() {
   put_file "$MU/domains/testground.example.tmp" "$MU/domains/testground.example"
   chmod 600 "$MU/domains/testground.example"
   setup_courier
+  setup_ntlm
 
   if mail_current; then
     say "mailboxes in $MAILROOT are current, kept (reset-mail regenerates them)"
@@ -455,7 +555,7 @@ cmd_setup() {
   mu_current || mu_reset "${MU_USERS[@]}"
   courier_current || courier_reset "${COURIER_USERS[@]}"
   if ((${#CHANGED[@]})) && { dovecot_pid >/dev/null || postfix_pid >/dev/null || mailutils_pid >/dev/null ||
-    [[ -n "$(courier_pids)" ]]; }; then
+    [[ -n "$(courier_pids)" ]] || ntlm_postfix_pid >/dev/null; }; then
     say "changed while running (restart to apply): ${CHANGED[*]}"
   fi
   touch "$TG/.setup-done"
@@ -582,7 +682,7 @@ start_courier() {
 
 cmd_start() {
   if [[ ! -f $TG/.setup-done || ! -f $DOVE/dovecot.conf || ! -f $PFETC/main.cf || ! -f $MU/pop3d.conf ||
-    ! -f $COURIER/etc/userdb ]]; then
+    ! -f $COURIER/etc/userdb || ! -f $NTLM_PF/etc/main.cf ]]; then
     cmd_setup
   fi
   mkdir -p "$LOGS" "$RUN"
@@ -591,6 +691,7 @@ cmd_start() {
   start_aiosmtpd
   start_mailutils
   start_courier
+  start_ntlm
   wait_ports 20 "${PORTS[@]}" || die "servers did not come up (run: $0 stop; see logs in $LOGS)"
   say "all ${#PORTS[@]} ports listening"
 }
@@ -628,6 +729,7 @@ cmd_stop() {
     stopped=1
   done
   rm -f "$COURIER/run/pids"
+  if stop_ntlm; then stopped=1; fi
   if pid="$(postfix_pid)"; then
     postfix_cmd stop || kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" 15 || kill_pid "$pid" "postfix master"
@@ -701,17 +803,18 @@ cmd_env() {
 cmd_help() {
   cat <<EOF
 usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
-  install        apt-get install Dovecot (POP3, submission), Postfix, mailutils pop3d, openssl,
+  install        apt-get install Dovecot (POP3, submission), Postfix, mailutils pop3d, Cyrus SASL, openssl,
                  python3-venv; venv with aiosmtpd; Courier POP3 downloaded and unpacked
   install-peers  apt-get install mpop msmtp fetchmail swaks (+ perl TLS/SASL modules)
   setup          vmail user, CA + localhost certificate, configs, mailboxes (kept if current)
-  start          start Dovecot, Postfix, aiosmtpd, mailutils pop3d, Courier; wait until all ports listen
+  start          start Dovecot, Postfix (+ the Cyrus SASL/NTLM instance), aiosmtpd, mailutils pop3d,
+                 Courier; wait until all ports listen
   stop           stop everything start/delay started
   status         list the ports; exit 0 only if all listen
   reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
                  (alice, erin, frank, kate, mia, noah 100; carol, heidi 2000;
                  bob, dave, grace, ivan, judy, liam, olivia 0); alice and noah also
-                 in mailutils' own copy, alice in Courier's
+                 in mailutils' own copy, alice in Courier's; pat's (NTLM) emptied
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify

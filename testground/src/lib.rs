@@ -2,7 +2,7 @@
 //!
 //! The test ground is a set of real mail servers on loopback (Dovecot POP3, GNU mailutils pop3d,
 //! Courier POP3, Postfix submission with SASL through Dovecot, Dovecot's own submission service,
-//! and aiosmtpd), installed, configured, started and stopped by
+//! a second Postfix whose SASL is Cyrus SASL for `AUTH NTLM`, and aiosmtpd), installed, configured, started and stopped by
 //! `testground/scripts/testground.sh`. Tests call [`require_running`] (or [`require`]) first:
 //! when a server is down the test fails with a message naming the command that starts it.
 //! Nothing is ever skipped silently.
@@ -208,8 +208,27 @@ pub const COURIER_POP3S: Endpoint = Endpoint {
     tls: PortTls::Implicit,
 };
 
+/// A second Postfix instance whose SMTP AUTH is Cyrus SASL with a sasldb instead of Dovecot:
+/// the only server here that checks `AUTH NTLM` ("Secure Password Authentication") itself
+/// (Debian's Dovecot does NTLM only through Samba's winbind). STARTTLS required; it offers
+/// `NTLM SCRAM-SHA-256 PLAIN LOGIN` and knows only the [`NTLM_USERS`]; mail for them is
+/// delivered into [`maildir`], the sink domain is discarded.
+pub const POSTFIX_NTLM_SUBMISSION: Endpoint = Endpoint {
+    name: "Postfix + Cyrus SASL submission (NTLM, STARTTLS required)",
+    protocol: Protocol::Smtp,
+    port: 16587,
+    tls: PortTls::Upgrade,
+};
+/// [`POSTFIX_NTLM_SUBMISSION`] with implicit TLS.
+pub const POSTFIX_NTLM_SUBMISSIONS: Endpoint = Endpoint {
+    name: "Postfix + Cyrus SASL submissions (NTLM, implicit TLS)",
+    protocol: Protocol::Smtp,
+    port: 16465,
+    tls: PortTls::Implicit,
+};
+
 /// Every endpoint of the test ground.
-pub const ALL_ENDPOINTS: [Endpoint; 15] = [
+pub const ALL_ENDPOINTS: [Endpoint; 17] = [
     DOVECOT_POP3,
     DOVECOT_POP3S,
     POSTFIX_SUBMISSION,
@@ -225,6 +244,8 @@ pub const ALL_ENDPOINTS: [Endpoint; 15] = [
     DOVECOT_SUBMISSIONS,
     COURIER_POP3,
     COURIER_POP3S,
+    POSTFIX_NTLM_SUBMISSION,
+    POSTFIX_NTLM_SUBMISSIONS,
 ];
 
 /// The users GNU mailutils pop3d serves, each from its own copy of the mailbox (the same
@@ -356,6 +377,19 @@ pub const OLIVIA: User = User {
     initial_messages: 0,
 };
 
+/// The user of the Cyrus SASL (NTLM) servers ([`POSTFIX_NTLM_SUBMISSION`]), known only to them:
+/// its password is in their sasldb, not in Dovecot's users, so it is not in [`ALL_USERS`]. Its
+/// Maildir ([`maildir`]) receives what is sent to it there.
+pub const PAT: User = User {
+    name: "pat",
+    password: "pat-pass",
+    address: "pat@testground.example",
+    initial_messages: 0,
+};
+
+/// The users of the Cyrus SASL (NTLM) servers.
+pub const NTLM_USERS: [User; 1] = [PAT];
+
 /// Every test user. Each test suite owns its scratch users, so suites never race on a mailbox.
 pub const ALL_USERS: [User; 15] = [
     ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN, JUDY, KATE, LIAM, MIA, NOAH, OLIVIA,
@@ -452,4 +486,30 @@ pub fn require(endpoints: &[Endpoint]) {
 /// [`require`] for every endpoint.
 pub fn require_running() {
     require(&ALL_ENDPOINTS);
+}
+
+/// The fixed loopback port Dovecot's oauth2 passdb sends bearer tokens to for validation
+/// (`testground/conf/dovecot-oauth2-passdb.conf.ext`): a test forwards it to the OAuth 2.0
+/// server it started (whose own port is random). Its tokens open [`OLIVIA`]'s mailbox.
+pub const OAUTH2_PASSDB_PORT: u16 = 18080;
+
+/// Takes [`OAUTH2_PASSDB_PORT`] for the caller's authorization server, waiting up to `limit`
+/// while another test holds it. Owning the listener is the lock: tests in other binaries (run
+/// at the same time by another `cargo test`) wait for each other instead of failing, and the
+/// port is free again when the listener is dropped. Blocks the calling thread.
+pub fn take_oauth2_passdb_port(limit: Duration) -> std::net::TcpListener {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", OAUTH2_PASSDB_PORT)) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "port {OAUTH2_PASSDB_PORT} (Dovecot's oauth2 passdb) still taken after {limit:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("port {OAUTH2_PASSDB_PORT} (Dovecot's oauth2 passdb): {e}"),
+        }
+    }
 }

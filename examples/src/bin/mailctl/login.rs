@@ -44,14 +44,22 @@ pub(crate) fn access_token(
     account: &Account,
     credential: &OAuth2Credential,
 ) -> Result<Secret<String>, Failure> {
-    let identity = ClientIdentity::resolve(None, None, Some(credential)).map_err(oauth_failure)?;
-    let client = OAuthClient::new(credential.clone(), identity, &account.tls.trust_roots())
-        .map_err(oauth_failure)?;
-    let file = TokenFile::new(&credential.token_file);
+    let (client, file) = oauth_client(account, credential)?;
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(client.access_token(&file))
     })
     .map_err(oauth_failure)
+}
+
+/// The OAuth 2.0 client and token file of `account`'s OAuth2 credential.
+pub(crate) fn oauth_client(
+    account: &Account,
+    credential: &OAuth2Credential,
+) -> Result<(OAuthClient, TokenFile), Failure> {
+    let identity = ClientIdentity::resolve(None, None, Some(credential)).map_err(oauth_failure)?;
+    let client = OAuthClient::new(credential.clone(), identity, &account.tls.trust_roots())
+        .map_err(oauth_failure)?;
+    Ok((client, TokenFile::new(&credential.token_file)))
 }
 
 /// An OAuth failure as a mailctl failure: an expired or revoked grant is an authentication

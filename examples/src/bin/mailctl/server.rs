@@ -67,7 +67,8 @@ pub(crate) struct ServerArgs {
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,
     /// Authentication: auto, user, apop, plain, login, cram-md5, scram-sha-1, scram-sha-256,
-    /// xoauth2, oauthbearer, none (SMTP only).
+    /// xoauth2, oauthbearer, ntlm ("Secure Password Authentication"; never chosen by auto),
+    /// none (SMTP only).
     #[arg(long, value_name = "MECH", default_value = "auto")]
     pub(crate) auth: String,
     /// Allow sending a password without TLS (with --tls none). Anyone on the path can read it.

@@ -19,8 +19,9 @@ use mail_account::diagnose::FailureKind;
 use mail_account::fetch::FetchOptions;
 use mail_account::poller::{
     CheckFailure, CheckOutcome, PollEvent, PolledAccount, Poller, PollerConfig, Retry,
-    SecretSource, check_once, pop3_check_with,
+    SecretSource, check_once, pop3_check_with, pop3_oauth2_check,
 };
+use mail_account::settings::Credential;
 use mail_account::store::{MailboxIdentity, RetentionPolicy, Store};
 use tokio::sync::{mpsc, watch};
 
@@ -138,7 +139,14 @@ async fn prepare(
         let every = interval(&account);
         let options = FetchOptions::new(retention_of(&account));
         let host = settings.host.clone();
-        let check = pop3_check_with(settings, secret, deliver::shared(store), options);
+        let check = match &account.credential {
+            // A token the server refuses is refreshed at once; a revoked grant parks.
+            Some(Credential::OAuth2(oauth)) => {
+                let (client, file) = crate::login::oauth_client(&account, oauth)?;
+                pop3_oauth2_check(settings, client, file, deliver::shared(store), options)
+            }
+            _ => pop3_check_with(settings, secret, deliver::shared(store), options),
+        };
         prepared.push(Prepared {
             polled: PolledAccount::new(name.clone(), &host, every, check),
             name,
