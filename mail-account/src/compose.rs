@@ -27,7 +27,6 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::text::Text;
 
-
 /// A plain-text message with the usual headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleMessage {

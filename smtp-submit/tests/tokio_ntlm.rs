@@ -10,7 +10,8 @@
 mod tokio_support;
 
 use mail_testground::{self as tg, PAT, POSTFIX_NTLM_SUBMISSION, POSTFIX_NTLM_SUBMISSIONS};
-use smtp_submit::tokio::{ConnectSecurity, Error};
+use smtp_submit::Security;
+use smtp_submit::tokio::Error;
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, Credentials, Envelope, MailOptions, Mechanism,
 };
@@ -26,7 +27,7 @@ fn pat() -> Address {
 
 #[tokio::test]
 async fn starttls_ntlm_login_and_delivery() {
-    let mut session = connect(POSTFIX_NTLM_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+    let mut session = connect(POSTFIX_NTLM_SUBMISSION, Security::StartTls, config()).await;
     assert!(session.is_tls());
     let offered = session.capabilities().auth_mechanisms().to_vec();
     assert!(offered.iter().any(|m| m == "NTLM"), "{offered:?}");
@@ -63,12 +64,7 @@ async fn starttls_ntlm_login_and_delivery() {
 
 #[tokio::test]
 async fn implicit_tls_ntlm_login() {
-    let mut session = connect(
-        POSTFIX_NTLM_SUBMISSIONS,
-        ConnectSecurity::ImplicitTls,
-        config(),
-    )
-    .await;
+    let mut session = connect(POSTFIX_NTLM_SUBMISSIONS, Security::ImplicitTls, config()).await;
     let used = session
         .authenticate(
             &pat_credentials(PAT.password),
@@ -83,7 +79,7 @@ async fn implicit_tls_ntlm_login() {
 
 #[tokio::test]
 async fn wrong_password_is_an_auth_failure_and_the_session_stays_usable() {
-    let mut session = connect(POSTFIX_NTLM_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+    let mut session = connect(POSTFIX_NTLM_SUBMISSION, Security::StartTls, config()).await;
     let err = session
         .authenticate(
             &pat_credentials("not-pat-pass"),
@@ -115,7 +111,7 @@ async fn wrong_password_is_an_auth_failure_and_the_session_stays_usable() {
 /// strongest, never NTLM, and it works with the same sasldb password.
 #[tokio::test]
 async fn automatic_choice_never_picks_ntlm() {
-    let mut session = connect(POSTFIX_NTLM_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+    let mut session = connect(POSTFIX_NTLM_SUBMISSION, Security::StartTls, config()).await;
     let offered = session.capabilities().auth_mechanisms().to_vec();
     assert_eq!(offered, ["NTLM", "SCRAM-SHA-256", "PLAIN", "LOGIN"]);
     let used = session
@@ -127,8 +123,7 @@ async fn automatic_choice_never_picks_ntlm() {
 
     // The comparison mechanisms check the same sasldb password as NTLM.
     for name in ["PLAIN", "LOGIN"] {
-        let mut session =
-            connect(POSTFIX_NTLM_SUBMISSION, ConnectSecurity::StartTls, config()).await;
+        let mut session = connect(POSTFIX_NTLM_SUBMISSION, Security::StartTls, config()).await;
         let mechanism = Mechanism::from_name(name).unwrap();
         let used = session
             .authenticate(
