@@ -14,6 +14,9 @@
 #   Postfix + Cyrus    16587 (STARTTLS required), 16465 (implicit TLS): a second Postfix instance whose
 #   SASL (NTLM)        AUTH is Cyrus SASL with a sasldb (NTLM SCRAM-SHA-256 PLAIN LOGIN), for the NTLM
 #                      users only (pat / pat-pass); see the NTLM block below
+#   Dovecot + Cyrus    17110 (plain + STLS), 17995 (POP3S): a second Dovecot instance whose AUTH NTLM
+#   SASL (NTLM)        goes through its winbind helper interface to Cyrus SASL (scripts/ntlm_helper.py);
+#                      NTLM PLAIN, for the NTLM users only (quinn, ruby / <user>-pass)
 #
 # All state lives in $TESTGROUND_DIR (default /tmp/testground). Users: alice, bob, carol, dave and
 # the per-suite scratch users erin, frank, grace, heidi, ivan, judy, kate, liam, mia, noah, olivia, each with password <user>-pass, address <user>@testground.example. CA: $TESTGROUND_DIR/certs/ca.crt.
@@ -54,7 +57,8 @@ SYSPY=/usr/bin/python3
 [[ -x $SYSPY ]] || SYSPY="$(command -v python3)"
 
 # port -> "server: description" (order = status output order)
-PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465 13110 13995 14587 14465 15110 15995 16587 16465)
+PORTS=(11110 11995 10025 10026 10587 10465 12025 12587 12465 13110 13995 14587 14465 15110 15995 16587 16465
+  17110 17995)
 declare -A PORT_INFO=(
   [11110]="dovecot  POP3 plain + STLS"
   [11995]="dovecot  POP3S implicit TLS"
@@ -73,6 +77,8 @@ declare -A PORT_INFO=(
   [15995]="courier  POP3S implicit TLS (IPv4 only)"
   [16587]="postfix-ntlm submission (Cyrus SASL: NTLM), STARTTLS required"
   [16465]="postfix-ntlm submissions (Cyrus SASL: NTLM), implicit TLS"
+  [17110]="dovecot-ntlm POP3 plain + STLS (NTLM via Cyrus SASL)"
+  [17995]="dovecot-ntlm POP3S implicit TLS (NTLM via Cyrus SASL)"
 )
 declare -A PORT_LOG=(
   [11110]=dovecot.log [11995]=dovecot.log
@@ -80,7 +86,7 @@ declare -A PORT_LOG=(
   [12025]=aiosmtpd.log [12587]=aiosmtpd.log [12465]=aiosmtpd.log
   [13110]=mailutils.log [13995]=mailutils.log [14587]=dovecot.log [14465]=dovecot.log
   [15110]=courier.log [15995]=courier.log
-  [16587]=postfix-ntlm.log [16465]=postfix-ntlm.log
+  [16587]=postfix-ntlm.log [16465]=postfix-ntlm.log [17110]=dovecot-ntlm.log [17995]=dovecot-ntlm.log
 )
 
 say() { printf 'testground: %s\n' "$*"; }
@@ -223,15 +229,21 @@ courier_pids() {
 # Facts found on the way: Debian's smtpd reads $config_directory/sasl/smtpd.conf and ignores
 # cyrus_sasl_config_path; the plugin verifies NTLMv2 responses (log: "incorrect NTLMv2
 # response" for a wrong password), with the sasldb entry's realm = smtpd_sasl_local_domain.
-# POP3 with AUTH NTLM is not here: cyrus-pop3d (the POP3 server on the same Cyrus SASL)
-# conflicts with dovecot-pop3d and mailutils-pop3d (pop3-server), so it would have to be
-# unpacked like Courier with cyrus-common and its libraries (libclamav12, libxapian30,
-# libical3, libzephyr4, ...), plus Cyrus' master, imapd.conf and a mailbox database.
+# POP3 with AUTH NTLM: cyrus-pop3d (the POP3 server on the same Cyrus SASL) conflicts with
+# dovecot-pop3d and mailutils-pop3d (pop3-server). Instead a second Dovecot instance (own
+# config, base_dir, state, ports 17110/17995, log dovecot-ntlm.log) uses its winbind NTLM
+# mechanism, whose helper (auth_winbind_helper_path, Squid's NTLMSSP helper protocol) is
+# scripts/ntlm_helper.py: it hands each exchange to the same Cyrus SASL NTLM plugin, with a
+# sasldb of its own (readable by the dovecot user, which runs the helper). The user name the
+# plugin answers must be in the instance's passwd-file userdb (same passwords, for PLAIN).
 NTLM_PF="$TG/postfix-ntlm"
-NTLM_USERS=(pat)
+NTLM_DOVE="$TG/dovecot-ntlm"
+# pat: SMTP (postfix-ntlm); quinn, ruby: POP3 (dovecot-ntlm), scratch for pop3-proto and mailctl.
+NTLM_USERS=(pat quinn ruby)
 NTLM_PKGS=(sasl2-bin libsasl2-modules libsasl2-modules-db)
 
 ntlm_postfix_pid() { pid_from "$NTLM_PF/spool/pid/master.pid" master; }
+ntlm_dovecot_pid() { pid_from "$NTLM_DOVE/run/master.pid" dovecot; }
 
 # ntlm_postfix_cmd ARGS...: postfix_cmd for the NTLM instance.
 ntlm_postfix_cmd() {
@@ -278,6 +290,29 @@ setup_ntlm() {
   chown root:postfix "$NTLM_PF/sasldb2"
   chmod 640 "$NTLM_PF/sasldb2"
   ntlm_postfix_cmd check || die "postfix check failed (config $NTLM_PF/etc, log $LOGS/postfix-ntlm.log)"
+
+  # The Dovecot instance: config, the helper (run by the dovecot user), its sasldb and users.
+  mkdir -p "$NTLM_DOVE/run" "$NTLM_DOVE/state"
+  chmod 755 "$NTLM_DOVE"
+  render dovecot-ntlm.conf "$NTLM_DOVE/dovecot.conf"
+  cp "$HERE/ntlm_helper.py" "$NTLM_DOVE/ntlm_helper.py.tmp"
+  chmod 755 "$NTLM_DOVE/ntlm_helper.py.tmp"
+  put_file "$NTLM_DOVE/ntlm_helper.py.tmp" "$NTLM_DOVE/ntlm_helper.py"
+  for u in "${NTLM_USERS[@]}"; do
+    printf '%s' "$u-pass" | saslpasswd2 -p -c -f "$NTLM_DOVE/sasldb2" -u testground.example "$u" ||
+      die "saslpasswd2 for $u (dovecot-ntlm) failed"
+  done
+  chown root:dovecot "$NTLM_DOVE/sasldb2"
+  chmod 640 "$NTLM_DOVE/sasldb2"
+  {
+    echo "# user:password:uid:gid:gecos:home:shell:extra (uid/gid/home come from userdb default_fields)"
+    for u in "${NTLM_USERS[@]}"; do echo "$u:{PLAIN}$u-pass::::::"; done
+  } >"$NTLM_DOVE/users.tmp"
+  put_file "$NTLM_DOVE/users.tmp" "$NTLM_DOVE/users"
+  chown root:dovecot "$NTLM_DOVE/users"
+  chmod 640 "$NTLM_DOVE/users"
+  doveconf -c "$NTLM_DOVE/dovecot.conf" -n >/dev/null ||
+    die "dovecot-ntlm config invalid: doveconf -c $NTLM_DOVE/dovecot.conf -n"
 }
 
 # ntlm_reset_mail: empties the NTLM users' Maildirs (only ever delivered to, by tests).
@@ -293,6 +328,21 @@ start_ntlm() {
   if ntlm_postfix_pid >/dev/null; then say "postfix-ntlm already running (pid $(ntlm_postfix_pid))"; return; fi
   ntlm_postfix_cmd start || die "postfix-ntlm did not start; see $LOGS/postfix-ntlm.log"
   say "postfix-ntlm started (pid $(ntlm_postfix_pid || echo '?'))"
+}
+
+start_ntlm_dovecot() {
+  if ntlm_dovecot_pid >/dev/null; then say "dovecot-ntlm already running (pid $(ntlm_dovecot_pid))"; return; fi
+  dovecot -c "$NTLM_DOVE/dovecot.conf" </dev/null >>"$LOGS/dovecot-ntlm.out" 2>&1 ||
+    die "dovecot-ntlm did not start; see $LOGS/dovecot-ntlm.log and $LOGS/dovecot-ntlm.out"
+  say "dovecot-ntlm started (pid $(cat "$NTLM_DOVE/run/master.pid" 2>/dev/null || echo '?'))"
+}
+
+# stop_ntlm_dovecot: returns 1 when nothing was running.
+stop_ntlm_dovecot() {
+  local pid
+  pid="$(ntlm_dovecot_pid)" || return 1
+  kill_pid "$pid" "dovecot-ntlm master"
+  say "stopped dovecot-ntlm (pid $pid)"
 }
 
 # stop_ntlm: returns 1 when nothing was running.
@@ -555,7 +605,7 @@ cmd_setup() {
   mu_current || mu_reset "${MU_USERS[@]}"
   courier_current || courier_reset "${COURIER_USERS[@]}"
   if ((${#CHANGED[@]})) && { dovecot_pid >/dev/null || postfix_pid >/dev/null || mailutils_pid >/dev/null ||
-    [[ -n "$(courier_pids)" ]] || ntlm_postfix_pid >/dev/null; }; then
+    [[ -n "$(courier_pids)" ]] || ntlm_postfix_pid >/dev/null || ntlm_dovecot_pid >/dev/null; }; then
     say "changed while running (restart to apply): ${CHANGED[*]}"
   fi
   touch "$TG/.setup-done"
@@ -682,7 +732,7 @@ start_courier() {
 
 cmd_start() {
   if [[ ! -f $TG/.setup-done || ! -f $DOVE/dovecot.conf || ! -f $PFETC/main.cf || ! -f $MU/pop3d.conf ||
-    ! -f $COURIER/etc/userdb || ! -f $NTLM_PF/etc/main.cf ]]; then
+    ! -f $COURIER/etc/userdb || ! -f $NTLM_PF/etc/main.cf || ! -f $NTLM_DOVE/dovecot.conf ]]; then
     cmd_setup
   fi
   mkdir -p "$LOGS" "$RUN"
@@ -692,6 +742,7 @@ cmd_start() {
   start_mailutils
   start_courier
   start_ntlm
+  start_ntlm_dovecot
   wait_ports 20 "${PORTS[@]}" || die "servers did not come up (run: $0 stop; see logs in $LOGS)"
   say "all ${#PORTS[@]} ports listening"
 }
@@ -730,6 +781,7 @@ cmd_stop() {
   done
   rm -f "$COURIER/run/pids"
   if stop_ntlm; then stopped=1; fi
+  if stop_ntlm_dovecot; then stopped=1; fi
   if pid="$(postfix_pid)"; then
     postfix_cmd stop || kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" 15 || kill_pid "$pid" "postfix master"
@@ -807,14 +859,14 @@ usage: $0 COMMAND          (state in \$TESTGROUND_DIR, now $TG)
                  python3-venv; venv with aiosmtpd; Courier POP3 downloaded and unpacked
   install-peers  apt-get install mpop msmtp fetchmail swaks (+ perl TLS/SASL modules)
   setup          vmail user, CA + localhost certificate, configs, mailboxes (kept if current)
-  start          start Dovecot, Postfix (+ the Cyrus SASL/NTLM instance), aiosmtpd, mailutils pop3d,
+  start          start Dovecot, Postfix (+ their Cyrus SASL/NTLM instances), aiosmtpd, mailutils pop3d,
                  Courier; wait until all ports listen
   stop           stop everything start/delay started
   status         list the ports; exit 0 only if all listen
   reset-mail [USER...]  regenerate the named mailboxes, or all of them + aiosmtpd's catch-all
                  (alice, erin, frank, kate, mia, noah 100; carol, heidi 2000;
                  bob, dave, grace, ivan, judy, liam, olivia 0); alice and noah also
-                 in mailutils' own copy, alice in Courier's; pat's (NTLM) emptied
+                 in mailutils' own copy, alice in Courier's; pat's, quinn's, ruby's (NTLM) emptied
   delay L T MS   relay 127.0.0.1:L -> 127.0.0.1:T adding MS ms per direction
   verify         quick end-to-end self-check (PASS/FAIL lines)
   all            install + setup + start + verify

@@ -97,6 +97,7 @@ def main():
         (14465, "implicit", "127.0.0.1"), (14465, "implicit", "::1"), (14587, "smtp-starttls", "127.0.0.1"),
         (15995, "implicit", "127.0.0.1"), (15110, "pop3-stls", "127.0.0.1"),
         (16465, "implicit", "127.0.0.1"), (16465, "implicit", "::1"), (16587, "smtp-starttls", "127.0.0.1"),
+        (17995, "implicit", "127.0.0.1"), (17995, "implicit", "::1"), (17110, "pop3-stls", "127.0.0.1"),
     ]
     for port, mode, host in tls_ports:
         @check(f"tls {mode:13} [{host}]:{port} verifies as localhost")
@@ -305,6 +306,49 @@ def main():
             return f"mechanisms {' '.join(mechs)}"
         finally:
             s.close()
+
+    # 6. The Cyrus SASL (NTLM) Dovecot instance: PLAIN for quinn through its passwd-file, and
+    # AUTH NTLM answered by a challenge from Cyrus SASL through the winbind helper (the full
+    # login needs MD4 again: the Rust tests do it).
+    @check("pop3s 17995 (dovecot-ntlm) quinn AUTH PLAIN: STAT works")
+    def _():
+        p = poplib.POP3_SSL("127.0.0.1", 17995, context=ctx, timeout=TIMEOUT)
+        try:
+            import base64
+
+            p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0quinn\0quinn-pass").decode())
+            count, octets = p.stat()
+        finally:
+            p.quit()
+        return f"{count} {octets}"
+
+    @check("pop3 17110 STLS: AUTH NTLM offered, negotiate answered by a Cyrus SASL challenge")
+    def _():
+        import base64
+
+        p = poplib.POP3("127.0.0.1", 17110, timeout=TIMEOUT)
+        try:
+            p.stls(ctx)
+            sasl = p.capa().get("SASL", [])
+            if "NTLM" not in sasl:
+                raise AssertionError(f"AUTH NTLM not offered: {sasl}")
+            p._putcmd("AUTH NTLM")
+            first = p._getline()[0]
+            if not first.startswith(b"+"):
+                raise AssertionError(f"AUTH NTLM: {first!r}")
+            negotiate = b"NTLMSSP\0\x01\0\0\0" + (0x00000207).to_bytes(4, "little") + bytes(16)
+            p._putcmd(base64.b64encode(negotiate).decode())
+            reply = p._getline()[0]
+            if not reply.startswith(b"+ "):
+                raise AssertionError(f"AUTH NTLM negotiate: {reply!r}")
+            challenge = base64.b64decode(reply[2:])
+            if challenge[:12] != b"NTLMSSP\0\x02\0\0\0":
+                raise AssertionError(f"not an NTLM challenge: {challenge[:12]!r}")
+            p._putcmd("*")
+            p._getline()
+            return f"SASL {' '.join(sasl)}"
+        finally:
+            p.quit()
 
     passed = sum(results)
     failed = len(results) - passed

@@ -227,8 +227,26 @@ pub const POSTFIX_NTLM_SUBMISSIONS: Endpoint = Endpoint {
     tls: PortTls::Implicit,
 };
 
+/// A second Dovecot instance whose only password check for `AUTH NTLM` is Cyrus SASL's NTLM
+/// plugin: Dovecot's NTLM mechanism hands the exchange to a helper (its winbind interface),
+/// here `testground/scripts/ntlm_helper.py`, which drives libsasl2 with a sasldb. STLS; it
+/// offers `NTLM PLAIN` and knows only the [`NTLM_USERS`], serving their Maildirs ([`maildir`]).
+pub const DOVECOT_NTLM_POP3: Endpoint = Endpoint {
+    name: "Dovecot + Cyrus SASL NTLM POP3 (STLS)",
+    protocol: Protocol::Pop3,
+    port: 17110,
+    tls: PortTls::Upgrade,
+};
+/// [`DOVECOT_NTLM_POP3`] with implicit TLS.
+pub const DOVECOT_NTLM_POP3S: Endpoint = Endpoint {
+    name: "Dovecot + Cyrus SASL NTLM POP3S",
+    protocol: Protocol::Pop3,
+    port: 17995,
+    tls: PortTls::Implicit,
+};
+
 /// Every endpoint of the test ground.
-pub const ALL_ENDPOINTS: [Endpoint; 17] = [
+pub const ALL_ENDPOINTS: [Endpoint; 19] = [
     DOVECOT_POP3,
     DOVECOT_POP3S,
     POSTFIX_SUBMISSION,
@@ -246,6 +264,8 @@ pub const ALL_ENDPOINTS: [Endpoint; 17] = [
     COURIER_POP3S,
     POSTFIX_NTLM_SUBMISSION,
     POSTFIX_NTLM_SUBMISSIONS,
+    DOVECOT_NTLM_POP3,
+    DOVECOT_NTLM_POP3S,
 ];
 
 /// The users GNU mailutils pop3d serves, each from its own copy of the mailbox (the same
@@ -387,8 +407,24 @@ pub const PAT: User = User {
     initial_messages: 0,
 };
 
+/// Empty at reset; a user of the Cyrus SASL (NTLM) servers like [`PAT`], scratch for
+/// pop3-proto's `AUTH NTLM` tests against [`DOVECOT_NTLM_POP3`].
+pub const QUINN: User = User {
+    name: "quinn",
+    password: "quinn-pass",
+    address: "quinn@testground.example",
+    initial_messages: 0,
+};
+/// Empty at reset; like [`QUINN`], scratch for mailctl's POP3 `AUTH NTLM` tests.
+pub const RUBY: User = User {
+    name: "ruby",
+    password: "ruby-pass",
+    address: "ruby@testground.example",
+    initial_messages: 0,
+};
+
 /// The users of the Cyrus SASL (NTLM) servers.
-pub const NTLM_USERS: [User; 1] = [PAT];
+pub const NTLM_USERS: [User; 3] = [PAT, QUINN, RUBY];
 
 /// Every test user. Each test suite owns its scratch users, so suites never race on a mailbox.
 pub const ALL_USERS: [User; 15] = [
