@@ -1,15 +1,21 @@
-//! `mailctl send` with "Secure Password Authentication" (`--auth ntlm`, or `mechanism = "ntlm"`
-//! in an account file) against the test ground's Postfix instance whose SASL is Cyrus SASL: a
-//! real NTLMv2 verifier. It also offers SCRAM-SHA-256, which the automatic choice takes.
+//! `mailctl send` and `mailctl fetch` with "Secure Password Authentication" (`--auth ntlm`, or
+//! `mechanism = "ntlm"` in an account file) against the test ground's servers whose NTLM is
+//! checked by Cyrus SASL, a real NTLMv2 verifier: the Postfix instance (it also offers
+//! SCRAM-SHA-256, which the automatic choice takes) and the Dovecot POP3 instance (it also offers
+//! PLAIN, which the automatic choice takes).
 //!
-//! User: `pat`, known only to that instance; every message carries a unique Message-ID and is
-//! found again in pat's Maildir.
+//! Users: `pat` for sending, `ruby` for fetching, both known only to those instances; every
+//! message carries a unique Message-ID and is found again in a Maildir.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mail_testground::{PAT, POSTFIX_NTLM_SUBMISSION, POSTFIX_NTLM_SUBMISSIONS};
+use mail_testground::{
+    DOVECOT_NTLM_POP3, DOVECOT_NTLM_POP3S, PAT, POSTFIX_NTLM_SUBMISSION, POSTFIX_NTLM_SUBMISSIONS,
+    RUBY,
+};
 
 fn mailctl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mailctl"))
@@ -179,5 +185,153 @@ extra_ca_file = "{ca}"
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("SMTP AUTH NTLM"), "{stderr}");
     wait_delivered(&id);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- fetch: POP3 AUTH NTLM (Dovecot + Cyrus SASL) ----
+
+/// The fetch tests share ruby's mailbox, and Dovecot's NTLM helper serves one exchange at a
+/// time (its protocol has no exchange id): they take turns.
+static RUBY_LOCK: Mutex<()> = Mutex::new(());
+
+/// Puts a message with Message-ID `<id@testground.example>` into ruby's Maildir on the server.
+fn put_for_ruby(id: &str) {
+    let maildir = mail_testground::maildir(&RUBY);
+    let tmp = maildir.join("tmp").join(id);
+    std::fs::write(
+        &tmp,
+        format!(
+            "From: {addr}\nTo: {addr}\nSubject: NTLM fetch {id}\nMessage-ID: <{id}@testground.example>\n\nfetched with NTLM\n",
+            addr = RUBY.address
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", tmp.display()));
+    std::fs::rename(&tmp, maildir.join("new").join(id)).unwrap();
+}
+
+/// Does the local Maildir `dir` hold the message with Message-ID `id`?
+fn fetched(dir: &Path, id: &str) -> bool {
+    let needle = format!("<{id}@testground.example>");
+    ["new", "cur"].iter().any(|sub| {
+        std::fs::read_dir(dir.join(sub)).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|m| m.contains(&needle)))
+        })
+    })
+}
+
+/// `mailctl -v fetch --delete` over implicit TLS from the NTLM instance as ruby with
+/// `password`, `--auth auth`, into `dir`/Maildir.
+fn fetch_with_flags(dir: &Path, password: &str, auth: &str) -> Output {
+    mail_testground::require(&[DOVECOT_NTLM_POP3S]);
+    run(mailctl()
+        .args(["-v", "fetch", "--host", "127.0.0.1", "--tls", "implicit"])
+        .args(["--port", &DOVECOT_NTLM_POP3S.port.to_string()])
+        .args(["--user", RUBY.name, "--password-env", "TG_PASSWORD"])
+        .args(["--auth", auth, "--delete"])
+        .arg("--ca-file")
+        .arg(mail_testground::ca_file())
+        .arg("--maildir")
+        .arg(dir.join("Maildir"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .env("TG_PASSWORD", password)
+        .env_remove("RUST_LOG"))
+}
+
+#[test]
+fn fetch_with_auth_ntlm_flag() {
+    let _turn = RUBY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("fetch-flag");
+    let id = unique("ntlm-fetch");
+    put_for_ruby(&id);
+    let output = fetch_with_flags(&dir, RUBY.password, "ntlm");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("POP3 login with NTLM"), "{stderr}");
+    assert!(fetched(&dir.join("Maildir"), &id), "{stderr}");
+
+    // Without --auth the same server is used with PLAIN, not NTLM.
+    let id = unique("ntlm-fetch-auto");
+    put_for_ruby(&id);
+    let output = fetch_with_flags(&dir, RUBY.password, "auto");
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("POP3 login with PLAIN"), "{stderr}");
+    assert!(!stderr.contains("NTLM"), "{stderr}");
+    assert!(fetched(&dir.join("Maildir"), &id), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fetch_with_a_wrong_password_and_ntlm_is_an_authentication_error() {
+    let _turn = RUBY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("fetch-wrong");
+    let output = fetch_with_flags(&dir, "not-ruby-pass", "ntlm");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("mailctl: authentication error:") && last.contains("NTLM"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fetch_with_an_account_file_with_mechanism_ntlm() {
+    mail_testground::require(&[DOVECOT_NTLM_POP3]);
+    let _turn = RUBY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("fetch-account");
+    let account = dir.join("ruby.toml");
+    // The outgoing server is never contacted by `fetch`.
+    std::fs::write(
+        &account,
+        format!(
+            r#"address = "{address}"
+
+[incoming]
+host = "127.0.0.1"
+port = {port}
+security = "starttls"
+username = "{{local}}"
+auth = "password-encrypted"
+mechanism = "ntlm"
+
+[outgoing]
+host = "127.0.0.1"
+port = 16465
+security = "implicit-tls"
+username = "{{local}}"
+auth = "automatic"
+
+[credential]
+env = "TG_PASSWORD"
+
+[tls]
+extra_ca_file = "{ca}"
+"#,
+            address = RUBY.address,
+            port = DOVECOT_NTLM_POP3.port,
+            ca = mail_testground::ca_file().display()
+        ),
+    )
+    .unwrap();
+    let id = unique("ntlm-fetch-account");
+    put_for_ruby(&id);
+    let output = run(mailctl()
+        .args(["-v", "fetch", "--delete", "-a"])
+        .arg(&account)
+        .arg("--maildir")
+        .arg(dir.join("Maildir"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .env("TG_PASSWORD", RUBY.password)
+        .env_remove("RUST_LOG"));
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("POP3 login with NTLM"), "{stderr}");
+    assert!(fetched(&dir.join("Maildir"), &id), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
