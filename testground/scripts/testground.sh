@@ -334,7 +334,9 @@ start_ntlm_dovecot() {
   if ntlm_dovecot_pid >/dev/null; then say "dovecot-ntlm already running (pid $(ntlm_dovecot_pid))"; return; fi
   dovecot -c "$NTLM_DOVE/dovecot.conf" </dev/null >>"$LOGS/dovecot-ntlm.out" 2>&1 ||
     die "dovecot-ntlm did not start; see $LOGS/dovecot-ntlm.log and $LOGS/dovecot-ntlm.out"
-  say "dovecot-ntlm started (pid $(cat "$NTLM_DOVE/run/master.pid" 2>/dev/null || echo '?'))"
+  local i
+  for ((i = 0; i < 30; i++)); do ntlm_dovecot_pid >/dev/null && break; sleep 0.1; done
+  say "dovecot-ntlm started (pid $(ntlm_dovecot_pid || echo '?'))"
 }
 
 # stop_ntlm_dovecot: returns 1 when nothing was running.

@@ -397,7 +397,7 @@ pub const OLIVIA: User = User {
     initial_messages: 0,
 };
 
-/// The user of the Cyrus SASL (NTLM) servers ([`POSTFIX_NTLM_SUBMISSION`]), known only to them:
+/// The SMTP user of the Cyrus SASL (NTLM) servers ([`POSTFIX_NTLM_SUBMISSION`]), known only to them:
 /// its password is in their sasldb, not in Dovecot's users, so it is not in [`ALL_USERS`]. Its
 /// Maildir ([`maildir`]) receives what is sent to it there.
 pub const PAT: User = User {
