@@ -339,7 +339,8 @@ fn failures_have_their_exit_status_and_one_line() {
         .arg(&maildir)
         .env("TG_PASSWORD", FRANK.password));
     assert_eq!(output.status.code(), Some(8), "{}", text(&output.stderr));
-    // a password without TLS and without --allow-plaintext: 10, before any connection
+    // a password without TLS and without --allow-cleartext-credentials-dangerously: 10, before
+    // any connection
     let output = run(mailctl()
         .args([
             "fetch",
@@ -356,7 +357,7 @@ fn failures_have_their_exit_status_and_one_line() {
         .arg(&maildir)
         .env("TG_PASSWORD", FRANK.password));
     assert_eq!(output.status.code(), Some(10), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).contains("--allow-plaintext"));
+    assert!(text(&output.stderr).contains("--allow-cleartext-credentials-dangerously"));
     // usage: 2
     let output = run(mailctl().args(["fetch", "--bogus"]));
     assert_eq!(output.status.code(), Some(2));

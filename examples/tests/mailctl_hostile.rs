@@ -212,6 +212,54 @@ async fn a_connection_cut_mid_message_stores_nothing_partial_and_deletes_nothing
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The cleartext opt-in under its name and its old one (`--allow-plaintext`), with `--tls`
+/// spelled as on the command line (`none`) or as in account files (`plaintext`): the password
+/// is sent as asked. Without the opt-in nothing is sent at all.
+#[tokio::test]
+async fn cleartext_opt_in_under_both_spellings_sends_the_password() {
+    for (opt_in, tls) in [
+        ("--allow-cleartext-credentials-dangerously", "none"),
+        ("--allow-plaintext", "plaintext"),
+    ] {
+        let pki = Pki::generate();
+        let server = HostileServer::start(
+            vec![
+                Step::send("+OK cleartext\r\n"),
+                Step::expect("CAPA"),
+                Step::send("+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+                Step::expect("USER victim"),
+                Step::send("+OK\r\n"),
+                Step::expect("PASS s3cret-password"),
+                Step::send("-ERR [AUTH] not today\r\n"),
+                Step::ExpectAny,
+            ],
+            pki.leaf_for("localhost"),
+        )
+        .await;
+        let dir = scratch("cleartext");
+        let mut args = fetch_args(&pki, server.port(), tls, &dir);
+        args.push(opt_in.into());
+        let output = mailctl_async(args).await;
+        let transcript = server.finish().await;
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{opt_in}: {stderr}");
+        assert!(
+            transcript.plaintext_contains(b"PASS s3cret-password"),
+            "{opt_in}: {transcript:?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // Without the opt-in: refused before connecting (port 9 is never listened to here).
+    let pki = Pki::generate();
+    let output = mailctl_async(fetch_args(&pki, 9, "plaintext", &scratch("cleartext"))).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("--allow-cleartext-credentials-dangerously"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn smtp_354_after_every_recipient_failed_sends_no_body() {
     let pki = Pki::generate();

@@ -187,8 +187,8 @@ fn parse_server(node: roxmltree::Node<'_, '_>, config: &mut ClientConfig) {
     let port = child_text(node, "port").and_then(|p| p.parse::<u16>().ok());
     let security = match child_text(node, "socketType") {
         Some("SSL" | "TLS") => Some(Security::ImplicitTls),
-        Some("STARTTLS") => Some(Security::Starttls),
-        Some("plain") => Some(Security::None),
+        Some("STARTTLS") => Some(Security::StartTls),
+        Some("plain") => Some(Security::Plaintext),
         _ => None,
     };
     let (Some(host), Some(port), Some(security)) = (host, port, security) else {
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(c.domains, ["example.jp"]);
         assert_eq!(c.servers.len(), 3);
         assert_eq!(c.servers[1].auth, [AuthMethod::OAuth2]);
-        assert_eq!(c.servers[2].security, Security::None);
+        assert_eq!(c.servers[2].security, Security::Plaintext);
         assert_eq!(c.servers[2].username, Username::address());
         assert_eq!(c.pop3_leave_on_server, Some(true));
         assert_eq!(c.pop3_days_on_server, Some(14));

@@ -151,9 +151,9 @@ pub struct ServerSettings {
     pub trust_roots: TrustRoots,
     /// The name the certificate must carry (default: `host`).
     pub tls_name: Option<String>,
-    /// Allows sending a credential without TLS ([`Security::None`]). Off by default: a
+    /// Allows sending a credential without TLS ([`Security::Plaintext`]). Off by default: a
     /// password over a cleartext connection can be read by anyone on the path.
-    pub allow_plaintext_credentials: bool,
+    pub allow_cleartext_credentials_dangerously: bool,
     /// Limit for the TCP connect and for the TLS handshake, each.
     pub setup_timeout: Duration,
     /// The local address to connect from (`None`: the system chooses).
@@ -184,7 +184,7 @@ impl ServerSettings {
             login: LoginMethod::Auto,
             trust_roots: TrustRoots::WebPki,
             tls_name: None,
-            allow_plaintext_credentials: false,
+            allow_cleartext_credentials_dangerously: false,
             setup_timeout: Duration::from_secs(30),
             local_addr: None,
             greeting_timeout: None,
@@ -193,16 +193,16 @@ impl ServerSettings {
     }
 
     /// Refuses, before any connection is made, settings that would send a credential
-    /// without TLS, unless [`ServerSettings::allow_plaintext_credentials`] is set. The
+    /// without TLS, unless [`ServerSettings::allow_cleartext_credentials_dangerously`] is set. The
     /// protocol clients refuse it too, at login time; this says so up front, in words.
     ///
     /// # Errors
     ///
     /// [`ConnectError::Config`] naming the risk.
     pub fn check_cleartext(&self) -> Result<(), ConnectError> {
-        if self.security == Security::None
+        if self.security == Security::Plaintext
             && self.login != LoginMethod::None
-            && !self.allow_plaintext_credentials
+            && !self.allow_cleartext_credentials_dangerously
         {
             return Err(ConnectError::Config(
                 "refusing to send a password without TLS: anyone on the path could read it".into(),
@@ -383,8 +383,8 @@ pub(crate) fn pop3_error(server: &ServerSettings, error: pop3::Error) -> Connect
 ///
 /// [`ConnectError::Pop3`] for anything the session reports.
 pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, ConnectError> {
-    let mut config = pop3_proto::Config::new(server.security.into())
-        .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
+    let mut config = pop3_proto::Config::new(server.security)
+        .allow_cleartext_credentials_dangerously(server.allow_cleartext_credentials_dangerously);
     if let Some(limit) = server.greeting_timeout {
         config.timeouts = config.timeouts.with_greeting(limit);
     }
@@ -514,8 +514,8 @@ pub(crate) fn smtp_error(server: &ServerSettings, error: smtp::Error) -> Connect
 /// [`ConnectError::Smtp`] for anything the session reports.
 pub async fn smtp_connect(server: &ServerSettings) -> Result<smtp::Session, ConnectError> {
     let mut config = smtp_submit::Config::default()
-        .with_security(server.security.into())
-        .allow_cleartext_credentials_dangerously(server.allow_plaintext_credentials);
+        .with_security(server.security)
+        .allow_cleartext_credentials_dangerously(server.allow_cleartext_credentials_dangerously);
     if let Some(limit) = server.greeting_timeout {
         config.timeouts = config.timeouts.with_greeting(limit);
     }
@@ -684,14 +684,14 @@ auth = "password-cleartext"
     #[test]
     fn a_password_without_tls_is_refused_up_front_unless_allowed() {
         use crate::settings::Security;
-        let mut server = ServerSettings::new("mail.example.jp", 110, Security::None, "taro");
+        let mut server = ServerSettings::new("mail.example.jp", 110, Security::Plaintext, "taro");
         assert!(matches!(
             server.check_cleartext(),
             Err(ConnectError::Config(text)) if text.contains("without TLS")
         ));
-        server.allow_plaintext_credentials = true;
+        server.allow_cleartext_credentials_dangerously = true;
         assert!(server.check_cleartext().is_ok());
-        server.allow_plaintext_credentials = false;
+        server.allow_cleartext_credentials_dangerously = false;
         server.login = LoginMethod::None;
         assert!(server.check_cleartext().is_ok(), "nothing to send");
         let tls = ServerSettings::new("mail.example.jp", 995, Security::ImplicitTls, "taro");

@@ -185,7 +185,7 @@ fn classify_pop3(
         Error::LoginFailed(failure) => classify_pop3_response(&failure.response),
         Error::Misuse(pop3_proto::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
         Error::Misuse(pop3_proto::Misuse::NoSuitableMethod { .. })
-            if server.security == Security::None =>
+            if server.security == Security::Plaintext =>
         {
             // Servers hide their password mechanisms until TLS is up.
             VerifyFailure::CleartextRefused
@@ -237,7 +237,7 @@ fn classify_smtp(
         Error::Misuse(
             smtp_submit::Misuse::ExtensionNotOffered(smtp_submit::Extension::Auth)
             | smtp_submit::Misuse::NoSuitableMethod { .. },
-        ) if server.security == Security::None => {
+        ) if server.security == Security::Plaintext => {
             // Submission servers hide AUTH (or the password mechanisms) until STARTTLS.
             VerifyFailure::CleartextRefused
         }

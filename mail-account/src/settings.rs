@@ -39,58 +39,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::EmailAddress;
 
-/// How a connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Security {
-    /// TLS from the first byte (POP3S 995, submissions 465; RFC 8314).
-    ImplicitTls,
-    /// Plain connection upgraded with STARTTLS/STLS before authentication (110, 587).
-    Starttls,
-    /// No TLS at all. Never chosen by discovery; reported with a warning when a source says so.
-    None,
-}
-
-impl Security {
-    /// True for the two TLS modes.
-    pub const fn is_tls(self) -> bool {
-        matches!(self, Self::ImplicitTls | Self::Starttls)
-    }
-
-    /// The usual mode of a well-known port, if it has one.
-    pub const fn for_port(protocol: Protocol, port: u16) -> Option<Self> {
-        match (protocol, port) {
-            (Protocol::Pop3, 995) | (Protocol::Imap, 993) | (Protocol::Smtp, 465) => {
-                Some(Self::ImplicitTls)
-            }
-            (Protocol::Pop3, 110) | (Protocol::Imap, 143) | (Protocol::Smtp, 587 | 25) => {
-                Some(Self::Starttls)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The protocol crates' spelling of the same mode.
-impl From<Security> for mail_common::Security {
-    fn from(security: Security) -> Self {
-        match security {
-            Security::ImplicitTls => Self::ImplicitTls,
-            Security::Starttls => Self::StartTls,
-            Security::None => Self::Plaintext,
-        }
-    }
-}
-
-impl fmt::Display for Security {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ImplicitTls => "implicit TLS",
-            Self::Starttls => "STARTTLS",
-            Self::None => "no TLS",
-        })
-    }
-}
+/// How a connection is protected: the one type the protocol crates use too. Account files
+/// spell it `implicit-tls`, `starttls` or `none` (`plaintext` is accepted as well).
+pub use mail_common::Security;
 
 /// A mail protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,6 +56,26 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The usual security mode of a well-known port of this protocol, if it has one.
+    ///
+    /// ```
+    /// use mail_account::settings::{Protocol, Security};
+    /// assert_eq!(Protocol::Smtp.security_for_port(587), Some(Security::StartTls));
+    /// assert_eq!(Protocol::Pop3.security_for_port(995), Some(Security::ImplicitTls));
+    /// assert_eq!(Protocol::Pop3.security_for_port(2525), None);
+    /// ```
+    pub const fn security_for_port(self, port: u16) -> Option<Security> {
+        match (self, port) {
+            (Self::Pop3, 995) | (Self::Imap, 993) | (Self::Smtp, 465) => {
+                Some(Security::ImplicitTls)
+            }
+            (Self::Pop3, 110) | (Self::Imap, 143) | (Self::Smtp, 587 | 25) => {
+                Some(Security::StartTls)
+            }
+            _ => None,
+        }
+    }
+
     /// The default port for a security mode (995/110, 993/143, 465/587).
     pub const fn default_port(self, security: Security) -> u16 {
         match (self, security) {
@@ -601,13 +572,13 @@ impl Account {
                     .into(),
             });
         }
-        if self.outgoing.security == Security::None {
+        if self.outgoing.security == Security::Plaintext {
             out.push(SettingWarning {
                 setting: "outgoing.security",
                 message: "the password and messages travel unencrypted".into(),
             });
         }
-        if self.incoming.security == Security::None {
+        if self.incoming.security == Security::Plaintext {
             out.push(SettingWarning {
                 setting: "incoming.security",
                 message: "the password and messages travel unencrypted".into(),

@@ -106,10 +106,10 @@ pub struct VerifyOptions {
     /// The local address to connect to the POP3 server from (the SMTP adapter cannot bind one,
     /// so it is not used for the outgoing server).
     pub local_addr: Option<IpAddr>,
-    /// Allows sending the credential without TLS to a server set to [`Security::None`].
+    /// Allows sending the credential without TLS to a server set to [`Security::Plaintext`].
     /// Dangerous: anyone on the path can read it. Off by default, and then such a server is
     /// [`VerifyFailure::CleartextRefused`] without anything being sent.
-    pub allow_plaintext_credentials: bool,
+    pub allow_cleartext_credentials_dangerously: bool,
 }
 
 impl Default for VerifyOptions {
@@ -119,7 +119,7 @@ impl Default for VerifyOptions {
             trust_roots: None,
             tls_name: None,
             local_addr: None,
-            allow_plaintext_credentials: false,
+            allow_cleartext_credentials_dangerously: false,
         }
     }
 }
@@ -134,7 +134,8 @@ impl VerifyOptions {
         if let Some(name) = &self.tls_name {
             server.tls_name = Some(name.clone());
         }
-        server.allow_plaintext_credentials = self.allow_plaintext_credentials;
+        server.allow_cleartext_credentials_dangerously =
+            self.allow_cleartext_credentials_dangerously;
     }
 }
 
@@ -281,8 +282,8 @@ fn tls_summary(server: &ServerSettings, protocol: Protocol, is_tls: bool) -> Opt
         return None;
     }
     let mode = match (server.security, protocol) {
-        (Security::Starttls, Protocol::Pop3) => "STLS",
-        (Security::Starttls, _) => "STARTTLS",
+        (Security::StartTls, Protocol::Pop3) => "STLS",
+        (Security::StartTls, _) => "STARTTLS",
         _ => "implicit TLS",
     };
     let name = server.tls_name.as_deref().unwrap_or(&server.host);

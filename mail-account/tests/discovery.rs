@@ -296,7 +296,7 @@ async fn step3_srv_priority_dot_target_and_order_of_steps() {
         (o.host.value.as_str(), o.port.value),
         ("smtp.srv.test", 587)
     );
-    assert_eq!(o.security.value, Security::Starttls);
+    assert_eq!(o.security.value, Security::StartTls);
     let srv_step = r.steps.iter().find(|s| s.step == Step::Srv).unwrap();
     assert!(
         srv_step
@@ -492,7 +492,7 @@ async fn manual_settings_win_and_partial_settings_merge() {
     assert_eq!((o.port.value, o.port.source.clone()), (587, Source::Manual));
     assert_eq!(
         o.security.value,
-        Security::Starttls,
+        Security::StartTls,
         "derived from the manual port"
     );
     assert!(matches!(o.security.source, Source::Default { .. }));
@@ -599,11 +599,11 @@ async fn step5_probes_real_servers_tls_first_with_certificate_check() {
     let f = Fixture::start().await;
     let options = probe_options(
         vec![
-            (DOVECOT_POP3.port, Security::Starttls),
+            (DOVECOT_POP3.port, Security::StartTls),
             (DOVECOT_POP3S.port, Security::ImplicitTls),
         ],
         vec![
-            (POSTFIX_SUBMISSION.port, Security::Starttls),
+            (POSTFIX_SUBMISSION.port, Security::StartTls),
             (POSTFIX_SUBMISSIONS.port, Security::ImplicitTls),
         ],
     );
@@ -661,8 +661,8 @@ async fn step5_probes_starttls_ports_and_upgrades() {
     mail_testground::require(&[DOVECOT_POP3, POSTFIX_SUBMISSION]);
     let f = Fixture::start().await;
     let mut options = probe_options(
-        vec![(DOVECOT_POP3.port, Security::Starttls)],
-        vec![(POSTFIX_SUBMISSION.port, Security::Starttls)],
+        vec![(DOVECOT_POP3.port, Security::StartTls)],
+        vec![(POSTFIX_SUBMISSION.port, Security::StartTls)],
     );
     options.probe_options.incoming_hosts = vec!["{domain}".into()];
     options.probe_options.outgoing_hosts = vec!["{domain}".into()];
@@ -675,11 +675,11 @@ async fn step5_probes_starttls_ports_and_upgrades() {
     let o = r.outgoing.as_ref().unwrap();
     assert_eq!(
         (i.port.value, i.security.value),
-        (DOVECOT_POP3.port, Security::Starttls)
+        (DOVECOT_POP3.port, Security::StartTls)
     );
     assert_eq!(
         (o.port.value, o.security.value),
-        (POSTFIX_SUBMISSION.port, Security::Starttls)
+        (POSTFIX_SUBMISSION.port, Security::StartTls)
     );
     let probes: Vec<_> = r
         .requests

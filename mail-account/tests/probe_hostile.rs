@@ -62,7 +62,7 @@ async fn smtp_bytes_injected_after_the_starttls_go_ahead_fail_the_probe() {
         pki.leaf_for("mail.probe.test"),
     )
     .await;
-    let t = target(Protocol::Smtp, &server, Security::Starttls);
+    let t = target(Protocol::Smtp, &server, Security::StartTls);
     let outcome = probe_one(&Loopback, &t, &options(&pki)).await;
     assert!(
         matches!(outcome, Err(ProbeFailure::Protocol(ref why)) if why.contains("injection")),
@@ -88,7 +88,7 @@ async fn pop3_bytes_injected_after_the_stls_go_ahead_fail_the_probe() {
         pki.leaf_for("mail.probe.test"),
     )
     .await;
-    let t = target(Protocol::Pop3, &server, Security::Starttls);
+    let t = target(Protocol::Pop3, &server, Security::StartTls);
     let outcome = probe_one(&Loopback, &t, &options(&pki)).await;
     assert!(
         matches!(outcome, Err(ProbeFailure::Protocol(_))),
@@ -111,7 +111,7 @@ async fn a_port_without_starttls_is_not_a_candidate() {
         pki.leaf_for("mail.probe.test"),
     )
     .await;
-    let t = target(Protocol::Smtp, &server, Security::Starttls);
+    let t = target(Protocol::Smtp, &server, Security::StartTls);
     let outcome = probe_one(&Loopback, &t, &options(&pki)).await;
     assert_eq!(outcome, Err(ProbeFailure::NoStarttls));
     let transcript = server.finish().await;

@@ -12,7 +12,7 @@ use mail_account::{
 };
 
 use Protocol::{Imap, Pop3};
-use Security::{ImplicitTls as Tls, Starttls};
+use Security::{ImplicitTls as Tls, StartTls};
 
 type Server = (Protocol, &'static str, u16, Security);
 
@@ -23,7 +23,7 @@ const TABLE: &[(&str, &str, Server, (&str, u16, Security), &str, &[HintKind])] =
         "taro@outlook.com",
         "outlook.com",
         (Pop3, "outlook.office365.com", 995, Tls),
-        ("smtp-mail.outlook.com", 587, Starttls),
+        ("smtp-mail.outlook.com", 587, StartTls),
         "{address}",
         &[HintKind::OAuth2Only, HintKind::EnablePop],
     ),
@@ -31,7 +31,7 @@ const TABLE: &[(&str, &str, Server, (&str, u16, Security), &str, &[HintKind])] =
         "taro@hotmail.co.jp",
         "outlook.com",
         (Pop3, "outlook.office365.com", 995, Tls),
-        ("smtp-mail.outlook.com", 587, Starttls),
+        ("smtp-mail.outlook.com", 587, StartTls),
         "{address}",
         &[HintKind::OAuth2Only],
     ),
@@ -39,7 +39,7 @@ const TABLE: &[(&str, &str, Server, (&str, u16, Security), &str, &[HintKind])] =
         "taro@live.jp",
         "outlook.com",
         (Pop3, "outlook.office365.com", 995, Tls),
-        ("smtp-mail.outlook.com", 587, Starttls),
+        ("smtp-mail.outlook.com", 587, StartTls),
         "{address}",
         &[HintKind::OAuth2Only],
     ),
@@ -71,7 +71,7 @@ const TABLE: &[(&str, &str, Server, (&str, u16, Security), &str, &[HintKind])] =
         "taro@icloud.com",
         "icloud.com",
         (Imap, "imap.mail.me.com", 993, Tls),
-        ("smtp.mail.me.com", 587, Starttls),
+        ("smtp.mail.me.com", 587, StartTls),
         "{local}",
         &[HintKind::NoPop3, HintKind::AppPassword],
     ),
@@ -121,8 +121,8 @@ const TABLE: &[(&str, &str, Server, (&str, u16, Security), &str, &[HintKind])] =
     (
         "taro@iijmio-mail.jp",
         "iijmio-mail.jp",
-        (Pop3, "mbox.iijmio-mail.jp", 110, Starttls),
-        ("mbox.iijmio-mail.jp", 587, Starttls),
+        (Pop3, "mbox.iijmio-mail.jp", 110, StartTls),
+        ("mbox.iijmio-mail.jp", 587, StartTls),
         "{local}.{domain}",
         &[],
     ),

@@ -35,7 +35,7 @@ extra_ca_file = "/etc/ssl/private-ca.pem"
 fn full_account_round_trips() {
     let a = Account::from_toml(FULL).unwrap();
     assert_eq!(a.incoming.protocol, Protocol::Pop3);
-    assert_eq!(a.outgoing.security, Security::Starttls);
+    assert_eq!(a.outgoing.security, Security::StartTls);
     assert_eq!(a.outgoing.auth, AuthMethod::OAuth2);
     assert_eq!(a.retention, Retention::DeleteAfterDays(14));
     assert!(matches!(a.credential, Some(Credential::Command(ref c)) if c.len() == 3));
@@ -168,4 +168,48 @@ fn check_interval_round_trips_and_defaults_to_none() {
     );
     assert_eq!(Account::from_toml(FULL).unwrap().check_interval, None);
     assert!(Account::from_toml(&format!("check_interval = \"often\"\n{FULL}")).is_err());
+}
+
+/// Issue 13: `Security` is now mail-common's (`StartTls`, `Plaintext`), but account files
+/// written before keep their spellings: each old value parses, is written back exactly as it
+/// was, and round-trips; `plaintext` is read as `none`; the Rust variant names are not TOML.
+#[test]
+fn old_security_spellings_parse_and_are_written_back_unchanged() {
+    for (old, security) in [
+        ("implicit-tls", Security::ImplicitTls),
+        ("starttls", Security::StartTls),
+        ("none", Security::Plaintext),
+    ] {
+        let text = FULL
+            .replace(
+                "security = \"implicit-tls\"",
+                &format!("security = \"{old}\""),
+            )
+            .replace("security = \"starttls\"", &format!("security = \"{old}\""));
+        let a = Account::from_toml(&text).unwrap();
+        assert_eq!(a.incoming.security, security, "{old}");
+        assert_eq!(a.outgoing.security, security, "{old}");
+        let written = a.to_toml().unwrap();
+        assert_eq!(
+            written.matches(&format!("security = \"{old}\"")).count(),
+            2,
+            "{old}: {written}"
+        );
+        assert_eq!(Account::from_toml(&written).unwrap(), a);
+        let manual =
+            ManualSettings::from_toml(&format!("[outgoing]\nsecurity = \"{old}\"\n")).unwrap();
+        assert_eq!(manual.outgoing.security, Some(security), "{old}");
+        let written = toml::to_string(&manual).unwrap();
+        assert!(
+            written.contains(&format!("security = \"{old}\"")),
+            "{written}"
+        );
+    }
+    let a = Account::from_toml(&FULL.replace("\"starttls\"", "\"plaintext\"")).unwrap();
+    assert_eq!(a.outgoing.security, Security::Plaintext);
+    assert!(a.to_toml().unwrap().contains("security = \"none\""));
+    for rust_name in ["StartTls", "Plaintext", "implicit_tls", "start-tls"] {
+        let text = FULL.replace("\"starttls\"", &format!("\"{rust_name}\""));
+        assert!(Account::from_toml(&text).is_err(), "{rust_name}");
+    }
 }

@@ -77,7 +77,7 @@ async fn pop3s_good_password() {
 #[tokio::test]
 async fn pop3_stls_good_password() {
     require();
-    let ok = verify_pop3(&server(DOVECOT_POP3.port, Security::Starttls), &good())
+    let ok = verify_pop3(&server(DOVECOT_POP3.port, Security::StartTls), &good())
         .await
         .expect("login after STLS");
     assert_eq!(ok.mechanism, "SCRAM-SHA-256");
@@ -118,7 +118,7 @@ async fn submissions_good_password() {
 async fn submission_starttls_good_password() {
     require();
     let ok = verify_smtp(
-        &server(POSTFIX_SUBMISSION.port, Security::Starttls),
+        &server(POSTFIX_SUBMISSION.port, Security::StartTls),
         &good(),
     )
     .await
@@ -147,7 +147,7 @@ fn ivan_account() -> Account {
         outgoing: OutgoingServer {
             host: HOST.into(),
             port: POSTFIX_SUBMISSION.port,
-            security: Security::Starttls,
+            security: Security::StartTls,
             username: Username::new("{local}"),
             auth: AuthMethod::Automatic,
             mechanism: None,
@@ -204,7 +204,7 @@ async fn pop3_wrong_password() {
 async fn smtp_wrong_password() {
     require();
     let failure = verify_smtp(
-        &server(POSTFIX_SUBMISSION.port, Security::Starttls),
+        &server(POSTFIX_SUBMISSION.port, Security::StartTls),
         &wrong(),
     )
     .await
@@ -235,9 +235,9 @@ async fn wrong_tls_name_is_certificate_invalid() {
     require();
     for (port, security, smtp) in [
         (DOVECOT_POP3S.port, Security::ImplicitTls, false),
-        (DOVECOT_POP3.port, Security::Starttls, false),
+        (DOVECOT_POP3.port, Security::StartTls, false),
         (POSTFIX_SUBMISSIONS.port, Security::ImplicitTls, true),
-        (POSTFIX_SUBMISSION.port, Security::Starttls, true),
+        (POSTFIX_SUBMISSION.port, Security::StartTls, true),
     ] {
         let mut settings = server(port, security);
         settings.tls_name = Some("wrong.example".into());
@@ -261,7 +261,7 @@ async fn web_pki_only_is_certificate_invalid() {
     require();
     let mut pop = server(DOVECOT_POP3S.port, Security::ImplicitTls);
     pop.trust_roots = TrustRoots::WebPki;
-    let mut smtp = server(POSTFIX_SUBMISSION.port, Security::Starttls);
+    let mut smtp = server(POSTFIX_SUBMISSION.port, Security::StartTls);
     smtp.trust_roots = TrustRoots::WebPki;
     for failure in [
         verify_pop3(&pop, &good()).await.expect_err("private CA"),
@@ -290,7 +290,7 @@ async fn web_pki_only_is_certificate_invalid() {
 
 /// Dovecot POP3 seen from 127.0.0.2: an untrusted network, no TLS.
 fn strict_plaintext() -> ServerSettings {
-    let mut settings = server(DOVECOT_POP3.port, Security::None);
+    let mut settings = server(DOVECOT_POP3.port, Security::Plaintext);
     settings.local_addr = Some(strict_addr());
     settings
 }
@@ -314,9 +314,12 @@ async fn client_refuses_cleartext() {
     );
 
     // SMTP too: the client does not send AUTH on a plaintext connection.
-    let failure = verify_smtp(&server(POSTFIX_SUBMISSION.port, Security::None), &good())
-        .await
-        .expect_err("no credential without TLS");
+    let failure = verify_smtp(
+        &server(POSTFIX_SUBMISSION.port, Security::Plaintext),
+        &good(),
+    )
+    .await
+    .expect_err("no credential without TLS");
     assert_eq!(failure, VerifyFailure::CleartextRefused);
 }
 
@@ -331,7 +334,7 @@ async fn dovecot_refuses_cleartext() {
         ),
     ] {
         let mut settings = strict_plaintext();
-        settings.allow_plaintext_credentials = true;
+        settings.allow_cleartext_credentials_dangerously = true;
         settings.login = method;
         let failure = verify_pop3(&settings, &good())
             .await
@@ -355,8 +358,8 @@ async fn dovecot_refuses_cleartext() {
 #[tokio::test]
 async fn postfix_hides_auth_without_tls() {
     require();
-    let mut settings = server(POSTFIX_SUBMISSION.port, Security::None);
-    settings.allow_plaintext_credentials = true;
+    let mut settings = server(POSTFIX_SUBMISSION.port, Security::Plaintext);
+    settings.allow_cleartext_credentials_dangerously = true;
     let failure = verify_smtp(&settings, &good())
         .await
         .expect_err("no AUTH before STARTTLS");
@@ -371,7 +374,7 @@ async fn postfix_hides_auth_without_tls() {
 #[tokio::test]
 async fn strict_listener_with_stls_works() {
     require();
-    let mut settings = server(DOVECOT_POP3.port, Security::Starttls);
+    let mut settings = server(DOVECOT_POP3.port, Security::StartTls);
     settings.local_addr = Some(strict_addr());
     let ok = verify_pop3(&settings, &good())
         .await
@@ -384,7 +387,7 @@ async fn strict_listener_with_stls_works() {
     // The same through the account options.
     let mut account = ivan_account();
     account.incoming.port = DOVECOT_POP3.port;
-    account.incoming.security = Security::Starttls;
+    account.incoming.security = Security::StartTls;
     let mut options = VerifyOptions::default();
     options.local_addr = Some(strict_addr());
     let report = verify_account(&account, &good(), &options).await;
@@ -412,7 +415,7 @@ async fn nothing_listening_is_port_blocked() {
             port
         }
     );
-    let failure = verify_smtp(&server(port, Security::Starttls), &good())
+    let failure = verify_smtp(&server(port, Security::StartTls), &good())
         .await
         .expect_err("refused");
     assert!(matches!(failure, VerifyFailure::PortBlocked { .. }));
@@ -424,7 +427,7 @@ async fn blackhole_is_port_blocked() {
     // A non-routable address: the connection attempt gets no answer (behind a transparent
     // proxy that accepts every connection, the greeting never comes).
     for (port, smtp) in [(110, false), (587, true)] {
-        let mut settings = server(port, Security::Starttls);
+        let mut settings = server(port, Security::StartTls);
         settings.host = "10.255.255.1".into();
         settings.setup_timeout = Duration::from_secs(1);
         settings.greeting_timeout = Some(Duration::from_secs(1));
@@ -481,7 +484,7 @@ async fn silent_server_is_port_blocked() {
 #[tokio::test]
 async fn smtp_connects_from_a_chosen_local_address() {
     // Both adapters share the connect options, `local_addr` included.
-    let mut settings = server(POSTFIX_SUBMISSION.port, Security::Starttls);
+    let mut settings = server(POSTFIX_SUBMISSION.port, Security::StartTls);
     settings.local_addr = Some(strict_addr());
     verify_smtp(&settings, &good())
         .await

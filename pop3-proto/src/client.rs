@@ -250,7 +250,7 @@ impl Client {
         match self.session {
             Session::Authorization => {}
             Session::Authenticating => return Err(Misuse::Busy),
-            Session::Transaction => return Err(Misuse::AlreadyLoggedIn),
+            Session::Transaction => return Err(Misuse::AlreadyAuthenticated),
             other => return Err(Self::unavailable(other)),
         }
         let cleartext_ok = match self.config.security {
@@ -313,7 +313,7 @@ impl Client {
             | (Session::Authenticating, Command::Capa | Command::Quit) => Ok(()),
             (Session::Authorization, _) => Err(Misuse::NotLoggedIn),
             (Session::Authenticating, _) => Err(Misuse::Busy),
-            (Session::Transaction, Command::Utf8) => Err(Misuse::AlreadyLoggedIn),
+            (Session::Transaction, Command::Utf8) => Err(Misuse::AlreadyAuthenticated),
             (Session::Transaction, _) => Ok(()),
             (other, _) => Err(Self::unavailable(other)),
         };

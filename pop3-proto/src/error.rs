@@ -184,9 +184,10 @@ pub enum Misuse {
     /// A login is queued or in progress; wait for its result.
     #[error("a login is in progress")]
     Busy,
-    /// The command is only valid before login (`UTF8`, a second login).
-    #[error("already logged in")]
-    AlreadyLoggedIn,
+    /// The command is only valid before login (`UTF8`, a second login). Named as in
+    /// `smtp-submit`, where a second AUTH is refused alike.
+    #[error("already authenticated")]
+    AlreadyAuthenticated,
     /// `QUIT` was sent or the session has ended.
     #[error("the session is closed")]
     Closed,

@@ -1211,7 +1211,9 @@ impl Client {
                 phase: pending.phase(),
             });
         }
-        if reply.code() == 421 && pending != Pending::Quit {
+        // A 421 greeting is a refused greeting like a 554 (`on_greeting`), not a session that
+        // is closing after it began.
+        if reply.code() == 421 && !matches!(pending, Pending::Quit | Pending::Greeting) {
             self.service_closing(reply);
             return Ok(());
         }
@@ -1270,6 +1272,13 @@ impl Client {
                 self.events.push_back(Event::Greeting(reply));
                 self.state = State::Handshake;
                 self.send_ehlo(now);
+            }
+            // RFC 5321 section 3.8: after a 421 the server closes the channel, so a QUIT
+            // would go nowhere.
+            421 => {
+                tracing::debug!("greeting refused, server closing");
+                self.events.push_back(Event::GreetingRefused(reply));
+                self.close();
             }
             code if code >= 400 => {
                 tracing::debug!("greeting refused");

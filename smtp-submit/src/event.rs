@@ -27,9 +27,10 @@ impl fmt::Display for TransactionId {
 pub enum Event {
     /// The server greeted positively (220); EHLO follows.
     Greeting(Reply),
-    /// The server greeted with a refusal (554 "no service here", or 421): it will not serve
-    /// this session. The client sends QUIT (RFC 5321 section 3.1) and reports
-    /// [`Event::Closed`].
+    /// The server greeted with a refusal (554 "no service here", or 421 "service not
+    /// available"): it will not serve this session. After a 554 the client sends QUIT (RFC 5321
+    /// section 3.1); after a 421 the server closes the channel (section 3.8) and nothing is
+    /// sent. Either way [`Event::Closed`] follows.
     GreetingRefused(Reply),
     /// The server accepted STARTTLS and nothing else is buffered: perform the TLS handshake on
     /// the connection, then call [`Client::tls_established`](crate::Client::tls_established).
@@ -221,6 +222,7 @@ pub enum SessionFailure {
     EhloRefused(Reply),
     /// HELO (the fallback after EHLO was not recognised) was refused.
     HeloRefused(Reply),
-    /// The server is shutting down (421).
+    /// The server is shutting down (421 after the greeting; a 421 greeting is
+    /// [`Event::GreetingRefused`]).
     ServiceNotAvailable(Reply),
 }

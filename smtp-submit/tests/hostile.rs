@@ -422,9 +422,9 @@ async fn greeting_554() {
 #[tokio::test]
 async fn greeting_421() {
     let error = greeting_refused("421 4.3.2 too busy\r\n").await;
-    // 421 is "service closing" wherever it comes: the session ends without QUIT.
+    // Refused at the greeting like a 554, but without QUIT: the server is closing the channel.
     assert!(
-        matches!(&error, Error::Refused { stage: Stage::ServiceClosing, reply } if reply.code() == 421),
+        matches!(&error, Error::Refused { stage: Stage::Greeting, reply } if reply.code() == 421),
         "{error:?}"
     );
     assert!(error.is_transient());

@@ -48,7 +48,10 @@ fn merge(
     let security = match (manual.security, manual.port, &found) {
         (Some(s), _, _) => Sourced::new(s, Source::Manual),
         (None, Some(port), f) if f.as_ref().is_none_or(|f| f.entry.port != port) => Sourced::new(
-            Security::for_port(protocol.value, port).unwrap_or(Security::ImplicitTls),
+            protocol
+                .value
+                .security_for_port(port)
+                .unwrap_or(Security::ImplicitTls),
             Source::Default {
                 reason: "the usual TLS mode of the manual port",
             },
@@ -98,7 +101,7 @@ fn merge(
                 .into(),
         );
     }
-    if security.value == Security::None && security.source == Source::Manual {
+    if security.value == Security::Plaintext && security.source == Source::Manual {
         c.warn(
             WarningKind::UnsafeManualSetting,
             format!("manual {role} setting without TLS: the password travels unencrypted"),

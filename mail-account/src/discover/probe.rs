@@ -55,8 +55,8 @@ impl Default for ProbeOptions {
             outgoing_hosts: ["smtp.{domain}", "mail.{domain}", "{domain}"]
                 .map(String::from)
                 .to_vec(),
-            pop3_ports: vec![(995, Security::ImplicitTls), (110, Security::Starttls)],
-            submission_ports: vec![(465, Security::ImplicitTls), (587, Security::Starttls)],
+            pop3_ports: vec![(995, Security::ImplicitTls), (110, Security::StartTls)],
+            submission_ports: vec![(465, Security::ImplicitTls), (587, Security::StartTls)],
             concurrency: 4,
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(5),
@@ -225,8 +225,8 @@ pub async fn probe_one<R: DnsResolver>(
         .await
         .map_err(|_| ProbeFailure::Timeout("the probe as a whole".into()))??;
     let mode = match (target.security, target.protocol) {
-        (Security::Starttls, Protocol::Pop3) => "STLS",
-        (Security::Starttls, _) => "STARTTLS",
+        (Security::StartTls, Protocol::Pop3) => "STLS",
+        (Security::StartTls, _) => "STARTTLS",
         _ => "implicit TLS",
     };
     Ok(ProbeSuccess {
@@ -320,11 +320,11 @@ async fn probe_smtp(
 }
 
 /// The protocol crates' mode for a probe target: never cleartext (targets are TLS only).
-fn protocol_security(target: &ProbeTarget) -> mail_common::Security {
+fn protocol_security(target: &ProbeTarget) -> Security {
     if target.security == Security::ImplicitTls {
-        mail_common::Security::ImplicitTls
+        Security::ImplicitTls
     } else {
-        mail_common::Security::StartTls
+        Security::StartTls
     }
 }
 
@@ -360,8 +360,8 @@ mod tests {
             Protocol::Smtp,
             &["smtp.{domain}".into(), "{domain}".into()],
             &[
-                (587, Security::Starttls),
-                (25, Security::None),
+                (587, Security::StartTls),
+                (25, Security::Plaintext),
                 (465, Security::ImplicitTls),
             ],
             "example.jp",

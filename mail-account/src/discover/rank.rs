@@ -108,7 +108,7 @@ impl Collector {
                     });
                     continue;
                 }
-                if entry.security == Security::None {
+                if entry.security == Security::Plaintext {
                     self.warn(
                         WarningKind::Plaintext,
                         format!(
@@ -125,7 +125,7 @@ impl Collector {
                 }
                 outgoing.push((entry, source));
             } else {
-                if entry.security == Security::None {
+                if entry.security == Security::Plaintext {
                     self.warn(
                         WarningKind::Plaintext,
                         format!(

@@ -165,9 +165,9 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
         if c.need_incoming && c.incoming.is_none() {
             labels.extend([
                 ("_pop3s", Protocol::Pop3, Security::ImplicitTls),
-                ("_pop3", Protocol::Pop3, Security::Starttls),
+                ("_pop3", Protocol::Pop3, Security::StartTls),
                 ("_imaps", Protocol::Imap, Security::ImplicitTls),
-                ("_imap", Protocol::Imap, Security::Starttls),
+                ("_imap", Protocol::Imap, Security::StartTls),
             ]);
             if self.options.prefer_imap {
                 labels.rotate_left(2);
@@ -176,7 +176,7 @@ impl<R: DnsResolver, H: HttpClient> Discoverer<R, H> {
         if c.need_outgoing && c.outgoing.is_none() {
             labels.extend([
                 ("_submissions", Protocol::Smtp, Security::ImplicitTls),
-                ("_submission", Protocol::Smtp, Security::Starttls),
+                ("_submission", Protocol::Smtp, Security::StartTls),
             ]);
         }
         let mut summary = Vec::new();

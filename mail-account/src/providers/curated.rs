@@ -29,7 +29,7 @@ const fn server(
 
 use AuthMethod as A;
 use Protocol::{Imap, Pop3, Smtp};
-use Security::{ImplicitTls as Tls, Starttls};
+use Security::{ImplicitTls as Tls, StartTls};
 
 pub(super) static CURATED: &[Provider] = &[
     Provider {
@@ -45,7 +45,7 @@ pub(super) static CURATED: &[Provider] = &[
                 Smtp,
                 "smtp-mail.outlook.com",
                 587,
-                Starttls,
+                StartTls,
                 "{address}",
                 OAUTH,
             ),
@@ -153,7 +153,7 @@ pub(super) static CURATED: &[Provider] = &[
         mx_domains: &[],
         servers: &[
             server(Imap, "imap.mail.me.com", 993, Tls, "{local}", CLEAR),
-            server(Smtp, "smtp.mail.me.com", 587, Starttls, "{address}", CLEAR),
+            server(Smtp, "smtp.mail.me.com", 587, StartTls, "{address}", CLEAR),
         ],
         pop3_leave_on_server: None,
         hints: &[
@@ -391,7 +391,7 @@ pub(super) static CURATED: &[Provider] = &[
                 Pop3,
                 "mbox.iijmio-mail.jp",
                 110,
-                Starttls,
+                StartTls,
                 "{local}.{domain}",
                 &[A::PasswordEncrypted],
             ),
@@ -399,7 +399,7 @@ pub(super) static CURATED: &[Provider] = &[
                 Smtp,
                 "mbox.iijmio-mail.jp",
                 587,
-                Starttls,
+                StartTls,
                 "{local}.{domain}",
                 &[A::PasswordEncrypted],
             ),

@@ -213,12 +213,9 @@ fn rust_str(s: &str) -> String {
 }
 
 #[cfg(feature = "discover")]
-fn security_path(s: Security) -> &'static str {
-    match s {
-        Security::ImplicitTls => "Security::ImplicitTls",
-        Security::Starttls => "Security::Starttls",
-        Security::None => "Security::None",
-    }
+fn security_path(s: Security) -> String {
+    // The variant names are the Rust paths; `Debug` prints exactly them.
+    format!("Security::{s:?}")
 }
 
 #[cfg(feature = "discover")]

@@ -13,7 +13,7 @@
 //! use mail_account::store::MailboxIdentity;
 //!
 //! let pop3s = ServerSettings::new("Pop.Example.org", 995, Security::ImplicitTls, "alice");
-//! let stls = ServerSettings::new("pop.example.org.", 110, Security::Starttls, "alice");
+//! let stls = ServerSettings::new("pop.example.org.", 110, Security::StartTls, "alice");
 //! assert_eq!(
 //!     MailboxIdentity::for_server(&pop3s),
 //!     MailboxIdentity::for_server(&stls)
@@ -267,9 +267,9 @@ mod tests {
     #[test]
     fn port_and_tls_mode_do_not_change_the_identity() {
         let a = ServerSettings::new("127.0.0.1", 11995, Security::ImplicitTls, "kate");
-        let b = ServerSettings::new("127.0.0.1", 11110, Security::Starttls, "kate");
-        let c = ServerSettings::new("localhost", 11110, Security::Starttls, "kate");
-        let d = ServerSettings::new("127.0.0.1", 11110, Security::Starttls, "kim");
+        let b = ServerSettings::new("127.0.0.1", 11110, Security::StartTls, "kate");
+        let c = ServerSettings::new("localhost", 11110, Security::StartTls, "kate");
+        let d = ServerSettings::new("127.0.0.1", 11110, Security::StartTls, "kim");
         let id = MailboxIdentity::for_server(&a);
         assert_eq!(id, MailboxIdentity::for_server(&b));
         assert_ne!(id, MailboxIdentity::for_server(&c));

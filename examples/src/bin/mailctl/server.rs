@@ -15,10 +15,13 @@ use crate::Failure;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum TlsMode {
     /// TLS from the first byte (POP3S 995, submissions 465).
+    // The account files' spellings are accepted too.
+    #[value(alias = "implicit-tls")]
     Implicit,
     /// STARTTLS / STLS before logging in (587, 110).
     Starttls,
-    /// No TLS. Sending a password also needs --allow-plaintext.
+    /// No TLS. Sending a password also needs --allow-cleartext-credentials-dangerously.
+    #[value(alias = "plaintext")]
     None,
 }
 
@@ -72,8 +75,9 @@ pub(crate) struct ServerArgs {
     #[arg(long, value_name = "MECH", default_value = "auto")]
     pub(crate) auth: String,
     /// Allow sending a password without TLS (with --tls none). Anyone on the path can read it.
-    #[arg(long)]
-    pub(crate) allow_plaintext: bool,
+    // The old name stays accepted, hidden, so existing scripts keep working.
+    #[arg(long, alias = "allow-plaintext")]
+    pub(crate) allow_cleartext_credentials_dangerously: bool,
     /// The name the server certificate must carry (default: the host).
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_name: Option<String>,
@@ -141,8 +145,8 @@ impl ServerArgs {
             };
             let security = match self.tls {
                 TlsMode::Implicit => Security::ImplicitTls,
-                TlsMode::Starttls => Security::Starttls,
-                TlsMode::None => Security::None,
+                TlsMode::Starttls => Security::StartTls,
+                TlsMode::None => Security::Plaintext,
             };
             let protocol = match role {
                 Role::Incoming => Protocol::Pop3,
@@ -166,7 +170,8 @@ impl ServerArgs {
         settings.tls_name.clone_from(&self.tls_name);
         settings.setup_timeout = Duration::from_secs(self.timeout);
         settings.reply_timeout = Some(Duration::from_secs(self.timeout));
-        settings.allow_plaintext_credentials = self.allow_plaintext;
+        settings.allow_cleartext_credentials_dangerously =
+            self.allow_cleartext_credentials_dangerously;
         let needs_secret = !(role == Role::Outgoing && settings.login == LoginMethod::None);
         if needs_secret && secret.is_none() {
             return Err(Failure::settings(
@@ -175,7 +180,8 @@ impl ServerArgs {
         }
         settings.check_cleartext().map_err(|e| {
             Failure::settings(format!(
-                "{e}; use --tls implicit or starttls, or add --allow-plaintext if you accept that"
+                "{e}; use --tls implicit or starttls, or add \
+                 --allow-cleartext-credentials-dangerously if you accept that"
             ))
         })?;
         Ok(Resolved {
