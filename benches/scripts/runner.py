@@ -909,9 +909,10 @@ def write_report(results):
     lines += [f"- {note}" for note in results.get("notes", [])]
     text = "\n".join(lines).rstrip() + "\n"
     # Sections written by other benchmarks are carried over on every rewrite: the fresh-
-    # connection table (benches/scripts/fresh.py, run first by run.sh) and the scale benchmark
-    # (bench-scale, run by hand: see benches/scale.md).
-    for section in ("fresh.md", "scale.md"):
+    # connection table (benches/scripts/fresh.py, run first by run.sh), the scale benchmark
+    # (bench-scale, run by hand: see benches/scale.md), bulk send pipelined across transactions
+    # (benches/scripts/bulk_pipelined.py) and the codec worst-case attempts (criterion, by hand).
+    for section in ("fresh.md", "scale.md", "bulk.md", "codec-worst-case.md"):
         path = BENCHES / section
         if path.exists():
             text += "\n" + path.read_text().rstrip() + "\n"
