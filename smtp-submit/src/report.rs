@@ -329,21 +329,37 @@ impl ReportCollector {
     /// Gives every recipient that got no `RCPT` reply because `MAIL FROM` was refused (no
     /// PIPELINING) that refusal as its outcome, so each recipient appears once.
     fn sender_refused(&mut self, reply: &Reply) {
-        let mut answered = vec![false; self.addresses.len()];
-        for r in &self.recipients {
-            if let Some(slot) = answered.get_mut(r.index) {
-                *slot = true;
-            }
+        fill_unanswered(
+            &mut self.recipients,
+            &self.addresses,
+            self.transaction,
+            || RecipientOutcome::SenderRefused(reply.clone()),
+        );
+    }
+}
+
+/// Adds a report with `outcome()` for every one of `addresses` (by index) that `recipients`
+/// does not answer yet, so each recipient of a transaction appears exactly once.
+pub(crate) fn fill_unanswered(
+    recipients: &mut Vec<RecipientReport>,
+    addresses: &[Address],
+    transaction: TransactionId,
+    outcome: impl Fn() -> RecipientOutcome,
+) {
+    let mut answered = vec![false; addresses.len()];
+    for r in recipients.iter() {
+        if let Some(slot) = answered.get_mut(r.index) {
+            *slot = true;
         }
-        for (index, address) in self.addresses.iter().enumerate() {
-            if !answered[index] {
-                self.recipients.push(RecipientReport {
-                    index,
-                    address: address.clone(),
-                    outcome: RecipientOutcome::SenderRefused(reply.clone()),
-                    transaction: self.transaction,
-                });
-            }
+    }
+    for (index, address) in addresses.iter().enumerate() {
+        if !answered[index] {
+            recipients.push(RecipientReport {
+                index,
+                address: address.clone(),
+                outcome: outcome(),
+                transaction,
+            });
         }
     }
 }

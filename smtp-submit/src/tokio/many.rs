@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::{Error, Session};
 use crate::{
-    Address, Envelope, Event, MailOptions, Misuse, RecipientOutcome, RecipientReport,
-    ReportCollector, SendReport, TransactionId,
+    Address, Envelope, Event, MailOptions, Misuse, RecipientOutcome, ReportCollector, SendReport,
+    TransactionId,
 };
 
 /// A message started and not yet answered: its place in the results, its events so far, and
@@ -158,22 +158,10 @@ impl Session {
 /// not attempted. (Those behind a refused `MAIL FROM` got its refusal from the collector.)
 fn complete(mut report: SendReport, addresses: &[Address]) -> SendReport {
     if report.recipients.len() < addresses.len() {
-        let mut answered = vec![false; addresses.len()];
-        for r in &report.recipients {
-            if let Some(slot) = answered.get_mut(r.index) {
-                *slot = true;
-            }
-        }
-        for (index, address) in addresses.iter().enumerate() {
-            if !answered[index] {
-                report.recipients.push(RecipientReport {
-                    index,
-                    address: address.clone(),
-                    outcome: RecipientOutcome::NotAttempted,
-                    transaction: report.transaction,
-                });
-            }
-        }
+        let transaction = report.transaction;
+        crate::report::fill_unanswered(&mut report.recipients, addresses, transaction, || {
+            RecipientOutcome::NotAttempted
+        });
         report.recipients.sort_by_key(|r| r.index);
     }
     report
