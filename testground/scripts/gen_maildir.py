@@ -21,6 +21,7 @@ MAIL_ROOT/manifest.json describes every message (POP3 octets, UIDL, features).
 """
 import argparse
 import email.utils
+import fcntl
 import hashlib
 import json
 import os
@@ -168,20 +169,33 @@ def main():
         pw = pwd.getpwnam(a.owner)
         uid, gid = pw.pw_uid, pw.pw_gid
     os.makedirs(a.root, exist_ok=True)
-    manifest_path = os.path.join(a.root, "manifest.json")
-    try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        manifest = {"users": {}}
+    entries = {}
     for u in users:
-        manifest["users"][u] = write_user(a.root, u, uid, gid)
-        m = manifest["users"][u]
+        m = entries[u] = write_user(a.root, u, uid, gid)
         print(f"gen_maildir: {u}: {m['count']} messages, {m['octets']} octets (POP3 LIST total)")
-    tmp = manifest_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(tmp, manifest_path)
+    update_manifest(a.root, entries)
+
+
+def update_manifest(root, entries):
+    """Merge `entries` into MAIL_ROOT/manifest.json.
+
+    Test binaries run their tests in parallel, and two tests resetting
+    different users would otherwise race on the read-modify-write (one
+    user's entry lost) and on the temporary file's name (one rename failing).
+    """
+    manifest_path = os.path.join(root, "manifest.json")
+    with open(os.path.join(root, ".manifest.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(manifest_path) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            manifest = {"users": {}}
+        manifest["users"].update(entries)
+        tmp = f"{manifest_path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+        os.replace(tmp, manifest_path)
 
 
 if __name__ == "__main__":
