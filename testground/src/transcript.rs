@@ -1,11 +1,12 @@
-//! The transcript grammar both protocol suites are written in, and the pieces of their runners
-//! that do not depend on the protocol: escapes, blocks of server and client bytes, how a server
-//! read is split into `handle_input` calls, and loading a corpus.
+//! The transcript grammar both protocol suites are written in, and the runner that executes
+//! it against any [`mail_common::Machine`] ([`Runner`]): escapes, blocks of server and client
+//! bytes, how a server read is split into `handle_input` calls, the checks on bytes, events,
+//! errors and deadlines, and loading a corpus.
 //!
 //! Here, in the test-support crate, because `pop3-proto` and `smtp-submit` already use this
 //! crate as a dev-dependency and it depends on neither of them (no second copy of either crate
-//! is built). The protocol-specific part of a runner (configuration, calls into the client,
-//! how an event is rendered, extra expectations) stays in each crate's tests.
+//! is built). The protocol-specific part (configuration, calls into the client, how an event
+//! is rendered, extra directives) is each crate's [`Protocol`] impl in its tests.
 //!
 //! # Grammar
 //!
@@ -23,8 +24,9 @@
 //! block of expected client bytes ([`StepKind::Sent`]). Escapes `\r \n \t \0 \\ \xHH` work in `S`
 //! and `C` text and wherever a runner calls [`unescape`] on a directive's arguments.
 //!
-//! Directives both runners understand the same way (each protocol adds its own `!config`
-//! settings, call words, event renderings and extra expectations):
+//! Directives the [`Runner`] understands for every protocol (each protocol adds its own
+//! `!config` settings, call words, event renderings and directives; the runner's own
+//! expectations such as `!new` and `!flights` are listed there):
 //!
 //! ```text
 //! !call <api>          a call into the client; when the client refuses it, the next line
@@ -43,6 +45,10 @@
 //!
 //! `testground/scripts/convert-transcripts.py` rewrites transcripts in the older per-crate
 //! spellings into this grammar.
+
+mod runner;
+
+pub use runner::{ErrorOf, EventOf, Outcome, Protocol, Runner, run};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
