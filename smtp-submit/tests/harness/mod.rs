@@ -1,31 +1,23 @@
-//! The SMTP side of the transcript runner: configuration, calls and event rendering over the
-//! shared grammar of `mail_testground::transcript` (`S:`/`S>` server bytes, `C:`/`C>` client
-//! bytes, `!read`, escapes, reads and their splits).
-//!
-//! Beyond the shared directives (`!call`, `!misuse`, `!tls`, `!eof`, `!timeout`, `!error`,
-//! `!event`, `!at`, `!deadline`; see that module):
+//! The SMTP side of the transcript runner: configuration, calls and event rendering for the
+//! shared grammar and run loop of `mail_testground::transcript` (server and client bytes,
+//! events, errors, the clock, `!no-event`, `!flights`, `!hold`/`!transmit`/`!release`; see
+//! that module and its `Runner`).
 //!
 //! - `C:`/`C>` blocks are matched, in order, against everything the client has transmitted.
 //! - `!config key=value...`; `!call` words: `auth`, `mail`, `send`, `write`, `finish`, `quit`.
-//! - Expectations: `!no-event`, `!caps`, `!flights` (transmit slices of the last step); the
-//!   driver's partial writes: `!hold`, `!transmit <n>`, `!release`.
-//!
-//! The runner is strict: before each server read every client byte must have been matched by a
-//! `C:` line and every event by an `!event` line, and an error must be matched by `!error` or
-//! `!misuse` right after the call that caused it.
+//! - `!caps <rendering>`: the capabilities the client knows now.
 
 #![allow(dead_code, clippy::missing_panics_doc)]
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::time::Instant;
 
-use mail_testground::transcript::{
-    self, Clock, Splitter, StepKind, debug_matches, unescape, unescape_str,
-};
+pub(crate) use mail_testground::transcript::Outcome;
+use mail_testground::transcript::{self, Protocol, Splitter, unescape, unescape_str};
 use smtp_submit::{
     Address, AuthFailure, AuthMethod, BodyType, Client, ClientName, Config, Credentials, Envelope,
-    Event, Limits, LineEndingPolicy, Machine, MailOptions, Mechanism, MessageOutcome, Misuse,
-    Notify, ProtocolError, Recipient, RecipientOutcome, Reply, Ret, Security, SessionFailure,
+    Event, Limits, LineEndingPolicy, MailOptions, Mechanism, MessageOutcome, Misuse, Notify,
+    ProtocolError, Recipient, RecipientOutcome, Reply, Ret, Security, SessionFailure,
     TransactionFailure,
 };
 
@@ -186,8 +178,8 @@ pub(crate) fn render_caps(client: &Client) -> String {
     out
 }
 
-#[derive(Default)]
-struct ConfigSpec {
+/// A session's configuration, from `!config`.
+pub(crate) struct Smtp {
     security: Option<Security>,
     name: Option<String>,
     pipelining: bool,
@@ -197,16 +189,28 @@ struct ConfigSpec {
     limits: Limits,
 }
 
-impl ConfigSpec {
-    fn new() -> Self {
+impl Default for Smtp {
+    fn default() -> Self {
         Self {
+            security: None,
+            name: None,
             pipelining: true,
             chunking: true,
-            ..Self::default()
+            cleartext: false,
+            policy: LineEndingPolicy::default(),
+            limits: Limits::default(),
         }
     }
+}
 
-    fn apply(&mut self, args: &str) {
+type Runner = transcript::Runner<Smtp>;
+
+impl Protocol for Smtp {
+    type Client = Client;
+
+    const WRITE_ON_DECLARE: bool = false;
+
+    fn configure(&mut self, args: &str) {
         for token in args.split_whitespace() {
             let (key, value) = token.split_once('=').unwrap_or((token, ""));
             let number = || value.parse::<usize>().unwrap();
@@ -251,9 +255,9 @@ impl ConfigSpec {
         }
     }
 
-    fn build(&self) -> Config {
+    fn client(&self, start: Instant) -> Client {
         let name = self.name.clone().unwrap_or_else(|| "client.example".into());
-        Config::new(
+        let config = Config::new(
             ClientName::new(name).unwrap(),
             self.security.unwrap_or(Security::ImplicitTls),
         )
@@ -261,492 +265,194 @@ impl ConfigSpec {
         .with_chunking(self.chunking)
         .with_line_endings(self.policy)
         .with_limits(self.limits.clone())
-        .allow_cleartext_credentials_dangerously(self.cleartext)
-    }
-}
-
-/// Everything observable about one run, for comparing runs.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    pub(crate) sent: Vec<u8>,
-    pub(crate) events: Vec<String>,
-    pub(crate) error: Option<ProtocolError>,
-}
-
-pub(crate) struct Runner {
-    name: String,
-    spec: ConfigSpec,
-    client: Option<Client>,
-    clock: Clock,
-    sent: Vec<u8>,
-    events: VecDeque<Event>,
-    error: Option<ProtocolError>,
-    misuse: Option<Misuse>,
-    splitter: Splitter,
-    draining: bool,
-    flights: usize,
-    written: Option<usize>,
-    pub(crate) outcome: Outcome,
-}
-
-impl Runner {
-    pub(crate) fn new(name: &str, splitter: Splitter) -> Self {
-        Self {
-            name: name.to_owned(),
-            spec: ConfigSpec::new(),
-            client: None,
-            clock: Clock::new(),
-            sent: Vec::new(),
-            events: VecDeque::new(),
-            error: None,
-            misuse: None,
-            splitter,
-            draining: true,
-            flights: 0,
-            written: None,
-            outcome: Outcome::default(),
-        }
+        .allow_cleartext_credentials_dangerously(self.cleartext);
+        Client::new(config, start)
     }
 
-    fn client(&mut self) -> &mut Client {
-        if self.client.is_none() {
-            self.client = Some(Client::new(self.spec.build(), self.clock.now()));
-        }
-        self.client.as_mut().unwrap()
+    fn render(&self, event: &Event) -> String {
+        render_event(event)
     }
 
-    /// Collects transmitted bytes (when draining) and events.
-    fn drain(&mut self) {
-        let client = self.client.as_mut().unwrap();
-        self.flights = 0;
-        if self.draining {
-            while let Some(bytes) = client.poll_transmit() {
-                let n = bytes.len();
-                self.sent.extend_from_slice(bytes);
-                self.outcome.sent.extend_from_slice(bytes);
-                client.advance_transmit(n);
-                self.flights += 1;
-            }
-        }
-        while let Some(event) = client.poll_event() {
-            self.outcome.events.push(render_event(&event));
-            self.events.push_back(event);
-        }
-    }
-
-    fn fail(&self, line_no: usize, message: &str) -> ! {
-        panic!("{}:{line_no}: {message}", self.name);
-    }
-
-    fn check_settled(&self, line_no: usize) {
-        if let Some(error) = &self.error {
-            self.fail(line_no, &format!("unexpected fatal error {error:?}"));
-        }
-        if let Some(misuse) = &self.misuse {
-            self.fail(line_no, &format!("unexpected misuse {misuse:?}"));
-        }
-    }
-
-    fn feed_read(&mut self, line_no: usize, data: &[u8]) {
-        self.check_settled(line_no);
-        if !self.sent.is_empty() {
-            self.fail(
-                line_no,
-                &format!(
-                    "client sent bytes not matched by C: lines: {:?}",
-                    String::from_utf8_lossy(&self.sent)
-                ),
-            );
-        }
-        if let Some(event) = self.events.front() {
-            self.fail(
-                line_no,
-                &format!("event not matched: {}", render_event(event)),
-            );
-        }
-        let now = self.clock.now();
-        self.client();
-        let client = self.client.as_mut().unwrap();
-        let result = transcript::feed(data, &mut self.splitter, |piece| {
-            client.handle_input(now, piece)
-        });
-        if let Err(error) = result {
-            self.error = Some(error);
-        }
-        self.drain();
-    }
-
-    fn protocol_result(&mut self, result: Result<(), ProtocolError>) {
-        if let Err(error) = result {
-            self.error = Some(error);
-        }
-        self.drain();
-    }
-
-    fn misuse_result<T>(&mut self, result: Result<T, Misuse>) -> Option<T> {
-        let value = match result {
-            Ok(value) => Some(value),
-            Err(misuse) => {
-                self.misuse = Some(misuse);
-                None
-            }
-        };
-        self.drain();
-        value
-    }
-
-    pub(crate) fn run(&mut self, text: &str) {
-        for step in transcript::parse(&self.name, text) {
-            let line_no = step.line;
-            if let StepKind::Read(data) = &step.kind {
-                self.feed_read(line_no, data);
-                continue;
-            }
-            if self.client.is_none()
-                && !matches!(step.kind, StepKind::Directive { name: "config", .. })
-            {
-                self.client();
-                self.drain();
-            }
-            match step.kind {
-                StepKind::Sent(expected) => self.expect_sent(line_no, &expected),
-                StepKind::Directive { name, args } => self.directive(line_no, name, args),
-                StepKind::Read(_) => unreachable!("handled above"),
-            }
-        }
-        let end = text.lines().count() + 1;
-        self.check_settled(end);
-        if !self.sent.is_empty() {
-            self.fail(
-                end,
-                &format!(
-                    "unmatched client bytes at the end: {:?}",
-                    String::from_utf8_lossy(&self.sent)
-                ),
-            );
-        }
-        if let Some(event) = self.events.front() {
-            self.fail(
-                end,
-                &format!("event not matched at the end: {}", render_event(event)),
-            );
-        }
-        self.outcome.error = self
-            .error
-            .clone()
-            .or_else(|| self.client.as_ref().and_then(|c| c.error().cloned()));
-    }
-
-    fn expect_sent(&mut self, line_no: usize, expected: &[u8]) {
-        self.check_settled(line_no);
-        if !self.sent.starts_with(expected) {
-            self.fail(
-                line_no,
-                &format!(
-                    "expected client to send {:?}, it sent {:?}",
-                    String::from_utf8_lossy(expected),
-                    String::from_utf8_lossy(&self.sent)
-                ),
-            );
-        }
-        self.sent.drain(..expected.len());
-    }
-
-    fn directive(&mut self, line_no: usize, name: &str, args: &str) {
-        let expectation = matches!(name, "error" | "misuse");
-        if !expectation {
-            self.check_settled(line_no);
-        }
-        let now = self.clock.now();
+    fn directive(run: &mut Runner, name: &str, args: &str) -> bool {
         match name {
-            "config" => {
-                if self.client.is_some() {
-                    self.fail(line_no, "!config after the client was created");
-                }
-                self.spec.apply(args);
-            }
-            "event" => {
-                let Some(event) = self.events.pop_front() else {
-                    self.fail(line_no, &format!("expected event {args:?}, none left"));
-                };
-                let rendered = render_event(&event);
-                if rendered != unescape_str(args) {
-                    self.fail(
-                        line_no,
-                        &format!("expected event {args:?}, got {rendered:?}"),
-                    );
-                }
-            }
-            "no-event" => {
-                if let Some(event) = self.events.front() {
-                    self.fail(
-                        line_no,
-                        &format!("unexpected event {}", render_event(event)),
-                    );
-                }
-            }
+            "call" => call(run, args),
             "caps" => {
-                let rendered = render_caps(self.client());
+                let rendered = render_caps(run.client());
                 if rendered != unescape_str(args) {
-                    self.fail(
-                        line_no,
-                        &format!("expected caps {args:?}, got {rendered:?}"),
-                    );
+                    run.fail(&format!("expected caps {args:?}, got {rendered:?}"));
                 }
             }
-            "error" => {
-                let Some(error) = self.error.take() else {
-                    self.fail(line_no, &format!("expected error {args}, none happened"));
+            _ => return false,
+        }
+        true
+    }
+
+    fn refuses_after(client: &mut Client, now: Instant, error: &ProtocolError) -> bool {
+        client.quit(now) == Err(Misuse::Fatal(Box::new(error.clone())))
+    }
+}
+
+/// `!call <api>`: `auth`, `mail`, `send`, `write`, `finish`, `quit`.
+fn call(run: &mut Runner, api: &str) {
+    let (name, args) = api.split_once(' ').unwrap_or((api, ""));
+    let now = run.now();
+    match name {
+        "quit" => {
+            let result = run.client().quit(now);
+            run.refused(result);
+        }
+        "auth" => auth(run, args),
+        "mail" | "send" => mail(run, name == "send", args),
+        "write" => {
+            let (expected, data) = match args.strip_prefix('=') {
+                Some(rest) => {
+                    let (count, data) = rest.split_once(' ').unwrap_or((rest, ""));
+                    (Some(count.parse::<usize>().unwrap()), data)
+                }
+                None => (None, args),
+            };
+            let data = unescape(data);
+            let result = run.client().write_body(now, &data);
+            if let Some(taken) = run.refused(result) {
+                let expected = expected.unwrap_or(data.len());
+                if taken != expected {
+                    run.fail(&format!("write_body took {taken}, expected {expected}"));
+                }
+            }
+        }
+        "finish" => {
+            let result = run.client().finish_body(now);
+            run.refused(result);
+        }
+        _ => run.fail(&format!("unknown call {name}")),
+    }
+}
+
+fn auth(run: &mut Runner, args: &str) {
+    let mut user = String::from("alice");
+    let mut secret = String::from("secret");
+    let mut oauth = false;
+    let mut method = AuthMethod::Auto;
+    let mut nonce = b"fyko+d2lbbFgONRv9qkxdawL".to_vec();
+    for token in args.split_whitespace() {
+        let (key, value) = token.split_once('=').unwrap_or((token, ""));
+        match key {
+            "user" => user = unescape_str(value),
+            "pass" => secret = unescape_str(value),
+            "token" => {
+                secret = unescape_str(value);
+                oauth = true;
+            }
+            "mech" => {
+                method = AuthMethod::Mechanism(Mechanism::from_name(value).unwrap());
+            }
+            "nonce" => nonce = unescape(value),
+            _ => panic!("unknown auth key {key}"),
+        }
+    }
+    let credentials = if oauth {
+        Credentials::oauth2(user, secret)
+    } else {
+        Credentials::password(user, secret)
+    };
+    let now = run.now();
+    let result = run.client().authenticate(now, &credentials, method, &nonce);
+    run.refused(result);
+}
+
+fn mail(run: &mut Runner, with_body: bool, args: &str) {
+    let (args, body) = match args.split_once("body=") {
+        Some((head, body)) => (head, Some(unescape(body))),
+        None => (args, None),
+    };
+    assert_eq!(
+        with_body,
+        body.is_some(),
+        "!send needs body=, !mail must not have one"
+    );
+    let mut envelope = Envelope::new(None);
+    let mut options = MailOptions::default();
+    for token in args.split_whitespace() {
+        let (key, value) = token.split_once('=').unwrap_or((token, ""));
+        match key {
+            "from" => {
+                let value = unescape_str(value);
+                let from = if value.is_empty() {
+                    None
+                } else {
+                    Some(Address::new(value).unwrap())
                 };
-                let rendered = format!("{error:?}");
-                if !debug_matches(args, &rendered) {
-                    self.fail(line_no, &format!("expected error {args}, got {rendered}"));
-                }
-                self.check_poisoned(line_no, &error);
-            }
-            "misuse" => {
-                let Some(misuse) = self.misuse.take() else {
-                    self.fail(line_no, &format!("expected misuse {args}, none happened"));
-                };
-                let rendered = format!("{misuse:?}");
-                if !debug_matches(args, &rendered) {
-                    self.fail(line_no, &format!("expected misuse {args}, got {rendered}"));
+                let recipients = envelope.recipients().to_vec();
+                envelope = Envelope::new(from);
+                for r in recipients {
+                    envelope.add_recipient(r);
                 }
             }
-            "at" => self.clock.at(args),
-            "deadline" => {
-                let deadline = self.client().poll_timeout();
-                if let Err(mismatch) = self.clock.deadline(args, deadline) {
-                    self.fail(line_no, &mismatch);
-                }
-            }
-            "flights" => {
-                let expected: usize = args.parse().unwrap();
-                if self.flights != expected {
-                    self.fail(
-                        line_no,
-                        &format!("expected {expected} transmit slices, got {}", self.flights),
-                    );
-                }
-            }
-            "hold" => self.draining = false,
-            "transmit" => {
-                // A partial write while holding: the driver wrote only `n` bytes.
-                let n: usize = args.parse().unwrap();
-                let client = self.client();
-                let bytes = client.poll_transmit().unwrap_or_default()[..n].to_vec();
-                client.advance_transmit(n);
-                self.sent.extend_from_slice(&bytes);
-                self.outcome.sent.extend_from_slice(&bytes);
-                self.drain();
-            }
-            "release" => {
-                self.draining = true;
-                self.drain();
-            }
-            "timeout" => {
-                let result = self.client().handle_timeout(now);
-                self.protocol_result(result);
-            }
-            "eof" => {
-                let result = self.client().handle_eof(now);
-                self.protocol_result(result);
-            }
-            "tls" => {
-                let result = self.client().tls_established(now);
-                self.misuse_result(result);
-            }
-            "call" => self.call(line_no, args),
-            _ => self.fail(line_no, &format!("unknown directive !{name}")),
-        }
-    }
-
-    /// `!call <api>`: `auth`, `mail`, `send`, `write`, `finish`, `quit`.
-    fn call(&mut self, line_no: usize, api: &str) {
-        let (name, args) = api.split_once(' ').unwrap_or((api, ""));
-        let now = self.clock.now();
-        match name {
-            "quit" => {
-                let result = self.client().quit(now);
-                self.misuse_result(result);
-            }
-            "auth" => self.auth(args),
-            "mail" | "send" => self.mail(name == "send", args),
-            "write" => {
-                let (expected, data) = match args.strip_prefix('=') {
-                    Some(rest) => {
-                        let (count, data) = rest.split_once(' ').unwrap_or((rest, ""));
-                        (Some(count.parse::<usize>().unwrap()), data)
-                    }
-                    None => (None, args),
-                };
-                let data = unescape(data);
-                let result = self.client().write_body(now, &data);
-                if let Some(taken) = self.misuse_result(result) {
-                    let expected = expected.unwrap_or(data.len());
-                    if taken != expected {
-                        self.fail(
-                            line_no,
-                            &format!("write_body took {taken}, expected {expected}"),
-                        );
-                    }
-                }
-            }
-            "finish" => {
-                let result = self.client().finish_body(now);
-                self.misuse_result(result);
-            }
-            _ => self.fail(line_no, &format!("unknown call {name}")),
-        }
-    }
-
-    /// After a fatal error, the client must stay silent and repeat the error.
-    fn check_poisoned(&mut self, line_no: usize, error: &ProtocolError) {
-        let now = self.clock.now();
-        let client = self.client();
-        let again = client.handle_input(now, b"250 ok\r\n");
-        let timeout = client.handle_timeout(now);
-        let quit = client.quit(now);
-        let transmit = client.poll_transmit().map(<[u8]>::to_vec);
-        if again.as_ref() != Err(error)
-            || timeout.as_ref() != Err(error)
-            || quit != Err(Misuse::Fatal(Box::new(error.clone())))
-            || transmit.is_some()
-        {
-            self.fail(line_no, "client is not poisoned after a fatal error");
-        }
-    }
-
-    fn auth(&mut self, args: &str) {
-        let mut user = String::from("alice");
-        let mut secret = String::from("secret");
-        let mut oauth = false;
-        let mut method = AuthMethod::Auto;
-        let mut nonce = b"fyko+d2lbbFgONRv9qkxdawL".to_vec();
-        for token in args.split_whitespace() {
-            let (key, value) = token.split_once('=').unwrap_or((token, ""));
-            match key {
-                "user" => user = unescape_str(value),
-                "pass" => secret = unescape_str(value),
-                "token" => {
-                    secret = unescape_str(value);
-                    oauth = true;
-                }
-                "mech" => {
-                    method = AuthMethod::Mechanism(Mechanism::from_name(value).unwrap());
-                }
-                "nonce" => nonce = unescape(value),
-                _ => panic!("unknown auth key {key}"),
-            }
-        }
-        let credentials = if oauth {
-            Credentials::oauth2(user, secret)
-        } else {
-            Credentials::password(user, secret)
-        };
-        let now = self.clock.now();
-        let result = self
-            .client()
-            .authenticate(now, &credentials, method, &nonce);
-        self.misuse_result(result);
-    }
-
-    fn mail(&mut self, with_body: bool, args: &str) {
-        let (args, body) = match args.split_once("body=") {
-            Some((head, body)) => (head, Some(unescape(body))),
-            None => (args, None),
-        };
-        assert_eq!(
-            with_body,
-            body.is_some(),
-            "!send needs body=, !mail must not have one"
-        );
-        let mut envelope = Envelope::new(None);
-        let mut options = MailOptions::default();
-        for token in args.split_whitespace() {
-            let (key, value) = token.split_once('=').unwrap_or((token, ""));
-            match key {
-                "from" => {
-                    let value = unescape_str(value);
-                    let from = if value.is_empty() {
-                        None
-                    } else {
-                        Some(Address::new(value).unwrap())
-                    };
-                    let recipients = envelope.recipients().to_vec();
-                    envelope = Envelope::new(from);
-                    for r in recipients {
-                        envelope.add_recipient(r);
-                    }
-                }
-                "to" => {
-                    let mut parts = value.split(';');
-                    let address = Address::new(unescape_str(parts.next().unwrap())).unwrap();
-                    let mut recipient = Recipient::new(address);
-                    for part in parts {
-                        let (k, v) = part.split_once(':').unwrap();
-                        match k {
-                            "notify" => {
-                                let mut notify = Notify::never();
-                                for word in v.split(',') {
-                                    notify = match word {
-                                        "success" => notify.and_success(),
-                                        "failure" => notify.and_failure(),
-                                        "delay" => notify.and_delay(),
-                                        "never" => notify,
-                                        _ => panic!("unknown notify {word}"),
-                                    };
-                                }
-                                recipient = recipient.with_notify(notify);
+            "to" => {
+                let mut parts = value.split(';');
+                let address = Address::new(unescape_str(parts.next().unwrap())).unwrap();
+                let mut recipient = Recipient::new(address);
+                for part in parts {
+                    let (k, v) = part.split_once(':').unwrap();
+                    match k {
+                        "notify" => {
+                            let mut notify = Notify::never();
+                            for word in v.split(',') {
+                                notify = match word {
+                                    "success" => notify.and_success(),
+                                    "failure" => notify.and_failure(),
+                                    "delay" => notify.and_delay(),
+                                    "never" => notify,
+                                    _ => panic!("unknown notify {word}"),
+                                };
                             }
-                            "orcpt" => {
-                                recipient = recipient.with_original_recipient(unescape_str(v));
-                            }
-                            _ => panic!("unknown recipient option {k}"),
+                            recipient = recipient.with_notify(notify);
                         }
+                        "orcpt" => {
+                            recipient = recipient.with_original_recipient(unescape_str(v));
+                        }
+                        _ => panic!("unknown recipient option {k}"),
                     }
-                    envelope.add_recipient(recipient);
                 }
-                "size" => options = options.with_size(value.parse().unwrap()),
-                "body8" => options = options.with_body_type(BodyType::EightBitMime),
-                "body7" => options = options.with_body_type(BodyType::SevenBit),
-                "smtputf8" => options = options.with_smtputf8(),
-                "ret" => {
-                    options = options.with_ret(if value == "full" {
-                        Ret::Full
-                    } else {
-                        Ret::Headers
-                    });
-                }
-                "envid" => options = options.with_envid(unescape_str(value)),
-                "requiretls" => options = options.with_require_tls(),
-                _ => panic!("unknown mail key {key}"),
+                envelope.add_recipient(recipient);
             }
+            "size" => options = options.with_size(value.parse().unwrap()),
+            "body8" => options = options.with_body_type(BodyType::EightBitMime),
+            "body7" => options = options.with_body_type(BodyType::SevenBit),
+            "smtputf8" => options = options.with_smtputf8(),
+            "ret" => {
+                options = options.with_ret(if value == "full" {
+                    Ret::Full
+                } else {
+                    Ret::Headers
+                });
+            }
+            "envid" => options = options.with_envid(unescape_str(value)),
+            "requiretls" => options = options.with_require_tls(),
+            _ => panic!("unknown mail key {key}"),
         }
-        let now = self.clock.now();
-        let result = match body {
-            Some(body) => self
-                .client()
-                .send_mail_bytes(now, envelope.clone(), options, &body),
-            None => self.client().send_mail(now, envelope.clone(), options),
-        };
-        // A refusal hands the envelope back unchanged.
-        let result = result.map_err(|rejected| {
-            assert_eq!(
-                rejected.value, envelope,
-                "the refused envelope came back changed"
-            );
-            rejected.reason
-        });
-        self.misuse_result(result);
     }
+    let now = run.now();
+    let result = match body {
+        Some(body) => run
+            .client()
+            .send_mail_bytes(now, envelope.clone(), options, &body),
+        None => run.client().send_mail(now, envelope.clone(), options),
+    };
+    // A refusal hands the envelope back unchanged.
+    let result = result.map_err(|rejected| {
+        assert_eq!(
+            rejected.value, envelope,
+            "the refused envelope came back changed"
+        );
+        rejected.reason
+    });
+    run.refused(result);
 }
 
 /// Runs a transcript, feeding each server read in the pieces `splitter` chooses.
 pub(crate) fn run_transcript(name: &str, text: &str, splitter: Splitter) -> Outcome {
-    let mut runner = Runner::new(name, splitter);
-    runner.run(text);
-    runner.outcome
+    transcript::run::<Smtp>(name, text, splitter)
 }
 
 pub(crate) fn transcripts() -> Vec<(String, String)> {
