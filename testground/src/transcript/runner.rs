@@ -436,3 +436,146 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use mail_common::{Machine, Transmit};
+
+    use super::{Protocol, Runner};
+    use crate::transcript::{cycling, failures, whole};
+
+    /// Answers each complete line `x` with `x` sent back and an event `x`; `bad` is fatal.
+    #[derive(Default)]
+    struct Echo {
+        rx: Vec<u8>,
+        tx: Transmit,
+        events: Vec<String>,
+        poisoned: bool,
+    }
+
+    impl Machine for Echo {
+        type Error = String;
+        type Event = String;
+        type Misuse = &'static str;
+
+        fn poll_event(&mut self) -> Option<String> {
+            (!self.events.is_empty()).then(|| self.events.remove(0))
+        }
+        fn wants_tls(_: &String) -> bool {
+            false
+        }
+        fn tls_established(&mut self, _: Instant) -> Result<(), &'static str> {
+            Err("NoTls")
+        }
+        fn is_greeting_timeout(_: &String) -> bool {
+            false
+        }
+        fn handle_input(&mut self, _: Instant, bytes: &[u8]) -> Result<(), String> {
+            if self.poisoned {
+                return Err("Bad".into());
+            }
+            self.rx.extend_from_slice(bytes);
+            while let Some(end) = self.rx.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.rx.drain(..=end).collect();
+                if line == b"bad\n" {
+                    self.poisoned = true;
+                    return Err("Bad".into());
+                }
+                self.tx.push(&line);
+                self.events
+                    .push(String::from_utf8_lossy(&line).trim().to_owned());
+            }
+            Ok(())
+        }
+        fn handle_eof(&mut self, now: Instant) -> Result<(), String> {
+            self.handle_input(now, b"")
+        }
+        fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+            self.handle_input(now, b"")
+        }
+        fn poll_transmit(&self) -> Option<&[u8]> {
+            if self.poisoned {
+                None
+            } else {
+                self.tx.pending()
+            }
+        }
+        fn advance_transmit(&mut self, written: usize) {
+            self.tx.advance(written);
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[derive(Default)]
+    struct EchoProtocol;
+
+    impl Protocol for EchoProtocol {
+        type Client = Echo;
+        const WRITE_ON_DECLARE: bool = false;
+        fn configure(&mut self, _: &str) {}
+        fn client(&self, _: Instant) -> Echo {
+            Echo::default()
+        }
+        fn render(&self, event: &String) -> String {
+            format!("echo {event}")
+        }
+        fn directive(_: &mut Runner<Self>, _: &str, _: &str) -> bool {
+            false
+        }
+        fn refuses_after(client: &mut Echo, _: Instant, _: &String) -> bool {
+            client.poisoned
+        }
+    }
+
+    fn run(text: &str) -> Vec<String> {
+        let corpus = [("t".to_owned(), text.to_owned())];
+        failures(&corpus, |name, text| {
+            Runner::<EchoProtocol>::new(name, cycling(vec![1])).run(text);
+        })
+    }
+
+    #[test]
+    fn a_complete_transcript_passes_and_reports_its_outcome() {
+        let text = "S> a\\nb\\n\nC> a\nC> \\n\n!event echo a\nC> b\\n\n!event echo b\n!no-event\n";
+        assert_eq!(run(text), Vec::<String>::new());
+        let outcome = Runner::<EchoProtocol>::new("t", whole()).run(text);
+        assert_eq!(outcome.sent, b"a\nb\n");
+        assert_eq!(outcome.events, ["echo a", "echo b"]);
+    }
+
+    #[test]
+    fn every_byte_and_event_must_be_declared() {
+        // The last byte of the echo is missing.
+        assert_eq!(
+            run("S> a\\n\nC> a\n!event echo a\n"),
+            [r#"t: t:4: client bytes not declared at the end: "\n""#]
+        );
+        assert_eq!(
+            run("S> a\\n\nC> a\\n\nS> b\\n\n"),
+            ["t: t:3: event not declared before server input: echo a"]
+        );
+        assert_eq!(
+            run("S> a\\n\nC> b\\n\n"),
+            [r#"t: t:2: client bytes: expected "b\n", sent "a\n""#]
+        );
+    }
+
+    #[test]
+    fn errors_and_refusals_must_be_matched_next() {
+        assert_eq!(run("S> bad\\n\n!error \"Bad\"\n"), Vec::<String>::new());
+        assert_eq!(
+            run("S> bad\\n\n!eof\n"),
+            ["t: t:2: unexpected error \"Bad\""]
+        );
+        assert_eq!(run("!tls\n!misuse \"NoTls\"\n"), Vec::<String>::new());
+        assert_eq!(run("!tls\n!misuse Other\n").len(), 1);
+        assert_eq!(
+            run("!frobnicate\n"),
+            ["t: t:1: unknown directive !frobnicate"]
+        );
+    }
+}
