@@ -572,3 +572,85 @@ fn connect_one(addr: SocketAddr, local: Option<IpAddr>, limit: Duration) -> io::
     socket.connect_timeout(&addr.into(), limit)?;
     Ok(socket.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+
+    use super::*;
+
+    fn listener() -> (TcpListener, u16) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    #[test]
+    fn connects_from_the_given_local_address() {
+        let (listener, port) = listener();
+        let local = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let tcp = connect("127.0.0.1", port, Some(local), &SetupTimeouts::default()).unwrap();
+        assert!(tcp.nodelay().unwrap());
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), local);
+    }
+
+    #[test]
+    fn a_local_address_of_the_other_family_leaves_nothing_to_try() {
+        let (_listener, port) = listener();
+        let local = Some(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        let error = connect("127.0.0.1", port, local, &SetupTimeouts::default()).unwrap_err();
+        let TransportError::Connect { source, .. } = &error else {
+            panic!("expected Connect, got {error:?}");
+        };
+        assert_eq!(source.kind(), io::ErrorKind::AddrNotAvailable);
+    }
+
+    #[test]
+    fn a_failed_handshake_keeps_the_servers_first_bytes() {
+        let (listener, port) = listener();
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            tcp.write_all(b"+OK POP3 ready\r\n").unwrap();
+            // Keep the connection open until the client gives up.
+            let _ = tcp.read(&mut [0; 4096]);
+        });
+        let tcp = connect("127.0.0.1", port, None, &SetupTimeouts::default()).unwrap();
+        let config = client_config(&TrustRoots::WebPki).unwrap();
+        let name = server_name("localhost").unwrap();
+        let Err((error, first)) = handshake(tcp, &config, name, Duration::from_secs(10)) else {
+            panic!("a plaintext greeting completed a handshake");
+        };
+        assert!(matches!(error, TransportError::Tls { .. }), "{error:?}");
+        assert!(looks_like_plaintext_greeting(&first), "{first:?}");
+        assert_eq!(greeting_excerpt(&first), "+OK POP3 ready");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_silent_server_runs_into_the_handshake_deadline() {
+        let (listener, port) = listener();
+        let tcp = connect("127.0.0.1", port, None, &SetupTimeouts::default()).unwrap();
+        let config = client_config(&TrustRoots::WebPki).unwrap();
+        let name = server_name("localhost").unwrap();
+        let limit = Duration::from_millis(200);
+        let started = Instant::now();
+        let Err((error, first)) = handshake(tcp, &config, name, limit) else {
+            panic!("a silent server completed a handshake");
+        };
+        assert!(
+            matches!(
+                error,
+                TransportError::Timeout {
+                    phase: SetupPhase::TlsHandshake,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(first.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(listener);
+    }
+}
