@@ -11,7 +11,10 @@ use mail_testground::{HOST, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS, TLS_NAME};
 use smtp_submit::blocking::{
     ConnectOptions, Connection, Error, SetupTimeouts, TransportError, TrustRoots,
 };
-use smtp_submit::{ClientName, Config, Event, ProtocolError, Security, Timeouts};
+use smtp_submit::{
+    Address, ClientName, Config, Envelope, Event, MailOptions, Phase, ProtocolError, Security,
+    Timeouts,
+};
 
 const DEADLINE: Duration = Duration::from_millis(1500);
 
@@ -81,8 +84,13 @@ fn implicit_tls_against_the_starttls_port_says_starttls_is_wanted() {
     assert!(error.to_string().contains("STARTTLS"), "{error}");
 }
 
-/// Runs `script` on a scripted server and opens a connection with `security` to it.
-fn scripted(script: Vec<Step>, security: Security) -> (Error, Transcript) {
+/// Runs `script` on a scripted server, opens a connection with `security` to it and hands it
+/// to `then` (which gets the error if the set-up fails).
+fn scripted_with(
+    script: Vec<Step>,
+    security: Security,
+    then: impl FnOnce(Result<Connection, Error>) -> Error,
+) -> (Error, Transcript) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pki = Pki::generate();
     let server = runtime.block_on(HostileServer::start(script, pki.leaf_for("localhost")));
@@ -93,9 +101,21 @@ fn scripted(script: Vec<Step>, security: Security) -> (Error, Transcript) {
         .with_timeouts(SetupTimeouts::uniform(DEADLINE));
     let timeouts = Timeouts::default()
         .with_greeting(DEADLINE)
-        .with_command(DEADLINE);
-    let error = Connection::open(&options, config(security).with_timeouts(timeouts)).unwrap_err();
+        .with_command(DEADLINE)
+        .with_mail(DEADLINE)
+        .with_rcpt(DEADLINE)
+        .with_data_init(DEADLINE)
+        .with_data_block(DEADLINE);
+    let error = then(Connection::open(
+        &options,
+        config(security).with_timeouts(timeouts),
+    ));
     (error, runtime.block_on(server.finish()))
+}
+
+/// [`scripted_with`] for a set-up that must fail.
+fn scripted(script: Vec<Step>, security: Security) -> (Error, Transcript) {
+    scripted_with(script, security, Result::unwrap_err)
 }
 
 fn starttls_prelude() -> Vec<Step> {
@@ -161,4 +181,50 @@ fn a_refused_greeting_is_an_error_and_quit_still_goes_out() {
     };
     assert_eq!(reply.code(), 554);
     assert_eq!(transcript.lines, ["QUIT"], "{transcript:?}");
+}
+
+#[test]
+fn a_server_that_stops_reading_mid_body_runs_into_the_data_deadline() {
+    // The writes back up in the socket buffers; the write timeout, set to the core's next
+    // deadline, turns that into the core's data-block timeout instead of a hang.
+    let hang = Duration::from_secs(8);
+    let script = vec![
+        Step::StartTls,
+        Step::send("220 hostile.example ESMTP\r\n"),
+        Step::expect("EHLO client.example"),
+        Step::send("250-hostile.example\r\n250 PIPELINING\r\n"),
+        Step::expect("MAIL FROM"),
+        Step::expect("RCPT TO"),
+        Step::expect("DATA"),
+        Step::send("250 ok\r\n250 ok\r\n354 go\r\n"),
+        Step::HangFor(hang),
+    ];
+    let mut took = Duration::ZERO;
+    let (error, _) = scripted_with(script, Security::ImplicitTls, |conn| {
+        let started = Instant::now();
+        let mut conn = conn.expect("set-up");
+        let envelope = Envelope::new(Some(Address::new("a@example.org").unwrap()))
+            .with_recipient(Address::new("b@example.org").unwrap());
+        let body = b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n"
+            .repeat(256 * 1024);
+        conn.machine()
+            .send_mail_bytes(Instant::now(), envelope, MailOptions::default(), &body)
+            .unwrap();
+        loop {
+            if let Err(error) = conn.next_event() {
+                took = started.elapsed();
+                return error;
+            }
+        }
+    });
+    assert!(
+        matches!(
+            error,
+            Error::Protocol(ProtocolError::Timeout {
+                phase: Phase::DataBlock
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(took < hang, "took {took:?}");
 }
