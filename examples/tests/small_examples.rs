@@ -48,3 +48,24 @@ fn tokio_send_fetch_sends_then_lists() {
     assert!(stdout.contains("sent: true"), "{stdout}");
     assert!(stdout.contains("message 1: "), "{stdout}");
 }
+
+#[test]
+fn blocking_send_sends_over_starttls() {
+    mail_testground::require_running();
+    let port = mail_testground::POSTFIX_SUBMISSION.port.to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_blocking_send"))
+        .args(["starttls", "localhost", &port, BOB.name, BOB.address])
+        .arg(mail_testground::ca_file())
+        .env("MAIL_PASSWORD", BOB.password)
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("connected, TLS: true"), "{stdout}");
+    assert!(stdout.contains("logged in with "), "{stdout}");
+    assert!(stdout.contains("sent: "), "{stdout}");
+}

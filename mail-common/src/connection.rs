@@ -8,121 +8,13 @@
 //!   session, the check for a call cancelled part way, and taking bytes that arrived while the
 //!   session was idle.
 
-use std::{fmt, net::IpAddr, time::Duration, time::Instant};
+use std::{fmt, time::Duration, time::Instant};
 
+pub use crate::setup::{ConnectOptions, StandardPorts};
 use crate::transport::{
-    self, CallTracker, DriveError, Driver, SetupTimeouts, TlsConnector, TransportError, TrustRoots,
-    Until, Wrapping,
+    self, CallTracker, DriveError, Driver, TlsConnector, TransportError, Until, Wrapping,
 };
 use crate::{Machine, Security};
-
-/// Where and how to connect, for either protocol's `Session::connect`.
-///
-/// ```
-/// use std::time::Duration;
-/// use mail_common::connection::ConnectOptions;
-/// use mail_common::transport::{SetupTimeouts, TrustRoots};
-///
-/// let options = ConnectOptions::new("127.0.0.1")
-///     .with_port(11110)
-///     .with_trust_roots(TrustRoots::CaFile("/etc/ssl/private-ca.pem".into()))
-///     .with_tls_name("mail.example.net")
-///     .with_timeouts(SetupTimeouts::uniform(Duration::from_secs(10)));
-/// assert_eq!(options.port, Some(11110));
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ConnectOptions {
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port; `None` means the protocol's standard port for the configured security mode
-    /// (POP3: 995 or 110; SMTP submission: 465 or 587).
-    pub port: Option<u16>,
-    /// Which certificate authorities are trusted. Default: the web PKI.
-    pub trust_roots: TrustRoots,
-    /// The name the server certificate must be valid for; `None` means
-    /// [`ConnectOptions::host`]. For connecting by IP address to a server whose certificate
-    /// names a host.
-    pub tls_name: Option<String>,
-    /// Deadlines for the TCP connection and the TLS handshakes (implicit or after the
-    /// upgrade). The protocol phases after them are bounded by the protocol's timeouts.
-    pub timeouts: SetupTimeouts,
-    /// Local address to connect from; `None` lets the system choose.
-    pub local_addr: Option<IpAddr>,
-}
-
-impl ConnectOptions {
-    /// Options for `host` on the standard port, with the web PKI roots and default deadlines.
-    pub fn new(host: impl Into<String>) -> Self {
-        Self {
-            host: host.into(),
-            port: None,
-            trust_roots: TrustRoots::default(),
-            tls_name: None,
-            timeouts: SetupTimeouts::default(),
-            local_addr: None,
-        }
-    }
-
-    /// Sets [`ConnectOptions::port`].
-    #[must_use]
-    pub const fn with_port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-
-    /// Sets [`ConnectOptions::trust_roots`].
-    #[must_use]
-    pub fn with_trust_roots(mut self, roots: TrustRoots) -> Self {
-        self.trust_roots = roots;
-        self
-    }
-
-    /// Sets [`ConnectOptions::tls_name`].
-    #[must_use]
-    pub fn with_tls_name(mut self, name: impl Into<String>) -> Self {
-        self.tls_name = Some(name.into());
-        self
-    }
-
-    /// Sets [`ConnectOptions::timeouts`].
-    #[must_use]
-    pub const fn with_timeouts(mut self, timeouts: SetupTimeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// Sets [`ConnectOptions::local_addr`].
-    #[must_use]
-    pub const fn with_local_addr(mut self, addr: IpAddr) -> Self {
-        self.local_addr = Some(addr);
-        self
-    }
-
-    /// The name the certificate is checked against.
-    pub fn tls_name(&self) -> &str {
-        self.tls_name.as_deref().unwrap_or(&self.host)
-    }
-}
-
-/// The standard ports of a protocol, for [`Connection::open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StandardPorts {
-    /// With [`Security::ImplicitTls`].
-    pub implicit_tls: u16,
-    /// With [`Security::StartTls`] or [`Security::Plaintext`].
-    pub plain: u16,
-}
-
-impl StandardPorts {
-    /// The port for `security`.
-    pub const fn for_security(self, security: Security) -> u16 {
-        match security {
-            Security::ImplicitTls => self.implicit_tls,
-            _ => self.plain,
-        }
-    }
-}
 
 /// A session's connection: the [`Driver`] of a protocol core and the state every adapter call
 /// checks. Once a fatal error was seen (or the connection closed on purpose), every method

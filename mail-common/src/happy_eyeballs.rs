@@ -32,8 +32,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-/// The default connection attempt delay, as RFC 8305 section 5 recommends.
-pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+pub use crate::setup::DEFAULT_ATTEMPT_DELAY;
 
 /// Every connection attempt failed: which address failed how, in the order they were tried.
 #[derive(Debug)]

@@ -15,6 +15,11 @@
 //!   outgoing buffer with partial-write accounting.
 //! - [`sasl`]: client-side SASL mechanisms (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2,
 //!   OAUTHBEARER) as sans-IO step machines; the protocols wrap them in AUTH commands.
+//! - `setup` (feature `tokio` or `blocking`): what both drivers share for connection set-up:
+//!   `ConnectOptions`, `TrustRoots` and the rustls configuration, `SetupTimeouts`,
+//!   `TransportError` (with the diagnosis of a TLS mode that does not match the port).
+//! - `blocking` (feature `blocking`): the driver over `std::net` and rustls, no async runtime,
+//!   that both protocol crates re-export as `blocking::Connection`.
 //! - `happy_eyeballs` (feature `tokio`): RFC 8305 connection racing over a host's IPv6 and IPv4
 //!   addresses, so a black-holed address costs one short delay, not the connect deadline.
 //! - `transport` (feature `tokio`): TCP + rustls connection set-up, STARTTLS/STLS upgrade and the
@@ -22,10 +27,12 @@
 //! - `connection` (feature `tokio`): what both tokio adapters' sessions are built on: the
 //!   `ConnectOptions`, the set-up loop, the broken flag and the cancelled-call check.
 //!
-//! Nothing outside `transport` and `connection` performs I/O, reads a clock or spawns a task.
+//! Nothing outside `transport`, `connection` and `blocking` performs I/O, reads a clock or spawns a task.
 #![forbid(unsafe_code)]
 
 pub mod arg;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod class;
 #[cfg(feature = "tokio")]
 pub mod connection;
@@ -38,6 +45,8 @@ pub mod sasl;
 pub mod scan;
 pub mod secret;
 pub mod security;
+#[cfg(any(feature = "tokio", feature = "blocking"))]
+pub mod setup;
 #[cfg(feature = "tokio")]
 pub mod transport;
 

@@ -96,6 +96,13 @@
 //! `retr_to`/`top_to`, pipelined `retr_many`, `dele`, `rset`, `noop` and `quit` as async
 //! methods.
 //!
+//! # The blocking driver
+//!
+//! With the `blocking` feature, [`blocking::Connection`] (module `pop3_proto::blocking`) runs
+//! this client over `std::net` and rustls without an async runtime: `open` does the TLS or
+//! `STLS` set-up, then `next_event` blocks until the client has an event. The driver is
+//! `mail_common::blocking`, the same one `smtp-submit` uses.
+//!
 //! # Low-level modules
 //!
 //! `parse` (single-line parsers) and `body` (the incremental body decoder) are reachable for
@@ -112,6 +119,8 @@ mod error;
 mod event;
 mod response;
 mail_common::internal_modules!(body, parse);
+#[cfg(feature = "blocking")]
+pub mod blocking;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 

@@ -132,6 +132,13 @@
 //! (implicit TLS, STARTTLS or an explicitly dangerous plaintext), authenticates, and streams
 //! messages from any `AsyncRead`, driving this client with `mail_common::transport::Driver`.
 //!
+//! # Blocking
+//!
+//! The `blocking` feature adds `smtp_submit::blocking::Connection`: this client over
+//! `std::net` and rustls, without an async runtime. `open` does the TLS or STARTTLS set-up,
+//! then `next_event` blocks until the client has an event. The driver is
+//! `mail_common::blocking`, the same one `pop3-proto` uses.
+//!
 //! # Low-level modules
 //!
 //! `reply` (reply framing and parsing), `capabilities` (EHLO keywords) and `body` (the DATA/BDAT
@@ -148,6 +155,8 @@ mod envelope;
 mod error;
 mod event;
 mail_common::internal_modules!(body, capabilities, reply);
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod report;
 #[cfg(feature = "tokio")]
 pub mod tokio;

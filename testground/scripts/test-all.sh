@@ -72,6 +72,13 @@ cargo test --workspace --all-features --locked
 step "cargo check (default features: the sans-IO cores build without tokio)"
 cargo check --workspace --all-targets --locked
 
+step "cargo clippy of the blocking driver without tokio (the libraries: tests pull tokio in)"
+cargo clippy -p mail-common -p pop3-proto -p smtp-submit --lib --features blocking --locked -- -D warnings
+if cargo tree -p mail-common --features blocking -e normal --locked | grep -q '^.* tokio '; then
+  echo "mail-common's blocking feature depends on tokio" >&2
+  exit 1
+fi
+
 step "cargo check mail-account feature sets (none: data and lookup only; each alone)"
 cargo check -p mail-account --no-default-features --locked
 cargo check -p mail-account --no-default-features --features discover --locked

@@ -1,6 +1,6 @@
-//! A blocking POP3 client on `std::net` and rustls, built directly on pop3-proto's sans-IO
-//! core: no async runtime at all. It logs in over implicit TLS, lists the mailbox and prints
-//! the Subject of each message (`TOP n 0`), then quits.
+//! A blocking POP3 client on `std::net` and rustls, with no async runtime: pop3-proto's
+//! sans-IO core run by its `blocking` driver. It logs in over implicit TLS, lists the mailbox
+//! and prints the Subject of each message (`TOP n 0`), then quits.
 //!
 //! ```text
 //! POP3_PASSWORD=secret cargo run -p mail-examples --bin blocking_pop3 -- \
@@ -8,54 +8,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Instant;
 
-use mail_common::transport::{TrustRoots, root_store};
-use pop3_proto::{Client, Command, Config, Credentials, Event, Login, Machine, Security};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use pop3_proto::blocking::{ConnectOptions, Connection, TrustRoots};
+use pop3_proto::{Command, Config, Credentials, Event, Login, Security};
 
 type Error = Box<dyn std::error::Error>;
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-/// Runs the client until it has an event: writes what it offers, reads what arrives, and
-/// turns a passed deadline into `handle_timeout`. This loop is all a blocking driver is.
-fn next_event(client: &mut Client, stream: &mut Tls, buf: &mut [u8]) -> Result<Event, Error> {
-    loop {
-        while let Some(bytes) = client.poll_transmit() {
-            let written = stream.write(bytes)?;
-            client.advance_transmit(written);
-        }
-        stream.flush()?;
-        if let Some(event) = client.poll_event() {
-            return Ok(event);
-        }
-        let now = Instant::now();
-        if let Some(deadline) = client.poll_timeout() {
-            if deadline <= now {
-                client.handle_timeout(now)?;
-                continue;
-            }
-            stream.sock.set_read_timeout(Some(deadline - now))?;
-        }
-        match stream.read(buf) {
-            Ok(0) => client.handle_eof(Instant::now())?,
-            Ok(n) => client.handle_input(Instant::now(), &buf[..n])?,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                client.handle_timeout(Instant::now())?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
 
 fn subject(header: &[u8]) -> String {
     String::from_utf8_lossy(header)
@@ -74,60 +32,40 @@ fn main() -> Result<(), Error> {
     let roots = rest.first().map_or(TrustRoots::WebPki, |ca| {
         TrustRoots::WebPkiAndCaFile(ca.into())
     });
+    let options = ConnectOptions::new(host.as_str())
+        .with_port(port.parse()?)
+        .with_trust_roots(roots);
+    // Returns once the greeting and the capabilities are in: the client is ready for a login.
+    let mut conn = Connection::open(&options, Config::new(Security::ImplicitTls))?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(root_store(&roots)?)
-        .with_no_client_auth();
-    let name = ServerName::try_from(host.clone())?;
-    let tcp = TcpStream::connect((host.as_str(), port.parse::<u16>()?))?;
-    tcp.set_nodelay(true)?;
-    let mut stream = StreamOwned::new(ClientConnection::new(Arc::new(config), name)?, tcp);
-
-    let mut client = Client::new(Config::new(Security::ImplicitTls), Instant::now());
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match next_event(&mut client, &mut stream, &mut buf)? {
-            Event::Ready(_) => break,
-            Event::GreetingRefused(response) => {
-                return Err(format!("greeting refused: {}", response.text).into());
-            }
-            _ => {}
-        }
-    }
-    // The core reads no random source: SCRAM's nonce comes from us.
-    let mut nonce = [0u8; 24];
-    getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
-    let login =
-        Login::auto(Credentials::password(user.as_str(), password)).with_nonce(nonce.to_vec());
-    client
+    let login = Login::auto(Credentials::password(user.as_str(), password));
+    conn.machine()
         .login(Instant::now(), login)
-        .map_err(|rejected| rejected.reason.to_string())?;
-    match next_event(&mut client, &mut stream, &mut buf)? {
+        .map_err(|rejected| rejected.reason)?;
+    match conn.next_event()? {
         Event::LoggedIn { method, .. } => println!("logged in with {method:?}"),
         Event::LoginFailed { failure, .. } => {
             return Err(format!("login failed: {}", failure.response.text).into());
         }
         other => return Err(format!("unexpected {other:?}").into()),
     }
-    client
+    conn.machine()
         .send(Instant::now(), Command::Stat)
-        .map_err(|rejected| rejected.reason.to_string())?;
-    let Event::Stat { count, size, .. } = next_event(&mut client, &mut stream, &mut buf)? else {
+        .map_err(|rejected| rejected.reason)?;
+    let Event::Stat { count, size, .. } = conn.next_event()? else {
         return Err("no STAT answer".into());
     };
     println!("{count} messages, {size} octets");
     // Queue every TOP at once: the client pipelines them when the server allows it.
     for msg in 1..=count {
-        client
+        conn.machine()
             .send(Instant::now(), Command::top(msg, 0))
-            .map_err(|rejected| rejected.reason.to_string())?;
+            .map_err(|rejected| rejected.reason)?;
     }
     let mut header = Vec::new();
     let mut shown = 0;
     while shown < count {
-        match next_event(&mut client, &mut stream, &mut buf)? {
+        match conn.next_event()? {
             Event::MessageChunk { data, .. } => header.extend_from_slice(&data),
             Event::MessageEnd { .. } => {
                 shown += 1;
@@ -141,12 +79,9 @@ fn main() -> Result<(), Error> {
             _ => {}
         }
     }
-    client
+    conn.machine()
         .send(Instant::now(), Command::Quit)
-        .map_err(|rejected| rejected.reason.to_string())?;
-    while !matches!(
-        next_event(&mut client, &mut stream, &mut buf)?,
-        Event::Closed
-    ) {}
+        .map_err(|rejected| rejected.reason)?;
+    while !matches!(conn.next_event()?, Event::Closed) {}
     Ok(())
 }

@@ -1,0 +1,84 @@
+//! The blocking driver (feature `blocking`): [`Client`] over `std::net` and rustls, no async
+//! runtime. The driver is `mail_common::blocking`, shared with `pop3-proto`; this module names
+//! it for SMTP submission.
+//!
+//! [`Connection::open`] connects, reads the greeting, sends EHLO and, with
+//! [`Security::StartTls`](crate::Security), upgrades with STARTTLS and sends EHLO again; it
+//! returns once the client is ready to authenticate and send. Commands then go to
+//! [`Connection::machine`] and each [`Connection::next_event`] blocks until the client has an
+//! event.
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use smtp_submit::blocking::{ConnectOptions, Connection};
+//! use smtp_submit::{
+//!     Address, AuthMethod, ClientName, Config, Credentials, Envelope, Event, MailOptions,
+//!     Security,
+//! };
+//!
+//! let options = ConnectOptions::new("smtp.example.org");
+//! let config = Config::new(ClientName::new("client.example.org")?, Security::StartTls);
+//! let mut conn = Connection::open(&options, config)?;
+//! let now = Instant::now();
+//! let credentials = Credentials::password("alice", "secret");
+//! conn.machine().authenticate(now, &credentials, AuthMethod::Auto, &[])?;
+//! let Event::Authenticated { .. } = conn.next_event()? else { return Err("login failed".into()) };
+//! let envelope = Envelope::new(Some(Address::new("alice@example.org")?))
+//!     .with_recipient(Address::new("bob@example.org")?);
+//! let body = b"Subject: hi\r\n\r\nHello\r\n";
+//! conn.machine().send_mail_bytes(now, envelope, MailOptions::default(), body).map_err(|r| r.reason)?;
+//! loop {
+//!     if let Event::MessageDone { outcome, .. } = conn.next_event()? {
+//!         println!("{outcome:?}");
+//!         break;
+//!     }
+//! }
+//! conn.machine().quit(Instant::now())?;
+//! while !matches!(conn.next_event()?, Event::Closed) {}
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::{Duration, Instant};
+
+pub use mail_common::blocking::{
+    ConnectOptions, SetUp, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
+};
+
+use crate::{Client, Config, Event, Misuse, ProtocolError, Security};
+
+/// An SMTP submission connection driving [`Client`], from `open` to `QUIT`.
+pub type Connection = mail_common::blocking::Connection<Client>;
+
+/// What [`Connection`] reports; [`Error::Refused`](mail_common::blocking::Error::Refused)
+/// carries [`Event::GreetingRefused`], [`Event::SessionFailed`] or [`Event::Closed`].
+pub type Error = mail_common::blocking::Error<ProtocolError, Event, Misuse>;
+
+impl mail_common::blocking::Protocol for Client {
+    type Config = Config;
+
+    /// Submissions (RFC 8314) and submission (RFC 6409).
+    const PORTS: StandardPorts = StandardPorts {
+        implicit_tls: 465,
+        plain: 587,
+    };
+
+    fn security(config: &Config) -> Security {
+        config.security
+    }
+
+    fn greeting_wait(config: &Config) -> Duration {
+        config.timeouts.greeting
+    }
+
+    fn start(config: Config, now: Instant) -> Self {
+        Self::new(config, now)
+    }
+
+    fn set_up(event: &Event) -> SetUp {
+        match event {
+            Event::Ready(_) => SetUp::Ready,
+            Event::GreetingRefused(_) | Event::SessionFailed(_) | Event::Closed => SetUp::Refused,
+            _ => SetUp::Pending,
+        }
+    }
+}
