@@ -38,6 +38,7 @@ pub mod sasl;
 pub mod scan;
 pub mod secret;
 pub mod security;
+pub mod timeout;
 #[cfg(feature = "tokio")]
 pub mod transport;
 
@@ -47,6 +48,7 @@ pub use line::{LineError, LineReader};
 pub use machine::{Machine, Transmit};
 pub use secret::Secret;
 pub use security::Security;
+pub use timeout::{SetupPhase, Timeout};
 
 /// A request a sans-IO core refused without queuing anything, with the caller's value handed
 /// back (an `Envelope`, a `Login`, a command), so nothing the caller built is lost. Each

@@ -30,9 +30,11 @@ use tokio::{
     net::TcpStream,
 };
 pub use tokio_rustls::TlsConnector;
+
+pub use crate::timeout::SetupPhase;
 use tokio_rustls::client::TlsStream;
 
-use crate::Machine;
+use crate::{Machine, Timeout};
 
 /// Which certificate authorities a client trusts.
 #[derive(Clone, Default)]
@@ -264,25 +266,6 @@ impl AsyncWrite for SniffedTcp {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
-/// A step of connection set-up, for timeout errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SetupPhase {
-    /// The TCP connection.
-    Connect,
-    /// The TLS handshake.
-    TlsHandshake,
-}
-
-impl fmt::Display for SetupPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Connect => "TCP connect",
-            Self::TlsHandshake => "TLS handshake",
-        })
     }
 }
 
@@ -603,6 +586,74 @@ pub enum DriveError<E> {
     /// An earlier call was cancelled part way (see [`CallTracker`]).
     #[error(transparent)]
     Cancelled(Cancelled),
+}
+
+/// Why a session's connection cannot be used any more: set-up failed, reading or writing
+/// failed, or a deadline passed. Both adapters' errors carry it as `Error::Connection`, so a
+/// caller handles the three the same way for POP3 and SMTP. `P` is the core's phase type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError<P> {
+    /// Connection set-up failed: name resolution, TCP, the CA file, the TLS name, the TLS
+    /// handshake, the wrong TLS mode for the port ([`TransportError::PlaintextGreeting`]), or
+    /// no greeting in time ([`TransportError::NoGreeting`], which names the likely cause).
+    #[error(transparent)]
+    Transport(TransportError),
+    /// Reading or writing the established connection failed.
+    #[error("connection I/O failed: {0}")]
+    Io(#[source] io::Error),
+    /// A deadline passed: a [`SetupTimeouts`] limit or one of the core's own.
+    #[error("timed out: {0}")]
+    Timeout(Timeout<P>),
+}
+
+impl<P> ConnectionError<P> {
+    /// The deadline that passed, for a timeout.
+    pub const fn timeout(&self) -> Option<&Timeout<P>> {
+        match self {
+            Self::Timeout(timeout) => Some(timeout),
+            _ => None,
+        }
+    }
+
+    /// What kind of failure this is.
+    pub const fn kind(&self) -> crate::FailureKind {
+        match self {
+            Self::Transport(error) => error.kind(),
+            Self::Io(_) => crate::FailureKind::Network,
+            Self::Timeout(_) => crate::FailureKind::Timeout,
+        }
+    }
+
+    /// True when trying again later may succeed: an I/O failure, a timeout, a refused or
+    /// silent connection; false for certificate, CA file and name problems.
+    pub const fn is_transient(&self) -> bool {
+        match self {
+            Self::Io(_) | Self::Timeout(_) => true,
+            Self::Transport(error) => matches!(
+                error,
+                TransportError::Connect { .. } | TransportError::NoGreeting { .. }
+            ),
+        }
+    }
+}
+
+/// A set-up deadline becomes [`ConnectionError::Timeout`], like the core's own deadlines.
+impl<P> From<TransportError> for ConnectionError<P> {
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Timeout { phase, after } => {
+                Self::Timeout(Timeout::Setup { phase, after })
+            }
+            error => Self::Transport(error),
+        }
+    }
+}
+
+impl<P> From<Timeout<P>> for ConnectionError<P> {
+    fn from(timeout: Timeout<P>) -> Self {
+        Self::Timeout(timeout)
+    }
 }
 
 /// Runs a sans-IO [`Machine`] over a [`MailStream`].

@@ -16,7 +16,10 @@ use mail_common::sasl::{Credentials, Mechanism};
 use mail_testground::{ALICE, DOVECOT_POP3, DOVECOT_POP3S, ERIN, HOST, TLS_NAME, User};
 use pop3_proto::{
     AuthMethod, Command, Config, FailureClass, Login, Misuse, ResponseCode, Security,
-    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TransportError, TrustRoots},
+    tokio::{
+        ConnectOptions, ConnectionError, Error, Fetched, RetrievalEvent, Session, TransportError,
+        TrustRoots,
+    },
 };
 
 // ---- test ground ----
@@ -193,7 +196,10 @@ async fn untrusted_certificate_is_a_transport_error() {
     let error = Session::connect(&webpki, Config::default())
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
     assert!(error.is_fatal());
 
     // The right CA, but a name the certificate is not issued for.
@@ -201,7 +207,10 @@ async fn untrusted_certificate_is_a_transport_error() {
     let error = Session::connect(&wrong_name, Config::new(Security::StartTls))
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
 }
 
 // ---- every login method ----
@@ -969,7 +978,12 @@ async fn implicit_tls_against_the_stls_port_says_stls_is_wanted() {
     let error = Session::connect(&options, Config::default())
         .await
         .unwrap_err();
-    let Error::Transport(TransportError::PlaintextGreeting { port, greeting, .. }) = &error else {
+    let Error::Connection(ConnectionError::Transport(TransportError::PlaintextGreeting {
+        port,
+        greeting,
+        ..
+    })) = &error
+    else {
         panic!("expected PlaintextGreeting, got {error:?}");
     };
     assert_eq!(*port, DOVECOT_POP3.port);
@@ -989,12 +1003,12 @@ async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
     let config = Config::new(Security::StartTls)
         .with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
     let error = Session::connect(&options, config).await.unwrap_err();
-    let Error::Transport(TransportError::NoGreeting {
+    let Error::Connection(ConnectionError::Transport(TransportError::NoGreeting {
         host,
         port,
         after,
         implicit_tls: false,
-    }) = &error
+    })) = &error
     else {
         panic!("expected NoGreeting, got {error:?}");
     };

@@ -1,39 +1,18 @@
 //! [`Error`], what a [`Session`](super::Session) call can fail with.
 
-use std::{fmt, io};
+use std::io;
 
 use mail_common::FailureKind;
-use mail_common::transport::{Cancelled, DriveError, SetupPhase, TransportError};
+use mail_common::transport::{Cancelled, DriveError, TransportError};
 
 use crate::{Command, FailureClass, LoginFailure, Misuse, Phase, ProtocolError, Response};
 
-/// Which wait took too long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TimeoutPhase {
-    /// The TCP connection.
-    Connect,
-    /// A TLS handshake (implicit, or after `STLS`).
-    TlsHandshake,
-    /// The server's greeting.
-    Greeting,
-    /// The status line of a reply.
-    Reply,
-    /// Silence inside a multi-line reply (listing, message body).
-    Data,
-}
+/// A deadline that passed: in connection set-up, or while the server owed an answer (with the
+/// core's [`Phase`]). The same shape as SMTP's.
+pub type Timeout = mail_common::Timeout<Phase>;
 
-impl fmt::Display for TimeoutPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Connect => "TCP connect",
-            Self::TlsHandshake => "TLS handshake",
-            Self::Greeting => "greeting",
-            Self::Reply => "reply",
-            Self::Data => "data",
-        })
-    }
-}
+/// Set-up, I/O or a deadline: the connection is gone. The same type as SMTP's but for the phase.
+pub type ConnectionError = mail_common::transport::ConnectionError<Phase>;
 
 /// What went wrong with a [`Session`](super::Session) call.
 ///
@@ -47,17 +26,10 @@ impl fmt::Display for TimeoutPhase {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: name resolution, TCP, the CA file, the TLS handshake, the
-    /// wrong TLS mode for the port ([`TransportError::PlaintextGreeting`]), or no greeting in
-    /// time ([`TransportError::NoGreeting`], which names the likely cause). Fatal.
+    /// The connection cannot be used any more: set-up failed, I/O failed, or a deadline
+    /// ([`crate::tokio::SetupTimeouts`], [`crate::Timeouts`]) passed. Fatal.
     #[error(transparent)]
-    Transport(TransportError),
-    /// Reading or writing the connection failed. Fatal.
-    #[error("connection I/O failed: {0}")]
-    Io(#[source] io::Error),
-    /// A deadline passed ([`crate::tokio::SetupTimeouts`] or [`crate::Timeouts`]). Fatal.
-    #[error("{0} timed out")]
-    Timeout(TimeoutPhase),
+    Connection(ConnectionError),
     /// The server broke the protocol or exceeded a [`crate::Limits`] bound; also `STLS`
     /// missing or refused when TLS is required, and a server that failed SCRAM's mutual
     /// authentication. Fatal.
@@ -114,9 +86,7 @@ impl Error {
     pub const fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Self::Transport(_)
-                | Self::Io(_)
-                | Self::Timeout(_)
+            Self::Connection(_)
                 | Self::Protocol(_)
                 | Self::GreetingRefused(_)
                 | Self::Closed
@@ -127,9 +97,7 @@ impl Error {
     /// What kind of failure this is.
     pub const fn kind(&self) -> FailureKind {
         match self {
-            Self::Transport(error) => error.kind(),
-            Self::Io(_) => FailureKind::Network,
-            Self::Timeout(_) => FailureKind::Timeout,
+            Self::Connection(error) => error.kind(),
             Self::LoginFailed(_) => FailureKind::Auth,
             Self::Protocol(ProtocolError::StlsNotOffered | ProtocolError::StlsRefused(_)) => {
                 FailureKind::Tls
@@ -144,25 +112,14 @@ impl Error {
 
 impl From<TransportError> for Error {
     fn from(error: TransportError) -> Self {
-        match error {
-            TransportError::Timeout { phase, .. } => Self::Timeout(match phase {
-                SetupPhase::Connect => TimeoutPhase::Connect,
-                _ => TimeoutPhase::TlsHandshake,
-            }),
-            other => Self::Transport(other),
-        }
+        Self::Connection(error.into())
     }
 }
 
 impl From<ProtocolError> for Error {
     fn from(error: ProtocolError) -> Self {
         match error {
-            ProtocolError::Timeout { phase } => Self::Timeout(match phase {
-                Phase::Greeting => TimeoutPhase::Greeting,
-                Phase::TlsHandshake => TimeoutPhase::TlsHandshake,
-                Phase::Data => TimeoutPhase::Data,
-                _ => TimeoutPhase::Reply,
-            }),
+            ProtocolError::Timeout { phase } => Self::Connection(Timeout::Server { phase }.into()),
             other => Self::Protocol(other),
         }
     }
@@ -171,7 +128,7 @@ impl From<ProtocolError> for Error {
 impl From<DriveError<ProtocolError>> for Error {
     fn from(error: DriveError<ProtocolError>) -> Self {
         match error {
-            DriveError::Io(e) => Self::Io(e),
+            DriveError::Io(e) => Self::Connection(ConnectionError::Io(e)),
             DriveError::Protocol(e) => e.into(),
             DriveError::Transport(e) => e.into(),
             DriveError::Cancelled(cancelled) => Self::Cancelled(cancelled),
