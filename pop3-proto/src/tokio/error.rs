@@ -7,11 +7,12 @@ use mail_common::transport::{Cancelled, DriveError, TransportError};
 
 use crate::{Command, FailureClass, LoginFailure, Misuse, Phase, ProtocolError, Response};
 
-/// A deadline that passed: in connection set-up, or while the server owed an answer (with the
-/// core's [`Phase`]). The same shape as SMTP's.
+/// A deadline that passed: TCP connect or TLS handshake, or the server silent past a
+/// [`crate::Timeouts`] limit while it owed the greeting, a status line or the rest of a
+/// listing or message ([`Phase`]).
 pub type Timeout = mail_common::Timeout<Phase>;
 
-/// Set-up, I/O or a deadline: the connection is gone. The same type as SMTP's but for the phase.
+/// Why the connection is gone; [`Error::Connection`].
 pub type ConnectionError = mail_common::transport::ConnectionError<Phase>;
 
 /// What went wrong with a [`Session`](super::Session) call.
@@ -26,8 +27,8 @@ pub type ConnectionError = mail_common::transport::ConnectionError<Phase>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The connection cannot be used any more: set-up failed, I/O failed, or a deadline
-    /// ([`crate::tokio::SetupTimeouts`], [`crate::Timeouts`]) passed. Fatal.
+    /// Connecting, reading or writing failed, or the server was silent too long ([`Timeout`]).
+    /// Fatal: connect again (and, after `DELE`, see [`super::Session::quit`]).
     #[error(transparent)]
     Connection(ConnectionError),
     /// The server broke the protocol or exceeded a [`crate::Limits`] bound; also `STLS`

@@ -42,20 +42,22 @@ impl fmt::Display for Stage {
     }
 }
 
-/// A deadline that passed: in connection set-up, or while the server owed an answer (with the
-/// core's [`Phase`]). The same shape as POP3's.
-pub type Timeout = mail_common::Timeout<Phase>;
-
-/// Set-up, I/O or a deadline: the connection is gone. The same type as POP3's but for the phase.
+/// Set-up, I/O or a deadline: the connection is gone ([`Error::Connection`]). Whether a
+/// message in flight was delivered is then unknown unless its report says so.
 pub type ConnectionError = mail_common::transport::ConnectionError<Phase>;
+
+/// A deadline that passed: TCP connect or TLS handshake, or a [`crate::Timeouts`] limit for
+/// the step of the session the client was in ([`Phase`]: greeting, EHLO, MAIL, RCPT, the body
+/// blocks, the final reply, ...).
+pub type Timeout = mail_common::Timeout<Phase>;
 
 /// Why a [`Session`](super::Session) call failed. A server refusal of one recipient or one
 /// message is not an error: see [`crate::SendReport`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The connection cannot be used any more: set-up failed, I/O failed, or a deadline
-    /// ([`crate::tokio::SetupTimeouts`], [`crate::Timeouts`]) passed. Fatal.
+    /// The connection is gone: set-up or I/O failed, or a deadline passed ([`Timeout`]).
+    /// Fatal.
     #[error(transparent)]
     Connection(ConnectionError),
     /// The server broke the protocol (or closed the connection unexpectedly). Fatal.
