@@ -4,12 +4,7 @@
 //! that hint when Dovecot is down. Users: `alice` (read-only: never DELE) and `erin` (scratch,
 //! reset at the start of the one test that deletes).
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
 use base64::Engine as _;
 use mail_common::sasl::{Credentials, Mechanism};
@@ -753,33 +748,13 @@ async fn refusals_and_misuse_leave_the_session_usable() {
 
 // ---- secrets ----
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn passwords_never_reach_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     let runtime = ::tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = mail_testground::logs::capture(mail_testground::logs::Spans::Off, || {
         runtime.block_on(async {
             for method in [
                 AuthMethod::UserPass,
@@ -795,7 +770,6 @@ fn passwords_never_reach_the_logs() {
             }
         });
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     for secret in [
         ALICE.password.to_owned(),
