@@ -15,7 +15,7 @@
 
 use std::io;
 
-use mail_common::transport::{SetupPhase, TransportError};
+use mail_common::transport::{ConnectionError, SetupPhase, TransportError};
 use pop3_proto::tokio as pop3;
 use smtp_submit::tokio as smtp;
 
@@ -171,16 +171,10 @@ fn classify_pop3(
     host: &str,
     port: u16,
 ) -> VerifyFailure {
-    use pop3::{Error, TimeoutPhase};
-    let blocked = || VerifyFailure::PortBlocked {
-        host: host.to_owned(),
-        port,
-    };
+    use pop3::Error;
     match error {
-        Error::Transport(transport) => classify_transport(transport, host, port),
-        Error::Timeout(TimeoutPhase::Connect | TimeoutPhase::Greeting) => blocked(),
-        Error::Timeout(TimeoutPhase::TlsHandshake) if server.security == Security::ImplicitTls => {
-            blocked()
+        Error::Connection(connection) => {
+            classify_connection(connection, &pop3_proto::Phase::Greeting, server, host, port)
         }
         Error::LoginFailed(failure) => classify_pop3_response(&failure.response),
         Error::Misuse(pop3_proto::Misuse::CleartextCredentials) => VerifyFailure::CleartextRefused,
@@ -207,26 +201,15 @@ fn classify_smtp(
     host: &str,
     port: u16,
 ) -> VerifyFailure {
-    use smtp::{Error, Timeout};
-    let blocked = || VerifyFailure::PortBlocked {
-        host: host.to_owned(),
-        port,
-    };
+    use smtp::Error;
     match error {
-        Error::Transport(transport) => classify_transport(transport, host, port),
-        Error::Timeout(
-            Timeout::Setup {
-                phase: SetupPhase::Connect,
-                ..
-            }
-            | Timeout::Server {
-                phase: smtp_submit::Phase::Greeting,
-            },
-        ) => blocked(),
-        Error::Timeout(Timeout::Setup {
-            phase: SetupPhase::TlsHandshake,
-            ..
-        }) if server.security == Security::ImplicitTls => blocked(),
+        Error::Connection(connection) => classify_connection(
+            connection,
+            &smtp_submit::Phase::Greeting,
+            server,
+            host,
+            port,
+        ),
         Error::Auth { failure, .. } => match failure {
             smtp_submit::AuthFailure::Refused(reply)
             | smtp_submit::AuthFailure::Cancelled { reply, .. }
@@ -246,6 +229,34 @@ fn classify_smtp(
             other => other,
         },
         other => VerifyFailure::Other(other.to_string()),
+    }
+}
+
+/// A connect or greeting that never completes is a swallowed port, and so is a TLS handshake
+/// that never completes on an implicit-TLS port; any other silence is the server's.
+fn classify_connection<P: PartialEq + std::fmt::Display>(
+    error: &ConnectionError<P>,
+    greeting: &P,
+    server: &ServerSettings,
+    host: &str,
+    port: u16,
+) -> VerifyFailure {
+    let blocked = match error {
+        ConnectionError::Transport(transport) => return classify_transport(transport, host, port),
+        ConnectionError::Timeout(timeout) => match timeout.setup_phase() {
+            Some(SetupPhase::Connect) => true,
+            Some(SetupPhase::TlsHandshake) => server.security == Security::ImplicitTls,
+            _ => timeout.server_phase() == Some(greeting),
+        },
+        _ => false,
+    };
+    if blocked {
+        VerifyFailure::PortBlocked {
+            host: host.to_owned(),
+            port,
+        }
+    } else {
+        VerifyFailure::Other(error.to_string())
     }
 }
 

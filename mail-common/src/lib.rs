@@ -47,6 +47,7 @@ pub mod secret;
 pub mod security;
 #[cfg(any(feature = "tokio", feature = "blocking"))]
 pub mod setup;
+pub mod timeout;
 #[cfg(feature = "tokio")]
 pub mod transport;
 
@@ -56,6 +57,7 @@ pub use line::{LineError, LineReader};
 pub use machine::{Machine, Transmit};
 pub use secret::Secret;
 pub use security::Security;
+pub use timeout::{SetupPhase, Timeout};
 
 /// A request a sans-IO core refused without queuing anything, with the caller's value handed
 /// back (an `Envelope`, a `Login`, a command), so nothing the caller built is lost. Each

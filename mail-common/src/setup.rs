@@ -19,6 +19,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 use crate::Security;
+pub use crate::timeout::SetupPhase;
 
 /// The default connection attempt delay, as RFC 8305 section 5 recommends.
 pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -301,25 +302,6 @@ pub(crate) fn greeting_excerpt(first: &[u8]) -> String {
             }
         })
         .collect()
-}
-
-/// A step of connection set-up, for timeout errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SetupPhase {
-    /// The TCP connection.
-    Connect,
-    /// The TLS handshake.
-    TlsHandshake,
-}
-
-impl fmt::Display for SetupPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Connect => "TCP connect",
-            Self::TlsHandshake => "TLS handshake",
-        })
-    }
 }
 
 fn load_ca_file(path: &Path, store: &mut RootCertStore) -> Result<(), TransportError> {

@@ -29,7 +29,7 @@ use tokio::{
 pub use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::Machine;
+use crate::{Machine, Timeout};
 // Shared with the blocking driver; named here, where the tokio code always had them.
 pub use crate::setup::{
     SetupPhase, SetupTimeouts, TransportError, TrustRoots, is_implicit_tls_port, root_store,
@@ -319,6 +319,74 @@ pub enum DriveError<E> {
     /// An earlier call was cancelled part way (see [`CallTracker`]).
     #[error(transparent)]
     Cancelled(Cancelled),
+}
+
+/// Why a session's connection cannot be used any more: set-up failed, reading or writing
+/// failed, or a deadline passed. Both adapters' errors carry it as `Error::Connection`, so a
+/// caller handles the three the same way for POP3 and SMTP. `P` is the core's phase type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError<P> {
+    /// Connection set-up failed: name resolution, TCP, the CA file, the TLS name, the TLS
+    /// handshake, the wrong TLS mode for the port ([`TransportError::PlaintextGreeting`]), or
+    /// no greeting in time ([`TransportError::NoGreeting`], which names the likely cause).
+    #[error(transparent)]
+    Transport(TransportError),
+    /// Reading or writing the established connection failed.
+    #[error("connection I/O failed: {0}")]
+    Io(#[source] io::Error),
+    /// A deadline passed: a [`SetupTimeouts`] limit or one of the core's own.
+    #[error("timed out: {0}")]
+    Timeout(Timeout<P>),
+}
+
+impl<P> ConnectionError<P> {
+    /// The deadline that passed, for a timeout.
+    pub const fn timeout(&self) -> Option<&Timeout<P>> {
+        match self {
+            Self::Timeout(timeout) => Some(timeout),
+            _ => None,
+        }
+    }
+
+    /// What kind of failure this is.
+    pub const fn kind(&self) -> crate::FailureKind {
+        match self {
+            Self::Transport(error) => error.kind(),
+            Self::Io(_) => crate::FailureKind::Network,
+            Self::Timeout(_) => crate::FailureKind::Timeout,
+        }
+    }
+
+    /// True when trying again later may succeed: an I/O failure, a timeout, a refused or
+    /// silent connection; false for certificate, CA file and name problems.
+    pub const fn is_transient(&self) -> bool {
+        match self {
+            Self::Io(_) | Self::Timeout(_) => true,
+            Self::Transport(error) => matches!(
+                error,
+                TransportError::Connect { .. } | TransportError::NoGreeting { .. }
+            ),
+        }
+    }
+}
+
+/// A set-up deadline becomes [`ConnectionError::Timeout`], like the core's own deadlines.
+impl<P> From<TransportError> for ConnectionError<P> {
+    fn from(error: TransportError) -> Self {
+        match error {
+            TransportError::Timeout { phase, after } => {
+                Self::Timeout(Timeout::Setup { phase, after })
+            }
+            error => Self::Transport(error),
+        }
+    }
+}
+
+impl<P> From<Timeout<P>> for ConnectionError<P> {
+    fn from(timeout: Timeout<P>) -> Self {
+        Self::Timeout(timeout)
+    }
 }
 
 /// Runs a sans-IO [`Machine`] over a [`MailStream`].

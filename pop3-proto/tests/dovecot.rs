@@ -4,19 +4,17 @@
 //! that hint when Dovecot is down. Users: `alice` (read-only: never DELE) and `erin` (scratch,
 //! reset at the start of the one test that deletes).
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
 use base64::Engine as _;
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_testground::{ALICE, DOVECOT_POP3, DOVECOT_POP3S, ERIN, HOST, TLS_NAME, User};
 use pop3_proto::{
     AuthMethod, Command, Config, FailureClass, Login, Misuse, ResponseCode, Security,
-    tokio::{ConnectOptions, Error, Fetched, RetrievalEvent, Session, TransportError, TrustRoots},
+    tokio::{
+        ConnectOptions, ConnectionError, Error, Fetched, RetrievalEvent, Session, TransportError,
+        TrustRoots,
+    },
 };
 
 // ---- test ground ----
@@ -193,7 +191,10 @@ async fn untrusted_certificate_is_a_transport_error() {
     let error = Session::connect(&webpki, Config::default())
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
     assert!(error.is_fatal());
 
     // The right CA, but a name the certificate is not issued for.
@@ -201,7 +202,10 @@ async fn untrusted_certificate_is_a_transport_error() {
     let error = Session::connect(&wrong_name, Config::new(Security::StartTls))
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
 }
 
 // ---- every login method ----
@@ -744,33 +748,13 @@ async fn refusals_and_misuse_leave_the_session_usable() {
 
 // ---- secrets ----
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn passwords_never_reach_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     let runtime = ::tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = mail_testground::logs::capture(mail_testground::logs::Spans::Off, || {
         runtime.block_on(async {
             for method in [
                 AuthMethod::UserPass,
@@ -786,7 +770,6 @@ fn passwords_never_reach_the_logs() {
             }
         });
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     for secret in [
         ALICE.password.to_owned(),
@@ -969,7 +952,12 @@ async fn implicit_tls_against_the_stls_port_says_stls_is_wanted() {
     let error = Session::connect(&options, Config::default())
         .await
         .unwrap_err();
-    let Error::Transport(TransportError::PlaintextGreeting { port, greeting, .. }) = &error else {
+    let Error::Connection(ConnectionError::Transport(TransportError::PlaintextGreeting {
+        port,
+        greeting,
+        ..
+    })) = &error
+    else {
         panic!("expected PlaintextGreeting, got {error:?}");
     };
     assert_eq!(*port, DOVECOT_POP3.port);
@@ -989,12 +977,12 @@ async fn stls_against_the_implicit_tls_port_names_host_port_and_cause() {
     let config = Config::new(Security::StartTls)
         .with_timeouts(pop3_proto::Timeouts::default().with_greeting(wait));
     let error = Session::connect(&options, config).await.unwrap_err();
-    let Error::Transport(TransportError::NoGreeting {
+    let Error::Connection(ConnectionError::Transport(TransportError::NoGreeting {
         host,
         port,
         after,
         implicit_tls: false,
-    }) = &error
+    })) = &error
     else {
         panic!("expected NoGreeting, got {error:?}");
     };

@@ -1,42 +1,14 @@
 //! Passwords and tokens never show up in Debug output, error messages or log events.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mail_common::sasl::{Credentials, Mechanism};
 use pop3_proto::{AuthMethod, Client, Config, Login, Machine, Security};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `session` with a subscriber that records every log event (TRACE and up).
-fn logs_of(session: impl FnOnce()) -> String {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, session);
-    let bytes = logs.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
-}
-
 #[test]
 fn credentials_stay_out_of_debug_errors_and_logs() {
     const PASSWORD: &str = "hunter2-very-secret";
-    let logs = logs_of(|| {
+    let ((), logs) = mail_testground::logs::capture(mail_testground::logs::Spans::Off, || {
         let now = Instant::now();
         let mut client = Client::new(Config::new(Security::ImplicitTls), now);
         client
@@ -78,7 +50,7 @@ fn sasl_lines_are_redacted_in_logs() {
     const LOGIN_PASSWORD: &str = "c2VjcmV0";
     let now = Instant::now();
     let mut client = Client::new(Config::new(Security::ImplicitTls), now);
-    let logs = logs_of(|| {
+    let ((), logs) = mail_testground::logs::capture(mail_testground::logs::Spans::Off, || {
         client
             .handle_input(now, b"+OK hi\r\n+OK\r\nSASL PLAIN LOGIN\r\n.\r\n")
             .unwrap();

@@ -50,6 +50,29 @@ pub enum Phase {
     Idle,
 }
 
+/// What the client was waiting for, in words ("waiting for the greeting").
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Greeting => "waiting for the greeting",
+            Self::Ehlo => "waiting for the EHLO reply",
+            Self::StartTls => "waiting for the STARTTLS reply",
+            Self::TlsHandshake => "during the TLS handshake after STARTTLS",
+            Self::Auth => "during AUTH",
+            Self::Rset => "waiting for the RSET reply",
+            Self::Mail => "waiting for the MAIL reply",
+            Self::Rcpt => "waiting for a RCPT reply",
+            Self::DataInit => "waiting for the 354 reply to DATA",
+            Self::DataBlock => "while the server took no more of the message",
+            Self::DataTermination => "waiting for the reply to the end of the message",
+            Self::Bdat => "waiting for a BDAT reply",
+            Self::Quit => "waiting for the QUIT reply",
+            Self::Noop => "waiting for the NOOP reply",
+            Self::Idle => "while idle",
+        })
+    }
+}
+
 /// A fatal error: the session cannot continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -76,7 +99,7 @@ pub enum ProtocolError {
     #[error("malformed reply: {0}")]
     MalformedReply(MalformedReply),
     /// A reply that makes no sense for the command it answers (e.g. 354 to RCPT).
-    #[error("unexpected reply {code} while waiting in phase {phase:?}")]
+    #[error("unexpected reply {code} ({phase})")]
     UnexpectedReply {
         /// The reply code.
         code: u16,
@@ -95,13 +118,13 @@ pub enum ProtocolError {
     #[error("data received after the STARTTLS reply and before TLS (response injection)")]
     InputAfterStartTls,
     /// The server closed the connection when it should not have.
-    #[error("connection closed by the server in phase {phase:?}")]
+    #[error("connection closed by the server ({phase})")]
     UnexpectedEof {
         /// What the client was waiting for.
         phase: Phase,
     },
     /// A deadline passed.
-    #[error("timed out in phase {phase:?}")]
+    #[error("timed out ({phase})")]
     Timeout {
         /// What the client was waiting for.
         phase: Phase,

@@ -2,8 +2,6 @@
 //! construction, secrets kept out of `Debug` and logs, configuration, and streaming through
 //! the whole client.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -101,33 +99,9 @@ fn secrets_stay_out_of_debug_output() {
     }
 }
 
-/// Collects everything `tracing` prints at TRACE level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn secrets_stay_out_of_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        // Other tests of this file run the same call sites on threads without a subscriber;
-        // an interest cached there as "never" would hide this test's lines.
-        tracing::callsite::rebuild_interest_cache();
+    let ((), logs) = mail_testground::logs::capture(mail_testground::logs::Spans::Off, || {
         let ehlo = "250-mail.example\r\n250 AUTH PLAIN LOGIN\r\n";
         let (mut client, now) = ready_client(implicit(), ehlo);
         let credentials = Credentials::password("alice", "hunter2-secret");
@@ -159,7 +133,6 @@ fn secrets_stay_out_of_logs() {
             .unwrap();
         drain(&mut client);
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     // LOGIN has no initial response: its AUTH line carries nothing secret and is shown whole.
     assert!(logs.contains("C: AUTH LOGIN\n"), "{logs}");
     assert!(logs.contains("C: AUTH PLAIN [redacted]"), "{logs}");

@@ -13,7 +13,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use mail_testground::hostile::{HostileServer, Pki, ServerCert, Step, Transcript};
 use smtp_submit::tokio::{
-    ConnectOptions, Error, Session, SetupTimeouts, Stage, Timeout, TransportError, TrustRoots,
+    ConnectOptions, ConnectionError, Error, Session, SetupTimeouts, Stage, Timeout, TransportError,
+    TrustRoots,
 };
 use smtp_submit::{
     Address, Argument, AuthMethod, ClientName, Config, Credentials, Envelope, MailOptions,
@@ -243,14 +244,16 @@ fn protocol(error: &Error) -> &ProtocolError {
 
 fn server_timeout(error: &Error) -> Phase {
     match error {
-        Error::Timeout(Timeout::Server { phase }) => *phase,
+        Error::Connection(ConnectionError::Timeout(Timeout::Server { phase })) => *phase,
         other => panic!("expected a server timeout, got {other:?}"),
     }
 }
 
 fn tls_failure(error: &Error) -> String {
     match error {
-        Error::Transport(TransportError::Tls { .. }) => error.to_string(),
+        Error::Connection(ConnectionError::Transport(TransportError::Tls { .. })) => {
+            error.to_string()
+        }
         other => panic!("expected a TLS failure, got {other:?}"),
     }
 }
@@ -288,8 +291,9 @@ fn injection_refused(error: &Error) {
         matches!(
             error,
             Error::Protocol(ProtocolError::InputAfterStartTls)
-                | Error::Transport(TransportError::Tls { .. })
-                | Error::Io(_)
+                | Error::Connection(
+                    ConnectionError::Transport(TransportError::Tls { .. }) | ConnectionError::Io(_)
+                )
         ),
         "{error:?}"
     );
@@ -540,10 +544,10 @@ async fn implicit_handshake_stall() {
     assert!(
         matches!(
             error,
-            Error::Timeout(Timeout::Setup {
+            Error::Connection(ConnectionError::Timeout(Timeout::Setup {
                 phase: mail_common::transport::SetupPhase::TlsHandshake,
                 ..
-            })
+            }))
         ),
         "{error:?}"
     );
@@ -593,10 +597,10 @@ async fn starttls_handshake_stall() {
     assert!(
         matches!(
             error,
-            Error::Timeout(Timeout::Setup {
+            Error::Connection(ConnectionError::Timeout(Timeout::Setup {
                 phase: mail_common::transport::SetupPhase::TlsHandshake,
                 ..
-            })
+            }))
         ),
         "{error:?}"
     );
@@ -770,12 +774,12 @@ async fn stalls_in(script: Vec<Step>, run: impl AsyncFnOnce(&mut Session) -> Err
 async fn stall_greeting() {
     let error = implicit_fails(vec![Step::StartTls, Step::Stall]).await;
     // The greeting wait names the server; over implicit TLS the mode is not the suspect.
-    let Error::Transport(TransportError::NoGreeting {
+    let Error::Connection(ConnectionError::Transport(TransportError::NoGreeting {
         port,
         after,
         implicit_tls: true,
         ..
-    }) = &error
+    })) = &error
     else {
         panic!("expected NoGreeting, got {error:?}");
     };
@@ -957,7 +961,8 @@ async fn close_mid_body_data() {
     assert!(
         matches!(
             &error,
-            Error::Protocol(ProtocolError::UnexpectedEof { .. }) | Error::Io(_)
+            Error::Protocol(ProtocolError::UnexpectedEof { .. })
+                | Error::Connection(ConnectionError::Io(_))
         ),
         "{error:?}"
     );

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mail_testground::{
     self as tg, GRACE, POSTFIX_LEGACY, POSTFIX_PLAIN, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS,
 };
-use smtp_submit::tokio::{Error, Session, TransportError, TrustRoots};
+use smtp_submit::tokio::{ConnectionError, Error, Session, TransportError, TrustRoots};
 use smtp_submit::{
     AuthFailure, AuthMethod, BodyType, Credentials, Envelope, Extension, Limits, MailOptions,
     Mechanism, MessageOutcome, Misuse, Security, TransactionFailure,
@@ -459,60 +459,54 @@ async fn transport_and_tls_failures_are_errors() {
     let mut closed = options.clone();
     closed.port = Some(1);
     let error = Session::connect(&closed, config()).await.unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
     assert!(error.is_transient());
 
     // The test ground's CA is not a web PKI root.
     let untrusted = options.clone().with_trust_roots(TrustRoots::WebPki);
     let error = Session::connect(&untrusted, config()).await.unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
     assert!(!error.is_transient());
 
     // A certificate for another name, implicit and after STARTTLS.
     let wrong_name = options.clone().with_tls_name("wrong.example");
     let error = Session::connect(&wrong_name, config()).await.unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
     let wrong_name = tokio_support::options(POSTFIX_SUBMISSION).with_tls_name("wrong.example");
     let error = Session::connect(&wrong_name, tokio_support::config())
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Connection(ConnectionError::Transport(_))),
+        "{error:?}"
+    );
 
     // Implicit TLS against a port that speaks plain SMTP: the handshake fails or times out.
     let mut not_tls = tokio_support::options(POSTFIX_PLAIN);
     not_tls.timeouts = smtp_submit::tokio::SetupTimeouts::uniform(Duration::from_secs(3));
     let error = Session::connect(&not_tls, config()).await.unwrap_err();
     assert!(
-        matches!(error, Error::Transport(_) | Error::Timeout(_)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Transport(_) | ConnectionError::Timeout(_))
+        ),
         "{error:?}"
     );
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
 fn passwords_never_reach_the_logs() {
     use base64::Engine as _;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), log) = tg::logs::capture(tg::logs::Spans::Off, || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -547,7 +541,6 @@ fn passwords_never_reach_the_logs() {
             }
         });
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         log.contains("[redacted]"),
         "AUTH lines are logged, redacted:\n{log}"
@@ -727,11 +720,11 @@ async fn implicit_tls_against_the_starttls_port_says_starttls_is_wanted() {
     )
     .await
     .unwrap_err();
-    let Error::Transport(TransportError::PlaintextGreeting {
+    let Error::Connection(ConnectionError::Transport(TransportError::PlaintextGreeting {
         host,
         port,
         greeting,
-    }) = &error
+    })) = &error
     else {
         panic!("expected PlaintextGreeting, got {error:?}");
     };
@@ -752,12 +745,12 @@ async fn starttls_against_the_implicit_tls_port_names_host_port_and_cause() {
     let error = Session::connect(&options(POSTFIX_SUBMISSIONS), config)
         .await
         .unwrap_err();
-    let Error::Transport(TransportError::NoGreeting {
+    let Error::Connection(ConnectionError::Transport(TransportError::NoGreeting {
         port,
         after,
         implicit_tls: false,
         ..
-    }) = &error
+    })) = &error
     else {
         panic!("expected NoGreeting, got {error:?}");
     };

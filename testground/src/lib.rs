@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod hostile;
+pub mod logs;
 pub mod pki;
 pub mod server;
 pub mod transcript;

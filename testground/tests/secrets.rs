@@ -10,14 +10,13 @@
 //! (server replies are logged at DEBUG, challenges redacted). User: `judy` only (read-only on
 //! POP3; SMTP mail goes to the discarding sink domain).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use base64::Engine as _;
 use mail_common::sasl::{Credentials, Mechanism, SaslClient};
 use mail_common::{Secret, Transmit};
 use mail_testground::hostile::{HostileServer, Pki, Step};
+use mail_testground::logs;
 use mail_testground::{
     DOVECOT_POP3, DOVECOT_POP3S, HOST, JUDY, POSTFIX_SUBMISSION, SINK_DOMAIN, TLS_NAME,
 };
@@ -28,19 +27,6 @@ use smtp_submit::{Address, AuthMethod, ClientName, Envelope, MailOptions};
 
 const TOKEN: &str = "ya29.hostile-oauth-token-5f2c9d81";
 const WRONG_PASSWORD: &str = "judy-wrong-pass-77";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -391,33 +377,16 @@ async fn all_sessions(debug: &mut Vec<String>) -> (usize, Vec<String>) {
     (sessions, payloads)
 }
 
-/// The tests of this file run one at a time: `tracing` caches per call site whether anyone
-/// listens, and a call site first reached on a thread without a subscriber while another
-/// thread has one may be cached as silent.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 #[test]
 fn no_secret_in_trace_output_of_full_sessions() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     let mut debug = Vec::new();
-    let (sessions, payloads) = tracing::subscriber::with_default(subscriber, || {
+    let ((sessions, payloads), logs) = logs::capture(logs::Spans::Full, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
             .block_on(all_sessions(&mut debug))
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     // Every level is captured (the protocol lines are at DEBUG, so `-vv` shows them).
     assert!(
         logs.contains(" DEBUG "),
@@ -469,18 +438,7 @@ fn no_secret_in_trace_output_of_full_sessions() {
 
 #[test]
 fn debug_of_every_config_and_credential_type_redacts() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, debug_redacts);
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let ((), logs) = logs::capture(logs::Spans::Off, debug_redacts);
     assert!(logs.contains("PASS [redacted]"), "{logs}");
     assert_clean("the TRACE log of the sans-IO clients", &logs, &needles());
 }

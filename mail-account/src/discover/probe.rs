@@ -15,7 +15,7 @@
 use std::{net::IpAddr, sync::Mutex, time::Duration};
 
 use futures_util::{StreamExt, stream};
-use mail_common::transport::{SetupTimeouts, TransportError, TrustRoots};
+use mail_common::transport::{ConnectionError, SetupTimeouts, TransportError, TrustRoots};
 
 use crate::{
     discover::dns::DnsResolver,
@@ -260,9 +260,7 @@ async fn probe_pop3(
     let session = Session::connect(&connect, config)
         .await
         .map_err(|error| match error {
-            Error::Transport(e) => transport_failure(e),
-            Error::Timeout(phase) => ProbeFailure::Timeout(phase.to_string()),
-            Error::Io(e) => ProbeFailure::Connect(e.to_string()),
+            Error::Connection(e) => connection_failure(e),
             Error::Protocol(pop3_proto::ProtocolError::StlsNotOffered) => ProbeFailure::NoStarttls,
             other => ProbeFailure::Protocol(other.to_string()),
         })?;
@@ -302,9 +300,7 @@ async fn probe_smtp(
     let session = Session::connect(&connect, config)
         .await
         .map_err(|error| match error {
-            Error::Transport(e) => transport_failure(e),
-            Error::Timeout(t) => ProbeFailure::Timeout(t.to_string()),
-            Error::Io(e) => ProbeFailure::Connect(e.to_string()),
+            Error::Connection(e) => connection_failure(e),
             Error::StartTlsNotOffered => ProbeFailure::NoStarttls,
             other => ProbeFailure::Protocol(other.to_string()),
         })?;
@@ -333,6 +329,15 @@ fn protocol_security(target: &ProbeTarget) -> Security {
 async fn quit_quietly<E: std::fmt::Display>(quit: impl Future<Output = Result<(), E>>) {
     if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(1), quit).await {
         tracing::debug!(%error, "probe QUIT failed");
+    }
+}
+
+fn connection_failure<P: std::fmt::Display>(e: ConnectionError<P>) -> ProbeFailure {
+    match e {
+        ConnectionError::Transport(e) => transport_failure(e),
+        ConnectionError::Timeout(t) => ProbeFailure::Timeout(t.to_string()),
+        ConnectionError::Io(e) => ProbeFailure::Connect(e.to_string()),
+        other => ProbeFailure::Connect(other.to_string()),
     }
 }
 

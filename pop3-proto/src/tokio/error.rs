@@ -1,39 +1,19 @@
 //! [`Error`], what a [`Session`](super::Session) call can fail with.
 
-use std::{fmt, io};
+use std::io;
 
 use mail_common::FailureKind;
-use mail_common::transport::{Cancelled, DriveError, SetupPhase, TransportError};
+use mail_common::transport::{Cancelled, DriveError, TransportError};
 
 use crate::{Command, FailureClass, LoginFailure, Misuse, Phase, ProtocolError, Response};
 
-/// Which wait took too long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TimeoutPhase {
-    /// The TCP connection.
-    Connect,
-    /// A TLS handshake (implicit, or after `STLS`).
-    TlsHandshake,
-    /// The server's greeting.
-    Greeting,
-    /// The status line of a reply.
-    Reply,
-    /// Silence inside a multi-line reply (listing, message body).
-    Data,
-}
+/// A deadline that passed: TCP connect or TLS handshake, or the server silent past a
+/// [`crate::Timeouts`] limit while it owed the greeting, a status line or the rest of a
+/// listing or message ([`Phase`]).
+pub type Timeout = mail_common::Timeout<Phase>;
 
-impl fmt::Display for TimeoutPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Connect => "TCP connect",
-            Self::TlsHandshake => "TLS handshake",
-            Self::Greeting => "greeting",
-            Self::Reply => "reply",
-            Self::Data => "data",
-        })
-    }
-}
+/// Why the connection is gone; [`Error::Connection`].
+pub type ConnectionError = mail_common::transport::ConnectionError<Phase>;
 
 /// What went wrong with a [`Session`](super::Session) call.
 ///
@@ -47,17 +27,10 @@ impl fmt::Display for TimeoutPhase {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: name resolution, TCP, the CA file, the TLS handshake, the
-    /// wrong TLS mode for the port ([`TransportError::PlaintextGreeting`]), or no greeting in
-    /// time ([`TransportError::NoGreeting`], which names the likely cause). Fatal.
+    /// Connecting, reading or writing failed, or the server was silent too long ([`Timeout`]).
+    /// Fatal: connect again (and, after `DELE`, see [`super::Session::quit`]).
     #[error(transparent)]
-    Transport(TransportError),
-    /// Reading or writing the connection failed. Fatal.
-    #[error("connection I/O failed: {0}")]
-    Io(#[source] io::Error),
-    /// A deadline passed ([`crate::tokio::SetupTimeouts`] or [`crate::Timeouts`]). Fatal.
-    #[error("{0} timed out")]
-    Timeout(TimeoutPhase),
+    Connection(ConnectionError),
     /// The server broke the protocol or exceeded a [`crate::Limits`] bound; also `STLS`
     /// missing or refused when TLS is required, and a server that failed SCRAM's mutual
     /// authentication. Fatal.
@@ -114,9 +87,7 @@ impl Error {
     pub const fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Self::Transport(_)
-                | Self::Io(_)
-                | Self::Timeout(_)
+            Self::Connection(_)
                 | Self::Protocol(_)
                 | Self::GreetingRefused(_)
                 | Self::Closed
@@ -127,9 +98,7 @@ impl Error {
     /// What kind of failure this is.
     pub const fn kind(&self) -> FailureKind {
         match self {
-            Self::Transport(error) => error.kind(),
-            Self::Io(_) => FailureKind::Network,
-            Self::Timeout(_) => FailureKind::Timeout,
+            Self::Connection(error) => error.kind(),
             Self::LoginFailed(_) => FailureKind::Auth,
             Self::Protocol(ProtocolError::StlsNotOffered | ProtocolError::StlsRefused(_)) => {
                 FailureKind::Tls
@@ -144,25 +113,14 @@ impl Error {
 
 impl From<TransportError> for Error {
     fn from(error: TransportError) -> Self {
-        match error {
-            TransportError::Timeout { phase, .. } => Self::Timeout(match phase {
-                SetupPhase::Connect => TimeoutPhase::Connect,
-                _ => TimeoutPhase::TlsHandshake,
-            }),
-            other => Self::Transport(other),
-        }
+        Self::Connection(error.into())
     }
 }
 
 impl From<ProtocolError> for Error {
     fn from(error: ProtocolError) -> Self {
         match error {
-            ProtocolError::Timeout { phase } => Self::Timeout(match phase {
-                Phase::Greeting => TimeoutPhase::Greeting,
-                Phase::TlsHandshake => TimeoutPhase::TlsHandshake,
-                Phase::Data => TimeoutPhase::Data,
-                _ => TimeoutPhase::Reply,
-            }),
+            ProtocolError::Timeout { phase } => Self::Connection(Timeout::Server { phase }.into()),
             other => Self::Protocol(other),
         }
     }
@@ -171,7 +129,7 @@ impl From<ProtocolError> for Error {
 impl From<DriveError<ProtocolError>> for Error {
     fn from(error: DriveError<ProtocolError>) -> Self {
         match error {
-            DriveError::Io(e) => Self::Io(e),
+            DriveError::Io(e) => Self::Connection(ConnectionError::Io(e)),
             DriveError::Protocol(e) => e.into(),
             DriveError::Transport(e) => e.into(),
             DriveError::Cancelled(cancelled) => Self::Cancelled(cancelled),

@@ -43,7 +43,7 @@ pub use mail_common::transport::{
 };
 use tracing::Instrument as _;
 
-pub use self::error::{Error, TimeoutPhase};
+pub use self::error::{ConnectionError, Error, Timeout};
 pub use self::retrieve::{Fetched, MessageReader, Retrieval, RetrievalEvent};
 use crate::{
     AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Login, Response,

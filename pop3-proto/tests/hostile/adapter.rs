@@ -9,8 +9,8 @@ use base64::Engine as _;
 use mail_common::sasl::Credentials;
 use mail_testground::hostile::{HostileServer, Pki, ServerCert, Step, Transcript};
 use pop3_proto::tokio::{
-    ConnectOptions, Error, Fetched, Session, SetupTimeouts, TimeoutPhase, TransportError,
-    TrustRoots,
+    ConnectOptions, ConnectionError, Error, Fetched, Session, SetupPhase, SetupTimeouts, Timeout,
+    TransportError, TrustRoots,
 };
 use pop3_proto::{
     AuthMethod, Config, FailureClass, Login, Malformed, Misuse, Phase, ProtocolError, ResponseCode,
@@ -205,7 +205,9 @@ fn protocol(error: &Error) -> &ProtocolError {
 
 fn tls_failure(error: &Error) -> String {
     match error {
-        Error::Transport(TransportError::Tls { .. }) => error.to_string(),
+        Error::Connection(ConnectionError::Transport(TransportError::Tls { .. })) => {
+            error.to_string()
+        }
         other => panic!("expected a TLS failure, got {other:?}"),
     }
 }
@@ -238,8 +240,9 @@ fn injection_refused(error: &Error) {
         matches!(
             error,
             Error::Protocol(ProtocolError::InputAfterStartTls)
-                | Error::Transport(TransportError::Tls { .. })
-                | Error::Io(_)
+                | Error::Connection(
+                    ConnectionError::Transport(TransportError::Tls { .. }) | ConnectionError::Io(_)
+                )
         ),
         "{error:?}"
     );
@@ -473,7 +476,13 @@ async fn implicit_handshake_stall() {
     let hostile = Hostile::start(vec![Step::StallHandshake]).await;
     let error = hostile.connect(Security::ImplicitTls).await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::TlsHandshake)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Setup {
+                phase: SetupPhase::TlsHandshake,
+                ..
+            }))
+        ),
         "{error:?}"
     );
     hostile.finish().await;
@@ -520,7 +529,13 @@ async fn stls_handshake_stall() {
     let hostile = Hostile::start(script).await;
     let error = hostile.connect(Security::StartTls).await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::TlsHandshake)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Setup {
+                phase: SetupPhase::TlsHandshake,
+                ..
+            }))
+        ),
         "{error:?}"
     );
     hostile.finish().await;
@@ -574,7 +589,12 @@ async fn list_that_stops_without_terminator() {
     login(&mut session).await;
     let error = session.list().await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Data)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Server {
+                phase: Phase::Data
+            }))
+        ),
         "{error:?}"
     );
     drop(session);
@@ -734,10 +754,10 @@ async fn stall_greeting() {
     assert!(
         matches!(
             error,
-            Error::Transport(TransportError::NoGreeting {
+            Error::Connection(ConnectionError::Transport(TransportError::NoGreeting {
                 implicit_tls: true,
                 ..
-            })
+            }))
         ),
         "{error:?}"
     );
@@ -760,7 +780,12 @@ async fn stall_after_capa() {
     .await;
     let error = hostile.connect(Security::ImplicitTls).await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Reply)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Server {
+                phase: Phase::Reply
+            }))
+        ),
         "{error:?}"
     );
     hostile.finish().await;
@@ -781,7 +806,12 @@ async fn stall_login_after(prefix: &str) {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Reply)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Server {
+                phase: Phase::Reply
+            }))
+        ),
         "{error:?}"
     );
     assert!(error.is_fatal());
@@ -808,7 +838,12 @@ async fn stall_after_stat() {
     login(&mut session).await;
     let error = session.stat().await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Reply)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Server {
+                phase: Phase::Reply
+            }))
+        ),
         "{error:?}"
     );
     drop(session);
@@ -824,7 +859,12 @@ async fn stall_mid_list() {
     login(&mut session).await;
     let error = session.list().await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Data)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Server {
+                phase: Phase::Data
+            }))
+        ),
         "{error:?}"
     );
     drop(session);
@@ -847,7 +887,12 @@ async fn stall_mid_body() {
     let mut out = Vec::new();
     let error = session.retr_to(1, &mut out).await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(TimeoutPhase::Data)),
+        matches!(
+            error,
+            Error::Connection(ConnectionError::Timeout(Timeout::Server {
+                phase: Phase::Data
+            }))
+        ),
         "{error:?}"
     );
     assert_partial(&out);

@@ -1,10 +1,10 @@
 //! [`Error`], what stops a [`Session`](super::Session) call.
 
-use std::{fmt, io, time::Duration};
+use std::{fmt, io};
 
 use mail_common::FailureKind;
 use mail_common::sasl::Mechanism;
-use mail_common::transport::{Cancelled, DriveError, SetupPhase, TransportError};
+use mail_common::transport::{Cancelled, DriveError, TransportError};
 
 use crate::{AuthFailure, Misuse, NotSent, Phase, ProtocolError, Reply, SessionFailure};
 
@@ -42,49 +42,24 @@ impl fmt::Display for Stage {
     }
 }
 
-/// A deadline that passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Timeout {
-    /// Connection set-up: TCP connect or a TLS handshake.
-    Setup {
-        /// Which step.
-        phase: SetupPhase,
-        /// The deadline that passed.
-        after: Duration,
-    },
-    /// The server did not answer (or did not read the body) in time.
-    Server {
-        /// What the client was waiting for.
-        phase: Phase,
-    },
-}
+/// Set-up, I/O or a deadline: the connection is gone ([`Error::Connection`]). Whether a
+/// message in flight was delivered is then unknown unless its report says so.
+pub type ConnectionError = mail_common::transport::ConnectionError<Phase>;
 
-impl fmt::Display for Timeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Setup { phase, after } => write!(f, "{phase} timed out after {after:?}"),
-            Self::Server { phase } => write!(f, "no progress from the server in phase {phase:?}"),
-        }
-    }
-}
+/// A deadline that passed: TCP connect or TLS handshake, or a [`crate::Timeouts`] limit for
+/// the step of the session the client was in ([`Phase`]: greeting, EHLO, MAIL, RCPT, the body
+/// blocks, the final reply, ...).
+pub type Timeout = mail_common::Timeout<Phase>;
 
 /// Why a [`Session`](super::Session) call failed. A server refusal of one recipient or one
 /// message is not an error: see [`crate::SendReport`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Connection set-up failed: TCP connect, the CA file, the TLS name, the TLS handshake,
-    /// the wrong TLS mode for the port ([`TransportError::PlaintextGreeting`]), or no greeting
-    /// in time ([`TransportError::NoGreeting`], which names the likely cause). Fatal.
+    /// The connection is gone: set-up or I/O failed, or a deadline passed ([`Timeout`]).
+    /// Fatal.
     #[error(transparent)]
-    Transport(TransportError),
-    /// Reading or writing the established connection failed. Fatal.
-    #[error("connection I/O failed: {0}")]
-    Io(#[source] io::Error),
-    /// A deadline passed. Fatal.
-    #[error("timed out: {0}")]
-    Timeout(Timeout),
+    Connection(ConnectionError),
     /// The server broke the protocol (or closed the connection unexpectedly). Fatal.
     #[error("SMTP protocol error: {0}")]
     Protocol(ProtocolError),
@@ -168,12 +143,9 @@ impl Error {
     /// failure. False for 5yz replies, protocol errors, misuse and TLS certificate failures.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Io(_) | Self::Timeout(_) | Self::Closed => true,
+            Self::Closed => true,
+            Self::Connection(error) => error.is_transient(),
             Self::NotSent(not_sent) => not_sent.is_transient(),
-            Self::Transport(error) => matches!(
-                error,
-                TransportError::Connect { .. } | TransportError::NoGreeting { .. }
-            ),
             _ => self
                 .class()
                 .is_some_and(mail_common::FailureClass::is_transient),
@@ -183,9 +155,7 @@ impl Error {
     /// What kind of failure this is.
     pub const fn kind(&self) -> FailureKind {
         match self {
-            Self::Transport(error) => error.kind(),
-            Self::Io(_) => FailureKind::Network,
-            Self::Timeout(_) => FailureKind::Timeout,
+            Self::Connection(error) => error.kind(),
             Self::Auth { .. } => FailureKind::Auth,
             Self::StartTlsNotOffered => FailureKind::Tls,
             // A message needing an extension this server lacks: the server cannot take it.
@@ -213,21 +183,16 @@ impl Error {
 
 impl From<TransportError> for Error {
     fn from(error: TransportError) -> Self {
-        match error {
-            TransportError::Timeout { phase, after } => {
-                Self::Timeout(Timeout::Setup { phase, after })
-            }
-            error => Self::Transport(error),
-        }
+        Self::Connection(error.into())
     }
 }
 
 impl From<DriveError<ProtocolError>> for Error {
     fn from(error: DriveError<ProtocolError>) -> Self {
         match error {
-            DriveError::Io(error) => Self::Io(error),
+            DriveError::Io(error) => Self::Connection(ConnectionError::Io(error)),
             DriveError::Protocol(ProtocolError::Timeout { phase }) => {
-                Self::Timeout(Timeout::Server { phase })
+                Self::Connection(Timeout::Server { phase }.into())
             }
             // Fatal in the core (as in POP3); the adapter keeps naming them as before.
             DriveError::Protocol(ProtocolError::StartTlsNotOffered) => Self::StartTlsNotOffered,

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
-use super::{Error, Session};
+use super::{ConnectionError, Error, Session};
 use crate::{
     Address, Envelope, Event, MailOptions, Misuse, RecipientOutcome, ReportCollector, SendReport,
     TransactionId,
@@ -170,8 +170,12 @@ fn complete(mut report: SendReport, addresses: &[Address]) -> SendReport {
 /// The session's error again, for each message it left unanswered.
 fn duplicate(error: &Error) -> Error {
     match error {
-        Error::Io(error) => Error::Io(io::Error::new(error.kind(), error.to_string())),
-        Error::Timeout(timeout) => Error::Timeout(*timeout),
+        Error::Connection(ConnectionError::Io(error)) => Error::Connection(ConnectionError::Io(
+            io::Error::new(error.kind(), error.to_string()),
+        )),
+        Error::Connection(ConnectionError::Timeout(timeout)) => {
+            Error::Connection(ConnectionError::Timeout(*timeout))
+        }
         Error::Protocol(error) => Error::Protocol(error.clone()),
         Error::Refused { stage, reply } => Error::Refused {
             stage: *stage,

@@ -47,10 +47,12 @@ pub use mail_common::connection::ConnectOptions;
 use mail_common::connection::{Connection, StandardPorts};
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_common::transport::Until;
-pub use mail_common::transport::{Cancelled, SetupTimeouts, TransportError, TrustRoots};
+pub use mail_common::transport::{
+    Cancelled, SetupPhase, SetupTimeouts, TransportError, TrustRoots,
+};
 use tracing::Instrument;
 
-pub use self::error::{Error, Stage, Timeout};
+pub use self::error::{ConnectionError, Error, Stage, Timeout};
 use crate::{AuthMethod, Capabilities, Client, Config, Event, Misuse, Reply};
 
 /// Submissions (RFC 8314) and submission (RFC 6409).
