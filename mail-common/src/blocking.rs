@@ -31,7 +31,7 @@ use rustls_pki_types::ServerName;
 pub use crate::setup::{
     ConnectOptions, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
-use crate::setup::{client_config, greeting_excerpt, looks_like_plaintext_greeting, server_name};
+use crate::setup::{client_config, explain_failed_handshake, server_name};
 use crate::{Machine, Security};
 
 /// What the driver needs of a protocol core besides [`Machine`]: how to build it, its standard
@@ -39,16 +39,10 @@ use crate::{Machine, Security};
 /// implement it.
 pub trait Protocol: Machine + Sized {
     /// The core's configuration.
-    type Config;
+    type Config: crate::SetupConfig;
 
     /// The standard ports, used when [`ConnectOptions::port`] is `None`.
     const PORTS: StandardPorts;
-
-    /// The security mode `config` asks for.
-    fn security(config: &Self::Config) -> Security;
-
-    /// The greeting deadline of `config`, named in [`TransportError::NoGreeting`].
-    fn greeting_wait(config: &Self::Config) -> Duration;
 
     /// Builds the core once the connection stands (its deadlines start at `now`).
     fn start(config: Self::Config, now: Instant) -> Self;
@@ -138,7 +132,7 @@ impl<M: Protocol> Connection<M> {
     /// TLS); [`Error::Refused`] when the server refuses the session; [`Error::Protocol`] for a
     /// fatal error of the core (a missing or refused STARTTLS, bytes injected after its reply).
     pub fn open(options: &ConnectOptions, config: M::Config) -> Result<Self, ErrorOf<M>> {
-        let security = M::security(&config);
+        let security = crate::SetupConfig::security(&config);
         let port = options
             .port
             .unwrap_or_else(|| M::PORTS.for_security(security));
@@ -151,21 +145,13 @@ impl<M: Protocol> Connection<M> {
         let stream = if implicit_tls {
             handshake(tcp, &tls, tls_name.clone(), timeouts.tls_handshake).map_err(
                 |(error, first)| {
-                    Error::Transport(if looks_like_plaintext_greeting(&first) {
-                        TransportError::PlaintextGreeting {
-                            host: host.to_owned(),
-                            port,
-                            greeting: greeting_excerpt(&first),
-                        }
-                    } else {
-                        error
-                    })
+                    Error::Transport(explain_failed_handshake(error, &first, host, port))
                 },
             )?
         } else {
             Stream::Plain(tcp)
         };
-        let greeting_wait = M::greeting_wait(&config);
+        let greeting_wait = crate::SetupConfig::greeting_timeout(&config);
         let mut conn = Self {
             machine: M::start(config, Instant::now()),
             stream,
@@ -579,6 +565,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 
     use super::*;
+    use crate::setup::{greeting_excerpt, looks_like_plaintext_greeting};
 
     fn listener() -> (TcpListener, u16) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();

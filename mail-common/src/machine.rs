@@ -66,6 +66,17 @@ pub trait Machine {
     fn poll_timeout(&self) -> Option<Instant>;
 }
 
+/// What a driver reads from a core's configuration to set a connection up: the TLS mode (and
+/// with it the default port) and how long the greeting may take (named in the error when none
+/// comes).
+pub trait SetupConfig {
+    /// The security mode asked for.
+    fn security(&self) -> crate::Security;
+
+    /// The greeting deadline.
+    fn greeting_timeout(&self) -> std::time::Duration;
+}
+
 /// Outgoing bytes of a core, with cheap partial-write accounting.
 ///
 /// Cores append whole commands (a pipelined flight is one contiguous slice, so a driver writes

@@ -271,6 +271,26 @@ fn describe_no_greeting(host: &str, port: u16, after: Duration, implicit_tls: bo
     )
 }
 
+/// A failed implicit-TLS handshake, explained: when the server's first bytes were a plaintext
+/// greeting, the port wants STARTTLS/STLS ([`TransportError::PlaintextGreeting`]); otherwise
+/// the handshake's own error.
+pub(crate) fn explain_failed_handshake(
+    error: TransportError,
+    first: &[u8],
+    host: &str,
+    port: u16,
+) -> TransportError {
+    if looks_like_plaintext_greeting(first) {
+        TransportError::PlaintextGreeting {
+            host: host.to_owned(),
+            port,
+            greeting: greeting_excerpt(first),
+        }
+    } else {
+        error
+    }
+}
+
 /// Whether the first bytes from a server that should have started a TLS handshake look like a
 /// plaintext greeting (`220 ...` for SMTP, `+OK` for POP3, `* OK` for IMAP) rather than a TLS
 /// record (whose first byte is a content type, 0x14 to 0x18).

@@ -31,11 +31,11 @@ use tokio_rustls::client::TlsStream;
 
 use crate::{Machine, Timeout};
 // Shared with the blocking driver; named here, where the tokio code always had them.
+use crate::setup::explain_failed_handshake;
 pub use crate::setup::{
     SetupPhase, SetupTimeouts, TransportError, TrustRoots, is_implicit_tls_port, root_store,
     server_name,
 };
-use crate::setup::{greeting_excerpt, looks_like_plaintext_greeting};
 
 /// Builds a TLS connector over [`crate::setup::client_config`].
 pub fn tls_connector(roots: &TrustRoots) -> Result<TlsConnector, TransportError> {
@@ -286,17 +286,7 @@ pub async fn connect_from(
         Wrapping::ImplicitTls => stream
             .handshake(connector, name, timeouts.tls_handshake)
             .await
-            .map_err(|(error, first)| {
-                if looks_like_plaintext_greeting(&first) {
-                    TransportError::PlaintextGreeting {
-                        host: host.to_owned(),
-                        port,
-                        greeting: greeting_excerpt(&first),
-                    }
-                } else {
-                    error
-                }
-            }),
+            .map_err(|(error, first)| explain_failed_handshake(error, &first, host, port)),
     }
 }
 

@@ -26,20 +26,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use mail_common::blocking::{
     ConnectOptions, SetUp, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
 
-use crate::{Client, Config, Event, Misuse, ProtocolError, Security};
+use crate::{Client, Config, Event};
 
 /// A POP3 connection driving [`Client`], from `open` to `QUIT`.
 pub type Connection = mail_common::blocking::Connection<Client>;
 
 /// What [`Connection`] reports; [`Error::Refused`](mail_common::blocking::Error::Refused)
 /// carries [`Event::GreetingRefused`] (or [`Event::Closed`]).
-pub type Error = mail_common::blocking::Error<ProtocolError, Event, Misuse>;
+pub type Error = mail_common::blocking::ErrorOf<Client>;
 
 impl mail_common::blocking::Protocol for Client {
     type Config = Config;
@@ -49,14 +49,6 @@ impl mail_common::blocking::Protocol for Client {
         implicit_tls: 995,
         plain: 110,
     };
-
-    fn security(config: &Config) -> Security {
-        config.security
-    }
-
-    fn greeting_wait(config: &Config) -> Duration {
-        config.timeouts.greeting
-    }
 
     fn start(config: Config, now: Instant) -> Self {
         Self::new(config, now)

@@ -288,3 +288,14 @@ impl Config {
         self.cleartext_credentials
     }
 }
+
+/// What a driver needs to set the connection up.
+impl mail_common::SetupConfig for Config {
+    fn security(&self) -> Security {
+        self.security
+    }
+
+    fn greeting_timeout(&self) -> Duration {
+        self.timeouts.greeting
+    }
+}

@@ -38,20 +38,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use mail_common::blocking::{
     ConnectOptions, SetUp, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
 
-use crate::{Client, Config, Event, Misuse, ProtocolError, Security};
+use crate::{Client, Config, Event};
 
 /// An SMTP submission connection driving [`Client`], from `open` to `QUIT`.
 pub type Connection = mail_common::blocking::Connection<Client>;
 
 /// What [`Connection`] reports; [`Error::Refused`](mail_common::blocking::Error::Refused)
 /// carries [`Event::GreetingRefused`], [`Event::SessionFailed`] or [`Event::Closed`].
-pub type Error = mail_common::blocking::Error<ProtocolError, Event, Misuse>;
+pub type Error = mail_common::blocking::ErrorOf<Client>;
 
 impl mail_common::blocking::Protocol for Client {
     type Config = Config;
@@ -61,14 +61,6 @@ impl mail_common::blocking::Protocol for Client {
         implicit_tls: 465,
         plain: 587,
     };
-
-    fn security(config: &Config) -> Security {
-        config.security
-    }
-
-    fn greeting_wait(config: &Config) -> Duration {
-        config.timeouts.greeting
-    }
 
     fn start(config: Config, now: Instant) -> Self {
         Self::new(config, now)
