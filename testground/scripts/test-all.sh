@@ -4,7 +4,8 @@
 #   1. installs, sets up and starts the test ground (Dovecot POP3 + submission, Postfix, aiosmtpd,
 #      mailutils pop3d on loopback) where it is not running already, and stops on exit whatever
 #      this run started;
-#   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit, integration, doc tests);
+#   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit, integration, doc tests),
+#      feature-set checks, cargo package of the four published crates;
 #   3. every fuzz target for a bounded time (FUZZ_SECONDS per target, default 30; 0 skips).
 #
 # Exit status is non-zero on the first failing step. Logs of the servers: $TESTGROUND_DIR/logs.
@@ -84,6 +85,9 @@ cargo check -p mail-account --no-default-features --locked
 cargo check -p mail-account --no-default-features --features discover --locked
 cargo check -p mail-account --no-default-features --features store --locked
 cargo check -p mail-account --no-default-features --features session --locked
+
+step "cargo package (the crates meant for crates.io build from their packaged sources)"
+cargo package -p mail-common -p pop3-proto -p smtp-submit -p mail-account --locked --allow-dirty
 
 if [[ -x fuzz/run-smoke.sh ]] && ((FUZZ_SECONDS > 0)); then
   step "fuzzing every target for ${FUZZ_SECONDS} s"
