@@ -71,10 +71,12 @@ pub const fn equal_bytes(word: u64, byte: u8) -> u64 {
 #[inline]
 #[must_use]
 pub const fn differ_bytes(word: u64, byte: u8) -> u64 {
-    let diff = word ^ (LOW_BITS * byte as u64);
-    // A byte's high bit ends up set iff the byte of `diff` is not zero: adding 0x7f to the low
-    // seven bits sets the high bit for any non-zero low part, and `| diff` covers a set high bit.
-    ((diff & LOW_SEVEN) + LOW_SEVEN) | diff
+    // A byte's high bit ends up set iff the byte differs from `byte`: adding 0x7f to the low
+    // seven bits of their difference sets it for any non-zero one, and the `|` for differing
+    // high bits. Written so that the `&` is shared between calls on the same word, and the
+    // last `^` vanishes for an ASCII `byte`.
+    let low = (word & LOW_SEVEN) ^ (LOW_BITS * (byte & 0x7f) as u64);
+    (low + LOW_SEVEN) | (word ^ (LOW_BITS * (byte & 0x80) as u64))
 }
 
 /// The index (0 to 7) of the lowest byte whose high bit is set in `mask`, if any.
