@@ -53,7 +53,10 @@ pub fn store(out: &mut [u8], at: usize, word: u64) {
 #[inline]
 #[must_use]
 pub const fn equal_bytes(word: u64, byte: u8) -> u64 {
-    !(differ_bytes(word, byte) | LOW_SEVEN)
+    let diff = word ^ (LOW_BITS * byte as u64);
+    // A byte's high bit ends up set iff the byte of `diff` is zero: adding 0x7f to the low seven
+    // bits sets the high bit for any non-zero low part, and `| diff` covers a set high bit.
+    !(((diff & LOW_SEVEN) + LOW_SEVEN) | diff | LOW_SEVEN)
 }
 
 /// The complement of [`equal_bytes`], one operation cheaper: the high bit of each byte of
