@@ -12,9 +12,10 @@
 /// Bytes in one word.
 pub const WORD: usize = 8;
 
+/// The high bit of every byte: where the masks of this module keep their flags.
+pub const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
 const LOW_SEVEN: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The eight bytes at `at..at + 8` as a little-endian word (byte `at` is the lowest).
 ///
@@ -58,6 +59,29 @@ pub const fn equal_bytes(word: u64, byte: u8) -> u64 {
     !(((diff & LOW_SEVEN) + LOW_SEVEN) | diff | LOW_SEVEN)
 }
 
+/// The complement of [`equal_bytes`], one operation cheaper: the high bit of each byte of
+/// `word` that differs from `byte` is set. The low seven bits of each byte are left over from
+/// the computation and mean nothing: mask with [`HIGH_BITS`] before looking at the result.
+///
+/// Exact like [`equal_bytes`]. Where the flags are combined before they are looked at (an
+/// "is not" test shifted and `|`-ed with another), this saves the `!` and the mask of each.
+///
+/// ```
+/// use mail_common::scan::{HIGH_BITS, differ_bytes};
+/// let word = u64::from_le_bytes(*b"ab\r\ncd\r\n");
+/// assert_eq!(!differ_bytes(word, b'\n') & HIGH_BITS, 0x8000_0000_8000_0000);
+/// ```
+#[inline]
+#[must_use]
+pub const fn differ_bytes(word: u64, byte: u8) -> u64 {
+    // A byte's high bit ends up set iff the byte differs from `byte`: adding 0x7f to the low
+    // seven bits of their difference sets it for any non-zero one, and the `|` for differing
+    // high bits. Written so that the `&` is shared between calls on the same word, and the
+    // last `^` vanishes for an ASCII `byte`.
+    let low = (word & LOW_SEVEN) ^ (LOW_BITS * (byte & 0x7f) as u64);
+    (low + LOW_SEVEN) | (word ^ (LOW_BITS * (byte & 0x80) as u64))
+}
+
 /// The index (0 to 7) of the lowest byte whose high bit is set in `mask`, if any.
 #[inline]
 #[must_use]
@@ -67,14 +91,6 @@ pub const fn first_set_byte(mask: u64) -> Option<usize> {
     } else {
         Some((mask.trailing_zeros() / 8) as usize)
     }
-}
-
-/// Shifts the byte-flags of `next`'s view one byte down: the mask of "the byte after this one
-/// matched", given the masks of this word (`mask`) and of the byte after the word (`after`).
-#[inline]
-#[must_use]
-pub const fn next_byte_flags(mask: u64, after: bool) -> u64 {
-    (mask >> 8) | if after { HIGH_BITS << 56 } else { 0 }
 }
 
 /// How many bytes are flagged in `mask` (high bit of each byte, as [`equal_bytes`] makes
@@ -135,47 +151,10 @@ pub fn squeeze_out(out: &mut [u8; 2 * WORD], word: u64, mask: u64) -> usize {
     WORD - flagged
 }
 
-/// Writes `word` to the front of `out` with `byte` inserted before each byte flagged in `mask`
-/// and returns how many bytes that is (8 plus the flagged ones). The rest of `out` is scratch.
-///
-/// ```
-/// use mail_common::scan::{equal_bytes, insert_before};
-/// let word = u64::from_le_bytes(*b".a\r\n.b\r\n");
-/// let mut out = [0; 24];
-/// let line_starts = equal_bytes(word, b'.');
-/// let len = insert_before(&mut out, word, line_starts, b'.');
-/// assert_eq!(&out[..len], b"..a\r\n..b\r\n");
-/// ```
-#[inline]
-pub fn insert_before(out: &mut [u8; 3 * WORD], word: u64, mask: u64, byte: u8) -> usize {
-    let flagged = count_flags(mask);
-    store(out, 0, word);
-    if flagged <= 2 {
-        // A missing flag counts as byte 8: its writes land past the bytes that count.
-        let first = (mask.trailing_zeros() / 8) as usize;
-        let second = ((mask & mask.wrapping_sub(1)).trailing_zeros() / 8) as usize;
-        store(out, first + 1, from_byte(word, first));
-        out[first] = byte;
-        store(out, second + 2, from_byte(word, second));
-        out[second + 1] = byte;
-    } else {
-        let mut rest = mask;
-        let mut added = 0;
-        while let Some(index) = first_set_byte(rest) {
-            store(out, index + added + 1, from_byte(word, index));
-            out[index + added] = byte;
-            added += 1;
-            rest &= rest - 1;
-        }
-    }
-    WORD + flagged
-}
-
 #[cfg(test)]
 mod tests {
     use super::{
-        count_flags, equal_bytes, first_set_byte, insert_before, load, next_byte_flags,
-        squeeze_out, store,
+        HIGH_BITS, count_flags, differ_bytes, equal_bytes, first_set_byte, load, squeeze_out, store,
     };
     use proptest::prelude::*;
 
@@ -188,19 +167,13 @@ mod tests {
             }
             prop_assert_eq!(first_set_byte(mask), word.iter().position(|&b| b == byte));
             prop_assert_eq!(count_flags(mask), memchr::memchr_iter(byte, &word).count());
-        }
-
-        #[test]
-        fn next_byte_flags_match_the_shifted_view(bytes in proptest::array::uniform9(any::<u8>()), byte in any::<u8>()) {
-            let here = equal_bytes(load(&bytes, 0), byte);
-            let shifted = equal_bytes(load(&bytes, 1), byte);
-            prop_assert_eq!(next_byte_flags(here, bytes[8] == byte), shifted);
+            prop_assert_eq!(!differ_bytes(u64::from_le_bytes(word), byte) & HIGH_BITS, mask);
         }
     }
 
     proptest! {
         #[test]
-        fn squeeze_and_insert_match_byte_loops(word in proptest::array::uniform8(any::<u8>()), flags in any::<u8>()) {
+        fn squeeze_matches_a_byte_loop(word in proptest::array::uniform8(any::<u8>()), flags in any::<u8>()) {
             let mut mask = 0;
             for i in 0..8 {
                 if flags >> i & 1 == 1 {
@@ -209,18 +182,9 @@ mod tests {
             }
             let value = u64::from_le_bytes(word);
             let kept: Vec<u8> = (0..8).filter(|i| flags >> i & 1 == 0).map(|i| word[i]).collect();
-            let mut out = [0xee; 24];
-            let len = squeeze_out((&mut out[..16]).try_into().unwrap(), value, mask);
+            let mut out = [0xee; 16];
+            let len = squeeze_out(&mut out, value, mask);
             prop_assert_eq!(&out[..len], &kept[..]);
-            let mut inserted = Vec::new();
-            for (i, &b) in word.iter().enumerate() {
-                if flags >> i & 1 == 1 {
-                    inserted.push(b'.');
-                }
-                inserted.push(b);
-            }
-            let len = insert_before(&mut out, value, mask, b'.');
-            prop_assert_eq!(&out[..len], &inserted[..]);
         }
     }
 

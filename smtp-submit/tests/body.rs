@@ -211,6 +211,76 @@ proptest! {
     }
 }
 
+/// The DATA stream written plainly, a byte at a time: the normalised body with a second dot
+/// at every line start that has one, then the end-of-data line.
+fn reference_encode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut line_start = true;
+    for &byte in &reference_normalize(input) {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n';
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Long dot-dense bodies: several of the encoder's 512-byte blocks of short dotted CRLF lines,
+/// with now and then a long line, a bare CR or LF, or a line without a dot.
+fn long_dotted_lines() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop_oneof![
+        6 => Just(b".".to_vec()),
+        3 => Just(b"..".to_vec()),
+        3 => Just(b".a".to_vec()),
+        2 => Just(b".leading dot line".to_vec()),
+        1 => Just(b"no dot".to_vec()),
+        1 => Just(Vec::new()),
+        1 => proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'x')], 30..80),
+    ];
+    let ending = prop_oneof![40 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..]), 1 => Just(&b""[..])];
+    proptest::collection::vec((line, ending), 0..600).prop_map(|lines| {
+        lines
+            .into_iter()
+            .flat_map(|(line, ending)| [line, ending.to_vec()])
+            .flatten()
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Byte for byte the reference encoder's stream, however the body is chunked.
+    #[test]
+    fn long_dot_dense_bodies_match_the_reference_encoder(
+        input in long_dotted_lines(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let expected = reference_encode(&input);
+        let pieces = chunks(&input, &cuts);
+        prop_assert_eq!(&encode(Framing::Data, LineEndingPolicy::Normalize, &pieces).unwrap(), &expected);
+        prop_assert_eq!(&encode(Framing::Data, LineEndingPolicy::Normalize, &[&input]).unwrap(), &expected);
+    }
+
+    /// The same for the short bodies rich in CR, LF and dots.
+    #[test]
+    fn bodies_match_the_reference_encoder(
+        input in body(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let pieces = chunks(&input, &cuts);
+        prop_assert_eq!(encode(Framing::Data, LineEndingPolicy::Normalize, &pieces).unwrap(), reference_encode(&input));
+    }
+}
+
+#[test]
+fn reference_encoder_stuffs_and_terminates() {
+    assert_eq!(reference_encode(b""), b".\r\n");
+    assert_eq!(reference_encode(b".a\n.."), b"..a\r\n...\r\n.\r\n");
+}
+
 #[test]
 fn smtp_smuggling_family() {
     for payload in [
