@@ -389,11 +389,7 @@ pub async fn pop3_connect(server: &ServerSettings) -> Result<pop3::Session, Conn
         config.timeouts = config.timeouts.with_greeting(limit);
     }
     if let Some(limit) = server.reply_timeout {
-        config.timeouts = config
-            .timeouts
-            .with_greeting(limit)
-            .with_reply(limit)
-            .with_data(limit);
+        config.timeouts = config.timeouts.with_server_waits(limit);
     }
     pop3::Session::connect(&server.options(), config)
         .await
@@ -520,16 +516,7 @@ pub async fn smtp_connect(server: &ServerSettings) -> Result<smtp::Session, Conn
         config.timeouts = config.timeouts.with_greeting(limit);
     }
     if let Some(limit) = server.reply_timeout {
-        config.timeouts = config
-            .timeouts
-            .clone()
-            .with_greeting(limit)
-            .with_command(limit)
-            .with_mail(limit)
-            .with_rcpt(limit)
-            .with_data_init(limit)
-            .with_data_block(limit)
-            .with_data_termination(limit);
+        config.timeouts = config.timeouts.clone().with_server_waits(limit);
     }
     smtp::Session::connect(&server.options(), config)
         .await

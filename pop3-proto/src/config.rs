@@ -192,6 +192,13 @@ impl Timeouts {
         self.tls_handshake = value;
         self
     }
+
+    /// Sets every wait for the server (greeting, reply, data) to `value`: one "server timeout"
+    /// setting, as mail clients offer. The STLS handshake deadline is left as it is.
+    #[must_use]
+    pub const fn with_server_waits(self, value: Duration) -> Self {
+        self.with_greeting(value).with_reply(value).with_data(value)
+    }
 }
 
 /// Everything a [`crate::Client`] is told at creation.
@@ -297,5 +304,21 @@ impl mail_common::SetupConfig for Config {
 
     fn greeting_timeout(&self) -> Duration {
         self.timeouts.greeting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_waits_set_every_wait_for_the_server_but_not_the_handshake() {
+        let limit = Duration::from_secs(7);
+        let timeouts = Timeouts::default().with_server_waits(limit);
+        assert_eq!(
+            (timeouts.greeting, timeouts.reply, timeouts.data),
+            (limit, limit, limit)
+        );
+        assert_eq!(timeouts.tls_handshake, Timeouts::default().tls_handshake);
     }
 }

@@ -192,6 +192,19 @@ impl Timeouts {
         self.data_termination = timeout;
         self
     }
+
+    /// Sets every wait for the server (greeting, each reply, body progress) to `timeout`: one
+    /// "server timeout" setting, as mail clients offer.
+    #[must_use]
+    pub const fn with_server_waits(self, timeout: Duration) -> Self {
+        self.with_greeting(timeout)
+            .with_command(timeout)
+            .with_mail(timeout)
+            .with_rcpt(timeout)
+            .with_data_init(timeout)
+            .with_data_block(timeout)
+            .with_data_termination(timeout)
+    }
 }
 
 /// Everything a [`Client`](crate::Client) needs to know before the first byte.
@@ -323,5 +336,26 @@ impl mail_common::SetupConfig for Config {
 
     fn greeting_timeout(&self) -> Duration {
         self.timeouts.greeting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_waits_set_every_wait_for_the_server() {
+        let limit = Duration::from_secs(7);
+        let t = Timeouts::default().with_server_waits(limit);
+        let waits = [
+            t.greeting,
+            t.command,
+            t.mail,
+            t.rcpt,
+            t.data_init,
+            t.data_block,
+            t.data_termination,
+        ];
+        assert_eq!(waits, [limit; 7]);
     }
 }

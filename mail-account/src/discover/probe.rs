@@ -253,9 +253,7 @@ async fn probe_pop3(
     let mut config = pop3_proto::Config::new(security);
     config.timeouts = config
         .timeouts
-        .with_greeting(options.io_timeout)
-        .with_reply(options.io_timeout)
-        .with_data(options.io_timeout)
+        .with_server_waits(options.io_timeout)
         .with_tls_handshake(options.connect_timeout);
     let session = Session::connect(&connect, config)
         .await
@@ -293,9 +291,7 @@ async fn probe_smtp(
         .with_tls_name(&target.host)
         .with_trust_roots(options.trust.clone())
         .with_timeouts(SetupTimeouts::uniform(options.connect_timeout));
-    let mut timeouts = smtp_submit::Timeouts::default();
-    timeouts.greeting = options.io_timeout;
-    timeouts.command = options.io_timeout;
+    let timeouts = smtp_submit::Timeouts::default().with_server_waits(options.io_timeout);
     let config = smtp_submit::Config::new(name, security).with_timeouts(timeouts);
     let session = Session::connect(&connect, config)
         .await
