@@ -911,8 +911,9 @@ def write_report(results):
     # Sections written by other benchmarks are carried over on every rewrite: the fresh-
     # connection table (benches/scripts/fresh.py, run first by run.sh), the scale benchmark
     # (bench-scale, run by hand: see benches/scale.md), bulk send pipelined across transactions
-    # (benches/scripts/bulk_pipelined.py) and the codec worst-case attempts (criterion, by hand).
-    for section in ("fresh.md", "scale.md", "bulk.md", "codec-worst-case.md"):
+    # (benches/scripts/bulk_pipelined.py), the codec worst-case attempts (criterion, by hand) and
+    # A/B regression checks (benches/scripts/ab_fetch.sh).
+    for section in ("fresh.md", "scale.md", "bulk.md", "codec-worst-case.md", "regressions.md"):
         path = BENCHES / section
         if path.exists():
             text += "\n" + path.read_text().rstrip() + "\n"
