@@ -685,8 +685,10 @@ def targets(results):
                     if r["id"] == low["id"].replace(f"/{verb}/", "/memcpy/")))
         if worst:
             w = worst[0]
-            add(f"{group.replace('_', ' ')} ≥ 2 GiB/s, dot-heavy worst case",
-                f"{w['mib_s'] / 1024:.2f} GiB/s ({w['mib_s']:.0f} MiB/s)", w["mib_s"] >= 2048,
+            # Issue 8 asked 2 GiB/s here too; issue 14 set 1.5 GiB/s for the worst case, where
+            # a line every ~8.7 bytes leaves ≈ 5 ns of work per line.
+            add(f"{group.replace('_', ' ')} ≥ 1.5 GiB/s, dot-heavy worst case",
+                f"{w['mib_s'] / 1024:.2f} GiB/s ({w['mib_s']:.0f} MiB/s)", w["mib_s"] >= 1536,
                 f"every line (~8.7 bytes) starts with a dot: ≈ "
                 f"{w['median_ns'] / (w['bytes'] / 8.67):.0f} ns per line; per-line work dominates")
     return "\n".join(["| target | measured | verdict | note |", "|---|---|---|---|", *rows])
