@@ -87,9 +87,10 @@ cargo check -p mail-account --no-default-features --features store --locked
 cargo check -p mail-account --no-default-features --features session --locked
 
 step "cargo package (the crates meant for crates.io build from their packaged sources)"
-# Verification unpacks each .crate of cargo's temporary local registry under
-# $CARGO_HOME/registry/src/-<hash>/NAME-VERSION and reuses such a directory when it exists, so a
-# copy left by an earlier run of the same version would be built instead of this tree's.
+# Cargo keeps the .crate files of an earlier run of the same version (target/package, its
+# temporary local registry) and the copies it unpacked of them ($CARGO_HOME/registry/src/-<hash>/),
+# and verified a crate against such a stale dependency: both go first.
+rm -rf "${CARGO_TARGET_DIR:-target}/package"
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/{mail-common,pop3-proto,smtp-submit,mail-account}-[0-9]*
 cargo package -p mail-common -p pop3-proto -p smtp-submit -p mail-account --locked --allow-dirty
 
