@@ -87,12 +87,15 @@ cargo check -p mail-account --no-default-features --features store --locked
 cargo check -p mail-account --no-default-features --features session --locked
 
 step "cargo package (the crates meant for crates.io build from their packaged sources)"
-# Cargo keeps the .crate files of an earlier run of the same version (target/package, its
-# temporary local registry) and the copies it unpacked of them ($CARGO_HOME/registry/src/-<hash>/),
-# and verified a crate against such a stale dependency: both go first.
-rm -rf "${CARGO_TARGET_DIR:-target}/package"
+# In a target directory of its own, removed afterwards: verification builds our crates as
+# registry packages, and cargo takes a registry package of the same name and version as
+# unchanged, so a target directory that saw an earlier run would link the fresh smtp-submit
+# against that run's mail-common. The unpacked copies cargo keeps under $CARGO_HOME go too.
+package_target="$(mktemp -d)"
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/{mail-common,pop3-proto,smtp-submit,mail-account}-[0-9]*
-cargo package -p mail-common -p pop3-proto -p smtp-submit -p mail-account --locked --allow-dirty
+CARGO_TARGET_DIR="$package_target" \
+  cargo package -p mail-common -p pop3-proto -p smtp-submit -p mail-account --locked --allow-dirty
+rm -rf "$package_target"
 
 if [[ -x fuzz/run-smoke.sh ]] && ((FUZZ_SECONDS > 0)); then
   step "fuzzing every target for ${FUZZ_SECONDS} s"
