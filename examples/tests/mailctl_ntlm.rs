@@ -7,34 +7,18 @@
 //! Users: `pat` for sending, `ruby` for fetching, both known only to those instances; every
 //! message carries a unique Message-ID and is found again in a Maildir.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{mailctl, run, scratch, text};
 use mail_testground::{
     DOVECOT_NTLM_POP3, DOVECOT_NTLM_POP3S, PAT, POSTFIX_NTLM_SUBMISSION, POSTFIX_NTLM_SUBMISSIONS,
     RUBY,
 };
-
-fn mailctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mailctl"))
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("mailctl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mailctl-ntlm-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn unique(tag: &str) -> String {
     let nanos = SystemTime::now()
@@ -96,6 +80,17 @@ fn send_with_flags(file: &Path, password: &str, auth: &str) -> Output {
         .env_remove("RUST_LOG"))
 }
 
+/// A refused NTLM login: exit status 4 and a last line that names the mechanism.
+fn assert_ntlm_authentication_error(output: &Output) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("mailctl: authentication error:") && last.contains("NTLM"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn send_with_auth_ntlm_flag() {
     let dir = scratch("flag");
@@ -125,13 +120,7 @@ fn a_wrong_password_with_ntlm_is_an_authentication_error() {
         "not-pat-pass",
         "ntlm",
     );
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(4), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("mailctl: authentication error:") && last.contains("NTLM"),
-        "{stderr}"
-    );
+    assert_ntlm_authentication_error(&output);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -269,13 +258,7 @@ fn fetch_with_a_wrong_password_and_ntlm_is_an_authentication_error() {
     let _turn = RUBY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("fetch-wrong");
     let output = fetch_with_flags(&dir, "not-ruby-pass", "ntlm");
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(4), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("mailctl: authentication error:") && last.contains("NTLM"),
-        "{stderr}"
-    );
+    assert_ntlm_authentication_error(&output);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
