@@ -53,7 +53,7 @@
 //! at a time: two fetches of the same mailbox at once would both see a message as unknown
 //! and deliver it twice. The Maildir store enforces that with a lock on its journal
 //! (`flock` on `<journal>.lock`, taken by [`Store::open`]; a second opener gets
-//! [`StoreError::Locked`](crate::store::StoreError::Locked)). A service that shards its
+//! [`StoreError::Locked`]). A service that shards its
 //! accounts across processes or machines, all delivering into one shared database or queue,
 //! must keep the same rule: assign each account to one shard, and have the shard hold a
 //! per-account lock (a lock row, an advisory lock, a lease) for as long as it polls that

@@ -91,14 +91,14 @@
 //!
 //! # The tokio adapter
 //!
-//! With the `tokio` feature, [`tokio::Session`] (module `pop3_proto::tokio`) connects over
+//! With the `tokio` feature, `pop3_proto::tokio::Session` connects over
 //! TCP and rustls, runs this client and offers `login`, `stat`, `list`, `uidl`, streaming
 //! `retr_to`/`top_to`, pipelined `retr_many`, `dele`, `rset`, `noop` and `quit` as async
 //! methods.
 //!
 //! # The blocking driver
 //!
-//! With the `blocking` feature, [`blocking::Connection`] (module `pop3_proto::blocking`) runs
+//! With the `blocking` feature, `pop3_proto::blocking::Connection` runs
 //! this client over `std::net` and rustls without an async runtime: `open` does the TLS or
 //! `STLS` set-up, then `next_event` blocks until the client has an event. The driver is
 //! `mail_common::blocking`, the same one `smtp-submit` uses.

@@ -5,6 +5,7 @@
 #      mailutils pop3d on loopback) where it is not running already, and stops on exit whatever
 #      this run started;
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit, integration, doc tests),
+#      cargo doc -D warnings,
 #      feature-set checks, cargo package of the four published crates;
 #   3. every fuzz target for a bounded time (FUZZ_SECONDS per target, default 30; 0 skips).
 #
@@ -79,6 +80,10 @@ if cargo tree -p mail-common --features blocking -e normal --locked | grep -q '^
   echo "mail-common's blocking feature depends on tokio" >&2
   exit 1
 fi
+
+step "cargo doc (warnings are errors): the published crates with their default features, and all of it with all features (as docs.rs builds them)"
+RUSTDOCFLAGS=-Dwarnings cargo doc -p mail-common -p pop3-proto -p smtp-submit -p mail-account --no-deps --locked
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features --locked
 
 step "cargo check mail-account feature sets (none: data and lookup only; each alone)"
 cargo check -p mail-account --no-default-features --locked

@@ -38,8 +38,8 @@ impl Subscriber for KeepCallsitesOpen {
     fn exit(&self, _: &Id) {}
 }
 
-/// Installs [`KeepCallsitesOpen`] as the global default, once. A program (or test binary)
-/// that already set its own global default keeps it.
+/// Installs, once, a global default subscriber that is interested in every call site and keeps
+/// nothing. A program (or test binary) that already set its own global default keeps it.
 pub fn keep_callsites_open() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
