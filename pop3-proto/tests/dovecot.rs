@@ -4,6 +4,9 @@
 //! that hint when Dovecot is down. Users: `alice` (read-only: never DELE) and `erin` (scratch,
 //! reset at the start of the one test that deletes).
 
+#[path = "support/login_refusal.rs"]
+mod login_refusal;
+
 use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
 use base64::Engine as _;
@@ -16,6 +19,8 @@ use pop3_proto::{
         TrustRoots,
     },
 };
+
+use self::login_refusal::assert_auth_refusal;
 
 // ---- test ground ----
 
@@ -334,18 +339,7 @@ async fn wrong_password_is_an_auth_refusal_and_the_session_goes_on() {
             .login_with(Login::using(method, wrong))
             .await
             .unwrap_err();
-        let Error::LoginFailed(failure) = &error else {
-            panic!("{method:?}: {error:?}");
-        };
-        assert_eq!(failure.method, method);
-        assert_eq!(
-            failure.response.code,
-            Some(ResponseCode::Auth),
-            "{failure:?}"
-        );
-        assert_eq!(error.class(), Some(FailureClass::Permanent));
-        assert!(!error.is_fatal());
-        assert!(!session.is_logged_in());
+        assert_auth_refusal(&error, method, &session);
     }
     // Still in the authorization state: the right password works.
     session.login(credentials(ALICE)).await.unwrap();

@@ -10,16 +10,21 @@
 //! exchange id: two NTLM logins interleaved between the challenge and the response would check
 //! one response against the other's challenge. The NTLM logins of this file take turns.
 
+#[path = "support/login_refusal.rs"]
+mod login_refusal;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_testground::{DOVECOT_NTLM_POP3, DOVECOT_NTLM_POP3S, HOST, QUINN, TLS_NAME};
 use pop3_proto::{
-    AuthMethod, Config, FailureClass, Login, ResponseCode, Security,
+    AuthMethod, Config, Login, Security,
     tokio::{ConnectOptions, Error, Session, TrustRoots},
 };
 use tokio::sync::Mutex;
+
+use self::login_refusal::assert_auth_refusal;
 
 /// One NTLM exchange at a time (see the module documentation).
 static NTLM_TURN: Mutex<()> = Mutex::const_new(());
@@ -130,18 +135,7 @@ async fn wrong_password_with_ntlm_is_an_auth_refusal_and_the_session_goes_on() {
         .login_with(Login::using(NTLM, quinn("not-the-password")))
         .await
         .unwrap_err();
-    let Error::LoginFailed(failure) = &error else {
-        panic!("{error:?}");
-    };
-    assert_eq!(failure.method, NTLM);
-    assert_eq!(
-        failure.response.code,
-        Some(ResponseCode::Auth),
-        "{failure:?}"
-    );
-    assert_eq!(error.class(), Some(FailureClass::Permanent));
-    assert!(!error.is_fatal());
-    assert!(!session.is_logged_in());
+    assert_auth_refusal(&error, NTLM, &session);
     // Still in the authorization state: NTLM with the right password works.
     let used = session
         .login_with(Login::using(NTLM, quinn(QUINN.password)))
