@@ -14,8 +14,10 @@
 //!
 //! Unlike the tokio driver, this one does not read while it writes. Writes are bounded by the
 //! core's next deadline, so a server that stops reading ends in the core's timeout error, not
-//! a hang. The host's addresses are tried in turn, each but the last for its share of the
-//! connect deadline (at least the connection attempt delay), instead of being raced.
+//! a hang. The host's addresses are tried in turn in the order RFC 8305 asks (the families
+//! alternating), each but the last for its share of the connect deadline (at least the
+//! connection attempt delay), instead of being raced; the name lookup counts against the same
+//! deadline.
 
 use std::{
     fmt,
@@ -31,7 +33,7 @@ use rustls_pki_types::ServerName;
 pub use crate::setup::{
     ConnectOptions, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
-use crate::setup::{client_config, explain_failed_handshake, server_name};
+use crate::setup::{client_config, explain_failed_handshake, interleave, server_name};
 use crate::{Machine, Security};
 
 /// What the driver needs of a protocol core besides [`Machine`]: how to build it, its standard
@@ -491,12 +493,28 @@ fn handshake(
 }
 
 /// TCP to `host:port` with `TCP_NODELAY`, from `local` when given (then only addresses of its
-/// family are tried), within the connect deadline.
+/// family are tried), within the connect deadline, which covers the name lookup too.
 fn connect(
     host: &str,
     port: u16,
     local: Option<IpAddr>,
     timeouts: &SetupTimeouts,
+) -> Result<TcpStream, TransportError> {
+    connect_resolving(host, port, local, timeouts, |host, port| {
+        (host, port).to_socket_addrs().map(Iterator::collect)
+    })
+}
+
+/// The system resolver, for [`connect_resolving`].
+type Resolve = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+/// [`connect`] with the name lookup given, so that a lookup that hangs can be tested.
+fn connect_resolving(
+    host: &str,
+    port: u16,
+    local: Option<IpAddr>,
+    timeouts: &SetupTimeouts,
+    resolve: Resolve,
 ) -> Result<TcpStream, TransportError> {
     let failed = |source| TransportError::Connect {
         host: host.to_owned(),
@@ -508,11 +526,16 @@ fn connect(
         after: timeouts.connect,
     };
     let start = Instant::now();
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(failed)?
-        .filter(|addr| local.is_none_or(|local| local.is_ipv4() == addr.is_ipv4()))
-        .collect();
+    let resolved = match lookup(host, port, timeouts.connect, resolve) {
+        Ok(Some(addrs)) => addrs,
+        Ok(None) => return Err(timed_out),
+        Err(error) => return Err(failed(error)),
+    };
+    let addrs = interleave(
+        resolved
+            .into_iter()
+            .filter(|addr| local.is_none_or(|local| local.is_ipv4() == addr.is_ipv4())),
+    );
     let mut last = io::Error::new(
         io::ErrorKind::AddrNotAvailable,
         "no address of the local address's family",
@@ -543,6 +566,35 @@ fn connect(
         return Err(timed_out);
     }
     Err(failed(last))
+}
+
+/// The addresses of `host`, or `None` when the lookup takes longer than `limit`. The system
+/// resolver blocks with no deadline of its own, so it runs on a thread of its own, which is
+/// left to finish (and is then discarded) when the wait gives up. An IP address needs no lookup.
+fn lookup(
+    host: &str,
+    port: u16,
+    limit: Duration,
+    resolve: Resolve,
+) -> io::Result<Option<Vec<SocketAddr>>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(Some(vec![SocketAddr::new(ip, port)]));
+    }
+    let (answer, wait) = std::sync::mpsc::sync_channel(1);
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("mail-resolve".into())
+        .spawn(move || {
+            // The receiver is gone when the wait gave up; the answer is not needed then.
+            let _ = answer.send(resolve(&name, port));
+        })?;
+    match wait.recv_timeout(limit) {
+        Ok(addrs) => addrs.map(Some),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(io::Error::other("the name lookup failed"))
+        }
+    }
 }
 
 fn connect_one(addr: SocketAddr, local: Option<IpAddr>, limit: Duration) -> io::Result<TcpStream> {
@@ -592,6 +644,38 @@ mod tests {
             panic!("expected Connect, got {error:?}");
         };
         assert_eq!(source.kind(), io::ErrorKind::AddrNotAvailable);
+    }
+
+    #[test]
+    fn a_host_name_is_looked_up() {
+        let (listener, port) = listener();
+        // `localhost` may come first as ::1, where nothing listens: 127.0.0.1 is tried next.
+        let tcp = connect("localhost", port, None, &SetupTimeouts::default()).unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer, tcp.local_addr().unwrap());
+    }
+
+    #[test]
+    fn a_name_lookup_that_hangs_runs_into_the_connect_deadline() {
+        let hanging: Resolve = |_, _| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(Vec::new())
+        };
+        let timeouts = SetupTimeouts {
+            connect: Duration::from_millis(200),
+            ..SetupTimeouts::default()
+        };
+        let error = connect_resolving("mail.example", 110, None, &timeouts, hanging).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TransportError::Timeout {
+                    phase: SetupPhase::Connect,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

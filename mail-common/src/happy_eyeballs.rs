@@ -32,7 +32,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-pub use crate::setup::DEFAULT_ATTEMPT_DELAY;
+pub use crate::setup::{DEFAULT_ATTEMPT_DELAY, interleave};
 
 /// Every connection attempt failed: which address failed how, in the order they were tried.
 #[derive(Debug)]
@@ -65,36 +65,6 @@ impl AttemptsFailed {
             .map_or(io::ErrorKind::NotFound, |(_, e)| e.kind());
         io::Error::new(kind, self)
     }
-}
-
-/// Orders `addrs` for connection attempts (RFC 8305 section 4): alternating between the address
-/// families, starting with the family of the first address, each family in its given order.
-///
-/// ```
-/// use mail_common::happy_eyeballs::interleave;
-/// let addrs: Vec<std::net::SocketAddr> = ["[::1]:25", "[::2]:25", "[::3]:25", "192.0.2.1:25"]
-///     .iter()
-///     .map(|a| a.parse().unwrap())
-///     .collect();
-/// let order: Vec<String> = interleave(addrs).iter().map(ToString::to_string).collect();
-/// assert_eq!(order, ["[::1]:25", "192.0.2.1:25", "[::2]:25", "[::3]:25"]);
-/// ```
-pub fn interleave(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
-    let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
-    let Some(first) = addrs.first() else {
-        return addrs;
-    };
-    let first_is_v6 = first.is_ipv6();
-    let (mut preferred, mut other): (Vec<SocketAddr>, Vec<SocketAddr>) =
-        addrs.iter().partition(|a| a.is_ipv6() == first_is_v6);
-    let mut ordered = Vec::with_capacity(addrs.len());
-    preferred.reverse();
-    other.reverse();
-    while !preferred.is_empty() || !other.is_empty() {
-        ordered.extend(preferred.pop());
-        ordered.extend(other.pop());
-    }
-    ordered
 }
 
 /// Resolves `host`, then connects to `port` on its addresses with Happy Eyeballs. With `local`,

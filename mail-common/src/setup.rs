@@ -9,7 +9,7 @@
 
 use std::{
     fmt, io,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -23,6 +23,37 @@ pub use crate::timeout::SetupPhase;
 
 /// The default connection attempt delay, as RFC 8305 section 5 recommends.
 pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Orders `addrs` for connection attempts (RFC 8305 section 4): alternating between the address
+/// families, starting with the family of the first address, each family in its given order.
+/// Both drivers try addresses in this order (the tokio one racing them, the blocking one in turn).
+///
+/// ```
+/// use mail_common::setup::interleave;
+/// let addrs: Vec<std::net::SocketAddr> = ["[::1]:25", "[::2]:25", "[::3]:25", "192.0.2.1:25"]
+///     .iter()
+///     .map(|a| a.parse().unwrap())
+///     .collect();
+/// let order: Vec<String> = interleave(addrs).iter().map(ToString::to_string).collect();
+/// assert_eq!(order, ["[::1]:25", "192.0.2.1:25", "[::2]:25", "[::3]:25"]);
+/// ```
+pub fn interleave(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    let addrs: Vec<SocketAddr> = addrs.into_iter().collect();
+    let Some(first) = addrs.first() else {
+        return addrs;
+    };
+    let first_is_v6 = first.is_ipv6();
+    let (mut preferred, mut other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().partition(|a| a.is_ipv6() == first_is_v6);
+    let mut ordered = Vec::with_capacity(addrs.len());
+    preferred.reverse();
+    other.reverse();
+    while !preferred.is_empty() || !other.is_empty() {
+        ordered.extend(preferred.pop());
+        ordered.extend(other.pop());
+    }
+    ordered
+}
 
 /// Where and how to connect, for either protocol's `Session::connect`.
 ///
