@@ -30,40 +30,12 @@ use std::{
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 
+pub use crate::machine::{Protocol, SetUp};
 pub use crate::setup::{
     ConnectOptions, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
 use crate::setup::{client_config, explain_failed_handshake, interleave, server_name};
 use crate::{Machine, Security};
-
-/// What the driver needs of a protocol core besides [`Machine`]: how to build it, its standard
-/// ports, and which events end the set-up. `pop3_proto::Client` and `smtp_submit::Client`
-/// implement it.
-pub trait Protocol: Machine + Sized {
-    /// The core's configuration.
-    type Config: crate::SetupConfig;
-
-    /// The standard ports, used when [`ConnectOptions::port`] is `None`.
-    const PORTS: StandardPorts;
-
-    /// Builds the core once the connection stands (its deadlines start at `now`).
-    fn start(config: Self::Config, now: Instant) -> Self;
-
-    /// Where `event` leaves the set-up.
-    fn set_up(event: &Self::Event) -> SetUp;
-}
-
-/// Where an event leaves the session set-up, for [`Protocol::set_up`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SetUp {
-    /// Not done yet (a greeting, capabilities over plaintext).
-    Pending,
-    /// The session is ready for a login.
-    Ready,
-    /// The server refused the session (its greeting, EHLO) or closed it.
-    Refused,
-}
 
 /// What the blocking driver reports. `E` is the core's fatal error, `V` its event type, `U` its
 /// misuse type.

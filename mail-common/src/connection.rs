@@ -14,7 +14,7 @@ pub use crate::setup::{ConnectOptions, StandardPorts};
 use crate::transport::{
     self, CallTracker, DriveError, Driver, TlsConnector, TransportError, Until, Wrapping,
 };
-use crate::{Machine, Security};
+use crate::{Machine, Protocol, Security, SetupConfig};
 
 /// A session's connection: the [`Driver`] of a protocol core and the state every adapter call
 /// checks. Once a fatal error was seen (or the connection closed on purpose), every method
@@ -45,21 +45,24 @@ impl<M: Machine + fmt::Debug> fmt::Debug for Connection<M> {
 }
 
 impl<M: Machine> Connection<M> {
-    /// Connects (TCP, then TLS for [`Security::ImplicitTls`]) and wraps the core `machine`,
-    /// created once the connection stands (its deadlines start then). `greeting_wait` is the
-    /// core's greeting deadline, named in [`TransportError::NoGreeting`].
+    /// Connects (TCP, then TLS for [`Security::ImplicitTls`]: the mode `config` asks for) to
+    /// `options.port` or the protocol's standard port, and starts the core from `config` once
+    /// the connection stands (its deadlines start then). The greeting deadline of `config` is
+    /// named in [`TransportError::NoGreeting`]. The blocking driver's `open` takes the same
+    /// arguments.
     ///
     /// # Errors
     ///
     /// What [`transport::connect_from`] reports.
-    pub async fn open(
-        options: &ConnectOptions,
-        security: Security,
-        ports: StandardPorts,
-        greeting_wait: Duration,
-        machine: impl FnOnce(Instant) -> M,
-    ) -> Result<Self, TransportError> {
-        let port = options.port.unwrap_or_else(|| ports.for_security(security));
+    pub async fn open(options: &ConnectOptions, config: M::Config) -> Result<Self, TransportError>
+    where
+        M: Protocol,
+    {
+        let security = config.security();
+        let greeting_wait = config.greeting_timeout();
+        let port = options
+            .port
+            .unwrap_or_else(|| M::PORTS.for_security(security));
         let connector = transport::tls_connector(&options.trust_roots)?;
         let implicit_tls = security == Security::ImplicitTls;
         let wrapping = if implicit_tls {
@@ -79,7 +82,7 @@ impl<M: Machine> Connection<M> {
         .await?;
         tracing::debug!(tls = stream.tls_summary(), "connected");
         Ok(Self {
-            driver: Driver::new(stream, machine(Instant::now())),
+            driver: Driver::new(stream, M::start(config, Instant::now())),
             connector,
             tls_name: options.tls_name().to_owned(),
             handshake_timeout: options.timeouts.tls_handshake,

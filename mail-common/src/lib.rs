@@ -54,7 +54,7 @@ pub mod transport;
 pub use arg::{ForbiddenByte, check_arg};
 pub use class::{FailureClass, FailureKind};
 pub use line::{LineError, LineReader};
-pub use machine::{Machine, SetupConfig, Transmit};
+pub use machine::{Machine, Protocol, SetUp, SetupConfig, StandardPorts, Transmit};
 pub use secret::Secret;
 pub use security::Security;
 pub use timeout::{SetupPhase, Timeout};

@@ -15,6 +15,8 @@
 
 use std::time::Instant;
 
+use crate::Security;
+
 /// A sans-IO protocol state machine: bytes in, bytes out, deadlines as data.
 pub trait Machine {
     /// A fatal error: the peer broke the protocol, a limit was exceeded, or a deadline passed.
@@ -71,10 +73,58 @@ pub trait Machine {
 /// comes).
 pub trait SetupConfig {
     /// The security mode asked for.
-    fn security(&self) -> crate::Security;
+    fn security(&self) -> Security;
 
     /// The greeting deadline.
     fn greeting_timeout(&self) -> std::time::Duration;
+}
+
+/// What both drivers (tokio and blocking) need of a protocol core besides [`Machine`]: how to
+/// build it from its configuration, its standard ports, and which events end the set-up.
+/// `pop3_proto::Client` and `smtp_submit::Client` implement it.
+pub trait Protocol: Machine + Sized {
+    /// The core's configuration.
+    type Config: SetupConfig;
+
+    /// The standard ports, used when a connection's port is not given.
+    const PORTS: StandardPorts;
+
+    /// Builds the core once the connection stands (its deadlines start at `now`).
+    fn start(config: Self::Config, now: Instant) -> Self;
+
+    /// Where `event` leaves the set-up.
+    fn set_up(event: &Self::Event) -> SetUp;
+}
+
+/// Where an event leaves the session set-up, for [`Protocol::set_up`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetUp {
+    /// Not done yet (a greeting, capabilities over plaintext).
+    Pending,
+    /// The session is ready for a login.
+    Ready,
+    /// The server refused the session (its greeting, EHLO) or closed it.
+    Refused,
+}
+
+/// The standard ports of a protocol ([`Protocol::PORTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandardPorts {
+    /// With [`Security::ImplicitTls`].
+    pub implicit_tls: u16,
+    /// With [`Security::StartTls`] or [`Security::Plaintext`].
+    pub plain: u16,
+}
+
+impl StandardPorts {
+    /// The port for `security`.
+    pub const fn for_security(self, security: Security) -> u16 {
+        match security {
+            Security::ImplicitTls => self.implicit_tls,
+            _ => self.plain,
+        }
+    }
 }
 
 /// Outgoing bytes of a core, with cheap partial-write accounting.

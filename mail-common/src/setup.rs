@@ -18,7 +18,7 @@ use std::{
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 
-use crate::Security;
+pub use crate::machine::StandardPorts;
 pub use crate::timeout::SetupPhase;
 
 /// The default connection attempt delay, as RFC 8305 section 5 recommends.
@@ -141,25 +141,6 @@ impl ConnectOptions {
     /// The name the certificate is checked against.
     pub fn tls_name(&self) -> &str {
         self.tls_name.as_deref().unwrap_or(&self.host)
-    }
-}
-
-/// The standard ports of a protocol, for the drivers' `Connection::open`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StandardPorts {
-    /// With [`Security::ImplicitTls`].
-    pub implicit_tls: u16,
-    /// With [`Security::StartTls`] or [`Security::Plaintext`].
-    pub plain: u16,
-}
-
-impl StandardPorts {
-    /// The port for `security`.
-    pub const fn for_security(self, security: Security) -> u16 {
-        match security {
-            Security::ImplicitTls => self.implicit_tls,
-            _ => self.plain,
-        }
     }
 }
 

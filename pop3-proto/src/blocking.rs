@@ -26,13 +26,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::time::Instant;
-
 pub use mail_common::blocking::{
     ConnectOptions, SetUp, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
 
-use crate::{Client, Config, Event};
+use crate::Client;
+#[cfg(doc)]
+use crate::Event;
 
 /// A POP3 connection driving [`Client`], from `open` to `QUIT`.
 pub type Connection = mail_common::blocking::Connection<Client>;
@@ -40,25 +40,3 @@ pub type Connection = mail_common::blocking::Connection<Client>;
 /// What [`Connection`] reports; [`Error::Refused`](mail_common::blocking::Error::Refused)
 /// carries [`Event::GreetingRefused`] (or [`Event::Closed`]).
 pub type Error = mail_common::blocking::ErrorOf<Client>;
-
-impl mail_common::blocking::Protocol for Client {
-    type Config = Config;
-
-    /// POP3S (RFC 8314) and POP3 (RFC 1939).
-    const PORTS: StandardPorts = StandardPorts {
-        implicit_tls: 995,
-        plain: 110,
-    };
-
-    fn start(config: Config, now: Instant) -> Self {
-        Self::new(config, now)
-    }
-
-    fn set_up(event: &Event) -> SetUp {
-        match event {
-            Event::Ready(_) => SetUp::Ready,
-            Event::GreetingRefused(_) | Event::Closed => SetUp::Refused,
-            _ => SetUp::Pending,
-        }
-    }
-}

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Instant;
 
 use bytes::Bytes;
-use mail_common::{LineError, LineReader, Machine, Transmit};
+use mail_common::{LineError, LineReader, Machine, Protocol, SetUp, StandardPorts, Transmit};
 
 use crate::auth::{self, Exchange, Line, LoginPlan, Progress};
 use crate::body::{BodyDecoder, Decoded};
@@ -942,6 +942,29 @@ impl Machine for Client {
                 Phase::Data => Some(self.last_progress + timeouts.data),
                 _ => None,
             },
+        }
+    }
+}
+
+/// How both drivers (tokio and blocking) build and set up this client.
+impl Protocol for Client {
+    type Config = Config;
+
+    /// POP3S (RFC 8314) and POP3 (RFC 1939).
+    const PORTS: StandardPorts = StandardPorts {
+        implicit_tls: 995,
+        plain: 110,
+    };
+
+    fn start(config: Config, now: Instant) -> Self {
+        Self::new(config, now)
+    }
+
+    fn set_up(event: &Event) -> SetUp {
+        match event {
+            Event::Ready(_) => SetUp::Ready,
+            Event::GreetingRefused(_) | Event::Closed => SetUp::Refused,
+            _ => SetUp::Pending,
         }
     }
 }

@@ -38,13 +38,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::time::Instant;
-
 pub use mail_common::blocking::{
     ConnectOptions, SetUp, SetupPhase, SetupTimeouts, StandardPorts, TransportError, TrustRoots,
 };
 
-use crate::{Client, Config, Event};
+use crate::Client;
+#[cfg(doc)]
+use crate::Event;
 
 /// An SMTP submission connection driving [`Client`], from `open` to `QUIT`.
 pub type Connection = mail_common::blocking::Connection<Client>;
@@ -52,25 +52,3 @@ pub type Connection = mail_common::blocking::Connection<Client>;
 /// What [`Connection`] reports; [`Error::Refused`](mail_common::blocking::Error::Refused)
 /// carries [`Event::GreetingRefused`], [`Event::SessionFailed`] or [`Event::Closed`].
 pub type Error = mail_common::blocking::ErrorOf<Client>;
-
-impl mail_common::blocking::Protocol for Client {
-    type Config = Config;
-
-    /// Submissions (RFC 8314) and submission (RFC 6409).
-    const PORTS: StandardPorts = StandardPorts {
-        implicit_tls: 465,
-        plain: 587,
-    };
-
-    fn start(config: Config, now: Instant) -> Self {
-        Self::new(config, now)
-    }
-
-    fn set_up(event: &Event) -> SetUp {
-        match event {
-            Event::Ready(_) => SetUp::Ready,
-            Event::GreetingRefused(_) | Event::SessionFailed(_) | Event::Closed => SetUp::Refused,
-            _ => SetUp::Pending,
-        }
-    }
-}

@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use mail_common::sasl::{self, AuthExchange, AuthLine, Credentials, Mechanism, SaslClient};
-use mail_common::{Machine, Transmit, check_arg};
+use mail_common::{Machine, Protocol, SetUp, StandardPorts, Transmit, check_arg};
 
 use crate::auth::{AuthMethod, FRAMING};
 use crate::body::{BodyEncoder, Framing, normalized_len};
@@ -1674,6 +1674,29 @@ impl Machine for Client {
         match (reply, self.stall_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How both drivers (tokio and blocking) build and set up this client.
+impl Protocol for Client {
+    type Config = Config;
+
+    /// Submissions (RFC 8314) and submission (RFC 6409).
+    const PORTS: StandardPorts = StandardPorts {
+        implicit_tls: 465,
+        plain: 587,
+    };
+
+    fn start(config: Config, now: Instant) -> Self {
+        Self::new(config, now)
+    }
+
+    fn set_up(event: &Event) -> SetUp {
+        match event {
+            Event::Ready(_) => SetUp::Ready,
+            Event::GreetingRefused(_) | Event::SessionFailed(_) | Event::Closed => SetUp::Refused,
+            _ => SetUp::Pending,
         }
     }
 }

@@ -36,7 +36,7 @@ mod retrieve;
 use std::{collections::VecDeque, time::Duration, time::Instant};
 
 pub use mail_common::connection::ConnectOptions;
-use mail_common::connection::{Connection, StandardPorts};
+use mail_common::connection::Connection;
 use mail_common::sasl::Credentials;
 pub use mail_common::transport::{
     Cancelled, SetupPhase, SetupTimeouts, TransportError, TrustRoots,
@@ -48,12 +48,6 @@ pub use self::retrieve::{Fetched, MessageReader, Retrieval, RetrievalEvent};
 use crate::{
     AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Login, Response,
     ScanEntry, UidEntry,
-};
-
-/// POP3S (RFC 8314) and POP3 (RFC 1939).
-const PORTS: StandardPorts = StandardPorts {
-    implicit_tls: 995,
-    plain: 110,
 };
 
 /// Answer to `STAT`.
@@ -99,11 +93,8 @@ impl Session {
             let limits = &config.limits;
             let max_outstanding = (limits.max_in_flight.saturating_mul(2))
                 .clamp(1, limits.max_queued_commands.max(1));
-            let (reply_timeout, greeting_wait) = (config.timeouts.reply, config.timeouts.greeting);
-            let conn = Connection::open(options, config.security, PORTS, greeting_wait, |now| {
-                Client::new(config, now)
-            })
-            .await?;
+            let reply_timeout = config.timeouts.reply;
+            let conn = Connection::open(options, config).await?;
             let mut greeting = None;
             let mut session = Self {
                 conn,

@@ -44,7 +44,7 @@ mod send;
 use std::time::{Duration, Instant};
 
 pub use mail_common::connection::ConnectOptions;
-use mail_common::connection::{Connection, StandardPorts};
+use mail_common::connection::Connection;
 use mail_common::sasl::{Credentials, Mechanism};
 use mail_common::transport::Until;
 pub use mail_common::transport::{
@@ -54,12 +54,6 @@ use tracing::Instrument;
 
 pub use self::error::{ConnectionError, Error, Stage, Timeout};
 use crate::{AuthMethod, Capabilities, Client, Config, Event, Misuse, Reply};
-
-/// Submissions (RFC 8314) and submission (RFC 6409).
-const PORTS: StandardPorts = StandardPorts {
-    implicit_tls: 465,
-    plain: 587,
-};
 
 /// How long a session the server refused may take to answer QUIT before it is just dropped.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
@@ -87,11 +81,7 @@ impl Session {
             security = ?config.security,
         );
         async {
-            let greeting = config.timeouts.greeting;
-            let conn = Connection::open(options, config.security, PORTS, greeting, |now| {
-                Client::new(config, now)
-            })
-            .await?;
+            let conn = Connection::open(options, config).await?;
             let mut session = Self {
                 conn,
                 capabilities: Capabilities::default(),
