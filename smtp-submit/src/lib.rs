@@ -171,7 +171,7 @@ pub use envelope::{
     Address, BodyType, ClientName, Envelope, InvalidValue, MAX_ADDRESS_LEN, MAX_CLIENT_NAME_LEN,
     MailOptions, Notify, Recipient, Ret, xtext,
 };
-pub use error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected};
+pub use error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected, Stage};
 pub use event::{
     AuthFailure, Event, MessageOutcome, RecipientOutcome, SessionFailure, TransactionFailure,
     TransactionId,
