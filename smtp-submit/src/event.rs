@@ -100,9 +100,13 @@ pub enum RecipientOutcome {
     /// pipelined behind it, usually `503 sender not yet given`. It says nothing about the
     /// recipient.
     SenderRefused(Reply),
-    /// Never sent to the server (only in the tokio adapter's reports): the session could not
-    /// take another transaction (RFC 9422 `MAILMAX` reached, or the session ended). Try again
-    /// on a new connection.
+    /// Never sent to the server (only in reports of [`RecipientBatches`] and
+    /// [`PipelinedReports`], as the tokio adapter's): the session could not take another
+    /// transaction (RFC 9422 `MAILMAX` reached, or the session ended). Try again on a new
+    /// connection.
+    ///
+    /// [`RecipientBatches`]: crate::RecipientBatches
+    /// [`PipelinedReports`]: crate::PipelinedReports
     NotAttempted,
 }
 

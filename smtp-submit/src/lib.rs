@@ -157,6 +157,7 @@ mod event;
 mail_common::internal_modules!(body, capabilities, reply);
 #[cfg(feature = "blocking")]
 pub mod blocking;
+mod pipelined;
 mod report;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -180,6 +181,7 @@ pub use mail_common::Machine;
 pub use mail_common::sasl::{
     AuthAbort, AuthViolation, Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError,
 };
+pub use pipelined::PipelinedReports;
 pub use reply::{Category, EnhancedStatusCode, MalformedReply, Reply};
 pub use report::{NotSent, RecipientBatches, RecipientReport, ReportCollector, SendReport};
 
