@@ -22,8 +22,9 @@ impl Session {
     ///   message does not affect its neighbours. When the server ends the session (421) with
     ///   messages in flight, those are reported failed with
     ///   [`TransactionFailure::ServiceClosing`](crate::TransactionFailure::ServiceClosing) and
-    ///   recipients it never answered are [`RecipientOutcome::NotAttempted`]; the messages
-    ///   before were answered before the 421 and stand.
+    ///   recipients it never answered are
+    ///   [`RecipientOutcome::NotAttempted`](crate::RecipientOutcome::NotAttempted); the
+    ///   messages before were answered before the 421 and stand.
     /// - `Err(Error::Misuse(..))`: refused before anything was sent (no recipients, more than
     ///   `LIMITS RCPTMAX`, content the server cannot take, ...); the others go on.
     /// - `Err(..)` with the session's own error (I/O, timeout, protocol): the connection failed
@@ -34,6 +35,8 @@ impl Session {
     /// server's `LIMITS RCPTMAX` is [`Misuse::TooManyRecipients`].
     ///
     /// The outer `Err` is only for a session that was unusable from the start.
+    ///
+    /// Other drivers (the blocking one) keep the same books with [`PipelinedReports`].
     ///
     /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
     /// with [`Error::Cancelled`]; which messages were delivered is unknown.
