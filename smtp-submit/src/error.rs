@@ -73,6 +73,46 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// The step of the session a server refusal belongs to: the greeting, a command of the session
+/// set-up, NOOP or RSET, or the 421 that closes the service. [`SessionFailure::refusal`] says
+/// which one a [`SessionFailure`] is; the tokio adapter's `Error::Refused` carries it. Its
+/// `Display` is the word a message puts before "refused" ("EHLO refused: 550 ...").
+///
+/// [`SessionFailure`]: crate::SessionFailure
+/// [`SessionFailure::refusal`]: crate::SessionFailure::refusal
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The greeting (typically 554: the server will not talk to this client).
+    Greeting,
+    /// EHLO.
+    Ehlo,
+    /// HELO, the fallback for servers that do not know EHLO.
+    Helo,
+    /// STARTTLS.
+    StartTls,
+    /// NOOP.
+    Noop,
+    /// RSET.
+    Rset,
+    /// The server closed the service (421) between commands.
+    ServiceClosing,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Greeting => "greeting",
+            Self::Ehlo => "EHLO",
+            Self::Helo => "HELO",
+            Self::StartTls => "STARTTLS",
+            Self::Noop => "NOOP",
+            Self::Rset => "RSET",
+            Self::ServiceClosing => "service",
+        })
+    }
+}
+
 /// A fatal error: the session cannot continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

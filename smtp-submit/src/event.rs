@@ -9,6 +9,7 @@ use mail_common::sasl::{AuthAbort, Mechanism, OAuthErrorChallenge};
 
 use crate::capabilities::Capabilities;
 use crate::envelope::Address;
+use crate::error::Stage;
 use crate::reply::Reply;
 
 /// Identifies one mail transaction (one message).
@@ -99,9 +100,13 @@ pub enum RecipientOutcome {
     /// pipelined behind it, usually `503 sender not yet given`. It says nothing about the
     /// recipient.
     SenderRefused(Reply),
-    /// Never sent to the server (only in the tokio adapter's reports): the session could not
-    /// take another transaction (RFC 9422 `MAILMAX` reached, or the session ended). Try again
-    /// on a new connection.
+    /// Never sent to the server (only in reports of [`RecipientBatches`] and
+    /// [`PipelinedReports`], as the tokio adapter's): the session could not take another
+    /// transaction (RFC 9422 `MAILMAX` reached, or the session ended). Try again on a new
+    /// connection.
+    ///
+    /// [`RecipientBatches`]: crate::RecipientBatches
+    /// [`PipelinedReports`]: crate::PipelinedReports
     NotAttempted,
 }
 
@@ -214,6 +219,20 @@ pub enum AuthFailure {
     },
 }
 
+/// The server's words, and the client's reason when it cancelled ("cancelled (...); server:
+/// 535 ...").
+impl fmt::Display for AuthFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(reply) => write!(f, "{reply}"),
+            Self::Cancelled { error, reply } => write!(f, "cancelled ({error}); server: {reply}"),
+            Self::TokenRefused { error, reply } => {
+                write!(f, "token refused ({error}); server: {reply}")
+            }
+        }
+    }
+}
+
 /// Why the session ended before it could be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -225,4 +244,64 @@ pub enum SessionFailure {
     /// The server is shutting down (421 after the greeting; a 421 greeting is
     /// [`Event::GreetingRefused`]).
     ServiceNotAvailable(Reply),
+}
+
+impl SessionFailure {
+    /// The step the server refused and its reply: EHLO, HELO, or the service itself (421,
+    /// [`Stage::ServiceClosing`]). `None` is for a failure that is not a refusal (none yet).
+    #[must_use]
+    pub const fn refusal(&self) -> Option<(Stage, &Reply)> {
+        match self {
+            Self::EhloRefused(reply) => Some((Stage::Ehlo, reply)),
+            Self::HeloRefused(reply) => Some((Stage::Helo, reply)),
+            Self::ServiceNotAvailable(reply) => Some((Stage::ServiceClosing, reply)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuthFailure, SessionFailure};
+    use crate::Stage;
+    use crate::reply::{Reply, ReplyReader};
+
+    fn reply(text: &str) -> Reply {
+        let mut reader = ReplyReader::new(512);
+        reader.extend(text.as_bytes());
+        reader.next_reply(10).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_session_failure_names_the_refused_step_and_its_reply() {
+        for (failure, stage, code) in [
+            (
+                SessionFailure::EhloRefused(reply("550 no\r\n")),
+                Stage::Ehlo,
+                550,
+            ),
+            (
+                SessionFailure::HeloRefused(reply("501 no\r\n")),
+                Stage::Helo,
+                501,
+            ),
+            (
+                SessionFailure::ServiceNotAvailable(reply("421 bye\r\n")),
+                Stage::ServiceClosing,
+                421,
+            ),
+        ] {
+            let (got, got_reply) = failure.refusal().unwrap();
+            assert_eq!((got, got_reply.code()), (stage, code));
+        }
+        assert_eq!(
+            format!("{} refused", Stage::ServiceClosing),
+            "service refused"
+        );
+    }
+
+    #[test]
+    fn a_refused_auth_reads_as_the_servers_reply() {
+        let refused = AuthFailure::Refused(reply("535 5.7.8 bad credentials\r\n"));
+        assert_eq!(refused.to_string(), "535 5.7.8 bad credentials");
+    }
 }

@@ -157,6 +157,7 @@ mod event;
 mail_common::internal_modules!(body, capabilities, reply);
 #[cfg(feature = "blocking")]
 pub mod blocking;
+mod pipelined;
 mod report;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -171,7 +172,7 @@ pub use envelope::{
     Address, BodyType, ClientName, Envelope, InvalidValue, MAX_ADDRESS_LEN, MAX_CLIENT_NAME_LEN,
     MailOptions, Notify, Recipient, Ret, xtext,
 };
-pub use error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected};
+pub use error::{Argument, Extension, Misuse, Phase, ProtocolError, Rejected, Stage};
 pub use event::{
     AuthFailure, Event, MessageOutcome, RecipientOutcome, SessionFailure, TransactionFailure,
     TransactionId,
@@ -180,6 +181,7 @@ pub use mail_common::Machine;
 pub use mail_common::sasl::{
     AuthAbort, AuthViolation, Credentials, Mechanism, NonceSource, OAuthErrorChallenge, SaslError,
 };
+pub use pipelined::PipelinedReports;
 pub use reply::{Category, EnhancedStatusCode, MalformedReply, Reply};
 pub use report::{NotSent, RecipientBatches, RecipientReport, ReportCollector, SendReport};
 

@@ -326,6 +326,27 @@ impl ReportCollector {
         }
     }
 
+    /// The transaction this collector gathers the events of.
+    pub const fn transaction(&self) -> TransactionId {
+        self.transaction
+    }
+
+    /// `report` (this collector's) with one entry per recipient: those the server never
+    /// answered (it ended the session first) are [`RecipientOutcome::NotAttempted`]. (Those
+    /// behind a refused `MAIL FROM` got its refusal from [`ReportCollector::take`].)
+    pub(crate) fn fill_not_attempted(&self, mut report: SendReport) -> SendReport {
+        if report.recipients.len() < self.addresses.len() {
+            fill_unanswered(
+                &mut report.recipients,
+                &self.addresses,
+                report.transaction,
+                || RecipientOutcome::NotAttempted,
+            );
+            report.recipients.sort_by_key(|r| r.index);
+        }
+        report
+    }
+
     /// Gives every recipient that got no `RCPT` reply because `MAIL FROM` was refused (no
     /// PIPELINING) that refusal as its outcome, so each recipient appears once.
     fn sender_refused(&mut self, reply: &Reply) {
@@ -340,7 +361,7 @@ impl ReportCollector {
 
 /// Adds a report with `outcome()` for every one of `addresses` (by index) that `recipients`
 /// does not answer yet, so each recipient of a transaction appears exactly once.
-pub(crate) fn fill_unanswered(
+fn fill_unanswered(
     recipients: &mut Vec<RecipientReport>,
     addresses: &[Address],
     transaction: TransactionId,

@@ -1,19 +1,22 @@
 //! The blocking driver (`smtp_submit::blocking`, feature `blocking`) against the test ground's
 //! Postfix and scripted hostile servers: the STARTTLS set-up reaches ready over TLS, a wrong
 //! TLS mode for the port gets the tokio adapter's diagnosis, bytes after the STARTTLS reply
-//! abort, and a refused greeting is an error after which QUIT still went out. Nothing is sent
-//! to any mailbox.
+//! abort, a refused greeting is an error after which QUIT still went out, and messages
+//! pipelined with the core's `PipelinedReports` each get their own report. Nothing is sent to
+//! any mailbox (the pipelined messages go to the sink domain, which Postfix discards).
 
 use std::time::{Duration, Instant};
 
 use mail_testground::hostile::{HostileServer, Pki, Step, Transcript};
-use mail_testground::{HOST, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS, TLS_NAME};
+use mail_testground::{
+    GRACE, HOST, POSTFIX_SUBMISSION, POSTFIX_SUBMISSIONS, SINK_DOMAIN, TLS_NAME,
+};
 use smtp_submit::blocking::{
     ConnectOptions, Connection, Error, SetupTimeouts, TransportError, TrustRoots,
 };
 use smtp_submit::{
-    Address, ClientName, Config, Envelope, Event, MailOptions, Phase, ProtocolError, Security,
-    Timeouts,
+    Address, AuthMethod, ClientName, Config, Credentials, Envelope, Event, MailOptions, Phase,
+    PipelinedReports, ProtocolError, Security, SendReport, Timeouts,
 };
 
 const DEADLINE: Duration = Duration::from_millis(1500);
@@ -43,6 +46,80 @@ fn starttls_reaches_ready_over_tls_then_quits() {
     // Postfix offers AUTH only over TLS: seeing it proves the EHLO after the upgrade.
     assert!(!caps.auth_mechanisms().is_empty(), "{caps:?}");
     assert!(!caps.starttls(), "{caps:?}");
+    conn.machine().quit(Instant::now()).unwrap();
+    while !matches!(conn.next_event().unwrap(), Event::Closed) {}
+}
+
+#[test]
+fn three_messages_pipelined_each_get_their_own_report() {
+    mail_testground::require(&[POSTFIX_SUBMISSION]);
+    let mut conn = Connection::open(
+        &options(POSTFIX_SUBMISSION.port),
+        config(Security::StartTls),
+    )
+    .expect("STARTTLS set-up");
+    let caps = conn.machine_ref().capabilities().expect("capabilities");
+    assert!(caps.pipelining() && caps.chunking(), "{caps:?}");
+    let credentials = Credentials::password(GRACE.name, GRACE.password);
+    conn.machine()
+        .authenticate(Instant::now(), &credentials, AuthMethod::Auto, &[])
+        .unwrap();
+    loop {
+        match conn.next_event().unwrap() {
+            Event::Authenticated { .. } => break,
+            event @ (Event::AuthFailed { .. } | Event::SessionFailed(_) | Event::Closed) => {
+                panic!("AUTH: {event:?}")
+            }
+            _ => {}
+        }
+    }
+
+    let sink = |local: &str| Address::new(format!("{local}@{SINK_DOMAIN}")).unwrap();
+    let mut reports = PipelinedReports::new();
+    for index in 0..3 {
+        let envelope = Envelope::new(Some(Address::new(GRACE.address).unwrap()))
+            .with_recipient(sink(&format!("blocking{index}a")))
+            .with_recipient(sink(&format!("blocking{index}b")));
+        let body = format!("Subject: blocking pipelined {index}\r\n\r\n.{index}\r\n");
+        let id = conn
+            .machine()
+            .send_mail_bytes(
+                Instant::now(),
+                envelope.clone(),
+                MailOptions::default(),
+                body.as_bytes(),
+            )
+            .expect("room in the window");
+        reports.start(index, id, &envelope);
+    }
+    // All three were started before any reply was read: they are in flight together.
+    assert_eq!(reports.len(), 3);
+    let mut done: Vec<Option<SendReport>> = vec![None, None, None];
+    while !reports.is_empty() {
+        let event = conn.next_event().unwrap();
+        assert!(
+            !matches!(event, Event::SessionFailed(_) | Event::Closed),
+            "{event:?}"
+        );
+        if let Some((index, report)) = reports.take(event) {
+            assert!(done[index].is_none(), "message {index} reported twice");
+            done[index] = Some(report);
+        }
+    }
+    for (index, report) in done.into_iter().enumerate() {
+        let report = report.unwrap_or_else(|| panic!("message {index} has no report"));
+        assert!(report.is_sent(), "message {index}: {report:?}");
+        let accepted: Vec<String> = report.accepted().map(ToString::to_string).collect();
+        assert_eq!(
+            accepted,
+            [
+                format!("blocking{index}a@{SINK_DOMAIN}"),
+                format!("blocking{index}b@{SINK_DOMAIN}")
+            ],
+            "message {index}: {report:?}"
+        );
+        assert!(report.recipients.iter().all(|r| report.delivered(r)));
+    }
     conn.machine().quit(Instant::now()).unwrap();
     while !matches!(conn.next_event().unwrap(), Event::Closed) {}
 }

@@ -1,46 +1,12 @@
 //! [`Error`], what stops a [`Session`](super::Session) call.
 
-use std::{fmt, io};
+use std::io;
 
 use mail_common::FailureKind;
 use mail_common::sasl::Mechanism;
 use mail_common::transport::{Cancelled, DriveError, TransportError};
 
-use crate::{AuthFailure, Misuse, NotSent, Phase, ProtocolError, Reply, SessionFailure};
-
-/// A step of the session a server refusal belongs to (see [`Error::Refused`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Stage {
-    /// The greeting (typically 554: the server will not talk to this client).
-    Greeting,
-    /// EHLO.
-    Ehlo,
-    /// HELO, the fallback for servers that do not know EHLO.
-    Helo,
-    /// STARTTLS.
-    StartTls,
-    /// NOOP.
-    Noop,
-    /// RSET.
-    Rset,
-    /// The server closed the service (421) between commands.
-    ServiceClosing,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Greeting => "greeting",
-            Self::Ehlo => "EHLO",
-            Self::Helo => "HELO",
-            Self::StartTls => "STARTTLS",
-            Self::Noop => "NOOP",
-            Self::Rset => "RSET",
-            Self::ServiceClosing => "service",
-        })
-    }
-}
+use crate::{AuthFailure, Misuse, NotSent, Phase, ProtocolError, Reply, SessionFailure, Stage};
 
 /// Set-up, I/O or a deadline: the connection is gone ([`Error::Connection`]). Whether a
 /// message in flight was delivered is then unknown unless its report says so.
@@ -78,7 +44,7 @@ pub enum Error {
     /// AUTH failed (wrong credentials: 535; mechanism too weak: 534; temporary: 454). The
     /// session stays usable. (A server that could not prove it knows the password is
     /// [`Error::Protocol`] with [`ProtocolError::Auth`], which ends it.)
-    #[error("AUTH {} failed: {}", mechanism.name(), describe_auth_failure(failure))]
+    #[error("AUTH {} failed: {failure}", mechanism.name())]
     Auth {
         /// The mechanism tried.
         mechanism: Mechanism,
@@ -105,16 +71,6 @@ pub enum Error {
     /// session goes on.
     #[error(transparent)]
     NotSent(NotSent),
-}
-
-fn describe_auth_failure(failure: &AuthFailure) -> String {
-    match failure {
-        AuthFailure::Refused(reply) => reply.to_string(),
-        AuthFailure::Cancelled { error, reply } => format!("cancelled ({error}); server: {reply}"),
-        AuthFailure::TokenRefused { error, reply } => {
-            format!("token refused ({error}); server: {reply}")
-        }
-    }
 }
 
 impl Error {
@@ -168,16 +124,14 @@ impl Error {
         }
     }
 
-    pub(super) fn from_session_failure(failure: Option<SessionFailure>) -> Self {
-        let refused = |stage, reply| Self::Refused { stage, reply };
-        match failure {
-            Some(SessionFailure::EhloRefused(reply)) => refused(Stage::Ehlo, reply),
-            Some(SessionFailure::HeloRefused(reply)) => refused(Stage::Helo, reply),
-            Some(SessionFailure::ServiceNotAvailable(reply)) => {
-                refused(Stage::ServiceClosing, reply)
-            }
-            _ => Self::Closed,
-        }
+    /// [`Error::Refused`] for a refusal that ended the session, else [`Error::Closed`].
+    pub(super) fn from_session_failure(failure: Option<&SessionFailure>) -> Self {
+        failure
+            .and_then(SessionFailure::refusal)
+            .map_or(Self::Closed, |(stage, reply)| Self::Refused {
+                stage,
+                reply: reply.clone(),
+            })
     }
 }
 

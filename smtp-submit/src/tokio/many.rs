@@ -1,24 +1,11 @@
 //! Many messages over one session with transactions pipelined across (RFC 2920): see
 //! [`Session::send_many`].
 
-use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
 use super::{ConnectionError, Error, Session};
-use crate::{
-    Address, Envelope, Event, MailOptions, Misuse, RecipientOutcome, ReportCollector, SendReport,
-    TransactionId,
-};
-
-/// A message started and not yet answered: its place in the results, its events so far, and
-/// its recipients (for those the server never answered).
-struct InFlight {
-    index: usize,
-    transaction: TransactionId,
-    collector: ReportCollector,
-    addresses: Vec<Address>,
-}
+use crate::{Envelope, MailOptions, Misuse, PipelinedReports, SendReport};
 
 impl Session {
     /// Sends messages held in memory over this session, several transactions in flight at once
@@ -35,8 +22,9 @@ impl Session {
     ///   message does not affect its neighbours. When the server ends the session (421) with
     ///   messages in flight, those are reported failed with
     ///   [`TransactionFailure::ServiceClosing`](crate::TransactionFailure::ServiceClosing) and
-    ///   recipients it never answered are [`RecipientOutcome::NotAttempted`]; the messages
-    ///   before were answered before the 421 and stand.
+    ///   recipients it never answered are
+    ///   [`RecipientOutcome::NotAttempted`](crate::RecipientOutcome::NotAttempted); the
+    ///   messages before were answered before the 421 and stand.
     /// - `Err(Error::Misuse(..))`: refused before anything was sent (no recipients, more than
     ///   `LIMITS RCPTMAX`, content the server cannot take, ...); the others go on.
     /// - `Err(..)` with the session's own error (I/O, timeout, protocol): the connection failed
@@ -47,6 +35,8 @@ impl Session {
     /// server's `LIMITS RCPTMAX` is [`Misuse::TooManyRecipients`].
     ///
     /// The outer `Err` is only for a session that was unusable from the start.
+    ///
+    /// Other drivers (the blocking one) keep the same books with [`PipelinedReports`].
     ///
     /// Cancel safety: not cancel-safe. Dropped part way, the session answers every later call
     /// with [`Error::Cancelled`]; which messages were delivered is unknown.
@@ -70,7 +60,7 @@ impl Session {
     ) -> Result<Vec<Result<SendReport, Error>>, Error> {
         self.take_arrived().await?;
         let mut results: Vec<Option<Result<SendReport, Error>>> = Vec::new();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut in_flight = PipelinedReports::new();
         // A message the window had no room for yet.
         let mut held = None;
         let mut ended = false;
@@ -80,11 +70,6 @@ impl Session {
                     results.push(Some(Err(Error::Closed)));
                     continue;
                 }
-                let addresses: Vec<Address> = envelope
-                    .recipients()
-                    .iter()
-                    .map(|r| r.address().clone())
-                    .collect();
                 let started = self.client_mut().send_mail_bytes(
                     Instant::now(),
                     envelope.clone(),
@@ -93,13 +78,7 @@ impl Session {
                 );
                 match started {
                     Ok(id) => {
-                        tracing::trace!(transaction = %id, "started");
-                        in_flight.push_back(InFlight {
-                            index: results.len(),
-                            transaction: id,
-                            collector: ReportCollector::new(id, &envelope),
-                            addresses,
-                        });
+                        in_flight.start(results.len(), id, &envelope);
                         results.push(None);
                     }
                     Err(rejected)
@@ -119,29 +98,13 @@ impl Session {
             if in_flight.is_empty() {
                 break;
             }
-            let done = self
-                .wait(|event| {
-                    let transaction = match &event {
-                        Event::Recipient { transaction, .. }
-                        | Event::MessageDone { transaction, .. } => *transaction,
-                        _ => return None,
-                    };
-                    let position = in_flight
-                        .iter()
-                        .position(|m| m.transaction == transaction)?;
-                    let report = in_flight[position].collector.take(event)?;
-                    in_flight.remove(position).map(|m| (m, report))
-                })
-                .await;
-            match done {
-                Ok((message, report)) => {
-                    results[message.index] = Some(Ok(complete(report, &message.addresses)));
-                }
+            match self.wait(|event| in_flight.take(event)).await {
+                Ok((index, report)) => results[index] = Some(Ok(report)),
                 Err(error) => {
                     // The connection failed with these still unanswered: their fate is unknown.
                     tracing::debug!(%error, unanswered = in_flight.len(), "session ended");
-                    for message in in_flight.drain(..) {
-                        results[message.index] = Some(Err(duplicate(&error)));
+                    for index in in_flight.drain_unanswered() {
+                        results[index] = Some(Err(duplicate(&error)));
                     }
                     ended = true;
                 }
@@ -152,19 +115,6 @@ impl Session {
             .map(|result| result.unwrap_or(Err(Error::Closed)))
             .collect())
     }
-}
-
-/// One entry per recipient: those the server never answered (it ended the session first) are
-/// not attempted. (Those behind a refused `MAIL FROM` got its refusal from the collector.)
-fn complete(mut report: SendReport, addresses: &[Address]) -> SendReport {
-    if report.recipients.len() < addresses.len() {
-        let transaction = report.transaction;
-        crate::report::fill_unanswered(&mut report.recipients, addresses, transaction, || {
-            RecipientOutcome::NotAttempted
-        });
-        report.recipients.sort_by_key(|r| r.index);
-    }
-    report
 }
 
 /// The session's error again, for each message it left unanswered.

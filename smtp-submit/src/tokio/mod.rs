@@ -52,7 +52,8 @@ pub use mail_common::transport::{
 };
 use tracing::Instrument;
 
-pub use self::error::{ConnectionError, Error, Stage, Timeout};
+pub use self::error::{ConnectionError, Error, Timeout};
+pub use crate::Stage;
 use crate::{AuthMethod, Capabilities, Client, Config, Event, Misuse, Reply};
 
 /// How long a session the server refused may take to answer QUIT before it is just dropped.
@@ -92,7 +93,7 @@ impl Session {
                 .set_up(|event| match event {
                     Event::Ready(capabilities) => Some(Ok(capabilities)),
                     Event::SessionFailed(reason) => {
-                        Some(Err(Error::from_session_failure(Some(reason))))
+                        Some(Err(Error::from_session_failure(Some(&reason))))
                     }
                     Event::GreetingRefused(reply) => Some(Err(Error::Refused {
                         stage: Stage::Greeting,
@@ -337,7 +338,7 @@ impl Session {
             Until::Done(Err(failure)) => {
                 tracing::debug!(?failure, "session ended");
                 self.conn.close().await;
-                Err(Error::from_session_failure(failure))
+                Err(Error::from_session_failure(failure.as_ref()))
             }
             Until::Other(out) => Ok(Until::Other(out)),
         }
