@@ -14,10 +14,10 @@ use crate::{Envelope, Event, ReportCollector, SendReport, TransactionId};
 /// its transaction ends. Replies may come back for several messages before the first is done;
 /// each goes to its own message.
 ///
-/// A report is as [`ReportCollector`] makes it, with one addition: when the server ends the
-/// session (421) before answering some `RCPT` of a message in flight, those recipients are
-/// [`RecipientOutcome::NotAttempted`](crate::RecipientOutcome::NotAttempted), so every
-/// recipient of every message appears once. When the connection fails instead, no event ends
+/// A report is as [`ReportCollector`] makes it: every recipient of every message appears once
+/// (one the server never answered before a 421 is
+/// [`RecipientOutcome::NotAttempted`](crate::RecipientOutcome::NotAttempted)). When the
+/// connection fails instead, no event ends
 /// the messages still in flight; [`PipelinedReports::drain_unanswered`] names them, and whether
 /// the server delivered them is unknown.
 ///
@@ -123,7 +123,7 @@ impl PipelinedReports {
             .position(|m| m.collector.transaction() == transaction)?;
         let report = self.in_flight[position].collector.take(event)?;
         let message = self.in_flight.remove(position)?;
-        Some((message.index, message.collector.fill_not_attempted(report)))
+        Some((message.index, report))
     }
 
     /// True when no message is in flight: every one started has its report.
@@ -316,6 +316,44 @@ mod tests {
         assert_eq!(
             outcomes(&done[2].1),
             [("e@example.org", &RecipientOutcome::NotAttempted)]
+        );
+    }
+
+    /// `send_bytes` and `send` build their report with a bare [`crate::ReportCollector`]: it
+    /// lists every recipient after a 421 too, as `send_many`'s reports do.
+    #[test]
+    fn one_collector_lists_the_recipients_a_421_left_unanswered() {
+        let mut client = ready();
+        let message = envelope(&["c@example.org", "d@example.org"]);
+        let id = client
+            .send_mail_bytes(
+                Instant::now(),
+                message.clone(),
+                MailOptions::default(),
+                b"x\r\n",
+            )
+            .unwrap();
+        while let Some(bytes) = client.poll_transmit() {
+            let written = bytes.len();
+            client.advance_transmit(written);
+        }
+        let mut collector = crate::ReportCollector::new(id, &message);
+        client
+            .handle_input(
+                Instant::now(),
+                b"250 Ok\r\n250 Ok\r\n421 4.3.2 shutting down\r\n",
+            )
+            .unwrap();
+        let report = std::iter::from_fn(|| client.poll_event())
+            .find_map(|event| collector.take(event))
+            .expect("the 421 ends the transaction");
+        assert!(!report.is_sent());
+        let outcomes = outcomes(&report);
+        assert_eq!(outcomes.len(), 2, "{report:?}");
+        assert!(outcomes[0].1.is_accepted());
+        assert_eq!(
+            outcomes[1],
+            ("d@example.org", &RecipientOutcome::NotAttempted)
         );
     }
 

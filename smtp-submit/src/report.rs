@@ -287,7 +287,9 @@ impl ReportCollector {
     }
 
     /// Takes one event (events of other transactions are ignored); returns the report once the
-    /// transaction is over.
+    /// transaction is over. The report has one entry per recipient of the envelope: one the
+    /// server never answered (it ended the session first) is
+    /// [`RecipientOutcome::NotAttempted`]; behind a refused `MAIL FROM`, each has that refusal.
     pub fn take(&mut self, event: Event) -> Option<SendReport> {
         match event {
             Event::Recipient {
@@ -313,6 +315,10 @@ impl ReportCollector {
                 if let MessageOutcome::Failed(TransactionFailure::MailRejected(reply)) = &outcome {
                     self.sender_refused(reply);
                 }
+                // The server ended the session (421) before answering every RCPT.
+                fill_unanswered(&mut self.recipients, &self.addresses, transaction, || {
+                    RecipientOutcome::NotAttempted
+                });
                 self.recipients.sort_by_key(|r| r.index);
                 Some(SendReport {
                     transaction,
@@ -329,22 +335,6 @@ impl ReportCollector {
     /// The transaction this collector gathers the events of.
     pub const fn transaction(&self) -> TransactionId {
         self.transaction
-    }
-
-    /// `report` (this collector's) with one entry per recipient: those the server never
-    /// answered (it ended the session first) are [`RecipientOutcome::NotAttempted`]. (Those
-    /// behind a refused `MAIL FROM` got its refusal from [`ReportCollector::take`].)
-    pub(crate) fn fill_not_attempted(&self, mut report: SendReport) -> SendReport {
-        if report.recipients.len() < self.addresses.len() {
-            fill_unanswered(
-                &mut report.recipients,
-                &self.addresses,
-                report.transaction,
-                || RecipientOutcome::NotAttempted,
-            );
-            report.recipients.sort_by_key(|r| r.index);
-        }
-        report
     }
 
     /// Gives every recipient that got no `RCPT` reply because `MAIL FROM` was refused (no
