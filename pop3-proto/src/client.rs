@@ -213,6 +213,11 @@ impl Client {
         self.config.pipelining && self.logged_in && self.caps.as_ref().is_some_and(|c| c.pipelining)
     }
 
+    /// The configuration, for the caller-side helpers ([`crate::Batch`]).
+    pub(crate) const fn config(&self) -> &Config {
+        &self.config
+    }
+
     // ---- polls ----
 
     /// The next event, if any.

@@ -111,6 +111,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod batch;
 mod capabilities;
 mod client;
 mod command;
@@ -124,6 +125,7 @@ pub mod blocking;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use batch::{Batch, BatchKind};
 pub use capabilities::{Capabilities, Capability, Expire, OtherCapability, Policy};
 pub use client::Client;
 pub use command::{AuthMethod, Command, CommandId, Login};

@@ -33,7 +33,7 @@
 mod error;
 mod retrieve;
 
-use std::{collections::VecDeque, time::Duration, time::Instant};
+use std::{time::Duration, time::Instant};
 
 pub use mail_common::connection::ConnectOptions;
 use mail_common::connection::{Connection, StandardPorts};
@@ -46,8 +46,8 @@ use tracing::Instrument as _;
 pub use self::error::{ConnectionError, Error, Timeout};
 pub use self::retrieve::{Fetched, MessageReader, Retrieval, RetrievalEvent};
 use crate::{
-    AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Login, Response,
-    ScanEntry, UidEntry,
+    AuthMethod, Batch, BatchKind, Capabilities, Client, Command, CommandId, Config, Event, Login,
+    Response, ScanEntry, UidEntry,
 };
 
 /// POP3S (RFC 8314) and POP3 (RFC 1939).
@@ -74,8 +74,6 @@ pub struct Session {
     conn: Connection<Client>,
     greeting: Response,
     reply_timeout: Duration,
-    /// Pipelined commands kept queued in the client: enough to fill its window.
-    max_outstanding: usize,
     /// A `DELE` was sent: the reply to `QUIT` commits it, so it must be awaited.
     dele_sent: bool,
     span: tracing::Span,
@@ -96,9 +94,6 @@ impl Session {
             security = ?config.security,
         );
         async {
-            let limits = &config.limits;
-            let max_outstanding = (limits.max_in_flight.saturating_mul(2))
-                .clamp(1, limits.max_queued_commands.max(1));
             let (reply_timeout, greeting_wait) = (config.timeouts.reply, config.timeouts.greeting);
             let conn = Connection::open(options, config.security, PORTS, greeting_wait, |now| {
                 Client::new(config, now)
@@ -112,7 +107,6 @@ impl Session {
                     text: String::new(),
                 },
                 reply_timeout,
-                max_outstanding,
                 dele_sent: false,
                 span: tracing::Span::current(),
             };
@@ -317,25 +311,14 @@ impl Session {
         let span = tracing::debug_span!(parent: &self.span, "pop3.dele_many");
         async {
             self.conn.check().await?;
-            let mut pending: VecDeque<u32> = msgs.into_iter().collect();
-            let mut outstanding: VecDeque<(CommandId, u32)> = VecDeque::new();
+            let mut batch = Batch::new(BatchKind::Dele, msgs);
             let mut refused = Vec::new();
-            loop {
-                while outstanding.len() < self.max_outstanding {
-                    let Some(msg) = pending.pop_front() else {
-                        break;
-                    };
-                    outstanding.push_back((self.send(Command::Dele(msg))?, msg));
-                }
-                let Some((head, msg)) = outstanding.pop_front() else {
-                    return Ok(refused);
-                };
-                match self.reply(head).await {
-                    Ok(_) => {}
-                    Err(Error::Refused { response, .. }) => refused.push((msg, response)),
-                    Err(error) => return Err(error),
+            while let Some((msg, event)) = self.batch_event(&mut batch).await? {
+                if let Event::Refused { response, .. } = event {
+                    refused.push((msg, response));
                 }
             }
+            Ok(refused)
         }
         .instrument(span)
         .await
@@ -393,6 +376,27 @@ impl Session {
             .machine()
             .send(now, command)
             .map_err(|r| r.reason)?)
+    }
+
+    /// Refills `batch`, then waits for the next event it claims, with its message; `None` once
+    /// the batch is done. Events of other commands (left over from an abandoned call) are
+    /// skipped.
+    async fn batch_event(&mut self, batch: &mut Batch) -> Result<Option<(u32, Event)>, Error> {
+        if self.conn.is_broken() {
+            return Err(Error::Closed);
+        }
+        self.dele_sent |= batch.kind() == BatchKind::Dele && batch.remaining() > 0;
+        batch.fill(self.conn.machine(), Instant::now())?;
+        if batch.is_done() {
+            return Ok(None);
+        }
+        loop {
+            let event = self.conn.next_event().await?;
+            if let Some(msg) = batch.claim(&event) {
+                return Ok(Some((msg, event)));
+            }
+            tracing::trace!(?event, "skipped event of another command");
+        }
     }
 
     /// The event answering `id`; `-ERR` becomes [`Error::Refused`]. Events of other commands
