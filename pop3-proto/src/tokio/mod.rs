@@ -72,7 +72,6 @@ pub struct Stat {
 #[derive(Debug)]
 pub struct Session {
     conn: Connection<Client>,
-    greeting: Response,
     reply_timeout: Duration,
     /// A `DELE` was sent: the reply to `QUIT` commits it, so it must be awaited.
     dele_sent: bool,
@@ -99,13 +98,8 @@ impl Session {
                 Client::new(config, now)
             })
             .await?;
-            let mut greeting = None;
             let mut session = Self {
                 conn,
-                greeting: Response {
-                    code: None,
-                    text: String::new(),
-                },
                 reply_timeout,
                 dele_sent: false,
                 span: tracing::Span::current(),
@@ -113,17 +107,12 @@ impl Session {
             let capabilities = session
                 .conn
                 .set_up(|event| match event {
-                    Event::Greeting(response) => {
-                        greeting = Some(response);
-                        None
-                    }
                     Event::GreetingRefused(response) => Some(Err(Error::GreetingRefused(response))),
                     Event::Ready(capabilities) => Some(Ok(capabilities)),
                     _ => None,
                 })
                 .await?;
             tracing::debug!(?capabilities, "ready");
-            session.greeting = greeting.unwrap_or(session.greeting);
             Ok(session)
         }
         .instrument(span)
@@ -133,8 +122,13 @@ impl Session {
     // ---- getters ----
 
     /// The server's greeting (its text may name the software; never trust it for anything).
-    pub const fn greeting(&self) -> &Response {
-        &self.greeting
+    pub fn greeting(&self) -> &Response {
+        // Always there: a session exists only once the client is ready, after the greeting.
+        static NONE: Response = Response {
+            code: None,
+            text: String::new(),
+        };
+        self.client().greeting().unwrap_or(&NONE)
     }
 
     /// The capabilities in force (after TLS, when TLS was set up by `STLS`).
