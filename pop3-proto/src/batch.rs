@@ -78,7 +78,7 @@ impl BatchKind {
 /// assert!(batch.is_done());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Batch {
     kind: BatchKind,
     /// Messages whose command is not queued yet.
@@ -89,6 +89,7 @@ pub struct Batch {
 
 impl Batch {
     /// A batch of `kind` for `msgs`, in their order. Nothing is queued before [`Batch::fill`].
+    #[must_use = "a batch does nothing until it is filled"]
     pub fn new<I>(kind: BatchKind, msgs: I) -> Self
     where
         I: IntoIterator<Item = u32>,
