@@ -100,7 +100,8 @@
 //!
 //! With the `blocking` feature, [`blocking::Connection`] (module `pop3_proto::blocking`) runs
 //! this client over `std::net` and rustls without an async runtime: `open` does the TLS or
-//! `STLS` set-up, then `next_event` blocks until the client has an event. The driver is
+//! `STLS` set-up, then `next_event` blocks until the client has an event. [`Batch`] gives it
+//! the tokio adapter's pipelined runs of `RETR`, `TOP` and `DELE`. The driver is
 //! `mail_common::blocking`, the same one `smtp-submit` uses.
 //!
 //! # Low-level modules
