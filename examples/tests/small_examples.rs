@@ -23,6 +23,7 @@ fn blocking_pop3_lists_subjects_over_implicit_tls() {
         "{stdout}\n{}",
         text(&output.stderr)
     );
+    assert!(stdout.starts_with("server: Dovecot"), "{stdout}");
     assert!(stdout.contains("100 messages, 2224872 octets"), "{stdout}");
     assert!(
         stdout.contains("  100  [tg] alice message 100 of 100"),

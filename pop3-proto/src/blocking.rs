@@ -4,8 +4,10 @@
 //!
 //! [`Connection::open`] connects, reads the greeting, asks for the capabilities and, with
 //! [`Security::StartTls`](crate::Security), upgrades with `STLS`; it returns once the client is
-//! ready for a login. Commands then go to [`Connection::machine`] and each
-//! [`Connection::next_event`] blocks until the client has an event.
+//! ready for a login (the greeting stays readable as [`Client::greeting`]). Commands then go to
+//! [`Connection::machine`] and each [`Connection::next_event`] blocks until the client has an
+//! event. A [`Batch`](crate::Batch) pipelines a run of `RETR`, `TOP` or `DELE`, as the tokio
+//! adapter's `retr_many` and `dele_many` do.
 //!
 //! ```no_run
 //! use std::time::Instant;

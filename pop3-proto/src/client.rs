@@ -21,6 +21,7 @@ use crate::config::{Config, Security};
 use crate::error::{Malformed, Misuse, Phase, ProtocolError, Rejected};
 use crate::event::{Event, ScanEntry, UidEntry};
 use crate::parse::{self, Status};
+use crate::response::Response;
 
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +120,7 @@ pub struct Client {
     reading: Reading,
     login: Option<Exchange>,
     caps: Option<Capabilities>,
+    greeting: Option<Response>,
     apop_timestamp: Option<String>,
     tls: bool,
     logged_in: bool,
@@ -166,6 +168,7 @@ impl Client {
             reading: Reading::StatusLine,
             login: None,
             caps: None,
+            greeting: None,
             apop_timestamp: None,
             tls: config.security == Security::ImplicitTls,
             logged_in: false,
@@ -185,6 +188,14 @@ impl Client {
     /// between the TLS handshake and the `CAPA` that follows it.
     pub const fn capabilities(&self) -> Option<&Capabilities> {
         self.caps.as_ref()
+    }
+
+    /// The server's greeting, positive or refused, once it has arrived (as in
+    /// [`Event::Greeting`]): a driver that runs the set-up itself, such as the blocking one,
+    /// keeps it here for the caller. Its text may name the software; never trust it for
+    /// anything.
+    pub const fn greeting(&self) -> Option<&Response> {
+        self.greeting.as_ref()
     }
 
     /// Whether the connection is protected by TLS (implicit, or after `STLS`).
@@ -211,6 +222,11 @@ impl Client {
     /// and the session is logged in.
     pub fn is_pipelining(&self) -> bool {
         self.config.pipelining && self.logged_in && self.caps.as_ref().is_some_and(|c| c.pipelining)
+    }
+
+    /// The configuration, for the caller-side helpers ([`crate::Batch`]).
+    pub(crate) const fn config(&self) -> &Config {
+        &self.config
     }
 
     // ---- polls ----
@@ -611,15 +627,17 @@ impl Client {
         match status {
             Status::Ok(text) => {
                 self.apop_timestamp = parse::apop_timestamp(text).map(str::to_owned);
-                self.events
-                    .push_back(Event::Greeting(parse::response(text)));
+                let greeting = parse::response(text);
+                self.greeting = Some(greeting.clone());
+                self.events.push_back(Event::Greeting(greeting));
                 self.session = Session::Negotiating;
                 self.send_internal(now, "CAPA", Awaiting::AutoCapa);
                 Ok(())
             }
             Status::Err(text) => {
-                self.events
-                    .push_back(Event::GreetingRefused(parse::response(text)));
+                let greeting = parse::response(text);
+                self.greeting = Some(greeting.clone());
+                self.events.push_back(Event::GreetingRefused(greeting));
                 self.session = Session::GreetingRefused;
                 Ok(())
             }

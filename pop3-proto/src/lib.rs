@@ -100,7 +100,8 @@
 //!
 //! With the `blocking` feature, `pop3_proto::blocking::Connection` runs
 //! this client over `std::net` and rustls without an async runtime: `open` does the TLS or
-//! `STLS` set-up, then `next_event` blocks until the client has an event. The driver is
+//! `STLS` set-up, then `next_event` blocks until the client has an event. [`Batch`] gives it
+//! the tokio adapter's pipelined runs of `RETR`, `TOP` and `DELE`. The driver is
 //! `mail_common::blocking`, the same one `smtp-submit` uses.
 //!
 //! # Low-level modules
@@ -111,6 +112,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod batch;
 mod capabilities;
 mod client;
 mod command;
@@ -124,6 +126,7 @@ pub mod blocking;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use batch::{Batch, BatchKind};
 pub use capabilities::{Capabilities, Capability, Expire, OtherCapability, Policy};
 pub use client::Client;
 pub use command::{AuthMethod, Command, CommandId, Login};

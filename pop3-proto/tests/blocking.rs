@@ -1,8 +1,9 @@
 //! The blocking driver (`pop3_proto::blocking`, feature `blocking`) against the test ground's
 //! Dovecot and scripted hostile servers: the set-up reaches ready over TLS, a wrong TLS mode
-//! for the port gets the tokio adapter's diagnosis, and bytes after the STLS reply abort.
-//! User: alice, read-only.
+//! for the port gets the tokio adapter's diagnosis, bytes after the STLS reply abort, and a
+//! [`Batch`] pipelines the whole mailbox. User: alice, read-only.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use mail_testground::hostile::{HostileServer, Pki, Step};
@@ -10,7 +11,9 @@ use mail_testground::{ALICE, DOVECOT_POP3, DOVECOT_POP3S, HOST, TLS_NAME};
 use pop3_proto::blocking::{
     ConnectOptions, Connection, Error, SetupTimeouts, TransportError, TrustRoots,
 };
-use pop3_proto::{Command, Config, Credentials, Event, Login, ProtocolError, Security, Timeouts};
+use pop3_proto::{
+    Batch, BatchKind, Command, Config, Credentials, Event, Login, ProtocolError, Security, Timeouts,
+};
 
 const DEADLINE: Duration = Duration::from_millis(1500);
 
@@ -42,6 +45,74 @@ fn stls_reaches_ready_over_tls_then_logs_in_and_quits() {
     while !matches!(conn.next_event().unwrap(), Event::Closed) {}
     conn.close();
     assert!(matches!(conn.next_event(), Err(Error::Closed)));
+}
+
+#[test]
+fn a_batch_retrieves_the_whole_mailbox_pipelined_and_in_order() {
+    mail_testground::require(&[DOVECOT_POP3S]);
+    let mut conn = Connection::open(
+        &options(DOVECOT_POP3S.port),
+        Config::new(Security::ImplicitTls),
+    )
+    .expect("implicit TLS set-up");
+    let greeting = conn.machine_ref().greeting().expect("greeting kept");
+    assert!(greeting.text.contains("ready"), "{greeting:?}");
+    let login = Login::auto(Credentials::password(ALICE.name, ALICE.password));
+    conn.machine().login(Instant::now(), login).unwrap();
+    assert!(matches!(conn.next_event().unwrap(), Event::LoggedIn { .. }));
+    assert!(conn.machine_ref().is_pipelining());
+    conn.machine()
+        .send(Instant::now(), Command::List(None))
+        .unwrap();
+    let Event::Listing { entries, .. } = conn.next_event().unwrap() else {
+        panic!("no listing");
+    };
+    assert_eq!(entries.len(), 100);
+    let sizes: HashMap<u32, u64> = entries.iter().map(|e| (e.msg, e.size)).collect();
+
+    // 101 does not exist: refused in the middle, the others go on.
+    let msgs: Vec<u32> = (51..=100).chain([101]).chain(1..=50).collect();
+    let mut batch = Batch::new(BatchKind::Retr, msgs.iter().copied());
+    let (mut bodies, mut ends, mut refused) =
+        (HashMap::<u32, Vec<u8>>::new(), Vec::new(), Vec::new());
+    let mut most_outstanding = 0;
+    loop {
+        batch.fill(conn.machine(), Instant::now()).unwrap();
+        most_outstanding = most_outstanding.max(batch.outstanding());
+        if batch.is_done() {
+            break;
+        }
+        let event = conn.next_event().unwrap();
+        let msg = batch.claim(&event).expect("only the batch is running");
+        match event {
+            Event::MessageStart { msg: start, .. } => assert_eq!(start, msg),
+            Event::MessageChunk { data, .. } => bodies.entry(msg).or_default().extend(&data),
+            Event::MessageEnd { octets, .. } => ends.push((msg, octets)),
+            Event::Refused { .. } => refused.push(msg),
+            other => panic!("RETR answered by {other:?}"),
+        }
+    }
+    assert!(most_outstanding > 1, "not pipelined: {most_outstanding}");
+    assert_eq!(refused, [101]);
+    let order: Vec<u32> = ends.iter().map(|&(msg, _)| msg).collect();
+    assert_eq!(
+        order,
+        msgs[..50]
+            .iter()
+            .chain(&msgs[51..])
+            .copied()
+            .collect::<Vec<_>>()
+    );
+    for (msg, octets) in ends {
+        let body = &bodies[&msg];
+        assert_eq!(octets, body.len() as u64, "message {msg}");
+        assert_eq!(octets, sizes[&msg], "message {msg}: LIST size");
+        let subject = format!("alice message {msg} of 100");
+        let text = String::from_utf8_lossy(body);
+        assert!(text.contains(&subject), "message {msg} is not {subject:?}");
+    }
+    conn.machine().send(Instant::now(), Command::Quit).unwrap();
+    while !matches!(conn.next_event().unwrap(), Event::Closed) {}
 }
 
 #[test]

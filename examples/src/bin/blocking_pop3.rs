@@ -1,6 +1,7 @@
 //! A blocking POP3 client on `std::net` and rustls, with no async runtime: pop3-proto's
-//! sans-IO core run by its `blocking` driver. It logs in over implicit TLS, lists the mailbox
-//! and prints the Subject of each message (`TOP n 0`), then quits.
+//! sans-IO core run by its `blocking` driver. It shows the server's greeting, logs in over
+//! implicit TLS, lists the mailbox and prints the Subject of each message (`TOP n 0`, pipelined
+//! by a `Batch`), then quits.
 //!
 //! ```text
 //! POP3_PASSWORD=secret cargo run -p mail-examples --bin blocking_pop3 -- \
@@ -11,7 +12,7 @@
 use std::time::Instant;
 
 use pop3_proto::blocking::{ConnectOptions, Connection, TrustRoots};
-use pop3_proto::{Command, Config, Credentials, Event, Login, Security};
+use pop3_proto::{Batch, BatchKind, Command, Config, Credentials, Event, Login, Security};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -37,6 +38,9 @@ fn main() -> Result<(), Error> {
         .with_trust_roots(roots);
     // Returns once the greeting and the capabilities are in: the client is ready for a login.
     let mut conn = Connection::open(&options, Config::new(Security::ImplicitTls))?;
+    if let Some(greeting) = conn.machine_ref().greeting() {
+        println!("server: {}", greeting.text);
+    }
 
     let login = Login::auto(Credentials::password(user.as_str(), password));
     conn.machine()
@@ -56,26 +60,25 @@ fn main() -> Result<(), Error> {
         return Err("no STAT answer".into());
     };
     println!("{count} messages, {size} octets");
-    // Queue every TOP at once: the client pipelines them when the server allows it.
-    for msg in 1..=count {
-        conn.machine()
-            .send(Instant::now(), Command::top(msg, 0))
-            .map_err(|rejected| rejected.reason)?;
-    }
+    // A batch keeps the client's pipelining window full without queueing every TOP at once.
+    let mut batch = Batch::new(BatchKind::Top { lines: 0 }, 1..=count);
     let mut header = Vec::new();
-    let mut shown = 0;
-    while shown < count {
-        match conn.next_event()? {
+    loop {
+        batch.fill(conn.machine(), Instant::now())?;
+        if batch.is_done() {
+            break;
+        }
+        let event = conn.next_event()?;
+        let Some(msg) = batch.claim(&event) else {
+            continue;
+        };
+        match event {
             Event::MessageChunk { data, .. } => header.extend_from_slice(&data),
             Event::MessageEnd { .. } => {
-                shown += 1;
-                println!("{shown:>5}  {}", subject(&header));
+                println!("{msg:>5}  {}", subject(&header));
                 header.clear();
             }
-            Event::Refused { response, .. } => {
-                shown += 1;
-                println!("{shown:>5}  (refused: {})", response.text);
-            }
+            Event::Refused { response, .. } => println!("{msg:>5}  (refused: {})", response.text),
             _ => {}
         }
     }

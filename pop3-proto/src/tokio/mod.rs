@@ -33,7 +33,7 @@
 mod error;
 mod retrieve;
 
-use std::{collections::VecDeque, time::Duration, time::Instant};
+use std::{time::Duration, time::Instant};
 
 pub use mail_common::connection::ConnectOptions;
 use mail_common::connection::Connection;
@@ -46,8 +46,8 @@ use tracing::Instrument as _;
 pub use self::error::{ConnectionError, Error, Timeout};
 pub use self::retrieve::{Fetched, MessageReader, Retrieval, RetrievalEvent};
 use crate::{
-    AuthMethod, Capabilities, Client, Command, CommandId, Config, Event, Login, Response,
-    ScanEntry, UidEntry,
+    AuthMethod, Batch, BatchKind, Capabilities, Client, Command, CommandId, Config, Event, Login,
+    Response, ScanEntry, UidEntry,
 };
 
 /// Answer to `STAT`.
@@ -66,10 +66,7 @@ pub struct Stat {
 #[derive(Debug)]
 pub struct Session {
     conn: Connection<Client>,
-    greeting: Response,
     reply_timeout: Duration,
-    /// Pipelined commands kept queued in the client: enough to fill its window.
-    max_outstanding: usize,
     /// A `DELE` was sent: the reply to `QUIT` commits it, so it must be awaited.
     dele_sent: bool,
     span: tracing::Span,
@@ -90,37 +87,23 @@ impl Session {
             security = ?config.security,
         );
         async {
-            let limits = &config.limits;
-            let max_outstanding = (limits.max_in_flight.saturating_mul(2))
-                .clamp(1, limits.max_queued_commands.max(1));
             let reply_timeout = config.timeouts.reply;
             let conn = Connection::open(options, config).await?;
-            let mut greeting = None;
             let mut session = Self {
                 conn,
-                greeting: Response {
-                    code: None,
-                    text: String::new(),
-                },
                 reply_timeout,
-                max_outstanding,
                 dele_sent: false,
                 span: tracing::Span::current(),
             };
             let capabilities = session
                 .conn
                 .set_up(|event| match event {
-                    Event::Greeting(response) => {
-                        greeting = Some(response);
-                        None
-                    }
                     Event::GreetingRefused(response) => Some(Err(Error::GreetingRefused(response))),
                     Event::Ready(capabilities) => Some(Ok(capabilities)),
                     _ => None,
                 })
                 .await?;
             tracing::debug!(?capabilities, "ready");
-            session.greeting = greeting.unwrap_or(session.greeting);
             Ok(session)
         }
         .instrument(span)
@@ -130,8 +113,13 @@ impl Session {
     // ---- getters ----
 
     /// The server's greeting (its text may name the software; never trust it for anything).
-    pub const fn greeting(&self) -> &Response {
-        &self.greeting
+    pub fn greeting(&self) -> &Response {
+        // Always there: a session exists only once the client is ready, after the greeting.
+        static NONE: Response = Response {
+            code: None,
+            text: String::new(),
+        };
+        self.client().greeting().unwrap_or(&NONE)
     }
 
     /// The capabilities in force (after TLS, when TLS was set up by `STLS`).
@@ -308,25 +296,14 @@ impl Session {
         let span = tracing::debug_span!(parent: &self.span, "pop3.dele_many");
         async {
             self.conn.check().await?;
-            let mut pending: VecDeque<u32> = msgs.into_iter().collect();
-            let mut outstanding: VecDeque<(CommandId, u32)> = VecDeque::new();
+            let mut batch = Batch::new(BatchKind::Dele, msgs);
             let mut refused = Vec::new();
-            loop {
-                while outstanding.len() < self.max_outstanding {
-                    let Some(msg) = pending.pop_front() else {
-                        break;
-                    };
-                    outstanding.push_back((self.send(Command::Dele(msg))?, msg));
-                }
-                let Some((head, msg)) = outstanding.pop_front() else {
-                    return Ok(refused);
-                };
-                match self.reply(head).await {
-                    Ok(_) => {}
-                    Err(Error::Refused { response, .. }) => refused.push((msg, response)),
-                    Err(error) => return Err(error),
+            while let Some((msg, event)) = self.batch_event(&mut batch).await? {
+                if let Event::Refused { response, .. } = event {
+                    refused.push((msg, response));
                 }
             }
+            Ok(refused)
         }
         .instrument(span)
         .await
@@ -384,6 +361,27 @@ impl Session {
             .machine()
             .send(now, command)
             .map_err(|r| r.reason)?)
+    }
+
+    /// Refills `batch`, then waits for the next event it claims, with its message; `None` once
+    /// the batch is done. Events of other commands (left over from an abandoned call) are
+    /// skipped.
+    async fn batch_event(&mut self, batch: &mut Batch) -> Result<Option<(u32, Event)>, Error> {
+        if self.conn.is_broken() {
+            return Err(Error::Closed);
+        }
+        self.dele_sent |= batch.kind() == BatchKind::Dele && batch.remaining() > 0;
+        batch.fill(self.conn.machine(), Instant::now())?;
+        if batch.is_done() {
+            return Ok(None);
+        }
+        loop {
+            let event = self.conn.next_event().await?;
+            if let Some(msg) = batch.claim(&event) {
+                return Ok(Some((msg, event)));
+            }
+            tracing::trace!(?event, "skipped event of another command");
+        }
     }
 
     /// The event answering `id`; `-ERR` becomes [`Error::Refused`]. Events of other commands

@@ -2,7 +2,6 @@
 //! and pipelined batches ([`Session::retr_many`], [`Session::retrieve`]).
 
 use std::{
-    collections::VecDeque,
     fmt,
     future::Future,
     io,
@@ -15,7 +14,7 @@ use bytes::Bytes;
 use tracing::Instrument as _;
 
 use super::{Error, Session};
-use crate::{Command, CommandId, Event, Response};
+use crate::{Batch, BatchKind, Command, CommandId, Event, Response};
 
 /// The outcome of one message of [`Session::retr_many`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,8 +257,7 @@ impl Session {
         let span = tracing::debug_span!(parent: &self.span, "pop3.retrieve");
         Retrieval {
             session: self,
-            pending: msgs.into_iter().collect(),
-            outstanding: VecDeque::new(),
+            batch: Batch::new(BatchKind::Retr, msgs),
             span,
         }
     }
@@ -292,8 +290,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Retrieval<'a> {
     session: &'a mut Session,
-    pending: VecDeque<u32>,
-    outstanding: VecDeque<(CommandId, u32)>,
+    batch: Batch,
     span: tracing::Span,
 }
 
@@ -309,55 +306,39 @@ impl Retrieval<'_> {
 
     async fn next_inner(&mut self) -> Result<Option<RetrievalEvent>, Error> {
         self.session.conn.check().await?;
-        if self.outstanding.is_empty() && !self.pending.is_empty() {
+        if self.batch.outstanding() == 0 && !self.batch.is_done() {
             self.session.conn.take_arrived().await?;
         }
-        while self.outstanding.len() < self.session.max_outstanding {
-            let Some(msg) = self.pending.pop_front() else {
-                break;
-            };
-            let id = self.session.send(Command::retr(msg))?;
-            self.outstanding.push_back((id, msg));
-        }
-        let Some(&(head, msg)) = self.outstanding.front() else {
+        let Some((msg, event)) = self.session.batch_event(&mut self.batch).await? else {
             return Ok(None);
         };
-        loop {
-            let event = self.session.conn.next_event().await?;
-            if event.command_id() != Some(head) {
-                tracing::trace!(?event, "skipped event of another command");
-                continue;
+        Ok(Some(match event {
+            Event::MessageStart { .. } => RetrievalEvent::Start { msg },
+            Event::MessageChunk { data, .. } => RetrievalEvent::Chunk { msg, data },
+            Event::MessageEnd { octets, .. } => {
+                tracing::debug!(msg, octets, "message received");
+                RetrievalEvent::End { msg, octets }
             }
-            return Ok(Some(match event {
-                Event::MessageStart { .. } => RetrievalEvent::Start { msg },
-                Event::MessageChunk { data, .. } => RetrievalEvent::Chunk { msg, data },
-                Event::MessageEnd { octets, .. } => {
-                    self.outstanding.pop_front();
-                    tracing::debug!(msg, octets, "message received");
-                    RetrievalEvent::End { msg, octets }
-                }
-                Event::Refused { response, .. } => {
-                    self.outstanding.pop_front();
-                    tracing::debug!(msg, ?response, "RETR refused");
-                    RetrievalEvent::Refused { msg, response }
-                }
-                other => unreachable!("RETR answered by {other:?}"),
-            }));
-        }
+            Event::Refused { response, .. } => {
+                tracing::debug!(msg, ?response, "RETR refused");
+                RetrievalEvent::Refused { msg, response }
+            }
+            other => unreachable!("RETR answered by {other:?}"),
+        }))
     }
 
     /// Sends no further `RETR` and reads (discarding) the replies of those already sent.
     ///
     /// Cancel safety: cancel-safe; the rest is discarded by the next call.
     pub async fn abandon(&mut self) -> Result<(), Error> {
-        self.pending.clear();
+        self.batch.abandon();
         while self.next().await?.is_some() {}
         Ok(())
     }
 
     /// Messages not yet completely answered.
     pub fn remaining(&self) -> usize {
-        self.pending.len() + self.outstanding.len()
+        self.batch.remaining()
     }
 }
 
