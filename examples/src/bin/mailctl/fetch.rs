@@ -57,7 +57,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     server: ServerArgs,
     /// The Maildir to deliver into (created if missing). One of --maildir, --mbox and --mda
-    /// is needed unless the account names its delivery (`[delivery]` in the account).
+    /// is needed unless the account names its delivery ([delivery] in the account).
+    // The help text names the TOML table as users write it; it is not a rustdoc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "DIR", group = "target")]
     maildir: Option<PathBuf>,
     /// Append to this mbox file instead (mboxrd, locked with a dot lock and fcntl; created
