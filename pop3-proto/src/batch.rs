@@ -217,6 +217,28 @@ mod tests {
         format!("+OK\r\nmessage {msg}\r\n.\r\n")
     }
 
+    /// A driver skips the reply to `QUIT` only when it commits nothing: no `DELE` was queued,
+    /// one by one or by a batch.
+    #[test]
+    fn quit_commits_deletions_once_a_dele_is_queued() {
+        let now = Instant::now();
+        let mut client = logged_in(Limits::default());
+        client.send(now, Command::Stat).unwrap();
+        let mut retr = Batch::new(BatchKind::Retr, [1]);
+        retr.fill(&mut client, now).unwrap();
+        assert!(!client.quit_commits_deletions());
+        let mut empty = Batch::new(BatchKind::Dele, []);
+        empty.fill(&mut client, now).unwrap();
+        assert!(!client.quit_commits_deletions());
+        let mut dele = Batch::new(BatchKind::Dele, [1]);
+        dele.fill(&mut client, now).unwrap();
+        assert!(client.quit_commits_deletions());
+
+        let mut client = logged_in(Limits::default());
+        client.send(now, Command::Dele(2)).unwrap();
+        assert!(client.quit_commits_deletions());
+    }
+
     #[test]
     fn the_window_is_twice_the_pipelining_window_within_the_queue() {
         let limits = |in_flight, queued| {

@@ -125,6 +125,8 @@ pub struct Client {
     tls: bool,
     logged_in: bool,
     utf8: bool,
+    /// A `DELE` was queued: the reply to `QUIT` is what commits it.
+    dele_queued: bool,
     /// Message sizes from the last `LIST` (and `LIST n`s since): the size hint of a `RETR`
     /// sent without one, for budgeting the pipelining window.
     sizes: HashMap<u32, u64>,
@@ -173,6 +175,7 @@ impl Client {
             tls: config.security == Security::ImplicitTls,
             logged_in: false,
             utf8: false,
+            dele_queued: false,
             sizes: HashMap::new(),
             next_id: 0,
             greeting_deadline: now + config.timeouts.greeting,
@@ -201,6 +204,13 @@ impl Client {
     /// Whether the connection is protected by TLS (implicit, or after `STLS`).
     pub const fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// Whether a `DELE` was queued in this session, so the reply to `QUIT` is what commits
+    /// the deletions (RFC 1939 section 6) and a driver must wait for it. Without one, `QUIT`
+    /// in the transaction state removes nothing and its reply may be skipped.
+    pub const fn quit_commits_deletions(&self) -> bool {
+        self.dele_queued
     }
 
     /// Whether a login succeeded.
@@ -312,6 +322,7 @@ impl Client {
         }
         let id = self.next_id();
         self.queue.push_back(Queued::Command(id, command));
+        self.dele_queued |= matches!(command, Command::Dele(_));
         if command == Command::Quit {
             self.session = Session::Quitting;
         }

@@ -67,8 +67,6 @@ pub struct Stat {
 pub struct Session {
     conn: Connection<Client>,
     reply_timeout: Duration,
-    /// A `DELE` was sent: the reply to `QUIT` commits it, so it must be awaited.
-    dele_sent: bool,
     span: tracing::Span,
 }
 
@@ -92,7 +90,6 @@ impl Session {
             let mut session = Self {
                 conn,
                 reply_timeout,
-                dele_sent: false,
                 span: tracing::Span::current(),
             };
             let capabilities = session
@@ -336,7 +333,7 @@ impl Session {
     ///
     /// Cancel safety: dropping it drops the connection.
     pub async fn quit_without_waiting(mut self) -> Result<(), Error> {
-        let wait = self.dele_sent;
+        let wait = self.client().quit_commits_deletions();
         self.end(wait).await
     }
 
@@ -354,7 +351,6 @@ impl Session {
         if self.conn.is_broken() {
             return Err(Error::Closed);
         }
-        self.dele_sent |= matches!(command, Command::Dele(_));
         let now = Instant::now();
         Ok(self
             .conn
@@ -370,7 +366,6 @@ impl Session {
         if self.conn.is_broken() {
             return Err(Error::Closed);
         }
-        self.dele_sent |= batch.kind() == BatchKind::Dele && batch.remaining() > 0;
         batch.fill(self.conn.machine(), Instant::now())?;
         if batch.is_done() {
             return Ok(None);
