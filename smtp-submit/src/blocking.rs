@@ -50,5 +50,6 @@ use crate::Event;
 pub type Connection = mail_common::blocking::Connection<Client>;
 
 /// What [`Connection`] reports; [`Error::Refused`](mail_common::blocking::Error::Refused)
-/// carries [`Event::GreetingRefused`], [`Event::SessionFailed`] or [`Event::Closed`].
+/// carries [`Event::GreetingRefused`], [`Event::SessionFailed`] or [`Event::Closed`];
+/// [`Event::refusal`] names the refused step as the tokio adapter's `Error::Refused` does.
 pub type Error = mail_common::blocking::ErrorOf<Client>;

@@ -259,9 +259,24 @@ impl SessionFailure {
     }
 }
 
+impl Event {
+    /// For an event that ends the session as a server refusal (the greeting refused, or
+    /// [`Event::SessionFailed`] with a refusal), the refused step and the reply: what the
+    /// blocking driver's `Error::Refused` carries, named as the tokio adapter's
+    /// `Error::Refused` names it.
+    #[must_use]
+    pub const fn refusal(&self) -> Option<(Stage, &Reply)> {
+        match self {
+            Self::GreetingRefused(reply) => Some((Stage::Greeting, reply)),
+            Self::SessionFailed(failure) => failure.refusal(),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{AuthFailure, SessionFailure};
+    use super::{AuthFailure, Event, SessionFailure};
     use crate::Stage;
     use crate::reply::{Reply, ReplyReader};
 
@@ -297,6 +312,21 @@ mod tests {
             format!("{} refused", Stage::ServiceClosing),
             "service refused"
         );
+    }
+
+    #[test]
+    fn an_event_that_ends_the_session_names_the_refused_step() {
+        let greeting = Event::GreetingRefused(reply("554 no service\r\n"));
+        assert_eq!(
+            greeting.refusal().map(|(stage, r)| (stage, r.code())),
+            Some((Stage::Greeting, 554))
+        );
+        let ehlo = Event::SessionFailed(SessionFailure::EhloRefused(reply("550 no\r\n")));
+        assert_eq!(
+            ehlo.refusal().map(|(stage, r)| (stage, r.code())),
+            Some((Stage::Ehlo, 550))
+        );
+        assert_eq!(Event::Closed.refusal(), None);
     }
 
     #[test]

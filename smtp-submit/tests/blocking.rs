@@ -253,10 +253,14 @@ fn a_refused_greeting_is_an_error_and_quit_still_goes_out() {
         Step::Close,
     ];
     let (error, transcript) = scripted(script, Security::ImplicitTls);
-    let Error::Refused(Event::GreetingRefused(reply)) = &error else {
+    let Error::Refused(event @ Event::GreetingRefused(reply)) = &error else {
         panic!("expected a refused greeting, got {error:?}");
     };
     assert_eq!(reply.code(), 554);
+    assert_eq!(
+        event.refusal().map(|(stage, reply)| (stage, reply.code())),
+        Some((smtp_submit::Stage::Greeting, 554))
+    );
     assert_eq!(transcript.lines, ["QUIT"], "{transcript:?}");
 }
 

@@ -92,15 +92,13 @@ impl Session {
                 .conn
                 .set_up(|event| match event {
                     Event::Ready(capabilities) => Some(Ok(capabilities)),
-                    Event::SessionFailed(reason) => {
-                        Some(Err(Error::from_session_failure(Some(&reason))))
-                    }
-                    Event::GreetingRefused(reply) => Some(Err(Error::Refused {
-                        stage: Stage::Greeting,
-                        reply,
-                    })),
                     Event::Closed => Some(Err(Error::Closed)),
-                    _ => None,
+                    event => event.refusal().map(|(stage, reply)| {
+                        Err(Error::Refused {
+                            stage,
+                            reply: reply.clone(),
+                        })
+                    }),
                 })
                 .await;
             match ready {
