@@ -79,7 +79,8 @@ pub use discover::{Discoverer, DiscoveryOptions, DiscoveryReport, Source, discov
 pub use domain::EmailAddress;
 pub use settings::{Account, ManualSettings};
 
-/// The examples of the crate's README.md, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The examples of the crate's README.md, compiled and run as doc tests (they use the
+/// default features).
+#[cfg(all(doctest, feature = "discover", feature = "store", feature = "session"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -139,7 +139,8 @@ pub use mail_common::sasl::{
 pub use mail_common::{FailureClass, Machine};
 pub use response::{Response, ResponseCode};
 
-/// The examples of the crate's README.md, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The examples of the crate's README.md, compiled and run as doc tests (they use both
+/// drivers).
+#[cfg(all(doctest, feature = "tokio", feature = "blocking"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -48,11 +48,13 @@ enum Indicator {
 /// space or the end of the line.
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// use pop3_proto::parse::{Status, status_line};
 /// assert_eq!(status_line(b"+OK 2 320"), Ok(Status::Ok(b"2 320")));
 /// assert_eq!(status_line(b"-ERR"), Ok(Status::Err(b"")));
 /// assert_eq!(status_line(b"+ "), Ok(Status::Continuation(b"")));
 /// assert!(status_line(b"+OKAY").is_err());
+/// # }
 /// ```
 pub fn status_line(line: &[u8]) -> Result<Status<'_>, Malformed> {
     let indicator = alt((
@@ -79,11 +81,13 @@ const fn is_code_char(byte: u8) -> bool {
 /// Text that does not start with a well-formed code has none.
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// use pop3_proto::parse::response;
 /// use pop3_proto::ResponseCode;
 /// let r = response(b"[SYS/TEMP] try later");
 /// assert_eq!((r.code, r.text.as_str()), (Some(ResponseCode::SysTemp), "try later"));
 /// assert_eq!(response(b"[not a code] x").code, None);
+/// # }
 /// ```
 pub fn response(text: &[u8]) -> Response {
     let text = text.trim_ascii_start();
@@ -112,10 +116,12 @@ pub fn response(text: &[u8]) -> Response {
 /// lets an attacker choose the MD5 input and recover the password (CVE-2007-1558).
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// use pop3_proto::parse::apop_timestamp;
 /// let greeting = b"POP3 server ready <1896.697170952@dbc.mtview.ca.us>";
 /// assert_eq!(apop_timestamp(greeting), Some("<1896.697170952@dbc.mtview.ca.us>"));
 /// assert_eq!(apop_timestamp(b"ready <no-at-sign>"), None);
+/// # }
 /// ```
 pub fn apop_timestamp(text: &[u8]) -> Option<&str> {
     let start = memchr::memchr(b'<', text)?;
@@ -158,7 +164,9 @@ fn two_numbers(text: &[u8], kind: Malformed) -> Result<(u32, u64), Malformed> {
 /// The text of a positive `STAT` reply: `(message count, maildrop size)`.
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// assert_eq!(pop3_proto::parse::stat(b"2 320"), Ok((2, 320)));
+/// # }
 /// ```
 pub fn stat(text: &[u8]) -> Result<(u32, u64), Malformed> {
     two_numbers(text, Malformed::Stat)
@@ -167,8 +175,10 @@ pub fn stat(text: &[u8]) -> Result<(u32, u64), Malformed> {
 /// A scan listing: one line of `LIST`, or the text of a positive `LIST n` reply.
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// use pop3_proto::{ScanEntry, parse::scan_entry};
 /// assert_eq!(scan_entry(b"1 120 extra"), Ok(ScanEntry { msg: 1, size: 120 }));
+/// # }
 /// ```
 pub fn scan_entry(text: &[u8]) -> Result<ScanEntry, Malformed> {
     let (msg, size) = two_numbers(text, Malformed::ScanListing)?;
@@ -180,9 +190,11 @@ pub fn scan_entry(text: &[u8]) -> Result<ScanEntry, Malformed> {
 /// (see [`crate::Limits::max_uid_len`]).
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// use pop3_proto::parse::uid_entry;
 /// let entry = uid_entry(b"1 000000016b027d9f").unwrap();
 /// assert_eq!((entry.msg, entry.uid.as_str()), (1, "000000016b027d9f"));
+/// # }
 /// ```
 pub fn uid_entry(text: &[u8]) -> Result<UidEntry, Malformed> {
     let uid_char = |b: u8| (0x21..=0x7E).contains(&b);
@@ -215,10 +227,12 @@ pub fn listing_line(line: &[u8]) -> Option<&[u8]> {
 /// Recognises one `CAPA` line; `None` for a blank line.
 ///
 /// ```
+/// # #[cfg(feature = "_internal")] {
 /// use pop3_proto::parse::capability;
 /// use pop3_proto::Capability;
 /// assert_eq!(capability(b"sasl plain Scram-SHA-256"),
 ///            Some(Capability::Sasl(vec!["PLAIN".into(), "SCRAM-SHA-256".into()])));
+/// # }
 /// ```
 pub fn capability(line: &[u8]) -> Option<Capability> {
     let text = String::from_utf8_lossy(line);

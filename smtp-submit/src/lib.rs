@@ -185,7 +185,8 @@ pub use pipelined::PipelinedReports;
 pub use reply::{Category, EnhancedStatusCode, MalformedReply, Reply};
 pub use report::{NotSent, RecipientBatches, RecipientReport, ReportCollector, SendReport};
 
-/// The examples of the crate's README.md, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The examples of the crate's README.md, compiled and run as doc tests (they use both
+/// drivers).
+#[cfg(all(doctest, feature = "tokio", feature = "blocking"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

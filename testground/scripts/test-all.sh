@@ -85,6 +85,15 @@ step "cargo doc (warnings are errors): the published crates with their default f
 RUSTDOCFLAGS=-Dwarnings cargo doc -p mail-common -p pop3-proto -p smtp-submit -p mail-account --no-deps --locked
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features --locked
 
+step "cargo test --doc with default features (as a user or crater runs the published crates' tests), and mail-account's feature sets"
+# One crate per run: features of packages selected together are unified.
+for crate in mail-common pop3-proto smtp-submit mail-account; do
+  cargo test -p "$crate" --doc --locked
+done
+for features in "" discover store session; do
+  cargo test -p mail-account --no-default-features --features "$features" --doc --locked
+done
+
 step "cargo check mail-account feature sets (none: data and lookup only; each alone)"
 cargo check -p mail-account --no-default-features --locked
 cargo check -p mail-account --no-default-features --features discover --locked

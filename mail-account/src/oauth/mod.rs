@@ -17,6 +17,7 @@
 //! token whenever a connection needs one:
 //!
 //! ```no_run
+//! # #[cfg(feature = "session")] {
 //! use std::time::Duration;
 //! use mail_account::oauth::{ClientIdentity, OAuth2Credential, OAuthClient, TokenFile};
 //! use mail_account::providers::{self, oauth2::for_provider};
@@ -48,6 +49,7 @@
 //! let token = client.access_token(&file).await?;
 //! # let _ = token;
 //! # Ok(())
+//! # }
 //! # }
 //! ```
 

@@ -8,6 +8,7 @@
 //! used (its address; changing the host name in the account file keeps the state).
 //!
 //! ```
+//! # #[cfg(feature = "session")] {
 //! use mail_account::connect::ServerSettings;
 //! use mail_account::settings::Security;
 //! use mail_account::store::MailboxIdentity;
@@ -22,6 +23,7 @@
 //!     MailboxIdentity::for_server(&pop3s).state_file_name(),
 //!     ".mailctl-state-alice@pop.example.org"
 //! );
+//! # }
 //! ```
 
 use std::fmt;
