@@ -174,7 +174,16 @@ fn dotted_lines() -> impl Strategy<Value = Vec<u8>> {
         2 => proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'a'), any::<u8>()], 0..12),
     ];
     let ending = prop_oneof![12 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..]), 1 => Just(&b""[..])];
-    proptest::collection::vec((line, ending), 0..80).prop_map(|lines| {
+    joined(line, ending, 0..80)
+}
+
+/// Up to `count` lines from `line`, each followed by an ending from `ending`, as one body.
+fn joined(
+    line: impl Strategy<Value = Vec<u8>>,
+    ending: impl Strategy<Value = &'static [u8]>,
+    count: std::ops::Range<usize>,
+) -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec((line, ending), count).prop_map(|lines| {
         lines
             .into_iter()
             .flat_map(|(line, ending)| [line, ending.to_vec()])
@@ -240,13 +249,7 @@ fn long_dotted_lines() -> impl Strategy<Value = Vec<u8>> {
         1 => proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'x')], 30..80),
     ];
     let ending = prop_oneof![40 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..]), 1 => Just(&b""[..])];
-    proptest::collection::vec((line, ending), 0..600).prop_map(|lines| {
-        lines
-            .into_iter()
-            .flat_map(|(line, ending)| [line, ending.to_vec()])
-            .flatten()
-            .collect()
-    })
+    joined(line, ending, 0..600)
 }
 
 proptest! {
