@@ -33,14 +33,19 @@ fn options(port: u16) -> ConnectOptions {
         .with_timeouts(SetupTimeouts::uniform(Duration::from_secs(10)))
 }
 
-#[test]
-fn starttls_reaches_ready_over_tls_then_quits() {
+/// A connection to Postfix's submission port, upgraded with STARTTLS and ready.
+fn starttls_to_postfix() -> Connection {
     mail_testground::require(&[POSTFIX_SUBMISSION]);
-    let mut conn = Connection::open(
+    Connection::open(
         &options(POSTFIX_SUBMISSION.port),
         config(Security::StartTls),
     )
-    .expect("STARTTLS set-up");
+    .expect("STARTTLS set-up")
+}
+
+#[test]
+fn starttls_reaches_ready_over_tls_then_quits() {
+    let mut conn = starttls_to_postfix();
     assert!(conn.is_tls());
     let caps = conn.machine_ref().capabilities().expect("capabilities");
     // Postfix offers AUTH only over TLS: seeing it proves the EHLO after the upgrade.
@@ -52,12 +57,7 @@ fn starttls_reaches_ready_over_tls_then_quits() {
 
 #[test]
 fn three_messages_pipelined_each_get_their_own_report() {
-    mail_testground::require(&[POSTFIX_SUBMISSION]);
-    let mut conn = Connection::open(
-        &options(POSTFIX_SUBMISSION.port),
-        config(Security::StartTls),
-    )
-    .expect("STARTTLS set-up");
+    let mut conn = starttls_to_postfix();
     let caps = conn.machine_ref().capabilities().expect("capabilities");
     assert!(caps.pipelining() && caps.chunking(), "{caps:?}");
     let credentials = Credentials::password(GRACE.name, GRACE.password);
