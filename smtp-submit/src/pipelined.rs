@@ -195,11 +195,16 @@ mod tests {
                 id
             })
             .collect();
+        write_all(client);
+        ids
+    }
+
+    /// Takes everything the client has to send, as a driver writing it would.
+    fn write_all(client: &mut Client) {
         while let Some(bytes) = client.poll_transmit() {
             let written = bytes.len();
             client.advance_transmit(written);
         }
-        ids
     }
 
     /// Feeds `replies` and hands every event to `reports`: the reports that came back, and
@@ -333,10 +338,7 @@ mod tests {
                 b"x\r\n",
             )
             .unwrap();
-        while let Some(bytes) = client.poll_transmit() {
-            let written = bytes.len();
-            client.advance_transmit(written);
-        }
+        write_all(&mut client);
         let mut collector = crate::ReportCollector::new(id, &message);
         client
             .handle_input(
